@@ -1,0 +1,21 @@
+"""Fast-weight recurrences, importable as ``workbench.kernels``.
+
+Every kernel takes ``[batch, pos, head, dim]`` tensors, an explicit ``backend`` (``"reference"``: a
+readable loop over positions; ``"chunk"``: chunkwise-parallel), and returns a
+:class:`RecurrenceOutput` ``(output, final_state, chunk_states, delta)``. Derivations: README.md here.
+"""
+
+from ._common import BACKENDS, RecurrenceOutput
+from .delta_rule import delta_rule, delta_rule_chunk, delta_rule_reference
+from .linear_attention import linear_attention, linear_attention_chunk, linear_attention_reference
+
+__all__ = [
+    "BACKENDS",
+    "RecurrenceOutput",
+    "delta_rule",
+    "delta_rule_chunk",
+    "delta_rule_reference",
+    "linear_attention",
+    "linear_attention_chunk",
+    "linear_attention_reference",
+]

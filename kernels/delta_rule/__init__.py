@@ -1,0 +1,65 @@
+"""The (gated) delta rule: public function, reference and chunkwise backends."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .._common import RecurrenceOutput, check_backend, check_chunk_size, check_per_head, check_qkv, check_state
+from .chunk import delta_rule_chunk
+from .naive import delta_rule_reference
+
+__all__ = ["delta_rule", "delta_rule_reference", "delta_rule_chunk"]
+
+
+def delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    g: Optional[torch.Tensor] = None,
+    initial_state: Optional[torch.Tensor] = None,
+    chunk_size: int = 64,
+    backend: str = "chunk",
+    output_final_state: bool = False,
+    output_chunk_states: bool = False,
+    output_delta: bool = False,
+) -> RecurrenceOutput:
+    """The delta rule with an optional per-position decay (Gated DeltaNet when ``g`` is given).
+
+    For each position t (read after write; nothing is normalised or scaled here):
+
+        S_t = exp(g_t) · S_{t-1};   u_t = β_t (v_t − S_tᵀ k_t);   S_t += k_t u_tᵀ;   o_t = S_tᵀ q_t
+
+    Args:
+        q, k: ``[batch, pos, head, d_k]``; v: ``[batch, pos, head, d_v]``.
+        beta: ``[batch, pos, head]`` write strengths.
+        g: ``[batch, pos, head]`` log decay (α_t = exp(g_t)), or None for plain DeltaNet.
+        initial_state: ``[batch, head, d_k, d_v]`` or None (zeros).
+        chunk_size: chunk length C of the chunkwise backend, and the stride of ``chunk_states``.
+        backend: ``"chunk"`` (WY/UT chunkwise-parallel) or ``"reference"`` (a loop over positions).
+            Chosen explicitly; never switched behind your back.
+        output_final_state / output_chunk_states / output_delta: also return S_{T-1}
+            ``[batch, head, d_k, d_v]``, the states at chunk starts ``[batch, n_chunks, head, d_k, d_v]``
+            (memory O(pos/C · d_k · d_v)), and the delta errors u ``[batch, pos, head, d_v]``.
+
+    Returns:
+        :class:`RecurrenceOutput` ``(output, final_state, chunk_states, delta)``; states are float32,
+        ``output`` and ``delta`` have the dtype of ``q``. Differentiable in every input.
+    """
+    check_backend(backend)
+    b, t, h, dk, dv = check_qkv(q, k, v)
+    if beta is None:
+        raise ValueError("beta is required: pass torch.ones(batch, pos, head) for the plain delta rule")
+    check_per_head("beta", beta, b, t, h, q)
+    check_per_head("g", g, b, t, h, q)
+    check_state(initial_state, b, h, dk, dv, q)
+    check_chunk_size(chunk_size)
+    fn = delta_rule_chunk if backend == "chunk" else delta_rule_reference
+    return fn(
+        q, k, v, beta, g=g, initial_state=initial_state, chunk_size=chunk_size,
+        output_final_state=output_final_state, output_chunk_states=output_chunk_states,
+        output_delta=output_delta,
+    )

@@ -1,0 +1,45 @@
+"""Linear attention (the sum rule): public function, reference and chunkwise backends."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .._common import RecurrenceOutput, check_backend, check_chunk_size, check_qkv, check_state
+from .chunk import linear_attention_chunk
+from .naive import linear_attention_reference
+
+__all__ = ["linear_attention", "linear_attention_reference", "linear_attention_chunk"]
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    normalize: bool = False,
+    eps: float = 1e-6,
+    initial_state: Optional[torch.Tensor] = None,
+    chunk_size: int = 64,
+    backend: str = "chunk",
+    output_final_state: bool = False,
+    output_chunk_states: bool = False,
+) -> RecurrenceOutput:
+    """Causal linear attention, the sum-rule fast weight programmer.
+
+        S_t = S_{t-1} + k_t v_tᵀ;   o_t = S_tᵀ q_t   (÷ (z_tᵀ q_t + eps), z_t = Σ_{j≤t} k_j, if ``normalize``)
+
+    Feature maps and scaling belong to the caller. Args as in :func:`delta_rule`, except:
+    with ``normalize=True`` every state carries z as an extra last value column, i.e. states are
+    ``[batch, head, d_k, d_v + 1]`` (``initial_state`` too).
+    """
+    check_backend(backend)
+    b, t, h, dk, dv = check_qkv(q, k, v)
+    check_state(initial_state, b, h, dk, dv + int(normalize), q)
+    check_chunk_size(chunk_size)
+    fn = linear_attention_chunk if backend == "chunk" else linear_attention_reference
+    return fn(
+        q, k, v, normalize=normalize, eps=eps, initial_state=initial_state, chunk_size=chunk_size,
+        output_final_state=output_final_state, output_chunk_states=output_chunk_states,
+    )

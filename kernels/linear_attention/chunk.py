@@ -1,0 +1,48 @@
+"""Linear attention (sum rule) in chunkwise-parallel form.
+
+With S_c the state before chunk c:  O_c = Q_c S_c + tril(Q_c K_cᵀ) V_c,   S_{c+1} = S_c + K_cᵀ V_c.
+The chunk-start states are an exclusive prefix sum over chunks, so nothing here is sequential.
+``normalize`` appends a value column of ones (the normaliser z) exactly as the reference does.
+Computes in float32, returns the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .._chunking import from_chunks, to_chunks
+from .._common import RecurrenceOutput
+
+
+def linear_attention_chunk(
+    q: torch.Tensor,  # [batch, pos, head, d_k]
+    k: torch.Tensor,  # [batch, pos, head, d_k]
+    v: torch.Tensor,  # [batch, pos, head, d_v]
+    normalize: bool = False,
+    eps: float = 1e-6,
+    initial_state: Optional[torch.Tensor] = None,  # [batch, head, d_k, d_v (+1 if normalize)]
+    chunk_size: int = 64,
+    output_final_state: bool = False,
+    output_chunk_states: bool = False,
+) -> RecurrenceOutput:
+    t_len = q.shape[1]
+    dtype = q.dtype
+    if normalize:
+        v = torch.cat([v, v.new_ones(v.shape[:-1] + (1,))], dim=-1)
+    qc, kc, vc = to_chunks(q, chunk_size), to_chunks(k, chunk_size), to_chunks(v, chunk_size)
+    kv = kc.transpose(-1, -2) @ vc  # [batch, head, n, d_k, d_v]: each chunk's write
+    start = torch.cat([torch.zeros_like(kv[:, :, :1]), kv[:, :, :-1].cumsum(2)], dim=2)  # exclusive prefix sum
+    if initial_state is not None:
+        start = start + initial_state.float()[:, :, None]
+    qk = (qc @ kc.transpose(-1, -2)).tril()
+    o = from_chunks(qc @ start + qk @ vc, t_len)
+    if normalize:
+        o = o[..., :-1] / (o[..., -1:] + eps)
+    final = start[:, :, -1] + kv[:, :, -1] if output_final_state else None
+    return RecurrenceOutput(
+        output=o.to(dtype),
+        final_state=final,
+        chunk_states=start.movedim(2, 1) if output_chunk_states else None,
+    )

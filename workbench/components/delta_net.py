@@ -1,0 +1,112 @@
+"""DeltaNet (Schlag et al. 2021; Yang et al. 2024), laid out as in flash-linear-attention.
+
+    q, k, v = act(conv(x W_Q)), act(conv(x W_K)), act(conv(x W_V))     act = SiLU, conv optional
+    q, k    = qk_norm(q), qk_norm(k)                                     L2 (default), sum or none
+    β       = sigmoid(x W_β + b_β)        (×2 with allow_neg_eigval)
+    u_t     = β_t (v_t − S_{t-1}ᵀ k_t);   S_t = S_{t-1} + k_t u_tᵀ;   z_t = S_tᵀ (q_t / √d_head)
+    out     = RMSNorm_head(z) W_O + b_O
+
+Patching ``hook_delta`` (the values written to memory) recomputes the read-out from the patched
+writes, holding every other write fixed: z_t = Σ_{i≤t} Γ_ti (scale·q_t·k_i) u_i. Later delta errors
+are *not* re-derived from the edited memory (that is what patching k, v or β does).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from ..config import ModelConfig
+from ..kernels import delta_rule
+from .short_conv import ShortConv
+
+
+def readout_from_writes(
+    q: torch.Tensor,  # [batch, pos, head, d_k]  (already scaled)
+    k: torch.Tensor,  # [batch, pos, head, d_k]
+    u: torch.Tensor,  # [batch, pos, head, d_v]  values written at each position
+    g: Optional[torch.Tensor] = None,  # [batch, pos, head]  log decay
+) -> torch.Tensor:  # [batch, pos, head, d_v]
+    """o_t = Σ_{i≤t} exp(Σ_{j=i+1..t} g_j) (q_t·k_i) u_i: the sum-rule read-out of given writes."""
+    t = q.shape[1]
+    scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float())
+    causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    if g is not None:
+        cum = g.float().cumsum(1).transpose(1, 2)  # [batch, head, pos]
+        scores = scores * (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf")).exp()
+    scores = scores.masked_fill(~causal, 0.0)
+    return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
+
+
+class DeltaNet(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h, dm, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.cfg = cfg
+        self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_K = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_V = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_beta = nn.Parameter(torch.empty(dm, h))
+        self.b_beta = nn.Parameter(torch.zeros(h))
+        self.W_O = nn.Parameter(torch.empty(h, dh, dm))
+        self.b_O = nn.Parameter(torch.zeros(dm))
+        self.w_norm = nn.Parameter(torch.ones(dh))  # per-head output RMSNorm weight (shared by heads)
+        if cfg.conv_size > 0:
+            self.conv_q = ShortConv(h * dh, cfg.conv_size)
+            self.conv_k = ShortConv(h * dh, cfg.conv_size)
+            self.conv_v = ShortConv(h * dh, cfg.conv_size)
+        self.scale = dh ** -0.5
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU and qk_norm; read with scale·q
+        self.hook_k = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU and qk_norm
+        self.hook_v = HookPoint()  # [batch, pos, head, d_head]  after conv and SiLU
+        self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
+        self.hook_delta = HookPoint()  # [batch, pos, head, d_head]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head]  memory read-out S_tᵀ(scale·q_t)
+
+    # -- pieces a subclass (gated) extends ------------------------------------------------------
+    def log_decay(self, x: torch.Tensor) -> Optional[torch.Tensor]:  # [batch, pos, head] or None
+        return None
+
+    def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_head]
+        return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * self.w_norm
+
+    # -- forward --------------------------------------------------------------------------------
+    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module]) -> torch.Tensor:
+        b, p, _ = x.shape
+        y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, head·d_head]
+        if conv is not None:
+            y = conv(y)
+        return F.silu(y).view(b, p, self.cfg.n_heads, self.cfg.d_head)
+
+    def _qk_norm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.qk_norm == "l2":
+            return F.normalize(x, dim=-1, eps=1e-6)
+        if self.cfg.qk_norm == "sum":
+            return x / (x.sum(-1, keepdim=True) + 1e-6)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
+        has_conv = self.cfg.conv_size > 0
+        q = self.hook_q(self._qk_norm(self._project(x, self.W_Q, self.conv_q if has_conv else None)))
+        k = self.hook_k(self._qk_norm(self._project(x, self.W_K, self.conv_k if has_conv else None)))
+        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None))
+        beta = torch.sigmoid(x @ self.W_beta + self.b_beta)
+        if self.cfg.allow_neg_eigval:
+            beta = 2 * beta
+        beta = self.hook_beta(beta)
+        g = self.log_decay(x)
+        res = delta_rule(
+            q * self.scale, k, v, beta, g=g, chunk_size=self.cfg.chunk_size,
+            backend=self.cfg.backend, output_delta=True,
+        )
+        delta, version = res.delta, res.delta._version
+        patched = self.hook_delta(delta)
+        z = res.output
+        if patched is not delta or patched._version != version:  # a hook replaced or edited the writes
+            z = readout_from_writes(q * self.scale, k, patched, g)
+        z = self.hook_z(z)
+        return torch.einsum("bphd,hdm->bpm", self.output_norm(z, x), self.W_O) + self.b_O

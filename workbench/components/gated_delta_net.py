@@ -1,0 +1,48 @@
+"""Gated DeltaNet (Yang, Kautz & Hatamizadeh 2025): DeltaNet with a per-position decay of the memory.
+
+    g_t = −exp(A_log) · softplus(x_t W_a + dt_bias)          log decay, α_t = exp(g_t) ∈ (0, 1]
+    S_t = α_t S_{t-1};  u_t = β_t (v_t − S_tᵀ k_t);  S_t += k_t u_tᵀ
+    out = (RMSNorm_head(z) ⊙ SiLU(x W_G)) W_O + b_O           (the gate only with output_gate)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from ..config import ModelConfig
+from .delta_net import DeltaNet
+
+
+class GatedDeltaNet(DeltaNet):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        h, dm, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_a = nn.Parameter(torch.empty(dm, h))
+        self.A_log = nn.Parameter(torch.empty(h))
+        self.dt_bias = nn.Parameter(torch.empty(h))
+        if cfg.output_gate:
+            self.W_G = nn.Parameter(torch.empty(h, dm, dh))
+        self.hook_log_decay = HookPoint()  # [batch, pos, head]  g_t = log α_t ≤ 0
+
+    def log_decay(self, x: torch.Tensor) -> torch.Tensor:
+        g = -self.A_log.exp() * F.softplus(x @ self.W_a + self.dt_bias)
+        return self.hook_log_decay(g)
+
+    def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        z = super().output_norm(z, x)
+        if self.cfg.output_gate:
+            z = z * F.silu(torch.einsum("bpm,hmd->bphd", x, self.W_G))
+        return z
+
+    @torch.no_grad()
+    def reset_decay_parameters(self, generator: torch.Generator) -> None:
+        """Mamba-style initialisation: A ~ U(1, 16), dt ~ logU(1e-3, 1e-1), dt_bias = softplus⁻¹(dt)."""
+        h = self.A_log.shape[0]
+        self.A_log.copy_(torch.empty(h).uniform_(1, 16, generator=generator).log())
+        dt = (torch.rand(h, generator=generator) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).exp()
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))

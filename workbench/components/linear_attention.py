@@ -1,0 +1,45 @@
+"""Linear attention with the feature maps of Schlag et al. 2021: the sum-rule fast weight programmer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from ..config import ModelConfig
+from ..kernels import linear_attention
+from .feature_maps import FeatureMap
+
+
+class LinearAttention(nn.Module):
+    """S_t = S_{t-1} + φ(k_t) v_tᵀ;  z_t = S_tᵀ (scale·φ(q_t))  (÷ Σ_{j≤t} φ(k_j)ᵀφ(q_t) with sum_norm).
+
+    ``scale`` is 1 with ``sum_norm`` (it cancels) and d_key^-½ without.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h, dm, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.cfg = cfg
+        self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_K = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_V = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_O = nn.Parameter(torch.empty(h, dh, dm))
+        self.b_O = nn.Parameter(torch.zeros(dm))
+        self.feature_map = FeatureMap(cfg.feature_map, dh, h, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
+        self.scale = 1.0 if cfg.sum_norm else cfg.d_key ** -0.5
+        self.hook_q = HookPoint()  # [batch, pos, head, d_key]  φ(q), what the memory is read with
+        self.hook_k = HookPoint()  # [batch, pos, head, d_key]  φ(k), what the memory is written with
+        self.hook_v = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
+        q = self.hook_q(self.feature_map(torch.einsum("bpm,hmd->bphd", x, self.W_Q)))
+        k = self.hook_k(self.feature_map(torch.einsum("bpm,hmd->bphd", x, self.W_K)))
+        v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
+        out = linear_attention(
+            q * self.scale, k, v, normalize=self.cfg.sum_norm,
+            chunk_size=self.cfg.chunk_size, backend=self.cfg.backend,
+        )
+        z = self.hook_z(out.output)
+        return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O

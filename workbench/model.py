@@ -1,0 +1,149 @@
+"""HookedFastWeightLM: a decoder-only language model whose every activation is a TransformerLens hook.
+
+    x = embed(tokens) + pos_embed(tokens)
+    for block in blocks:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))
+    logits = unembed(ln_final(x))
+
+Built on TransformerLens' ``HookedRootModule``, so ``run_with_cache``, ``run_with_hooks``,
+``hooks()`` and ``names_filter`` behave as in TransformerLens; ``model.hook_dict`` lists every hook.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from .components import GatedDeltaNet, TransformerBlock
+from .components.embed import Embed, PosEmbed, Unembed
+from .components.norms import make_norm
+from .config import ModelConfig
+
+ReturnType = Literal["logits", "loss", "both", None]
+
+
+class HookedFastWeightLM(HookedRootModule):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError(f"HookedFastWeightLM needs a ModelConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.embed = Embed(cfg.d_vocab, cfg.d_model)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        if cfg.positional == "learned":
+            self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
+            self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.ln_final = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.unembed = Unembed(cfg.d_model, cfg.d_vocab)
+        self.init_weights()
+        self.setup()
+
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Seeded (cfg.seed) initialisation, independent of the global RNG.
+
+        Matrices ~ N(0, init_std²) (output projections ÷ √(2·n_layers), GPT-2 style); biases 0;
+        norm weights 1; conv weights ~ U(±1/√kernel); Gated DeltaNet decay as in Mamba.
+        """
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("w", "w_norm"):
+                p.fill_(1.0)
+            elif leaf.startswith("b_") or leaf == "b":
+                p.zero_()
+            elif leaf == "weight" and ".conv_" in name:
+                bound = p.shape[-1] ** -0.5
+                p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
+            elif leaf in ("W_O", "W_out"):
+                p.copy_(torch.randn(p.shape, generator=gen) * std / (2 * self.cfg.n_layers) ** 0.5)
+            elif leaf in ("A_log", "dt_bias"):
+                continue  # set below
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+        for block in self.blocks:
+            if isinstance(block.attn, GatedDeltaNet):
+                block.attn.reset_decay_parameters(gen)
+
+    # ------------------------------------------------------------------ input checking
+    def check_tokens(self, tokens: Union[torch.Tensor, list]) -> torch.Tensor:
+        """Return tokens as a ``[batch, pos]`` long tensor on the model's device, or raise ValueError."""
+        if isinstance(tokens, (list, tuple)):
+            tokens = torch.tensor(tokens)
+        if not isinstance(tokens, torch.Tensor):
+            raise TypeError(f"tokens must be a tensor or a list of ints, got {type(tokens).__name__}")
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        if tokens.dim() == 1:
+            tokens = tokens[None]
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must have shape [batch, pos] or [pos], got {tuple(tokens.shape)}")
+        if tokens.shape[1] == 0 or tokens.shape[0] == 0:
+            raise ValueError("the token sequence is empty; pass at least one token")
+        if self.cfg.positional == "learned" and tokens.shape[1] > self.cfg.n_ctx:
+            raise ValueError(
+                f"sequence of {tokens.shape[1]} tokens is longer than the model's n_ctx = {self.cfg.n_ctx} "
+                "(learned positions); truncate it"
+            )
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= self.cfg.d_vocab:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.cfg.d_vocab - 1}]")
+        return tokens.long().to(self.unembed.W_U.device)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        tokens: Union[torch.Tensor, list],
+        return_type: ReturnType = "logits",
+        loss_per_token: bool = False,
+        stop_at_layer: Optional[int] = None,
+    ):
+        """tokens ``[batch, pos]`` → logits ``[batch, pos, vocab]`` (or the next-token loss).
+
+        return_type: "logits", "loss" (mean, or ``[batch, pos-1]`` with ``loss_per_token``), "both"
+        (``(logits, loss)``) or None. ``stop_at_layer=i`` returns the residual stream entering block i.
+        """
+        if return_type not in ("logits", "loss", "both", None):
+            raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
+        tokens = self.check_tokens(tokens)
+        x = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
+        if self.cfg.positional == "learned":
+            x = x + self.hook_pos_embed(self.pos_embed(tokens))
+        for i, block in enumerate(self.blocks):
+            if stop_at_layer is not None and i >= stop_at_layer:
+                return x
+            x = block(x)
+        if stop_at_layer is not None and stop_at_layer >= len(self.blocks):
+            return x
+        logits = self.unembed(self.ln_final(x))  # [batch, pos, vocab]
+        if return_type == "logits":
+            return logits
+        if return_type is None:
+            return None
+        loss = lm_loss(logits, tokens, per_token=loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    # ------------------------------------------------------------------ conveniences
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self.hook_dict)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+    """Next-token cross-entropy: logits[:, t] predicts tokens[:, t+1]."""
+    if tokens.shape[1] < 2:
+        raise ValueError("the loss needs at least two tokens per sequence")
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, pos-1]
+    return nll if per_token else nll.mean()
