@@ -1,0 +1,134 @@
+"""Every documented hook fires with its documented shape; hooks are scoped; inputs are validated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench import HookedFastWeightLM, ModelConfig
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
+
+VARIANTS = {
+    "softmax": dict(mixer="softmax"),
+    "linear": dict(mixer="linear"),
+    "linear_dpfp2": dict(mixer="linear", feature_map="dpfp", dpfp_nu=2, sum_norm=True),
+    "linear_favor": dict(mixer="linear", feature_map="favor", favor_features=12),
+    "delta": dict(mixer="delta"),
+    "delta_noconv_rms_swiglu": dict(mixer="delta", conv_size=0, norm="rmsnorm", mlp="swiglu"),
+    "gated_delta": dict(mixer="gated_delta"),
+    "gated_delta_bare": dict(mixer="gated_delta", norm="none", mlp="none", positional="none", output_gate=False),
+}
+
+
+def doc_table() -> list[tuple[str, str, str]]:
+    rows = []
+    for line in DOC.read_text().splitlines():
+        m = re.match(r"\| `([^`]+)` \| ([^|]+) \| `(\[[^`]+\])` \|", line)
+        if m:
+            rows.append((m.group(1), m.group(2).strip(), m.group(3)))
+    return rows
+
+
+def expected_hooks(cfg: ModelConfig) -> dict[str, list[str]]:
+    """Hook name -> documented axes, for this config, by reading the row's applicability note."""
+    out = {}
+    for name, who, shape in doc_table():
+        mixers = who.split(" (")[0]
+        if mixers != "all" and cfg.mixer not in [m.strip() for m in mixers.split(",")]:
+            continue
+        cond = who.split(" (", 1)[1] if " (" in who else ""
+        if "learned positions" in cond and cfg.positional != "learned":
+            continue
+        if "with an MLP" in cond and cfg.mlp == "none":
+            continue
+        if "with a norm" in cond and cfg.norm == "none":
+            continue
+        if "SwiGLU" in cond and cfg.mlp != "swiglu":
+            continue
+        axes = [a.strip() for a in shape.strip("[]").split(",")]
+        names = [name.replace("{i}", str(i)) for i in range(cfg.n_layers)] if "{i}" in name else [name]
+        for n in names:
+            out[n] = axes
+    return out
+
+
+def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
+    return {
+        "batch": batch, "pos": pos, "head": cfg.n_heads, "d_model": cfg.d_model, "d_head": cfg.d_head,
+        "d_key": cfg.d_key, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
+    }[axis]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_documented_hook_fires_with_its_shape(variant):
+    cfg = ModelConfig(d_vocab=37, d_model=32, n_heads=2, d_head=8, d_mlp=48, chunk_size=16, **VARIANTS[variant])
+    model = HookedFastWeightLM(cfg)
+    tokens = torch.randint(0, 37, (2, 21), generator=torch.Generator().manual_seed(0))
+    logits, cache = model.run_with_cache(tokens)
+    assert logits.shape == (2, 21, 37)
+    expected = expected_hooks(cfg)
+    assert set(cache.keys()) == set(expected), (
+        f"undocumented: {set(cache.keys()) - set(expected)}; documented but silent: {set(expected) - set(cache.keys())}"
+    )
+    for name, axes in expected.items():
+        want = tuple(axis_size(cfg, a, 2, 21) for a in axes)
+        assert tuple(cache[name].shape) == want, (name, tuple(cache[name].shape), want)
+    # caching changed nothing
+    assert torch.equal(logits, model(tokens))
+
+
+def test_hooks_do_not_outlive_the_run():
+    model = HookedFastWeightLM(ModelConfig(d_vocab=11, d_model=16, n_heads=2, d_head=8, d_mlp=16))
+    tokens = torch.randint(0, 11, (1, 9))
+    model.run_with_cache(tokens)
+    model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_v", lambda x, hook: x * 0)])
+    with model.hooks(fwd_hooks=[("blocks.1.attn.hook_k", lambda x, hook: x * 2)]):
+        pass
+    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in model.hook_dict.values())
+
+
+def test_names_filter_and_backward_hooks():
+    model = HookedFastWeightLM(ModelConfig(d_vocab=11, d_model=16, n_heads=2, d_head=8, d_mlp=16))
+    tokens = torch.randint(0, 11, (1, 9))
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_delta"))
+    assert sorted(cache.keys()) == ["blocks.0.attn.hook_delta", "blocks.1.attn.hook_delta"]
+    grads = {}
+    def save_grad(g, hook):
+        grads[hook.name] = g.detach()
+    with model.hooks(bwd_hooks=[("blocks.0.attn.hook_beta", save_grad)]):
+        model(tokens, return_type="loss").backward()
+    assert grads["blocks.0.attn.hook_beta"].shape == (1, 9, 2)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.tensor([[1.0, 2.0]]), "integer ids"),
+        (torch.tensor([[1, 11]]), "outside the vocabulary"),
+        (torch.tensor([[-1, 2]]), "outside the vocabulary"),
+        (torch.zeros(1, 0, dtype=torch.long), "empty"),
+        (torch.zeros(1, 2, 3, dtype=torch.long), "shape"),
+        (torch.zeros(1, 65, dtype=torch.long), "n_ctx"),
+    ],
+)
+def test_bad_tokens_raise_clear_errors(bad, message):
+    model = HookedFastWeightLM(ModelConfig(d_vocab=11, d_model=16, n_heads=2, d_head=8, d_mlp=16, n_ctx=64))
+    with pytest.raises(ValueError, match=message):
+        model(bad)
+
+
+def test_config_round_trip_and_errors():
+    cfg = ModelConfig(d_vocab=11, mixer="linear", feature_map="dpfp", dpfp_nu=3)
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+        ModelConfig.from_dict({**cfg.to_dict(), "n_layer": 3})
+    with pytest.raises(ValueError, match="mixer must be one of"):
+        ModelConfig(d_vocab=11, mixer="mamba")
+    with pytest.raises(ValueError, match="d_model must be a positive int"):
+        ModelConfig(d_vocab=11, d_model=0)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        ModelConfig.from_json("{")
