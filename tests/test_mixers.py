@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import rel_err
+from helpers import fla_naive, rel_err
 from workbench import HookedFastWeightLM, ModelConfig
 from workbench.components.feature_maps import FeatureMap, dpfp
 
@@ -68,7 +68,7 @@ def test_favor_features_approximate_the_softmax_kernel():
 
 
 def test_delta_matches_fla_naive_recurrence():
-    naive = pytest.importorskip("fla.ops.delta_rule.naive")
+    naive = fla_naive("delta_rule")
     model = make(mixer="delta")
     _, cache = model.run_with_cache(TOKENS)
     for i in range(2):

@@ -10,7 +10,8 @@ Built on TransformerLens' ``HookedRootModule``, so ``run_with_cache``, ``run_wit
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from contextlib import contextmanager
+from typing import Iterator, Literal, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,8 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .components import GatedDeltaNet, TransformerBlock
+from .components import GatedDeltaNet, SoftmaxAttention, TransformerBlock
+from .components.fast_weight_state import StateRequest
 from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig
@@ -130,6 +132,58 @@ class HookedFastWeightLM(HookedRootModule):
             return None
         loss = lm_loss(logits, tokens, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
+
+    # ------------------------------------------------------------------ fast weights
+    @contextmanager
+    def expose_states(
+        self, positions: Union[int, Sequence[int]], mode: str = "readout", layers: Optional[Sequence[int]] = None
+    ) -> Iterator["HookedFastWeightLM"]:
+        """Inside this context every fast-weight layer fires ``blocks.{i}.attn.hook_state`` with W_t
+        ``[batch, n_positions, head, d_key, d_v]`` at ``positions`` (states after the write at t).
+
+        Read them with ``run_with_cache``; edit them with a hook and the edit is applied in ``mode``:
+        ``"readout"`` (only the outputs at those positions change) or ``"carry"`` (one position; the
+        edited state is carried through the rest of the sequence). Never active outside the context.
+        """
+        if isinstance(positions, int) and not isinstance(positions, bool):
+            positions = [positions]
+        request = StateRequest(tuple(positions), mode)
+        chosen = range(self.cfg.n_layers) if layers is None else layers
+        mixers = []
+        for i in chosen:
+            if not isinstance(i, int) or not -self.cfg.n_layers <= i < self.cfg.n_layers:
+                raise ValueError(f"layer {i!r} is not in [0, {self.cfg.n_layers - 1}]")
+            attn = self.blocks[i].attn
+            if isinstance(attn, SoftmaxAttention):
+                if layers is not None:
+                    raise ValueError(f"layer {i} is softmax attention and has no fast-weight state")
+                continue
+            mixers.append(attn)
+        for attn in mixers:
+            if attn.state_request is not None:
+                raise RuntimeError("expose_states contexts cannot be nested on the same layer")
+        try:
+            for attn in mixers:
+                attn.state_request = request
+            yield self
+        finally:
+            for attn in mixers:
+                attn.state_request = None
+
+    def fast_weights(self, tokens, layer: int, positions) -> torch.Tensor:
+        """W_t of every head of ``layer`` at ``positions``: ``[batch, n_positions, head, d_key, d_v]``.
+
+        See :func:`workbench.analysis.fast_weights` (memory O(pos/chunk_size · d_key · d_v)).
+        """
+        from .analysis.fast_weights import fast_weights
+
+        return fast_weights(self, tokens, layer, positions)
+
+    def effective_attention(self, tokens, layer: int) -> torch.Tensor:
+        """Exact A ``[batch, head, pos, pos]`` with hook_z = A · hook_v; see :mod:`workbench.analysis`."""
+        from .analysis.effective_attention import effective_attention
+
+        return effective_attention(self, tokens, layer)
 
     # ------------------------------------------------------------------ conveniences
     @property

@@ -22,6 +22,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..config import ModelConfig
 from ..kernels import delta_rule
+from .fast_weight_state import expose_and_patch
 from .short_conv import ShortConv
 
 
@@ -65,7 +66,9 @@ class DeltaNet(nn.Module):
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]  after conv and SiLU
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
         self.hook_delta = HookPoint()  # [batch, pos, head, d_head]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
+        self.hook_state = HookPoint()  # [batch, n_positions, head, d_head, d_head]  W_t; only inside expose_states
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]  memory read-out S_tᵀ(scale·q_t)
+        self.state_request = None  # set only inside HookedFastWeightLM.expose_states
 
     # -- pieces a subclass (gated) extends ------------------------------------------------------
     def log_decay(self, x: torch.Tensor) -> Optional[torch.Tensor]:  # [batch, pos, head] or None
@@ -99,14 +102,15 @@ class DeltaNet(nn.Module):
             beta = 2 * beta
         beta = self.hook_beta(beta)
         g = self.log_decay(x)
-        res = delta_rule(
-            q * self.scale, k, v, beta, g=g, chunk_size=self.cfg.chunk_size,
-            backend=self.cfg.backend, output_delta=True,
-        )
-        delta, version = res.delta, res.delta._version
+        q = q * self.scale
+        res = delta_rule(q, k, v, beta, g=g, chunk_size=self.cfg.chunk_size, backend=self.cfg.backend,
+                         output_delta=True)
+        z, delta, state_patched = expose_and_patch(self, "delta", q, k, v, beta, g, False, res)
+        version = delta._version
         patched = self.hook_delta(delta)
-        z = res.output
         if patched is not delta or patched._version != version:  # a hook replaced or edited the writes
-            z = readout_from_writes(q * self.scale, k, patched, g)
+            if state_patched:
+                raise ValueError("patch hook_state or hook_delta in one run, not both")
+            z = readout_from_writes(q, k, patched, g)
         z = self.hook_z(z)
         return torch.einsum("bphd,hdm->bpm", self.output_norm(z, x), self.W_O) + self.b_O

@@ -8,6 +8,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..config import ModelConfig
 from ..kernels import linear_attention
+from .fast_weight_state import expose_and_patch
 from .feature_maps import FeatureMap
 
 
@@ -31,15 +32,17 @@ class LinearAttention(nn.Module):
         self.hook_q = HookPoint()  # [batch, pos, head, d_key]  φ(q), what the memory is read with
         self.hook_k = HookPoint()  # [batch, pos, head, d_key]  φ(k), what the memory is written with
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_state = HookPoint()  # [batch, n_positions, head, d_key, d_head(+1)]  W_t; only inside expose_states
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+        self.state_request = None  # set only inside HookedFastWeightLM.expose_states
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
         q = self.hook_q(self.feature_map(torch.einsum("bpm,hmd->bphd", x, self.W_Q)))
         k = self.hook_k(self.feature_map(torch.einsum("bpm,hmd->bphd", x, self.W_K)))
         v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
-        out = linear_attention(
-            q * self.scale, k, v, normalize=self.cfg.sum_norm,
-            chunk_size=self.cfg.chunk_size, backend=self.cfg.backend,
-        )
-        z = self.hook_z(out.output)
+        q = q * self.scale
+        res = linear_attention(q, k, v, normalize=self.cfg.sum_norm, chunk_size=self.cfg.chunk_size,
+                               backend=self.cfg.backend)
+        z, _, _ = expose_and_patch(self, "sum", q, k, v, None, None, self.cfg.sum_norm, res)
+        z = self.hook_z(z)
         return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O

@@ -1,0 +1,9 @@
+"""Analyses: pure functions from a model and tokens (or cached tensors) to tensors and DataFrames."""
+
+from .editing import edit_association, patch_fast_weights, rank_one_edit
+from .effective_attention import effective_attention, effective_attention_from_inputs
+from .fast_weights import fast_weights
+from .layer_inputs import RecurrenceInputs, recurrence_inputs
+
+__all__ = ["edit_association", "patch_fast_weights", "rank_one_edit", "effective_attention", "effective_attention_from_inputs", "fast_weights", "RecurrenceInputs",
+           "recurrence_inputs"]
