@@ -33,7 +33,7 @@ def doc_table() -> list[tuple[str, str, str]]:
     return rows
 
 
-def expected_hooks(cfg: ModelConfig) -> dict[str, list[str]]:
+def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[str]]:
     """Hook name -> documented axes, for this config, by reading the row's applicability note."""
     out = {}
     for name, who, shape in doc_table():
@@ -49,6 +49,8 @@ def expected_hooks(cfg: ModelConfig) -> dict[str, list[str]]:
             continue
         if "SwiGLU" in cond and cfg.mlp != "swiglu":
             continue
+        if "expose_states" in cond and not exposed:
+            continue
         axes = [a.strip() for a in shape.strip("[]").split(",")]
         names = [name.replace("{i}", str(i)) for i in range(cfg.n_layers)] if "{i}" in name else [name]
         for n in names:
@@ -59,7 +61,8 @@ def expected_hooks(cfg: ModelConfig) -> dict[str, list[str]]:
 def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
     return {
         "batch": batch, "pos": pos, "head": cfg.n_heads, "d_model": cfg.d_model, "d_head": cfg.d_head,
-        "d_key": cfg.d_key, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
+        "d_key": cfg.d_key, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1, "n_positions": 2,
+        "d_v": cfg.d_head + int(cfg.mixer == "linear" and cfg.sum_norm),
     }[axis]
 
 
@@ -79,6 +82,13 @@ def test_every_documented_hook_fires_with_its_shape(variant):
         assert tuple(cache[name].shape) == want, (name, tuple(cache[name].shape), want)
     # caching changed nothing
     assert torch.equal(logits, model(tokens))
+    if cfg.mixer != "softmax":  # inside expose_states the state hook fires too, with its documented shape
+        with model.expose_states([3, 17]):
+            _, cache = model.run_with_cache(tokens)
+        expected = expected_hooks(cfg, exposed=True)
+        assert set(cache.keys()) == set(expected)
+        for name, axes in expected.items():
+            assert tuple(cache[name].shape) == tuple(axis_size(cfg, a, 2, 21) for a in axes), name
 
 
 def test_hooks_do_not_outlive_the_run():
