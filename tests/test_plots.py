@@ -1,0 +1,38 @@
+"""Plot functions return figures whose data are the tensors they were given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.plots import (attention_heatmap, fast_weight_heatmap, head_scores_bar,
+                             singular_values_over_positions, state_and_update)
+
+
+def test_attention_heatmap_shows_the_matrix_and_picks_a_diverging_scale_for_signed_weights():
+    A = torch.tensor([[1.0, 0.0], [-0.5, 0.5]])
+    fig = attention_heatmap(A, tokens=["a", "b"])
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), A.numpy())
+    assert fig.data[0].zmin == -1.0 and list(fig.data[0].x) == ["0:a", "1:b"]
+    assert attention_heatmap(A.abs()).data[0].zmin == 0.0
+    with pytest.raises(ValueError, match="token labels"):
+        attention_heatmap(A, tokens=["a"])
+
+
+def test_singular_values_match_torch_svd():
+    W = torch.randn(5, 4, 3)
+    fig = singular_values_over_positions(W, positions=[0, 2, 4, 6, 8], top=2)
+    want = torch.linalg.svdvals(W.double())
+    assert len(fig.data) == 2
+    np.testing.assert_allclose(fig.data[1].y, want[:, 1].numpy(), rtol=1e-12)
+    assert list(fig.data[0].x) == [0, 2, 4, 6, 8]
+
+
+def test_state_and_update_panels_and_other_figures():
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    fig = state_and_update(a, b)
+    np.testing.assert_allclose(np.asarray(fig.data[1].z), (b - a).numpy(), rtol=1e-6)
+    assert fast_weight_heatmap(a).data[0].z.shape == (4, 4)
+    bars = head_scores_bar(torch.tensor([[0.1, 0.2], [0.3, 0.4]]))
+    assert [list(t.y) for t in bars.data] == [pytest.approx([0.1, 0.2]), pytest.approx([0.3, 0.4])]

@@ -1,0 +1,7 @@
+"""Plots: functions that take tensors or DataFrames and return plotly figures."""
+
+from .attention import attention_heatmap, head_scores_bar
+from .fast_weights import fast_weight_heatmap, singular_values_over_positions, state_and_update
+
+__all__ = ["attention_heatmap", "head_scores_bar", "fast_weight_heatmap", "singular_values_over_positions",
+           "state_and_update"]
