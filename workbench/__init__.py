@@ -1,6 +1,27 @@
-"""Fast-weight interpretability workbench: hooked fast-weight language models and their analysis."""
+"""Fast-weight interpretability workbench: hooked fast-weight language models and their analysis.
 
-from .config import ModelConfig
-from .model import HookedFastWeightLM, lm_loss
+Names are imported lazily, so ``import workbench.kernels`` needs only torch.
+"""
 
-__all__ = ["ModelConfig", "HookedFastWeightLM", "lm_loss"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ModelConfig": ".config",
+    "HookedFastWeightLM": ".model",
+    "lm_loss": ".model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
