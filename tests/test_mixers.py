@@ -174,3 +174,13 @@ def test_nnsight_traces_and_patches_the_model():
     )
     assert torch.allclose(logits, want, atol=1e-6)
     assert all(not hp.fwd_hooks for hp in model.hook_dict.values())
+
+
+def test_short_conv_equals_torch_depthwise_conv1d():
+    from workbench.components.short_conv import ShortConv
+
+    conv = ShortConv(6, 4)
+    torch.nn.init.normal_(conv.weight)
+    x = torch.randn(2, 9, 6)
+    want = F.conv1d(F.pad(x.transpose(1, 2), (3, 0)), conv.weight, groups=6).transpose(1, 2)
+    assert rel_err(conv(x), want) < 1e-6

@@ -12,6 +12,11 @@ _EXPORTS = {
     "ModelConfig": ".config",
     "HookedFastWeightLM": ".model",
     "lm_loss": ".model",
+    "save": ".checkpoint",
+    "load": ".checkpoint",
+    "CheckpointError": ".checkpoint",
+    "train": ".training",
+    "TrainConfig": ".training",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -67,7 +67,7 @@ class ModelConfig:
     qk_norm: str = "l2"
     conv_size: int = 4
     allow_neg_eigval: bool = False
-    output_gate: bool = True
+    output_gate: bool = False
     # block
     norm: str = "layernorm"
     mlp: str = "gelu"

@@ -1,0 +1,72 @@
+"""The training loop: learns the toy task with every mixer, deterministic, never mutates its input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from workbench import HookedFastWeightLM, ModelConfig, TrainConfig, load, train
+from workbench.tasks import MQAR
+from workbench.training import lr_at
+
+TASK = MQAR(vocab_size=24, seq_len=16, num_kv_pairs=2)  # the toy task: 2 bindings, 12 possible values
+FAST = TrainConfig(steps=200, batch_size=32, lr=1e-2, warmup_steps=10, eval_every=100, eval_batches=8)
+
+
+def config(mixer: str) -> ModelConfig:
+    return ModelConfig(d_vocab=24, d_model=32, n_layers=2, n_heads=2, d_head=16, d_mlp=64, n_ctx=16, mixer=mixer,
+                       chunk_size=16)
+
+
+@pytest.mark.parametrize("mixer", ["softmax", "linear", "delta", "gated_delta"])
+def test_every_mixer_learns_the_toy_task(mixer):
+    result = train(config(mixer), TASK, FAST, progress=False)
+    chance = math.log(12)  # uniform over the value half of the vocabulary
+    final = result.history[-1]
+    assert final["eval_loss"] < 0.5 * chance, final
+    assert final["eval_acc"] > 0.4, final
+    _, cache = result.model.run_with_cache(TASK.sample(2, torch.Generator().manual_seed(9)).tokens)
+    assert "blocks.1.attn.hook_z" in cache
+
+
+def test_training_is_bit_identical_and_leaves_the_input_model_alone(tmp_path):
+    start = HookedFastWeightLM(config("delta"))
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    cfg = TrainConfig(steps=12, batch_size=8, eval_every=6, eval_batches=1, save_every=6, out_dir=str(tmp_path))
+    a = train(start, TASK, cfg, progress=False)
+    b = train(start, TASK, cfg, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in start.state_dict().items())
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], before[k]) for k in sa)
+    untimed = lambda hist: [{k: v for k, v in h.items() if k != "seconds"} for h in hist]  # noqa: E731
+    assert untimed(a.history) == untimed(b.history)
+    for name in ("step_6", "step_12", "final"):
+        assert (tmp_path / name / "model.safetensors").is_file()
+    reloaded = load(tmp_path / "final")
+    tokens = TASK.sample(2, torch.Generator().manual_seed(0)).tokens
+    assert torch.equal(reloaded(tokens), a.model(tokens))
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert [h["step"] for h in hist] == list(range(1, 13))
+    assert json.loads((tmp_path / "task.json").read_text())["name"] == "mqar"
+
+
+def test_schedule_is_warmup_then_cosine():
+    cfg = TrainConfig(steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(π/2) = 0
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+
+
+def test_bad_train_configs_and_inputs():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({"step": 3})
+    with pytest.raises(ValueError, match="d_vocab"):
+        train(ModelConfig(d_vocab=10, n_ctx=16), TASK, FAST, progress=False)

@@ -1,0 +1,37 @@
+"""What every task provides: seeded batches of token sequences and which predictions count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class TaskBatch:
+    """tokens ``[batch, pos]`` (long); loss_mask ``[batch, pos-1]`` (bool): entry t marks the prediction
+    of tokens[:, t+1] from logits[:, t]; pairs: per sequence, the (key_pos, value_pos) associations the
+    sequence asks the model to store (for the recall probes), or None."""
+
+    tokens: torch.Tensor
+    loss_mask: torch.Tensor
+    pairs: Optional[list[list[tuple[int, int]]]] = field(default=None)
+
+    def __post_init__(self) -> None:
+        b, t = self.tokens.shape
+        if tuple(self.loss_mask.shape) != (b, t - 1):
+            raise ValueError(f"loss_mask must be [batch, pos-1] = {(b, t - 1)}, got {tuple(self.loss_mask.shape)}")
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A seeded source of :class:`TaskBatch` es: ``sample(batch_size, generator)`` must depend only on the
+    generator's state. ``d_vocab`` and ``seq_len`` size the model."""
+
+    d_vocab: int
+    seq_len: int
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> TaskBatch: ...
+
+    def to_dict(self) -> dict: ...

@@ -1,0 +1,182 @@
+"""A small, generic training loop: AdamW, warmup + cosine, clipping, seeded data, periodic eval.
+
+``train`` never changes the model it is given: it trains a deep copy and returns it. Two runs with the
+same model, task and config give bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .checkpoint import save
+from .config import ModelConfig
+from .model import HookedFastWeightLM
+from .tasks.base import Task, TaskBatch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """steps of AdamW(lr, betas, weight_decay) with linear warmup over ``warmup_steps`` then cosine decay to
+    ``lr·min_lr_ratio``; gradients clipped to norm ``grad_clip`` (0 = off); eval on ``eval_batches`` fixed
+    batches every ``eval_every`` steps; checkpoints every ``save_every`` steps (0 = only the final one)
+    into ``out_dir`` (None = none). Weight decay applies to matrices only, not to biases, norm weights,
+    embeddings or decay parameters."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 4
+    seed: int = 0
+    save_every: int = 0
+    out_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_batches"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
+        for name in ("warmup_steps", "save_every", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"TrainConfig.{name} must be a non-negative int, got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("TrainConfig.weight_decay and grad_clip must be ≥ 0")
+        object.__setattr__(self, "betas", tuple(self.betas))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    model: HookedFastWeightLM
+    history: list[dict[str, float]]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate used for update ``step`` (0-based): linear warmup, then cosine to lr·min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def masked_loss(model: HookedFastWeightLM, batch: TaskBatch) -> torch.Tensor:
+    """Mean next-token cross-entropy over the predictions the batch's loss_mask selects."""
+    logits = model(batch.tokens)[:, :-1]  # [batch, pos-1, vocab]
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.tokens[:, 1:].flatten(), reduction="none")
+    mask = batch.loss_mask.flatten().float()
+    return (nll * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def evaluate(model: HookedFastWeightLM, batches: list[TaskBatch]) -> dict[str, float]:
+    """Masked loss and top-1 accuracy on the scored predictions."""
+    was_training = model.training
+    model.eval()
+    loss_sum, n, correct = 0.0, 0, 0
+    for b in batches:
+        logits = model(b.tokens)[:, :-1]
+        mask = b.loss_mask
+        nll = F.cross_entropy(logits[mask].float(), b.tokens[:, 1:][mask], reduction="sum")
+        loss_sum += float(nll)
+        correct += int((logits[mask].argmax(-1) == b.tokens[:, 1:][mask]).sum())
+        n += int(mask.sum())
+    model.train(was_training)
+    return {"eval_loss": loss_sum / max(n, 1), "eval_acc": correct / max(n, 1)}
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        is_matrix = p.dim() >= 2 and leaf not in ("W_E", "W_pos", "weight")
+        (decay if is_matrix else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(
+    model_or_config: Union[HookedFastWeightLM, ModelConfig],
+    task: Task,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a copy of the model (or a fresh model from a config) on ``task``; return it with its history.
+
+    The history is a list of dicts (step, train_loss, lr, and at eval steps eval_loss, eval_acc,
+    seconds); with ``cfg.out_dir`` it is also written to ``history.json`` next to the checkpoints
+    ``step_{N}/`` and ``final/``.
+    """
+    if isinstance(model_or_config, ModelConfig):
+        model = HookedFastWeightLM(model_or_config)
+    elif isinstance(model_or_config, HookedFastWeightLM):
+        model = copy.deepcopy(model_or_config)
+    else:
+        raise TypeError(f"train needs a HookedFastWeightLM or a ModelConfig, got {type(model_or_config).__name__}")
+    if task.d_vocab > model.cfg.d_vocab:
+        raise ValueError(f"the task uses {task.d_vocab} token ids but the model's d_vocab is {model.cfg.d_vocab}")
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
+    eval_batches = [task.sample(cfg.batch_size, eval_gen) for _ in range(cfg.eval_batches)]
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+    model.train()
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="train", disable=not progress, leave=False)
+    for step in bar:
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = masked_loss(model, task.sample(cfg.batch_size, data_gen))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        record = {"step": step + 1, "train_loss": float(loss.detach()), "lr": lr}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            record.update(evaluate(model, eval_batches), seconds=time.perf_counter() - start)
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", eval=f"{record['eval_loss']:.3f}")
+        history.append(record)
+        if out and cfg.save_every and (step + 1) % cfg.save_every == 0:
+            save(model, out / f"step_{step + 1}")
+    model.eval()
+    if out:
+        save(model, out / "final")
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        (out / "task.json").write_text(json.dumps(task.to_dict(), indent=2))
+    return TrainResult(model=model, history=history)
