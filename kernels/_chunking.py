@@ -1,23 +1,23 @@
-"""Helpers that move ``[batch, pos, head, ...]`` tensors into ``[batch, head, n_chunks, chunk, ...]`` and back."""
+"""Move ``[batch, pos, head, ...]`` tensors into ``[batch·head, n_chunks, chunk, ...]`` float32 and back."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def to_chunks(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """[batch, pos, head, *rest] -> [batch, head, n_chunks, chunk, *rest] in float32, zero padded at the end."""
-    b, t, h = x.shape[:3]
+    """[batch, pos, head, d] -> [batch·head, n_chunks, chunk, d] float32 (one copy), zero padded at the end."""
+    b, t, h, d = x.shape
     n = -(-t // chunk_size)
-    x = x.float().movedim(2, 1)  # [batch, head, pos, *rest]
-    pad = n * chunk_size - t
-    if pad:
-        x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad))
-    return x.reshape(b, h, n, chunk_size, *x.shape[3:])
+    if n * chunk_size == t:
+        out = torch.empty(b, h, t, d, dtype=torch.float32, device=x.device)
+    else:
+        out = torch.zeros(b, h, n * chunk_size, d, dtype=torch.float32, device=x.device)
+    out[:, :, :t] = x.transpose(1, 2)
+    return out.view(b * h, n, chunk_size, d)
 
 
-def from_chunks(x: torch.Tensor, t: int) -> torch.Tensor:
-    """[batch, head, n_chunks, chunk, *rest] -> [batch, pos, head, *rest], dropping the padding."""
-    b, h, n, c = x.shape[:4]
-    return x.reshape(b, h, n * c, *x.shape[4:])[:, :, :t].movedim(1, 2)
+def from_chunks(x: torch.Tensor, batch: int, t: int) -> torch.Tensor:
+    """[batch·head, n_chunks, chunk, d] -> [batch, pos, head, d], dropping the padding."""
+    bh, n, c, d = x.shape
+    return x.reshape(batch, bh // batch, n * c, d)[:, :, :t].transpose(1, 2)

@@ -9,8 +9,8 @@ unit lower-triangular system (derivation in kernels/README.md)
 so U = U₀ − W S with U₀ = T V, W = T diag(γ) K, T = (I + tril(diag(β)(Γ⊙KKᵀ), −1))⁻¹ diag(β).
 Then   O = diag(γ) Q S + tril(Γ ⊙ Q Kᵀ) U    and    S' = γ_C S + (diag(γ_C / γ) K)ᵀ U.
 
-Everything except the S → S' hand-off runs batched over all chunks at once; the hand-off is
-``n_chunks`` small matmuls. Cost O(pos·C·d + pos·d²). Computes in float32, returns the input dtype.
+Everything except the S → S' hand-off runs batched over all chunks at once; the hand-off is two small
+matmuls per chunk. Cost O(pos·C·d + pos·d²). Computes in float32, returns the input dtype.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ import torch
 
 from .._chunking import from_chunks, to_chunks
 from .._common import RecurrenceOutput
+
+# exp() is slow on -inf and on results that underflow to denormals; decays below e^-80 are exactly
+# negligible next to the O(1) terms they are added to, so log decays are clamped to [-80, 0].
+_LOG_FLOOR = -80.0
 
 
 def delta_rule_chunk(
@@ -37,49 +41,47 @@ def delta_rule_chunk(
 ) -> RecurrenceOutput:
     b, t_len, h, dk = q.shape
     dv = v.shape[-1]
-    dtype = q.dtype
     C = chunk_size
-    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [batch, head, n, chunk, d]
-    bc = to_chunks(beta[..., None], C)  # [batch, head, n, chunk, 1]; padding has β = 0: writes nothing
-    n = qc.shape[2]
-    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [batch·head, n, chunk, d]
+    bc = to_chunks(beta[..., None], C)  # [batch·head, n, chunk, 1]; padding has β = 0: writes nothing
+    n = qc.shape[1]
 
-    kk = kc @ kc.transpose(-1, -2)  # [batch, head, n, chunk, chunk]
-    qk = qc @ kc.transpose(-1, -2)
+    qk = qc @ kc.transpose(-1, -2)  # [batch·head, n, chunk, chunk]
+    kk = kc @ kc.transpose(-1, -2)
     if g is not None:
-        cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [batch, head, n, chunk]; padding: g = 0
-        decay = (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf")).exp()  # Γ
-        kk = kk * decay
+        cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [batch·head, n, chunk]; padding: g = 0
+        # Γ on and below the diagonal; above it the clamp gives 1, and those entries are never read
+        decay = (cum[..., :, None] - cum[..., None, :]).clamp(_LOG_FLOOR, 0.0).exp()
         qk = qk * decay
-        gamma = cum.exp()[..., None]  # [batch, head, n, chunk, 1]
-        gamma_end = cum[..., -1].exp()[..., None, None]  # [batch, head, n, 1, 1]
-        k_write = kc * (cum[..., -1:] - cum).exp()[..., None]  # diag(γ_C/γ) K
+        kk = kk * decay
+        gamma = cum.clamp(min=_LOG_FLOOR).exp()[..., None]  # γ_t
         k_read = kc * gamma
         q_read = qc * gamma
+        k_write = kc * (cum[..., -1:] - cum).clamp(min=_LOG_FLOOR).exp()[..., None]  # diag(γ_C/γ) K
+        gamma_end = cum[..., -1].clamp(min=_LOG_FLOOR).exp()  # [batch·head, n]
     else:
-        k_write = k_read = kc
+        k_read = k_write = kc
         q_read = qc
         gamma_end = None
-    lower = (bc * kk).tril(-1) + torch.eye(C, dtype=kk.dtype, device=kk.device)
-    rhs = torch.cat([bc * vc, bc * k_read], dim=-1)
-    sol = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
-    u0, w = sol[..., :dv], sol[..., dv:]  # U₀ = T V, W = T diag(γ) K
-    qk = qk.masked_fill(~causal, 0.0)
+    # the unit-triangular solve reads only the strict lower triangle of its matrix
+    sol = torch.linalg.solve_triangular(kk * bc, torch.cat([vc, k_read], -1) * bc, upper=False, unitriangular=True)
+    u0 = sol[..., :dv].contiguous()  # U₀ = T V
+    w = sol[..., dv:].contiguous()  # W = T diag(γ) K
+    k_write_t = k_write.transpose(-1, -2).contiguous()  # [batch·head, n, d_k, chunk]
 
-    S = q.new_zeros(b, h, dk, dv, dtype=torch.float32) if initial_state is None else initial_state.float()
+    S = qc.new_zeros(b * h, dk, dv) if initial_state is None else initial_state.float().reshape(b * h, dk, dv)
     starts, us = [], []
     for i in range(n):
         starts.append(S)
-        u = u0[:, :, i] - w[:, :, i] @ S  # delta errors of chunk i: [batch, head, chunk, d_v]
+        u = torch.baddbmm(u0[:, i], w[:, i], S, alpha=-1.0)  # delta errors of chunk i
         us.append(u)
-        S_next = k_write[:, :, i].transpose(-1, -2) @ u
-        S = S_next + (S if gamma_end is None else gamma_end[:, :, i] * S)
-    start = torch.stack(starts, dim=2)  # [batch, head, n, d_k, d_v]
-    U = torch.stack(us, dim=2)  # [batch, head, n, chunk, d_v]
-    o = q_read @ start + qk @ U
+        S = torch.baddbmm(S if gamma_end is None else S * gamma_end[:, i, None, None], k_write_t[:, i], u)
+    start = torch.stack(starts, dim=1)  # [batch·head, n, d_k, d_v]
+    U = torch.stack(us, dim=1)  # [batch·head, n, chunk, d_v]
+    o = q_read @ start + qk.tril() @ U
     return RecurrenceOutput(
-        output=from_chunks(o, t_len).to(dtype),
-        final_state=S if output_final_state else None,
-        chunk_states=start.movedim(2, 1) if output_chunk_states else None,
-        delta=from_chunks(U, t_len).to(dtype) if output_delta else None,
+        output=from_chunks(o, b, t_len).to(q.dtype),
+        final_state=S.view(b, h, dk, dv) if output_final_state else None,
+        chunk_states=start.view(b, h, n, dk, dv).movedim(2, 1) if output_chunk_states else None,
+        delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
     )

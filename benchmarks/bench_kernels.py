@@ -1,0 +1,132 @@
+"""Kernel speed against the peer implementations, in one process, as ratios.
+
+    python benchmarks/bench_kernels.py            # B=1, H=4, T=2048, D=64, fp32, CPU
+    python benchmarks/bench_kernels.py --quick    # a tiny smoke run
+
+Peers (each used as published, imported from the installed package): transformers' Qwen3-Next
+``torch_chunk_gated_delta_rule`` / ``torch_recurrent_gated_delta_rule`` and flash-linear-attention's
+``fla/ops/*/naive.py`` references. Times are medians after warm-up; ratios are peer / ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from workbench.kernels import delta_rule
+
+
+def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def fla_naive(op: str):
+    spec = importlib.util.find_spec("fla")
+    if spec is None:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "ops" / op / "naive.py"
+    mod_spec = importlib.util.spec_from_file_location(f"fla_naive_{op}", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def transformers_peers():
+    try:
+        from transformers.models.qwen3_next import modeling_qwen3_next as m
+    except ImportError:
+        return {}
+    unwrap = lambda f: getattr(f, "__wrapped__", f)  # noqa: E731
+    return {"chunk": unwrap(m.torch_chunk_gated_delta_rule), "recurrent": unwrap(m.torch_recurrent_gated_delta_rule)}
+
+
+def matmul_rates() -> dict[str, float]:
+    """GFLOP/s of a large square matmul and of the batched 64×64 matmuls the chunk algorithm is made of."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    big = 2 * 1024**3 / median_ms(lambda: a @ b, 10) / 1e6
+    x, y = torch.randn(128, 64, 64), torch.randn(128, 64, 64)
+    small = 2 * 128 * 64**3 / median_ms(lambda: torch.bmm(x, y), 20) / 1e6
+    return {"large": big, "batched64": small}
+
+
+def chunk_flops(b: int, t: int, h: int, d: int, c: int) -> float:
+    """FLOPs (2 per multiply-add) of our chunk algorithm per head: QKᵀ and KKᵀ (4tcd), the triangular
+    solve with 2d right-hand sides (2tcd), W·S and Kᵀ·U per chunk (4td²), the output Q·S + (QKᵀ)·U
+    (2td² + 2tcd)."""
+    return b * h * (8 * t * c * d + 6 * t * d * d)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args(argv)
+    b, t, h, d = (1, 128, 2, 16) if args.quick else (1, 2048, 4, 64)
+    reps = 1 if args.quick else args.repeats
+    print("command: python benchmarks/bench_kernels.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={b} H={h} T={t} D={d} fp32; median of {reps}")
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(b, t, h, d, generator=gen)
+    k = F.normalize(torch.randn(b, t, h, d, generator=gen), dim=-1)
+    v = torch.randn(b, t, h, d, generator=gen)
+    beta = torch.rand(b, t, h, generator=gen)
+    g = -torch.rand(b, t, h, generator=gen) * 0.1
+    scale = d**-0.5
+    rows: list[tuple[str, str, float, float]] = []
+
+    def bench(name: str, fn, gated: bool) -> None:
+        """fn(q, k, v, beta, g) -> output; timed forward (no grad) and forward + backward."""
+        with torch.no_grad():
+            f_ms = median_ms(lambda: fn(q, k, v, beta, g), reps)
+        inputs = [x.detach().requires_grad_() for x in (q, k, v, beta, g)]
+        fb_ms = median_ms(lambda: fn(*inputs).sum().backward(), max(1, reps // 3))
+        rows.append((name, "gated" if gated else "delta", f_ms, fb_ms))
+
+    # q is pre-scaled for ours; every peer applies d^-1/2 itself
+    bench("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_).output, True)
+    bench("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_).output, False)
+    bench("ours reference", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_, backend="reference").output,
+          True)
+    peers = transformers_peers()
+    if peers:
+        bench("transformers torch_chunk", lambda q, k, v, b_, g_: peers["chunk"](q, k, v, g_, b_)[0], True)
+        bench("transformers torch_recurrent", lambda q, k, v, b_, g_: peers["recurrent"](q, k, v, g_, b_)[0], True)
+    tr = lambda x: x.transpose(1, 2)  # noqa: E731  fla's delta naive files take [B, H, T, D]
+    naive = fla_naive("delta_rule")
+    if naive is not None:
+        bench("fla naive delta_rule_chunkwise",
+              lambda q, k, v, b_, g_: naive.delta_rule_chunkwise(tr(q), tr(k), tr(v), tr(b_), chunk_size=64)[0], False)
+        bench("fla naive delta_rule_recurrence",
+              lambda q, k, v, b_, g_: naive.delta_rule_recurrence(tr(q), tr(k), tr(v), tr(b_))[0], False)
+    gnaive = fla_naive("gated_delta_rule")
+    if gnaive is not None:
+        bench("fla naive chunk_gated_delta_rule",
+              lambda q, k, v, b_, g_: gnaive.naive_chunk_gated_delta_rule(q, k, v, b_, g_, chunk_size=64)[0], True)
+    ours_by_kind = {kind: (f, fb) for name, kind, f, fb in rows if name == "ours chunk"}
+    print(f"\n{'implementation':<34} {'rule':<6} {'fwd ms':>8} {'fwd+bwd ms':>11} {'fwd: peer/ours':>15} {'fwd+bwd: peer/ours':>19}")
+    for name, kind, f, fb in rows:
+        of, ofb = ours_by_kind[kind]
+        print(f"{name:<34} {kind:<6} {f:>8.2f} {fb:>11.2f} {f / of:>15.2f} {fb / ofb:>19.2f}")
+    rates = matmul_rates()
+    flops = chunk_flops(b, t, h, d, 64)
+    print(f"\nmatmul throughput here: {rates['large']:.0f} GFLOP/s (1024³), {rates['batched64']:.0f} GFLOP/s (batched 64×64×64)")
+    print(f"our chunk algorithm: {flops / 1e6:.0f} MFLOP -> matmul-bound time {flops / rates['large'] / 1e6:.2f} ms at the "
+          f"large-matmul rate, {flops / rates['batched64'] / 1e6:.2f} ms at the batched 64×64 rate")
+
+
+if __name__ == "__main__":
+    main()
