@@ -6,14 +6,14 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Fast-weight interpretability workbench.", no_args_is_help=True, add_completion=False)
+from .paths import DEFAULT_CHECKPOINT
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "toy-delta"
+app = typer.Typer(help="Fast-weight interpretability workbench.", no_args_is_help=True, add_completion=False)
 
 
 @app.command()
 def info(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint directory")) -> None:
-    """Print a checkpoint's config, parameter count and hooks."""
+    """Print a checkpoint's config and parameter count."""
     from .checkpoint import CheckpointError, load
 
     try:
@@ -27,9 +27,27 @@ def info(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint 
 @app.command()
 def demo(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint directory")) -> None:
     """Load a checkpoint, run it with every hook cached on one of its task's sequences, print what it exposes."""
+    from .checkpoint import CheckpointError
     from .demo import run_demo
 
-    run_demo(checkpoint)
+    try:
+        run_demo(checkpoint)
+    except CheckpointError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
+
+
+@app.command("train-recipe")
+def train_recipe(name: str = typer.Argument(..., help="recipe name, e.g. toy-delta"),
+                 out: Path = typer.Option(..., help="directory to write the checkpoint to")) -> None:
+    """Train one of the named recipes (workbench/recipes.py) and save the checkpoint."""
+    from .recipes import RECIPES, run_recipe
+
+    if name not in RECIPES:
+        typer.echo(f"error: unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}", err=True)
+        raise typer.Exit(code=2)
+    summary = run_recipe(name, out)
+    typer.echo(f"final eval loss {summary['final']['eval_loss']:.4f}, accuracy {summary['final']['eval_acc']:.3f}")
 
 
 def summary(model) -> str:
@@ -40,5 +58,9 @@ def summary(model) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:  # pragma: no cover - console entry
+def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
