@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .._chunking import from_chunks, to_chunks
+from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
 
 # exp() is slow on -inf and on results that underflow to denormals; decays below e^-80 are exactly
@@ -42,14 +42,14 @@ def delta_rule_chunk(
     b, t_len, h, dk = q.shape
     dv = v.shape[-1]
     C = chunk_size
-    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [batch·head, n, chunk, d]
-    bc = to_chunks(beta[..., None], C)  # [batch·head, n, chunk, 1]; padding has β = 0: writes nothing
-    n = qc.shape[1]
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [n, batch·head, chunk, d]
+    bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
+    n = qc.shape[0]
 
-    qk = qc @ kc.transpose(-1, -2)  # [batch·head, n, chunk, chunk]
+    qk = qc @ kc.transpose(-1, -2)  # [n, batch·head, chunk, chunk]
     kk = kc @ kc.transpose(-1, -2)
     if g is not None:
-        cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [batch·head, n, chunk]; padding: g = 0
+        cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [n, batch·head, chunk]; padding: g = 0
         # Γ on and below the diagonal; above it the clamp gives 1, and those entries are never read
         decay = (cum[..., :, None] - cum[..., None, :]).clamp(_LOG_FLOOR, 0.0).exp()
         qk = qk * decay
@@ -58,7 +58,7 @@ def delta_rule_chunk(
         k_read = kc * gamma
         q_read = qc * gamma
         k_write = kc * (cum[..., -1:] - cum).clamp(min=_LOG_FLOOR).exp()[..., None]  # diag(γ_C/γ) K
-        gamma_end = cum[..., -1].clamp(min=_LOG_FLOOR).exp()  # [batch·head, n]
+        gamma_end = cum[..., -1].clamp(min=_LOG_FLOOR).exp()  # [n, batch·head]
     else:
         k_read = k_write = kc
         q_read = qc
@@ -67,21 +67,21 @@ def delta_rule_chunk(
     sol = torch.linalg.solve_triangular(kk * bc, torch.cat([vc, k_read], -1) * bc, upper=False, unitriangular=True)
     u0 = sol[..., :dv].contiguous()  # U₀ = T V
     w = sol[..., dv:].contiguous()  # W = T diag(γ) K
-    k_write_t = k_write.transpose(-1, -2).contiguous()  # [batch·head, n, d_k, chunk]
+    k_write_t = k_write.transpose(-1, -2).contiguous()  # [n, batch·head, d_k, chunk]
 
     S = qc.new_zeros(b * h, dk, dv) if initial_state is None else initial_state.float().reshape(b * h, dk, dv)
     starts, us = [], []
     for i in range(n):
         starts.append(S)
-        u = torch.baddbmm(u0[:, i], w[:, i], S, alpha=-1.0)  # delta errors of chunk i
+        u = torch.baddbmm(u0[i], w[i], S, alpha=-1.0)  # delta errors of chunk i
         us.append(u)
-        S = torch.baddbmm(S if gamma_end is None else S * gamma_end[:, i, None, None], k_write_t[:, i], u)
-    start = torch.stack(starts, dim=1)  # [batch·head, n, d_k, d_v]
-    U = torch.stack(us, dim=1)  # [batch·head, n, chunk, d_v]
+        S = torch.baddbmm(S if gamma_end is None else S * gamma_end[i, :, None, None], k_write_t[i], u)
+    start = torch.stack(starts)  # [n, batch·head, d_k, d_v]
+    U = torch.stack(us)  # [n, batch·head, chunk, d_v]
     o = q_read @ start + qk.tril() @ U
     return RecurrenceOutput(
         output=from_chunks(o, b, t_len).to(q.dtype),
         final_state=S.view(b, h, dk, dv) if output_final_state else None,
-        chunk_states=start.view(b, h, n, dk, dv).movedim(2, 1) if output_chunk_states else None,
+        chunk_states=states_from_chunks(start, b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
     )

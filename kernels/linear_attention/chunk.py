@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from .._chunking import from_chunks, to_chunks
+from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
 
 
@@ -32,18 +32,18 @@ def linear_attention_chunk(
     if normalize:
         v = torch.cat([v, v.new_ones(v.shape[:-1] + (1,))], dim=-1)
     qc, kc, vc = to_chunks(q, chunk_size), to_chunks(k, chunk_size), to_chunks(v, chunk_size)
-    kv = kc.transpose(-1, -2) @ vc  # [batch·head, n, d_k, d_v]: each chunk's write
-    start = torch.cat([torch.zeros_like(kv[:, :1]), kv[:, :-1].cumsum(1)], dim=1)  # exclusive prefix sum
+    kv = kc.transpose(-1, -2) @ vc  # [n, batch·head, d_k, d_v]: each chunk's write
+    start = torch.cat([torch.zeros_like(kv[:1]), kv[:-1].cumsum(0)])  # exclusive prefix sum over chunks
     if initial_state is not None:
-        start = start + initial_state.float().reshape(kv.shape[0], 1, *kv.shape[2:])
+        start = start + initial_state.float().reshape(1, kv.shape[1], *kv.shape[2:])
     qk = (qc @ kc.transpose(-1, -2)).tril()
     o = from_chunks(qc @ start + qk @ vc, b, t_len)
     if normalize:
         o = o[..., :-1] / (o[..., -1:] + eps)
     h = q.shape[2]
-    final = (start[:, -1] + kv[:, -1]).view(b, h, *kv.shape[2:]) if output_final_state else None
+    final = (start[-1] + kv[-1]).view(b, h, *kv.shape[2:]) if output_final_state else None
     return RecurrenceOutput(
         output=o.to(dtype),
         final_state=final,
-        chunk_states=start.view(b, h, *start.shape[1:]).movedim(2, 1) if output_chunk_states else None,
+        chunk_states=states_from_chunks(start, b) if output_chunk_states else None,
     )
