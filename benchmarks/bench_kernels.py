@@ -88,30 +88,33 @@ def main(argv=None) -> None:
     scale = d**-0.5
     rows: list[tuple[str, str, float, float]] = []
 
-    def bench(name: str, fn, gated: bool) -> None:
-        """fn(q, k, v, beta, g) -> output; timed forward (no grad) and forward + backward."""
+    def bench(name: str, fn, gated: bool, slow: bool = False) -> None:
+        """fn(q, k, v, beta, g) -> output; timed forward (no grad) and forward + backward.
+        Loops over positions (slow=True) get fewer repeats."""
+        r = max(1, reps // 5) if slow else reps
         with torch.no_grad():
-            f_ms = median_ms(lambda: fn(q, k, v, beta, g), reps)
+            f_ms = median_ms(lambda: fn(q, k, v, beta, g), r, warmup=1 if slow else 2)
         inputs = [x.detach().requires_grad_() for x in (q, k, v, beta, g)]
-        fb_ms = median_ms(lambda: fn(*inputs).sum().backward(), max(1, reps // 3))
+        fb_ms = median_ms(lambda: fn(*inputs).sum().backward(), 1 if slow else max(1, reps // 3), warmup=0 if slow else 1)
         rows.append((name, "gated" if gated else "delta", f_ms, fb_ms))
 
     # q is pre-scaled for ours; every peer applies d^-1/2 itself
     bench("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_).output, True)
     bench("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_).output, False)
     bench("ours reference", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_, backend="reference").output,
-          True)
+          True, slow=True)
     peers = transformers_peers()
     if peers:
         bench("transformers torch_chunk", lambda q, k, v, b_, g_: peers["chunk"](q, k, v, g_, b_)[0], True)
-        bench("transformers torch_recurrent", lambda q, k, v, b_, g_: peers["recurrent"](q, k, v, g_, b_)[0], True)
+        bench("transformers torch_recurrent", lambda q, k, v, b_, g_: peers["recurrent"](q, k, v, g_, b_)[0], True,
+              slow=True)
     tr = lambda x: x.transpose(1, 2)  # noqa: E731  fla's delta naive files take [B, H, T, D]
     naive = fla_naive("delta_rule")
     if naive is not None:
         bench("fla naive delta_rule_chunkwise",
               lambda q, k, v, b_, g_: naive.delta_rule_chunkwise(tr(q), tr(k), tr(v), tr(b_), chunk_size=64)[0], False)
         bench("fla naive delta_rule_recurrence",
-              lambda q, k, v, b_, g_: naive.delta_rule_recurrence(tr(q), tr(k), tr(v), tr(b_))[0], False)
+              lambda q, k, v, b_, g_: naive.delta_rule_recurrence(tr(q), tr(k), tr(v), tr(b_))[0], False, slow=True)
     gnaive = fla_naive("gated_delta_rule")
     if gnaive is not None:
         bench("fla naive chunk_gated_delta_rule",
