@@ -7,23 +7,16 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
 from workbench import HookedFastWeightLM, ModelConfig
 
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+try:
+    from timing import median_ms  # run as a script: benchmarks/ is on sys.path
+except ImportError:
+    from benchmarks.timing import median_ms
 
 
 def main(argv=None) -> None:
@@ -42,8 +35,8 @@ def main(argv=None) -> None:
         model = HookedFastWeightLM(cfg).eval()
         tokens = torch.randint(0, 512, (1, pos), generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            plain = median_time(lambda: model(tokens), repeats)
-            cached = median_time(lambda: model.run_with_cache(tokens), repeats)
+            plain = median_ms(lambda: model(tokens), repeats) / 1e3
+            cached = median_ms(lambda: model.run_with_cache(tokens), repeats) / 1e3
             n_hooks = len(model.run_with_cache(tokens)[1])
         print(f"{mixer:<12} {plain * 1e3:>11.2f} {cached * 1e3:>9.2f} {cached / plain:>6.2f} {n_hooks:>6}")
 

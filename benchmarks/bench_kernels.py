@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,16 +20,10 @@ import torch.nn.functional as F
 
 from workbench.kernels import delta_rule
 
-
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+try:
+    from timing import median_ms  # run as a script: benchmarks/ is on sys.path
+except ImportError:
+    from benchmarks.timing import median_ms
 
 
 def fla_naive(op: str):

@@ -1,0 +1,20 @@
+"""The benchmarks run (tiny sizes) and print their tables; speed itself is never asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("script, needle", [("bench_kernels.py", "ours chunk"), ("bench_hooks.py", "gated_delta")])
+def test_benchmark_quick_mode_runs(script, needle):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], capture_output=True,
+                         text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"command: python benchmarks/{script} --quick")
+    assert needle in out.stdout
