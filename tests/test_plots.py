@@ -36,3 +36,16 @@ def test_state_and_update_panels_and_other_figures():
     assert fast_weight_heatmap(a).data[0].z.shape == (4, 4)
     bars = head_scores_bar(torch.tensor([[0.1, 0.2], [0.3, 0.4]]))
     assert [list(t.y) for t in bars.data] == [pytest.approx([0.1, 0.2]), pytest.approx([0.3, 0.4])]
+
+
+def test_probe_curve_draws_one_line_per_head_from_the_aggregate():
+    import pandas as pd
+
+    from workbench.plots import probe_curve
+
+    agg = pd.DataFrame({"head": [0, 0, 1, 1], "lag": [1, 0, 0, 1], "fidelity": [0.5, 0.9, 0.2, 0.1]})
+    fig = probe_curve(agg, "lag")
+    assert [t.name for t in fig.data] == ["head 0", "head 1"]
+    assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.9, 0.5]
+    with pytest.raises(ValueError, match="no column"):
+        probe_curve(agg, "n_stored")

@@ -1,7 +1,8 @@
 """Plots: functions that take tensors or DataFrames and return plotly figures."""
 
 from .attention import attention_heatmap, head_scores_bar
+from .recall import probe_curve
 from .fast_weights import fast_weight_heatmap, singular_values_over_positions, state_and_update
 
-__all__ = ["attention_heatmap", "head_scores_bar", "fast_weight_heatmap", "singular_values_over_positions",
+__all__ = ["probe_curve", "attention_heatmap", "head_scores_bar", "fast_weight_heatmap", "singular_values_over_positions",
            "state_and_update"]
