@@ -80,3 +80,33 @@ def test_corrupt_and_mismatched_weights(ckpt):
         load(d)
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         load_from_bytes(model.cfg.to_json(), b"\x00" * 8)
+
+
+def test_uploads_files_and_versions(tmp_path, ckpt):
+    d, model = ckpt
+    blob = (d / "model.safetensors").read_bytes()
+    # a parsed dict (what an app gets from json.loads of an upload) loads like the text
+    assert torch.equal(load_from_bytes(model.cfg.to_dict(), blob)(TOKENS), model(TOKENS))
+    with pytest.raises(CheckpointError, match=r"config.json: unknown ModelConfig keys \['bogus'\]"):
+        load_from_bytes({**model.cfg.to_dict(), "bogus": 1}, blob)
+    with pytest.raises(CheckpointError, match="not UTF-8"):
+        load_from_bytes(b"\xff\xfe", blob)
+    with pytest.raises(TypeError, match="weights must be the bytes"):
+        load_from_bytes(model.cfg.to_dict(), "not bytes")
+    # the checkpoint path given as the weights file, and saving over a file
+    with pytest.raises(CheckpointError, match="is a file; pass the checkpoint directory"):
+        load(d / "model.safetensors")
+    with pytest.raises(CheckpointError, match="it is a file, not a directory"):
+        save(model, d / "config.json")
+    # a file from a newer workbench format is refused with the fix in the message
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(d / "model.safetensors"), metadata={"format": "workbench", "version": "99"})
+    with pytest.raises(CheckpointError, match="format version '99'.*upgrade workbench"):
+        load(d)
+    with pytest.raises(CheckpointError, match="format version '99'"):
+        load_from_bytes(model.cfg.to_dict(), (d / "model.safetensors").read_bytes())
+    # integer tensors where the model holds floats
+    name = next(iter(tensors))
+    save_file({**tensors, name: tensors[name].long()}, str(d / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"{name}.*expected a floating-point dtype"):
+        load(d)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.tasks import MQAR, task_from_dict
+from workbench.tasks import MQAR, AssociativeRecall, task_from_dict
 
 
 @pytest.mark.parametrize("random_filler", [True, False])
@@ -50,3 +50,57 @@ def test_mqar_gap_law_and_determinism():
 def test_mqar_rejects_impossible_settings(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         MQAR(**kwargs)
+
+
+def _recall_answers_by_brute_force(seq: list[int], num_pairs: int) -> dict[int, int]:
+    """Scan the context and, for every later query, look its key up: position → expected next token."""
+    store = {}
+    for i in range(num_pairs):
+        assert seq[2 * i] not in store, "keys must be distinct within a sequence"
+        store[seq[2 * i]] = seq[2 * i + 1]
+    return {t: store[seq[t]] for t in range(2 * num_pairs, len(seq), 2)}
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_pairs=5, num_keys=5, num_values=3, num_queries=9),
+                                    dict(num_pairs=1, num_keys=7, num_values=1, num_queries=1)])
+def test_associative_recall_answers_every_query_with_its_bound_value(kwargs):
+    task = AssociativeRecall(**kwargs)
+    n, k, v, m = task.num_pairs, task.num_keys, task.num_values, task.num_queries
+    assert task.d_vocab == k + v and task.seq_len == 2 * (n + m)
+    batch = task.sample(64, torch.Generator().manual_seed(5))
+    assert batch.tokens.dtype == torch.long and batch.loss_mask.dtype == torch.bool
+    assert batch.tokens.shape == (64, task.seq_len) and batch.loss_mask.shape == (64, task.seq_len - 1)
+    for seq, mask, pairs in zip(batch.tokens.tolist(), batch.loss_mask.tolist(), batch.pairs):
+        assert all(0 <= x < k for x in seq[0::2]) and all(k <= x < k + v for x in seq[1::2])
+        expected = _recall_answers_by_brute_force(seq, n)
+        assert [t for t, on in enumerate(mask) if on] == sorted(expected)  # exactly the query positions
+        assert all(seq[t + 1] == answer for t, answer in expected.items())
+        assert pairs == [(2 * i, 2 * i + 1) for i in range(n)]
+
+
+def test_associative_recall_is_seeded_and_covers_its_ranges():
+    task = AssociativeRecall(num_pairs=3, num_keys=6, num_values=5, num_queries=4)
+    a = task.sample(500, torch.Generator().manual_seed(11))
+    b = task.sample(500, torch.Generator().manual_seed(11))
+    c = task.sample(500, torch.Generator().manual_seed(12))
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.loss_mask, b.loss_mask)
+    assert not torch.equal(a.tokens, c.tokens)
+    torch.manual_seed(0)  # the global RNG plays no part
+    assert torch.equal(task.sample(500, torch.Generator().manual_seed(11)).tokens, a.tokens)
+    assert set(a.tokens[:, 0:6:2].flatten().tolist()) == set(range(6))  # every key and value occurs
+    assert set(a.tokens[:, 1:6:2].flatten().tolist()) == set(range(6, 11))
+    queried = a.tokens[:, 6::2]
+    stored = a.tokens[:, 0:6:2]
+    slot = (queried[:, :, None] == stored[:, None, :]).float().argmax(-1)  # which pair each query asks
+    assert set(slot.flatten().tolist()) == {0, 1, 2}  # queries drawn from all stored pairs
+    assert task_from_dict(task.to_dict()) == task
+
+
+@pytest.mark.parametrize("kwargs, msg", [(dict(num_pairs=0), "num_pairs must be a positive int"),
+                                          (dict(num_pairs=5, num_keys=4), "raise num_keys"),
+                                          (dict(num_values=2.5), "num_values must be a positive int")])
+def test_associative_recall_rejects_impossible_settings(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        AssociativeRecall(**kwargs)
+    with pytest.raises(ValueError, match="batch_size"):
+        AssociativeRecall().sample(0, torch.Generator())

@@ -1,14 +1,20 @@
 """Checkpoints: ``config.json`` + ``model.safetensors`` in a directory. Never pickle.
 
-Every problem — a missing file, a config that is not JSON or has unknown keys, a corrupt weights file,
-missing, unexpected or mis-shaped tensors — raises one :class:`CheckpointError` naming it.
+    save(model, "runs/toy")                       # writes runs/toy/config.json, runs/toy/model.safetensors
+    model = load("runs/toy")                      # a HookedFastWeightLM, weights checked strictly
+    model = load_from_bytes(config_text, blob)    # the same from uploaded files (the app)
+
+The safetensors metadata records ``format="workbench"`` and the format ``version``. Every problem — a
+missing file, a config that is not JSON or has unknown keys or bad values, a corrupt weights file, a
+newer format version, missing, unexpected, mis-shaped or non-float tensors — raises one
+:class:`CheckpointError` (a ``ValueError``) naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Union
+from typing import Any, Mapping, Union
 
 import torch
 from safetensors import SafetensorError
@@ -20,7 +26,9 @@ from .model import HookedFastWeightLM
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+FORMAT_NAME = "workbench"
 FORMAT_VERSION = "1"
+_READABLE_VERSIONS = ("1",)
 
 
 class CheckpointError(ValueError):
@@ -28,18 +36,80 @@ class CheckpointError(ValueError):
 
 
 def save(model: HookedFastWeightLM, directory: Union[str, Path]) -> Path:
-    """Write ``model`` to ``directory`` (created if needed); returns the directory."""
+    """Write ``model`` to ``directory`` (created if needed, files replaced); returns the directory.
+
+    Tensors are stored on the CPU, contiguous, in their own dtype; nothing is pickled.
+    """
     if not isinstance(model, HookedFastWeightLM):
         raise TypeError(f"save expects a HookedFastWeightLM, got {type(model).__name__}")
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"cannot save into {directory}: it is a file, not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).write_text(model.cfg.to_json() + "\n")
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "workbench", "version": FORMAT_VERSION})
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "version": FORMAT_VERSION})
     return directory
 
 
-def config_from_text(text: str, where: str = CONFIG_FILE) -> ModelConfig:
+def load(directory: Union[str, Path], device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
+    """Read a checkpoint written by :func:`save` onto ``device``; raises :class:`CheckpointError`."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is a file; pass the checkpoint directory that holds {CONFIG_FILE} "
+                              f"and {WEIGHTS_FILE}")
+    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (cfg_path, w_path):
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing: a checkpoint needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    cfg = config_from_text(cfg_path.read_bytes(), str(cfg_path))
+    try:
+        tensors = load_file(str(w_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{w_path} is not a readable safetensors file ({e})") from None
+    with open(w_path, "rb") as f:
+        _check_format(f.read(_header_size(f.read(8))), str(w_path))
+    return model_from_tensors(cfg, tensors, str(w_path), device)
+
+
+def load_from_bytes(
+    config: Union[str, bytes, Mapping[str, Any], ModelConfig],
+    weights: bytes,
+    device: Union[str, torch.device] = "cpu",
+) -> HookedFastWeightLM:
+    """Build a model from an uploaded ``config.json`` (text, bytes, dict or ModelConfig) and the bytes of
+    ``model.safetensors``; the same checks as :func:`load`."""
+    if isinstance(config, ModelConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        try:
+            cfg = ModelConfig.from_dict(dict(config))
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{CONFIG_FILE}: {e}") from None
+    elif isinstance(config, (str, bytes)):
+        cfg = config_from_text(config)
+    else:
+        raise TypeError(f"config must be JSON text, bytes, a dict or a ModelConfig, got {type(config).__name__}")
+    if not isinstance(weights, (bytes, bytearray)):
+        raise TypeError(f"weights must be the bytes of {WEIGHTS_FILE}, got {type(weights).__name__}")
+    try:
+        tensors = load_bytes(bytes(weights))
+    except (SafetensorError, OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"{WEIGHTS_FILE} is not a readable safetensors file ({e})") from None
+    _check_format(weights[8: 8 + _header_size(weights[:8])], WEIGHTS_FILE)
+    return model_from_tensors(cfg, tensors, WEIGHTS_FILE, device)
+
+
+# ---------------------------------------------------------------------- the checks, shared by both loaders
+def config_from_text(text: Union[str, bytes], where: str = CONFIG_FILE) -> ModelConfig:
+    """Parse ``config.json`` text; any problem becomes a CheckpointError that names ``where``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{where} is not UTF-8 text; it should be the JSON written by save()") from None
     try:
         return ModelConfig.from_json(text)
     except (ValueError, TypeError) as e:
@@ -48,6 +118,7 @@ def config_from_text(text: str, where: str = CONFIG_FILE) -> ModelConfig:
 
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where: str = WEIGHTS_FILE,
                        device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
+    """A model for ``cfg`` holding exactly ``tensors``: names, shapes and float dtypes must all match."""
     model = HookedFastWeightLM(cfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -58,45 +129,32 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
             parts.append(f"missing tensors {missing}")
         if unexpected:
             parts.append(f"unexpected tensors {unexpected}")
-        raise CheckpointError(f"{where} does not match config: " + "; ".join(parts))
+        raise CheckpointError(f"{where} does not match its config: " + "; ".join(parts)
+                              + "; was it saved from a model with a different config?")
     for name, t in tensors.items():
         if tuple(t.shape) != tuple(expected[name].shape):
             raise CheckpointError(
                 f"{where}: tensor {name!r} has shape {tuple(t.shape)}, the config needs {tuple(expected[name].shape)}"
             )
+        if expected[name].is_floating_point() and not t.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected a floating-point dtype")
     model.load_state_dict(tensors, strict=True)
     return model.to(device)
 
 
-def load(directory: Union[str, Path], device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
-    """Read a checkpoint written by :func:`save`."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"checkpoint directory {directory} does not exist")
-    cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{cfg_path} is missing: a checkpoint needs {CONFIG_FILE} and {WEIGHTS_FILE}")
-    if not w_path.is_file():
-        raise CheckpointError(f"{w_path} is missing: a checkpoint needs {CONFIG_FILE} and {WEIGHTS_FILE}")
-    cfg = config_from_text(cfg_path.read_text(), str(cfg_path))
-    try:
-        tensors = load_file(str(w_path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{w_path} is not a readable safetensors file ({e})") from None
-    return model_from_tensors(cfg, tensors, str(w_path), device)
+def _header_size(first8: bytes) -> int:
+    """A safetensors file starts with the length of its JSON header as a little-endian u64."""
+    return int.from_bytes(first8, "little") if len(first8) == 8 else 0
 
 
-def load_from_bytes(config_text: Union[str, bytes], weights: bytes,
-                    device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
-    """Build a model from an uploaded ``config.json`` text and ``model.safetensors`` bytes."""
-    if isinstance(config_text, bytes):
-        try:
-            config_text = config_text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CheckpointError(f"{CONFIG_FILE} is not UTF-8 text") from None
-    cfg = config_from_text(config_text)
+def _check_format(header: bytes, where: str) -> None:
+    """Refuse a file written by a newer workbench format (files without our metadata are accepted)."""
     try:
-        tensors = load_bytes(weights)
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{WEIGHTS_FILE} is not a readable safetensors file ({e})") from None
-    return model_from_tensors(cfg, tensors, WEIGHTS_FILE, device)
+        meta = json.loads(header).get("__metadata__") or {}
+    except (ValueError, AttributeError):
+        meta = {}  # the tensors were readable, so safetensors accepted this header
+    if meta.get("format") == FORMAT_NAME and meta.get("version") not in _READABLE_VERSIONS:
+        raise CheckpointError(
+            f"{where} has workbench format version {meta.get('version')!r}; this version of workbench reads "
+            f"{list(_READABLE_VERSIONS)}: upgrade workbench to load it"
+        )

@@ -1,9 +1,10 @@
 """Seeded synthetic tasks. Each is a frozen dataclass with ``sample(batch_size, generator)``."""
 
+from .associative_recall import AssociativeRecall
 from .base import Task, TaskBatch
 from .mqar import MQAR
 
-TASKS = {"mqar": MQAR}
+TASKS = {"associative_recall": AssociativeRecall, "mqar": MQAR}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -15,4 +16,4 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["MQAR", "TASKS", "Task", "TaskBatch", "task_from_dict"]
+__all__ = ["AssociativeRecall", "MQAR", "TASKS", "Task", "TaskBatch", "task_from_dict"]
