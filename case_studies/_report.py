@@ -1,0 +1,66 @@
+"""What every case study writes: ``results.json`` (with the command and the wall time) and figures.
+
+    out = prepare_output(Path("case_studies/capacity/results"))
+    write_figure(fig, out, "loss_vs_S")        # loss_vs_S.html (self-contained) and loss_vs_S.png
+    write_results(out, results, command, seconds)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import plotly.graph_objects as go
+import torch
+
+
+def prepare_output(directory: Path) -> Path:
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"output {directory} is a file; pass a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def command_line(module: str, argv: Optional[list[str]]) -> str:
+    """The command that reproduces this run, as printed next to its numbers."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", "-m", module, *map(shlex.quote, args)])
+
+
+def write_figure(fig: go.Figure, directory: Path, name: str, png: bool = True) -> list[Path]:
+    """Write ``name.html`` (plotly.js inlined, opens offline) and, if ``png``, ``name.png`` via kaleido."""
+    html = Path(directory) / f"{name}.html"
+    fig.write_html(html, include_plotlyjs=True, full_html=True)
+    written = [html]
+    if png:
+        path = Path(directory) / f"{name}.png"
+        try:
+            fig.write_image(path, width=900, height=550, scale=1)
+        except Exception as e:  # kaleido missing or no Chrome/Chromium for it to drive
+            raise RuntimeError(
+                f"could not write {path} ({type(e).__name__}: {e}); PNG export needs the 'kaleido' package and a "
+                "Chromium (Debian: apt-get install chromium); pass --no-png to write HTML only"
+            ) from e
+        written.append(path)
+    return written
+
+
+def write_results(directory: Path, results: dict[str, Any], command: str, seconds: float) -> Path:
+    """``results.json``: the results plus how they were made (command, wall time, machine, torch)."""
+    payload = {
+        "command": command,
+        "wall_seconds": round(seconds, 1),
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "processor": platform.machine()},
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **results,
+    }
+    path = Path(directory) / "results.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
