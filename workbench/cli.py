@@ -50,6 +50,28 @@ def train_recipe(name: str = typer.Argument(..., help="recipe name, e.g. toy-del
     typer.echo(f"final eval loss {summary['final']['eval_loss']:.4f}, accuracy {summary['final']['eval_acc']:.3f}")
 
 
+@app.command("app")
+def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
+                address: str = typer.Option("", help="address to bind (default: streamlit's, all interfaces)"),
+                headless: bool = typer.Option(False, "--headless", help="do not open a browser window")) -> None:
+    """Open the browser app (streamlit run app.py) on the bundled checkpoint."""
+    import subprocess
+
+    from .app_support.launch import find_app_script, streamlit_argv
+
+    try:
+        argv = streamlit_argv(find_app_script(), port=port, address=address or None, headless=headless)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(f"serving the workbench app on http://localhost:{port} (Ctrl-C stops it)")
+    try:
+        code = subprocess.call(argv)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code=code)
+
+
 def summary(model) -> str:
     cfg = model.cfg
     lines = [f"HookedFastWeightLM: {cfg.n_layers} x {cfg.mixer} block(s), d_model {cfg.d_model}, "
