@@ -3,8 +3,9 @@
 from .associative_recall import AssociativeRecall
 from .base import Task, TaskBatch
 from .mqar import MQAR
+from .retrieval import Retrieval, RetrievalBatch
 
-TASKS = {"associative_recall": AssociativeRecall, "mqar": MQAR}
+TASKS = {"associative_recall": AssociativeRecall, "mqar": MQAR, "retrieval": Retrieval}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -16,4 +17,4 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["AssociativeRecall", "MQAR", "TASKS", "Task", "TaskBatch", "task_from_dict"]
+__all__ = ["AssociativeRecall", "MQAR", "Retrieval", "RetrievalBatch", "TASKS", "Task", "TaskBatch", "task_from_dict"]
