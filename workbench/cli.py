@@ -60,13 +60,14 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
     from .app_support.launch import find_app_script, streamlit_argv
 
     try:
-        argv = streamlit_argv(find_app_script(), port=port, address=address or None, headless=headless)
+        script = find_app_script()
+        argv = streamlit_argv(script, port=port, address=address or None, headless=headless)
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"serving the workbench app on http://localhost:{port} (Ctrl-C stops it)")
     try:
-        code = subprocess.call(argv)
+        code = subprocess.call(argv, cwd=script.parent)  # reads .streamlit/config.toml
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code=code)

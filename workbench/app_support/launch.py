@@ -23,11 +23,13 @@ def find_app_script(script: Optional[Path] = None) -> Path:
 
 
 def streamlit_argv(script: Path, port: int = 8501, address: Optional[str] = None, headless: bool = False) -> list[str]:
-    """The command line that serves ``script`` on ``port`` (usage statistics off: nothing leaves the machine)."""
+    """The command line that serves ``script`` on ``port``. Usage statistics are off and the printed address is
+    given, so nothing leaves the machine (streamlit would otherwise look up its external IP)."""
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise ValueError(f"port must be an int in [1, 65535], got {port!r}")
     argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-            "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false"]
+            "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false",
+            "--browser.serverAddress", address or "localhost"]
     if address:
         argv += ["--server.address", address]
     return argv
