@@ -51,6 +51,30 @@ def write_figure(fig: go.Figure, directory: Path, name: str, png: bool = True) -
     return written
 
 
+def write_figures(figs: dict[str, go.Figure], directory: Path, png: bool = True) -> list[Path]:
+    """:func:`write_figure` for several figures (``name → figure``), exporting all PNGs in one kaleido
+    session (one browser start rather than one per figure). A figure's own layout width/height, if set,
+    replace the default 900×550."""
+    import plotly.io as pio
+
+    written = []
+    for name, fig in figs.items():
+        written += write_figure(fig, directory, name, png=False)
+    if png and figs:
+        paths = [Path(directory) / f"{name}.png" for name in figs]
+        sizes = [dict(width=f.layout.width or 900, height=f.layout.height or 550, scale=1) for f in figs.values()]
+        try:
+            pio.write_images(list(figs.values()), paths, width=[s["width"] for s in sizes],
+                             height=[s["height"] for s in sizes], scale=1)
+        except Exception as e:  # kaleido missing or no Chrome/Chromium for it to drive
+            raise RuntimeError(
+                f"could not write {paths[0].parent}/*.png ({type(e).__name__}: {e}); PNG export needs the 'kaleido' "
+                "package and a Chromium (Debian: apt-get install chromium); pass --no-png to write HTML only"
+            ) from e
+        written += paths
+    return written
+
+
 def write_results(directory: Path, results: dict[str, Any], command: str, seconds: float) -> Path:
     """``results.json``: the results plus how they were made (command, wall time, machine, torch)."""
     payload = {
