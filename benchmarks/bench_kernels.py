@@ -5,7 +5,9 @@
 
 Peers (each used as published, imported from the installed package): transformers' Qwen3-Next
 ``torch_chunk_gated_delta_rule`` / ``torch_recurrent_gated_delta_rule`` and flash-linear-attention's
-``fla/ops/*/naive.py`` references. Times are medians after warm-up; ratios are peer / ours.
+``fla/ops/*/naive.py`` references. Ratios are peer / ours.
+The fast implementations are timed round-robin and each keeps its best run (benchmarks/timing.py), so
+load from other processes falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import torch.nn.functional as F
 from workbench.kernels import delta_rule
 
 try:
-    from timing import median_ms  # run as a script: benchmarks/ is on sys.path
+    from timing import interleaved_ms, median_ms  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.timing import median_ms
+    from benchmarks.timing import interleaved_ms, median_ms
 
 
 def fla_naive(op: str):
@@ -70,7 +72,7 @@ def main(argv=None) -> None:
     b, t, h, d = (1, 128, 2, 16) if args.quick else (1, 2048, 4, 64)
     reps = 1 if args.quick else args.repeats
     print("command: python benchmarks/bench_kernels.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={b} H={h} T={t} D={d} fp32; median of {reps}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={b} H={h} T={t} D={d} fp32; best of {reps} interleaved runs")
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(b, t, h, d, generator=gen)
     k = F.normalize(torch.randn(b, t, h, d, generator=gen), dim=-1)
@@ -78,39 +80,53 @@ def main(argv=None) -> None:
     beta = torch.rand(b, t, h, generator=gen)
     g = -torch.rand(b, t, h, generator=gen) * 0.1
     scale = d**-0.5
-    rows: list[tuple[str, str, float, float]] = []
+    cases: list[tuple[str, str, object, bool]] = []  # (name, rule, fn(q, k, v, beta, g) -> output, slow)
 
-    def bench(name: str, fn, gated: bool, slow: bool = False) -> None:
-        """fn(q, k, v, beta, g) -> output; timed forward (no grad) and forward + backward.
-        Loops over positions (slow=True) get fewer repeats."""
-        r = max(1, reps // 5) if slow else reps
-        with torch.no_grad():
-            f_ms = median_ms(lambda: fn(q, k, v, beta, g), r, warmup=1 if slow else 2)
-        inputs = [x.detach().requires_grad_() for x in (q, k, v, beta, g)]
-        fb_ms = median_ms(lambda: fn(*inputs).sum().backward(), 1 if slow else max(1, reps // 3), warmup=0 if slow else 1)
-        rows.append((name, "gated" if gated else "delta", f_ms, fb_ms))
+    def add(name: str, fn, gated: bool, slow: bool = False) -> None:
+        cases.append((name, "gated" if gated else "delta", fn, slow))
 
     # q is pre-scaled for ours; every peer applies d^-1/2 itself
-    bench("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_).output, True)
-    bench("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_).output, False)
-    bench("ours reference", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_, backend="reference").output,
-          True, slow=True)
+    add("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_).output, True)
+    add("ours chunk", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_).output, False)
+    add("ours reference", lambda q, k, v, b_, g_: delta_rule(q * scale, k, v, b_, g=g_, backend="reference").output,
+        True, slow=True)
     peers = transformers_peers()
     if peers:
-        bench("transformers torch_chunk", lambda q, k, v, b_, g_: peers["chunk"](q, k, v, g_, b_)[0], True)
-        bench("transformers torch_recurrent", lambda q, k, v, b_, g_: peers["recurrent"](q, k, v, g_, b_)[0], True,
-              slow=True)
+        add("transformers torch_chunk", lambda q, k, v, b_, g_: peers["chunk"](q, k, v, g_, b_)[0], True)
+        add("transformers torch_recurrent", lambda q, k, v, b_, g_: peers["recurrent"](q, k, v, g_, b_)[0], True,
+            slow=True)
     tr = lambda x: x.transpose(1, 2)  # noqa: E731  fla's delta naive files take [B, H, T, D]
     naive = fla_naive("delta_rule")
     if naive is not None:
-        bench("fla naive delta_rule_chunkwise",
-              lambda q, k, v, b_, g_: naive.delta_rule_chunkwise(tr(q), tr(k), tr(v), tr(b_), chunk_size=64)[0], False)
-        bench("fla naive delta_rule_recurrence",
-              lambda q, k, v, b_, g_: naive.delta_rule_recurrence(tr(q), tr(k), tr(v), tr(b_))[0], False, slow=True)
+        add("fla naive delta_rule_chunkwise",
+            lambda q, k, v, b_, g_: naive.delta_rule_chunkwise(tr(q), tr(k), tr(v), tr(b_), chunk_size=64)[0], False)
+        add("fla naive delta_rule_recurrence",
+            lambda q, k, v, b_, g_: naive.delta_rule_recurrence(tr(q), tr(k), tr(v), tr(b_))[0], False, slow=True)
     gnaive = fla_naive("gated_delta_rule")
     if gnaive is not None:
-        bench("fla naive chunk_gated_delta_rule",
-              lambda q, k, v, b_, g_: gnaive.naive_chunk_gated_delta_rule(q, k, v, b_, g_, chunk_size=64)[0], True)
+        add("fla naive chunk_gated_delta_rule",
+            lambda q, k, v, b_, g_: gnaive.naive_chunk_gated_delta_rule(q, k, v, b_, g_, chunk_size=64)[0], True)
+
+    inputs = [x.detach().requires_grad_() for x in (q, k, v, beta, g)]
+
+    def forward(fn):
+        def run():
+            with torch.no_grad():
+                fn(q, k, v, beta, g)
+        return run
+
+    def forward_backward(fn):
+        return lambda: fn(*inputs).sum().backward()
+
+    # the fast implementations run round-robin (best of `reps` each); loops over positions get few runs
+    fast = [(i, c) for i, c in enumerate(cases) if not c[3]]
+    slow = [(i, c) for i, c in enumerate(cases) if c[3]]
+    f_ms = interleaved_ms({i: forward(c[2]) for i, c in fast}, reps)
+    fb_ms = interleaved_ms({i: forward_backward(c[2]) for i, c in fast}, max(1, reps // 3), warmup=1)
+    for i, c in slow:
+        f_ms.update(interleaved_ms({i: forward(c[2])}, max(1, reps // 5), warmup=1))
+        fb_ms.update(interleaved_ms({i: forward_backward(c[2])}, 1, warmup=0))
+    rows = [(name, kind, f_ms[i], fb_ms[i]) for i, (name, kind, _, _) in enumerate(cases)]
     ours_by_kind = {kind: (f, fb) for name, kind, f, fb in rows if name == "ours chunk"}
     print(f"\n{'implementation':<34} {'rule':<6} {'fwd ms':>8} {'fwd+bwd ms':>11} {'fwd: peer/ours':>15} {'fwd+bwd: peer/ours':>19}")
     for name, kind, f, fb in rows:

@@ -1,9 +1,15 @@
-"""One timing helper for every benchmark: the median of repeated runs after a warm-up."""
+"""Timing helpers for every benchmark.
+
+``median_ms`` times one function; ``interleaved_ms`` times several round-robin (a, b, c, a, b, c, …) and
+keeps each one's best run, so that load from other processes on a shared machine falls on all of them
+alike and the ratios between them stay meaningful.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
+from typing import Callable
 
 
 def median_ms(fn, repeats: int, warmup: int = 2) -> float:
@@ -15,3 +21,15 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1e3
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Best wall time in ms of each function over ``repeats`` round-robin rounds (after ``warmup`` rounds)."""
+    best = {name: float("inf") for name in fns}
+    for r in range(warmup + repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if r >= warmup:
+                best[name] = min(best[name], time.perf_counter() - t)
+    return {name: s * 1e3 for name, s in best.items()}

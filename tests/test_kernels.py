@@ -64,6 +64,23 @@ def test_delta_chunk_matches_reference_forward_backward_and_states(shape, gated)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("gated", [False, True], ids=["delta", "gated"])
+def test_delta_chunk_inference_path_matches_reference_and_autograd_path(shape, gated):
+    """Without autograd the chunk kernel writes into preallocated buffers: same numbers, every output."""
+    b, t, h, dk, dv, c = shape
+    q, k, v, beta, g, s0 = make(b, t, h, dk, dv, seed=3)
+    kw = dict(g=g if gated else None, initial_state=s0, chunk_size=c, output_final_state=True,
+              output_chunk_states=True, output_delta=True)
+    ref = delta_rule(q, k, v, beta, backend="reference", **kw)
+    with torch.no_grad():
+        fast = delta_rule(q, k, v, beta, **kw)
+    with_graph = delta_rule(q, k, v.clone().requires_grad_(), beta, **kw)
+    for name in ("output", "final_state", "chunk_states", "delta"):
+        assert rel_err(getattr(fast, name), getattr(ref, name)) < 1e-5, name
+        assert rel_err(getattr(fast, name), getattr(with_graph, name).detach()) < 1e-6, name
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("normalize", [False, True])
 def test_linear_chunk_matches_reference_forward_backward_and_states(shape, normalize):
     b, t, h, dk, dv, c = shape
