@@ -194,3 +194,16 @@ def test_clear_errors(call, err, msg):
     q, k, v, beta, _, _ = make(1, 5, 2, 8, 8)
     with pytest.raises(err, match=msg):
         call(q, k, v, beta)
+
+
+@pytest.mark.parametrize("C", [1, 2, 5, 16, 48, 64])
+def test_unit_lower_inverse_matches_dense_inverse_and_gradcheck(C):
+    from workbench.kernels._triangular import unit_lower_inverse
+
+    M = torch.randn(2, 3, C, C, dtype=torch.float64, generator=torch.Generator().manual_seed(C)) * 0.3
+    expected = torch.linalg.inv(torch.eye(C, dtype=torch.float64) + M.tril(-1))
+    assert rel_err(unit_lower_inverse(M), expected) < 1e-12
+    assert torch.equal(unit_lower_inverse(M), unit_lower_inverse(M.tril(-1)))  # only the strict lower part is read
+    if C <= 16:
+        x = M[0, 0].clone().requires_grad_()
+        assert torch.autograd.gradcheck(unit_lower_inverse, (x,))
