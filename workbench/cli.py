@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from .paths import DEFAULT_CHECKPOINT
+from .studies import available_case_studies
 
 app = typer.Typer(help="Fast-weight interpretability workbench.", no_args_is_help=True, add_completion=False)
 
 
 @app.command()
 def info(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint directory")) -> None:
-    """Print a checkpoint's config and parameter count."""
-    from .checkpoint import CheckpointError, load
+    """Print a checkpoint's summary: config, parameter count, hooks, and its task and final metrics (recipe.json)."""
+    from .checkpoint import CheckpointError
+    from .describe import describe_checkpoint
 
     try:
-        model = load(checkpoint)
+        text = describe_checkpoint(checkpoint)
     except CheckpointError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
-    typer.echo(summary(model))
+    typer.echo(text)
 
 
 @app.command()
@@ -50,6 +53,42 @@ def train_recipe(name: str = typer.Argument(..., help="recipe name, e.g. toy-del
     typer.echo(f"final eval loss {summary['final']['eval_loss']:.4f}, accuracy {summary['final']['eval_acc']:.3f}")
 
 
+@app.command("train")
+def train_command(config: Path = typer.Argument(..., help='JSON file {"model": {ModelConfig}, "task": {"name": "mqar", '
+                                                '...}, "train": {TrainConfig}}; a recipe.json works too'),
+                  out: Path = typer.Option(..., help="directory to write the checkpoint, recipe.json and history.json to"),
+                  progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    """Train a model from a JSON run config and save the checkpoint to --out."""
+    from .run_config import RunConfigError, load_run_config, train_run
+
+    try:
+        run = load_run_config(config)
+        summary = train_run(run, out, command=f"workbench train {config} --out {out}", progress=progress)
+    except RunConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
+    final = summary["final"]
+    typer.echo(f"wrote {out}: final eval loss {final['eval_loss']:.4f}, accuracy {final['eval_acc']:.3f} "
+               f"after {final['step']} steps")
+
+
+@app.command("case-study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def case_study(ctx: typer.Context,
+               name: str = typer.Argument(..., help="case study to run, one of: "
+                                          + (", ".join(available_case_studies()) or "none found")),
+               quick: bool = typer.Option(False, "--quick", help="the seconds-long version (what the tests run)"),
+               out: Optional[Path] = typer.Option(None, help="output directory (default: the case study's own)")) -> None:
+    """Reproduce a case study: runs python -m case_studies.NAME [--quick] [--out DIR]; further arguments are passed on."""
+    from .studies import run_case_study
+
+    try:
+        code = run_case_study(name, quick=quick, out=out, extra=ctx.args)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
+
+
 @app.command("app")
 def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
                 address: str = typer.Option("", help="address to bind (default: streamlit's, all interfaces)"),
@@ -71,14 +110,6 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code=code)
-
-
-def summary(model) -> str:
-    cfg = model.cfg
-    lines = [f"HookedFastWeightLM: {cfg.n_layers} x {cfg.mixer} block(s), d_model {cfg.d_model}, "
-             f"{cfg.n_heads} heads x d_head {cfg.d_head}, vocab {cfg.d_vocab}, {model.num_params():,} parameters"]
-    lines.append("config: " + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -1,0 +1,123 @@
+"""Train a model from one JSON file that holds the whole run as data.
+
+    {"model": {...ModelConfig...}, "task": {"name": "mqar", ...}, "train": {...TrainConfig...}}
+
+    run = load_run_config("run.json")              # RunConfigError (a ValueError) names the file and the fix
+    summary = train_run(run, Path("runs/mine"))    # checkpoint + recipe.json + history.json in runs/mine
+
+``workbench train run.json --out runs/mine`` does both. The ``recipe.json`` a bundled checkpoint keeps
+is a valid run file too (its descriptive keys — recipe, final, command, config — are ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from .checkpoint import save
+from .config import ModelConfig
+from .tasks import TASKS, Task, task_from_dict
+from .training import TrainConfig, train
+
+SECTIONS = ("model", "task", "train")
+DESCRIPTIVE_KEYS = ("recipe", "final", "command", "config")  # written into recipe.json; ignored on reading
+EXAMPLE = '{"model": {"d_vocab": 64, "mixer": "delta"}, "task": {"name": "mqar"}, "train": {"steps": 200}}'
+
+
+class RunConfigError(ValueError):
+    """A run file could not be used; the message names the file, the section and the fix."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    task: Task
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "task": self.task.to_dict(), "train": self.train.to_dict()}
+
+
+def load_run_config(path: Union[str, Path]) -> RunConfig:
+    """Read and check a run file; every problem raises :class:`RunConfigError`."""
+    path = Path(path)
+    if not path.exists():
+        raise RunConfigError(f"run config {path} does not exist")
+    if not path.is_file():
+        raise RunConfigError(f"{path} is a directory; pass a JSON file such as {EXAMPLE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RunConfigError(f"{path} is not UTF-8 text; a run config is JSON such as {EXAMPLE}") from None
+    except json.JSONDecodeError as e:
+        raise RunConfigError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    return run_config_from_dict(data, str(path))
+
+
+def run_config_from_dict(data: Any, where: str = "run config") -> RunConfig:
+    """Build a :class:`RunConfig` from ``{"model": …, "task": …, "train": …}``; ``where`` names the source."""
+    if not isinstance(data, dict):
+        raise RunConfigError(f"{where} must be a JSON object with keys {list(SECTIONS)}, got {type(data).__name__}; "
+                             f"for example {EXAMPLE}")
+    missing = [k for k in SECTIONS if k not in data]
+    unknown = sorted(set(data) - set(SECTIONS) - set(DESCRIPTIVE_KEYS))
+    if missing or unknown:
+        parts = ([f"is missing {missing}"] if missing else []) + ([f"has unknown keys {unknown}"] if unknown else [])
+        raise RunConfigError(f"{where} {' and '.join(parts)}; a run config holds exactly {list(SECTIONS)}, "
+                             f"for example {EXAMPLE}")
+    for key in SECTIONS:
+        if not isinstance(data[key], dict):
+            raise RunConfigError(f"{where}: {key!r} must be a JSON object, got {type(data[key]).__name__}")
+    model = _section(where, "model", lambda: ModelConfig.from_dict(dict(data["model"])))
+    task = _section(where, "task", lambda: _task(data["task"]))
+    train_dict = dict(data["train"])
+    if train_dict.pop("out_dir", None) is not None:
+        raise RunConfigError(f"{where}: remove 'out_dir' from 'train'; the output directory is given by --out")
+    train_cfg = _section(where, "train", lambda: TrainConfig.from_dict(train_dict))
+    if task.d_vocab > model.d_vocab:
+        raise RunConfigError(f"{where}: the task uses {task.d_vocab} token ids but model.d_vocab is {model.d_vocab}; "
+                             f"set model.d_vocab to at least {task.d_vocab}")
+    if model.positional == "learned" and task.seq_len > model.n_ctx:
+        raise RunConfigError(f"{where}: the task's sequences have {task.seq_len} tokens but model.n_ctx is "
+                             f"{model.n_ctx}; set model.n_ctx to at least {task.seq_len}")
+    return RunConfig(model, task, train_cfg)
+
+
+def _section(where: str, key: str, build):
+    try:
+        return build()
+    except (ValueError, TypeError) as e:
+        raise RunConfigError(f"{where}: {key}: {e}") from None
+
+
+def _task(data: dict) -> Task:
+    name = data.get("name")
+    if name not in TASKS:
+        raise ValueError(f"'name' must be one of {sorted(TASKS)}, got {name!r}")
+    known = {f.name for f in dataclasses.fields(TASKS[name])}
+    unknown = sorted(set(data) - known - {"name"})
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} for task {name!r}; known keys are {sorted(known)}")
+    return task_from_dict(data)
+
+
+def train_run(run: RunConfig, out: Union[str, Path], command: str = "", progress: bool = True) -> dict[str, Any]:
+    """Train ``run`` and write the checkpoint (``config.json``, ``model.safetensors``) to ``out`` with
+    ``recipe.json`` (the run, its final metrics and ``command``) and ``history.json``. With
+    ``train.save_every`` the intermediate checkpoints go to ``out/step_N``. Returns the recipe dict."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunConfigError(f"--out {out} is a file; pass a directory")
+    cfg = dataclasses.replace(run.train, out_dir=str(out) if run.train.save_every else None)
+    result = train(run.model, run.task, cfg, progress=progress)
+    if run.train.save_every:
+        shutil.rmtree(out / "final", ignore_errors=True)  # the final model is saved at the top of out
+    save(result.model, out)
+    summary = {**run.to_dict(), "final": result.history[-1], "command": command}
+    (out / "recipe.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "history.json").write_text(json.dumps(result.history))
+    return summary
