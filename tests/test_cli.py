@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from workbench import HookedFastWeightLM, ModelConfig, load, save
 from workbench.cli import app
 from workbench.paths import DEFAULT_CHECKPOINT
 from workbench.recipes import RECIPES
-from workbench.run_config import load_run_config
+from workbench.run_config import load_run_config, run_config_from_dict
 from workbench.tasks import MQAR
 from workbench.training import TrainConfig, train
 
@@ -189,3 +191,12 @@ def test_case_study_unknown_or_missing(fake_case_studies, tmp_path, monkeypatch)
     monkeypatch.setattr(studies, "CASE_STUDIES_DIR", tmp_path / "nowhere")
     res = runner.invoke(app, ["case-study", "fake"])
     assert res.exit_code == 2 and "no case studies found" in res.output
+
+
+def test_the_readme_run_config_example_is_valid():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```json\n(.*?)```", readme, flags=re.S) if '"model"' in b]
+    assert blocks, "README.md should show a run config example in a ```json block"
+    for block in blocks:
+        run = run_config_from_dict(json.loads(block), "README example")
+        assert run.task.d_vocab <= run.model.d_vocab
