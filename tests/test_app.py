@@ -1,0 +1,240 @@
+"""The Streamlit app under Streamlit's AppTest: every page renders on the bundled checkpoint, its widgets
+change what it shows, and bad input gives an error message, never an exception."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from workbench.paths import DEFAULT_CHECKPOINT
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing"]
+CONFIG_TEXT = (DEFAULT_CHECKPOINT / "config.json").read_text()
+WEIGHTS = (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
+
+
+def open_app(page: str = "overview") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    if page != "overview":
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def heat(chart: dict) -> np.ndarray:
+    """The z matrix of a chart's first trace (plotly sends numpy arrays base64-encoded)."""
+    z = chart["data"][0]["z"]
+    if isinstance(z, dict):
+        shape = tuple(int(n) for n in z["shape"].split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
+    return np.asarray(z, dtype=float)
+
+
+def titles(at: AppTest) -> list[str]:
+    return [c["layout"].get("title", {}).get("text", "") for c in charts(at)]
+
+
+def assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def errors(at: AppTest) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    return " | ".join(e.value for e in at.error)
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
+# ---------------------------------------------------------------------- every page, default settings
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_the_bundled_checkpoint(page):
+    at = open_app(page)
+    assert_ok(at)
+    assert "toy-delta" in at.sidebar.caption[0].value and "48 tokens" in at.sidebar.caption[1].value
+    expected_charts = {"overview": 0, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 0}[page]
+    assert len(charts(at)) == expected_charts
+    if page == "overview":
+        assert metric(at, "Recall accuracy") == "100%"
+        assert len(at.dataframe[0].value) == 48
+    if page == "editing":  # the default edit: recall at the first query answers like the last query
+        assert at.metric[0].delta.startswith("was ")
+        assert any("the edit reproduces it" in c.value for c in at.main.caption)
+
+
+# ---------------------------------------------------------------------- widgets change the output
+def test_sidebar_seed_and_typed_tokens_change_the_sequence():
+    at = open_app()
+    first = at.dataframe[0].value["token"].tolist()
+    at.sidebar.number_input(key="seed").set_value(3).run()
+    assert_ok(at)
+    assert at.dataframe[0].value["token"].tolist() != first and "seed 3" in at.sidebar.caption[1].value
+    at.sidebar.radio(key="sequence_source").set_value("Type token ids").run()
+    typed = next(t for t in at.sidebar.text_area if t.key.startswith("typed-"))
+    typed.set_value("5 40 9 41 5").run()
+    assert_ok(at)
+    assert at.dataframe[0].value["token"].tolist() == [5, 40, 9, 41, 5]
+    assert not any(m.label.startswith("Recall accuracy") for m in at.metric)  # nothing is scored in typed text
+
+
+def test_position_slider_layer_and_head_change_the_fast_weight_plots():
+    at = open_app("fast_weights")
+    before = charts(at)
+    assert "pos 12" in titles(at)[0]
+    at.slider[0].set_value(30).run()
+    assert_ok(at)
+    after = charts(at)
+    assert "pos 30" in titles(at)[0] and not np.array_equal(heat(after[0]), heat(before[0]))
+    assert after[3]["layout"]["shapes"][0]["x0"] == 30  # β_t curve marks the position
+    beta = metric(at, "β_t")
+    at.selectbox(key="head").set_value(1).run()
+    assert "head 1" in titles(at)[0] and metric(at, "β_t") != beta
+    at.selectbox(key="layer").set_value(1).run()
+    assert_ok(at)
+    assert "layer 1" in titles(at)[0]
+
+
+def test_attention_heads_and_magnitude_toggle():
+    at = open_app("attention")
+    signed = heat(charts(at)[0])
+    assert signed.shape == (48, 48) and signed.min() < 0  # delta-rule effective attention is signed
+    at.toggle(key="magnitude").set_value(True).run()
+    assert np.array_equal(heat(charts(at)[0]), np.abs(signed))
+    at.multiselect(key="heads").set_value([1]).run()
+    assert_ok(at)
+    assert [t for t in titles(at) if t.startswith("layer")] == ["layer 0, head 1"]
+
+
+def test_recall_probe_metric_grouping_samples_and_bad_pairs():
+    at = open_app("recall_probe")
+    assert titles(at) == ["layer 0: fidelity by lag"]
+    at.selectbox(key="metric").set_value("decodes").run()
+    at.selectbox(key="by").set_value("n_stored").run()
+    assert titles(at) == ["layer 0: decodes by n_stored"]
+    one = at.dataframe[0].value
+    at.slider(key="samples").set_value(3).run()
+    assert_ok(at)
+    assert not at.dataframe[0].value.equals(one)  # averaged over three sequences
+    at.slider(key="samples").set_value(1).run()
+    pairs = next(t for t in at.text_input if t.key.startswith("pairs-"))
+    pairs.set_value("0:1 2-x").run()
+    assert "'2-x' is not a pair" in errors(at)
+    pairs.set_value("0:99").run()
+    assert "outside the sequence" in errors(at)
+    pairs.set_value("0:1").run()
+    assert_ok(at)
+    assert len(at.dataframe[0].value) > 0
+
+
+def test_editing_actions_strength_and_mode():
+    at = open_app("editing")
+    redirected = metric(at, "Top prediction")
+    at.slider(key="strength").set_value(0.0).run()
+    assert at.metric[0].delta == "unchanged" and metric(at, "Top prediction") != redirected
+    at.radio(key="action").set_value("Wipe the memory (W_t = 0)").run()
+    at.radio(key="mode").set_value("readout").run()
+    assert_ok(at)
+    assert at.metric[0].delta.startswith("was ") and len(at.dataframe[2].value) == 1  # readout: only t changes
+
+
+# ---------------------------------------------------------------------- bad input: a message, never a traceback
+@pytest.mark.parametrize("text, message", [
+    ("", "the sequence is empty"),
+    ("1 x 3", "is not a token id"),
+    (" ".join(["1"] * 49), "longer than the model's n_ctx = 48"),
+    ("1 64 2", "token id 64 is outside the vocabulary [0, 63]"),
+])
+def test_bad_typed_sequences_show_an_error_and_the_app_recovers(text, message):
+    at = open_app("fast_weights")
+    at.sidebar.radio(key="sequence_source").set_value("Type token ids").run()
+    typed = next(t for t in at.sidebar.text_area if t.key.startswith("typed-"))
+    typed.set_value(text).run()
+    assert message in errors(at)
+    assert not at.get("plotly_chart") and "Choose a model and a sequence" in at.warning[0].value
+    typed.set_value("1 40 2 41 1").run()  # fixed: the page works again
+    assert_ok(at)
+    assert len(charts(at)) == 5
+
+
+def test_bad_task_settings_show_an_error():
+    at = open_app()
+    task = next(t for t in at.sidebar.text_area if t.key.startswith("task-"))
+    task.set_value('{"name": "mqar", "seq_len": 47}').run()
+    assert "seq_len must be even" in errors(at)
+    task.set_value("{not json").run()
+    assert "not valid JSON" in errors(at)
+
+
+def test_uploads_good_and_bad():
+    at = open_app()
+    at.sidebar.radio(key="model_source").set_value("Upload a checkpoint").run()
+    assert "upload both files" in errors(at)
+    at.sidebar.file_uploader(key="upload_config").set_value(("config.json", b"hello", "application/json"))
+    at.sidebar.file_uploader(key="upload_weights").set_value(("model.safetensors", b"not weights", "application/octet-stream"))
+    at.run()
+    assert "config.json: model config is not valid JSON" in errors(at)
+    wrong = json.dumps({**json.loads(CONFIG_TEXT), "n_layer": 2}).encode()
+    at.sidebar.file_uploader(key="upload_config").set_value(("config.json", wrong, "application/json")).run()
+    assert "unknown ModelConfig keys ['n_layer']" in errors(at)
+    at.sidebar.file_uploader(key="upload_config").set_value(("config.json", CONFIG_TEXT.encode(), "application/json")).run()
+    assert "model.safetensors is not a readable safetensors file" in errors(at)
+    at.sidebar.file_uploader(key="upload_weights").set_value(("model.safetensors", WEIGHTS, "application/octet-stream")).run()
+    assert_ok(at)
+    assert "upload: config.json + model.safetensors" in at.sidebar.caption[0].value
+    assert metric(at, "Recall accuracy") == "100%"  # the same weights as the shipped checkpoint
+    at.switch_page("app_pages/fast_weights.py").run()
+    assert_ok(at)
+    assert len(charts(at)) == 5
+
+
+def test_fresh_configs_good_and_bad():
+    at = open_app()
+    at.sidebar.radio(key="model_source").set_value("Fresh model (random init)").run()
+    assert_ok(at)
+    assert "fresh gated_delta model" in at.sidebar.caption[0].value
+    for page in PAGES[1:]:  # a model with no recipe: the sidebar samples an MQAR sized to it
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert_ok(at)
+    cfg = json.loads(at.sidebar.text_area(key="fresh_config").value)
+    at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "n_layer": 3})).run()
+    assert "unknown ModelConfig keys ['n_layer']" in errors(at)
+    at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "d_mlp": 10**6})).run()
+    assert "the app builds models up to" in errors(at)
+    at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "mixer": "softmax"})).run()
+    assert_ok(at)
+    assert "keep no fast-weight matrix" in at.info[0].value  # the fast-weight page explains, does not fail
+    at.switch_page("app_pages/attention.py").run()
+    assert_ok(at)
+
+
+# ---------------------------------------------------------------------- sessions never see each other's edits
+def test_the_shared_model_is_never_changed_by_a_session():
+    from workbench.app_support import caching, sources
+
+    alice, bob = open_app("editing"), open_app("overview")
+    table = bob.dataframe[0].value
+    alice.radio(key="action").set_value("Wipe the memory (W_t = 0)").run()
+    alice.selectbox(key="head").set_value(None).run()
+    alice.radio(key="mode").set_value("carry").run()
+    assert_ok(alice)
+    bob.run()
+    assert bob.dataframe[0].value.equals(table)
+    lm = caching.shipped_model("toy-delta", sources.checkpoint_stamp("toy-delta"))
+    from workbench import load
+
+    fresh = load(DEFAULT_CHECKPOINT)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in lm.model.state_dict().items())
+    assert all(not hp._forward_hooks for hp in lm.model.hook_dict.values())
+    assert all(block.attn.state_request is None for block in lm.model.blocks)

@@ -1,0 +1,78 @@
+"""Streamlit caches over the app's computations.
+
+Models are ``st.cache_resource`` (one object shared by every session, never mutated); results are
+``st.cache_data`` (each caller gets its own copy), keyed by the model's ``key`` and the inputs. Every
+computation holds the model's lock: hooks are module state and must not interleave across sessions.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from . import attention_maps, edits, predictions, probing, sources, trajectory
+from .sequences import TokenSequence
+
+_BY_KEY = {sources.LoadedModel: attrgetter("key")}
+
+
+def _locked(lm: sources.LoadedModel, fn, *args, **kwargs):
+    with lm.lock:
+        return fn(lm.model, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------- models (shared, immutable)
+@st.cache_resource(max_entries=8, show_spinner="Loading the checkpoint…")
+def shipped_model(name: str, stamp: str) -> sources.LoadedModel:
+    """``stamp`` (the files' mtimes) makes a rewritten checkpoint load afresh."""
+    return sources.load_shipped(name)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the uploaded checkpoint…")
+def uploaded_model(digest: str, label: str, _config: bytes, _weights: bytes) -> sources.LoadedModel:
+    return sources.load_uploaded(_config, _weights, label)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Building the model…")
+def fresh_model(config_text: str) -> sources.LoadedModel:
+    return sources.build_fresh(config_text)
+
+
+# ---------------------------------------------------------------------- results (copied per caller)
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def prediction_table(lm: sources.LoadedModel, seq: TokenSequence) -> pd.DataFrame:
+    return _locked(lm, predictions.predictions, list(seq.tokens), seq.scored)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def attention(lm: sources.LoadedModel, seq: TokenSequence, layer: int) -> torch.Tensor:
+    return _locked(lm, attention_maps.attention_maps, list(seq.tokens), layer)
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def head_scores(lm: sources.LoadedModel, seq: TokenSequence) -> pd.DataFrame:
+    return _locked(lm, attention_maps.head_score_table, list(seq.tokens))
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def fast_weight_trajectory(lm: sources.LoadedModel, seq: TokenSequence, layer: int) -> trajectory.FastWeightTrajectory:
+    return _locked(lm, trajectory.fast_weight_trajectory, list(seq.tokens), layer)
+
+
+@st.cache_data(max_entries=256, show_spinner=False, hash_funcs=_BY_KEY)
+def probe(lm: sources.LoadedModel, seq: TokenSequence, layer: int, pairs: tuple) -> pd.DataFrame:
+    return _locked(lm, probing.probe_sequence, seq, layer, pairs)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def redirect(lm: sources.LoadedModel, seq: TokenSequence, layer: int, position: int, source: int,
+             head, strength: float, mode: str) -> edits.EditOutcome:
+    return _locked(lm, edits.redirect_recall, list(seq.tokens), layer, position, source, head, strength, mode)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def wipe(lm: sources.LoadedModel, seq: TokenSequence, layer: int, position: int, head, mode: str) -> edits.EditOutcome:
+    return _locked(lm, edits.wipe_memory, list(seq.tokens), layer, position, head, mode)

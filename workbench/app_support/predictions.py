@@ -1,0 +1,31 @@
+"""What the model predicts at every position of a sequence, and how well it recalls the scored answers."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pandas as pd
+import torch
+
+
+@torch.no_grad()
+def predictions(model, tokens, scored=()) -> pd.DataFrame:
+    """One row per position t: the token, the top-1 prediction for t+1 and its probability, the true next
+    token, whether the task scores t (``scored``) and whether the prediction is right."""
+    tokens = model.check_tokens(tokens)
+    probs = model(tokens)[0].float().softmax(-1)  # [pos, vocab]
+    p, top = probs.max(-1)
+    ids = tokens[0].tolist()
+    scored = set(int(t) for t in scored)
+    rows = []
+    for t, tok in enumerate(ids):
+        nxt = ids[t + 1] if t + 1 < len(ids) else None
+        rows.append(dict(pos=t, token=tok, predicted=int(top[t]), p_predicted=float(p[t]), next_token=nxt,
+                         scored=t in scored, correct=None if nxt is None else int(top[t]) == nxt))
+    return pd.DataFrame(rows).astype({"next_token": "Int64", "correct": "boolean"})
+
+
+def recall_accuracy(table: pd.DataFrame) -> Optional[float]:
+    """Share of the scored positions predicted right, or None when nothing is scored."""
+    s = table[table["scored"]]
+    return None if s.empty else float(s["correct"].astype(bool).mean())

@@ -1,0 +1,113 @@
+"""Where the app's model comes from: a shipped checkpoint, an upload, or a fresh config (random init).
+
+Every source returns a :class:`LoadedModel`: the model frozen (eval mode, no gradients), a key naming
+its weights (results are cached under it), and a lock. Hooks are state on the model's modules, so every
+run on a model shared between browser sessions holds its lock; analyses add hooks only for the length
+of one run, so nothing one session does is visible to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, config_from_text, load, load_from_bytes
+from ..config import ModelConfig
+from ..model import HookedFastWeightLM
+from ..paths import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
+
+MAX_PARAMS = 20_000_000  # the app runs on a CPU next to other users: bigger models belong in a notebook
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    key: str  # identifies the weights: equal keys, equal models
+    label: str  # what the sidebar calls it
+    model: HookedFastWeightLM  # never mutated: edits return new outputs, never a changed model
+    task: Optional[dict] = None  # the task the checkpoint was trained on (recipe.json), if known
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+
+def list_checkpoints(root: Union[str, Path] = CHECKPOINTS_DIR) -> list[str]:
+    """Names of the checkpoint directories under ``root`` (the bundled default first)."""
+    root = Path(root)
+    names = sorted(p.name for p in root.iterdir()
+                   if p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()) if root.is_dir() else []
+    default = DEFAULT_CHECKPOINT.name
+    return sorted(names, key=lambda n: (n != default, n))
+
+
+def checkpoint_stamp(name: str, root: Union[str, Path] = CHECKPOINTS_DIR) -> str:
+    """Changes whenever the checkpoint's files change (a cache key part)."""
+    d = Path(root) / name
+    return "-".join(str((d / f).stat().st_mtime_ns) for f in (CONFIG_FILE, WEIGHTS_FILE) if (d / f).is_file())
+
+
+def load_shipped(name: str, root: Union[str, Path] = CHECKPOINTS_DIR) -> LoadedModel:
+    """The checkpoint ``root/name``; raises CheckpointError (a ValueError) with the reason."""
+    known = list_checkpoints(root)
+    if name not in known:
+        raise CheckpointError(f"no checkpoint named {name!r} under {root}; known: {known}")
+    directory = Path(root) / name
+    model = freeze(load(directory))
+    return LoadedModel(f"shipped:{name}:{checkpoint_stamp(name, root)}", name, model, recipe_task(directory))
+
+
+def recipe_task(directory: Path) -> Optional[dict]:
+    """The ``task`` of the directory's recipe.json, or None when there is none or it is unreadable."""
+    try:
+        task = json.loads((Path(directory) / "recipe.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return task if isinstance(task, dict) else None
+
+
+def load_uploaded(config: bytes, weights: bytes, label: str = "uploaded checkpoint") -> LoadedModel:
+    """A model from the bytes of an uploaded config.json and model.safetensors (same checks as ``load``)."""
+    cfg = config_from_text(config)
+    check_size(cfg)
+    digest = hashlib.sha256(config + b"\0" + weights).hexdigest()[:16]
+    return LoadedModel(f"upload:{digest}", label, freeze(load_from_bytes(cfg, weights)))
+
+
+def build_fresh(config_text: str) -> LoadedModel:
+    """A randomly initialised model (seeded by the config's ``seed``) from config JSON; ValueError if bad."""
+    try:
+        cfg = ModelConfig.from_json(config_text)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"the model config is not valid: {e}") from None
+    check_size(cfg)
+    digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
+    return LoadedModel(f"fresh:{digest}", f"fresh {cfg.mixer} model (seed {cfg.seed})", freeze(HookedFastWeightLM(cfg)))
+
+
+def default_fresh_config() -> str:
+    """The config the 'fresh model' editor starts from: a small Gated DeltaNet."""
+    cfg = ModelConfig(d_vocab=64, d_model=64, n_layers=2, n_heads=2, d_head=16, d_mlp=128, n_ctx=64,
+                      mixer="gated_delta", chunk_size=16)
+    return cfg.to_json()
+
+
+def estimate_params(cfg: ModelConfig) -> int:
+    """An upper estimate of the parameter count, computed without building the model."""
+    d, inner = cfg.d_model, cfg.n_heads * cfg.d_head  # feature maps add no parameters
+    per_block = 4 * d * inner + 3 * d * cfg.d_mlp + 4 * d + 4 * inner * (cfg.conv_size + 2)
+    return 2 * cfg.d_vocab * d + cfg.n_ctx * d + cfg.n_layers * per_block
+
+
+def check_size(cfg: ModelConfig) -> None:
+    n = estimate_params(cfg)
+    if n > MAX_PARAMS:
+        raise ValueError(f"this config has about {n:,} parameters; the app builds models up to {MAX_PARAMS:,} "
+                         "(make d_model, d_vocab, n_ctx, d_mlp or n_layers smaller, or use a notebook)")
+
+
+def freeze(model: HookedFastWeightLM) -> HookedFastWeightLM:
+    """Eval mode and no gradients: the app only reads the model."""
+    model.eval()
+    model.requires_grad_(False)
+    return model

@@ -1,0 +1,138 @@
+"""The app's shared controls: the sidebar's model and sequence pickers and the per-page pickers.
+
+Bad input never raises out of here: every ValueError (CheckpointError included) becomes an
+``st.error`` with its message, and the page stops cleanly while the sidebar stays usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import streamlit as st
+
+from . import caching, sequences, sources
+from .sequences import TokenSequence
+
+MODEL_SOURCES = ("Shipped checkpoint", "Upload a checkpoint", "Fresh model (random init)")
+SEQUENCE_SOURCES = ("Sample from a task", "Type token ids")
+
+
+@contextmanager
+def errors_shown() -> Iterator[None]:
+    """Show a ValueError raised inside as ``st.error`` and stop this run of the page."""
+    try:
+        yield
+    except ValueError as e:
+        st.error(str(e))
+        st.stop()
+
+
+# ---------------------------------------------------------------------- sidebar (runs on every page)
+def choose_model() -> sources.LoadedModel:
+    """Sidebar: where the model comes from. Raises ValueError with the reason if it cannot be had."""
+    source = st.radio("Model", MODEL_SOURCES, key="model_source")
+    if source == MODEL_SOURCES[0]:
+        names = sources.list_checkpoints()
+        if not names:
+            raise ValueError(f"no checkpoints under {sources.CHECKPOINTS_DIR}: upload one or build a fresh model")
+        name = st.selectbox("Checkpoint", names, key="checkpoint", help="directories under workbench/checkpoints/")
+        return caching.shipped_model(name, sources.checkpoint_stamp(name))
+    if source == MODEL_SOURCES[1]:
+        config = st.file_uploader("config.json", key="upload_config")
+        weights = st.file_uploader("model.safetensors", key="upload_weights")
+        if config is None or weights is None:
+            raise ValueError("upload both files of a checkpoint: config.json and model.safetensors (written by "
+                             "workbench.save)")
+        c, w = config.getvalue(), weights.getvalue()
+        digest = hashlib.sha256(c + b"\0" + w).hexdigest()
+        return caching.uploaded_model(digest, f"upload: {config.name} + {weights.name}", c, w)
+    text = st.text_area("Model config (JSON)", sources.default_fresh_config(), height=260, key="fresh_config",
+                        help="any ModelConfig fields; weights are random, seeded by `seed`")
+    return caching.fresh_model(text)
+
+
+def choose_sequence(lm: sources.LoadedModel) -> TokenSequence:
+    """Sidebar: the sequence to look at. Raises ValueError with the reason if it is not usable."""
+    cfg = lm.model.cfg
+    kind = st.radio("Sequence", SEQUENCE_SOURCES, key="sequence_source")
+    try:
+        task = sequences.default_task(cfg, lm.task)
+    except ValueError:
+        task = None
+    if kind == SEQUENCE_SOURCES[0]:
+        if task is None:
+            raise ValueError(f"no synthetic task fits this model (vocabulary {cfg.d_vocab}); type a sequence")
+        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed")
+        with st.expander("Task settings"):
+            text = st.text_area("Task (JSON)", json.dumps(task, indent=1), height=200, key=f"task-{lm.key}",
+                                help="mqar or associative_recall, with the arguments of workbench.tasks")
+        return sequences.task_sequence(cfg, sequences.parse_task(text), int(seed))
+    example = " ".join(map(str, sequences.task_sequence(cfg, task, 0).tokens)) if task else "1 2 3 4"
+    text = st.text_area("Token ids", example, height=120, key=f"typed-{lm.key}",
+                        help=f"integers in [0, {cfg.d_vocab - 1}], separated by spaces or commas")
+    return sequences.typed_sequence(lm.model, text)
+
+
+def sidebar() -> None:
+    """Render the pickers and remember the choice (or the reason there is none) for the pages."""
+    st.session_state["selection"] = st.session_state["selection_error"] = None
+    try:
+        lm = choose_model()
+        st.caption(f"{lm.label}: {lm.model.cfg.n_layers} × {lm.model.cfg.mixer}, {lm.model.num_params():,} parameters")
+        seq = choose_sequence(lm)
+        st.caption(f"{seq.source}: {len(seq)} tokens")
+    except ValueError as e:
+        st.error(str(e))
+        st.session_state["selection_error"] = str(e)
+        return
+    st.session_state["selection"] = (lm, seq)
+
+
+# ---------------------------------------------------------------------- on the pages
+def current() -> tuple[sources.LoadedModel, TokenSequence]:
+    """The sidebar's model and sequence; stops the page with the sidebar's message when there are none."""
+    selection = st.session_state.get("selection")
+    if selection is None:
+        problem = st.session_state.get("selection_error") or "no model or sequence chosen"
+        st.warning(f"Choose a model and a sequence in the sidebar first — {problem}")
+        st.stop()
+    return selection
+
+
+def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> int:
+    cfg = lm.model.cfg
+    if fast_weights_only and cfg.mixer == "softmax":
+        st.info("This model's layers are softmax attention: they keep no fast-weight matrix (pick a linear, "
+                "delta or gated_delta model).")
+        st.stop()
+    return st.selectbox("Layer", list(range(cfg.n_layers)), format_func=lambda i: f"layer {i}", key="layer")
+
+
+def choose_head(lm: sources.LoadedModel, allow_all: bool = False, label: str = "Head") -> Optional[int]:
+    options = ([None] if allow_all else []) + list(range(lm.model.cfg.n_heads))
+    return st.selectbox(label, options, format_func=lambda h: "all heads" if h is None else f"head {h}", key="head")
+
+
+def choose_position(seq: TokenSequence, label: str, default: int, key: str) -> int:
+    """A position of ``seq``, listed with its token (and ★ where the task scores the prediction)."""
+    fmt = lambda t: f"{t}: token {seq.tokens[t]}" + (" ★" if t in seq.scored else "")  # noqa: E731
+    return st.selectbox(label, list(range(len(seq))), index=default, format_func=fmt, key=f"{key}-{len(seq)}")
+
+
+def token_labels(seq: TokenSequence) -> list[str]:
+    return [str(t) for t in seq.tokens]
+
+
+def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int):
+    """The probe on ``n`` samples of the sequence's task (seeds seed … seed+n−1), with a progress bar."""
+    from .probing import probe_samples
+
+    bar = st.progress(0.0, text=f"Probing {n} sequences…")
+    df = probe_samples(lm.model, json.loads(seq.task_json), range(seq.seed, seq.seed + n), layer,
+                       progress=lambda i, total: bar.progress(i / total, text=f"Probed {i} of {total} sequences"),
+                       probe=lambda s, lay: caching.probe(lm, s, lay, s.pairs))
+    bar.empty()
+    return df
