@@ -78,7 +78,8 @@ def case_study(ctx: typer.Context,
                                           + (", ".join(available_case_studies()) or "none found")),
                quick: bool = typer.Option(False, "--quick", help="the seconds-long version (what the tests run)"),
                out: Optional[Path] = typer.Option(None, help="output directory (default: the case study's own)")) -> None:
-    """Reproduce a case study: runs python -m case_studies.NAME [--quick] [--out DIR]; further arguments are passed on."""
+    """Reproduce a case study: runs python -m case_studies.NAME [--quick] [--out DIR]; further arguments are passed on
+    (its own help: workbench case-study NAME -- --help)."""
     from .studies import run_case_study
 
     try:
