@@ -48,9 +48,9 @@ def delta_rule_chunk(
     n, bh = qc.shape[:2]
     flat = lambda x: x.reshape(n * bh, *x.shape[2:])  # noqa: E731  [n·batch·head, ...] for bmm
 
-    kt = kc.transpose(-1, -2)
-    qk = flat(qc) @ flat(kt)  # [n·batch·head, chunk, chunk]
-    kk = flat(kc * bc) @ flat(kt)  # diag(β) K Kᵀ
+    kt = flat(kc).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
+    qk = flat(qc) @ kt  # [n·batch·head, chunk, chunk]
+    kk = flat(kc * bc) @ kt  # diag(β) K Kᵀ
     if g is not None:
         cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [n, batch·head, chunk]; padding: g = 0
         # Γ on and below the diagonal, exactly 0 above it (so Γ ⊙ QKᵀ needs no separate causal mask)
