@@ -61,6 +61,10 @@ class DeltaNet(nn.Module):
             self.conv_k = ShortConv(h * dh, cfg.conv_size)
             self.conv_v = ShortConv(h * dh, cfg.conv_size)
         self.scale = dh ** -0.5
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and SiLU
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and SiLU
+        self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  x W_V, before conv and SiLU
+        self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU and qk_norm; read with scale·q
         self.hook_k = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU and qk_norm
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]  after conv and SiLU
@@ -68,6 +72,7 @@ class DeltaNet(nn.Module):
         self.hook_delta = HookPoint()  # [batch, pos, head, d_head]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
         self.hook_state = HookPoint()  # [batch, n_positions, head, d_head, d_head]  W_t; only inside expose_states
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]  memory read-out S_tᵀ(scale·q_t)
+        self.hook_o_in = HookPoint()  # [batch, pos, head, d_head]  RMSNorm_head(z) (⊙ gate): what W_O reads
         self.state_request = None  # set only inside HookedFastWeightLM.expose_states
 
     # -- pieces a subclass (gated) extends ------------------------------------------------------
@@ -78,9 +83,10 @@ class DeltaNet(nn.Module):
         return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.cfg.norm_eps) * self.w_norm
 
     # -- forward --------------------------------------------------------------------------------
-    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module]) -> torch.Tensor:
+    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint) -> torch.Tensor:
         b, p, _ = x.shape
         y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, head·d_head]
+        y = hook(y.view(b, p, self.cfg.n_heads, self.cfg.d_head)).reshape(b, p, -1)
         if conv is not None:
             y = conv(y)
         return F.silu(y).view(b, p, self.cfg.n_heads, self.cfg.d_head)
@@ -94,10 +100,10 @@ class DeltaNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
         has_conv = self.cfg.conv_size > 0
-        q = self.hook_q(self._qk_norm(self._project(x, self.W_Q, self.conv_q if has_conv else None)))
-        k = self.hook_k(self._qk_norm(self._project(x, self.W_K, self.conv_k if has_conv else None)))
-        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None))
-        beta = torch.sigmoid(x @ self.W_beta + self.b_beta)
+        q = self.hook_q(self._qk_norm(self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre)))
+        k = self.hook_k(self._qk_norm(self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre)))
+        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre))
+        beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))
         if self.cfg.allow_neg_eigval:
             beta = 2 * beta
         beta = self.hook_beta(beta)
@@ -113,4 +119,4 @@ class DeltaNet(nn.Module):
                 raise ValueError("patch hook_state or hook_delta in one run, not both")
             z = readout_from_writes(q, k, patched, g)
         z = self.hook_z(z)
-        return torch.einsum("bphd,hdm->bpm", self.output_norm(z, x), self.W_O) + self.b_O
+        return torch.einsum("bphd,hdm->bpm", self.hook_o_in(self.output_norm(z, x)), self.W_O) + self.b_O

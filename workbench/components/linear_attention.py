@@ -29,6 +29,8 @@ class LinearAttention(nn.Module):
         self.b_O = nn.Parameter(torch.zeros(dm))
         self.feature_map = FeatureMap(cfg.feature_map, dh, h, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
         self.scale = 1.0 if cfg.sum_norm else cfg.d_key ** -0.5
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before the feature map
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before the feature map
         self.hook_q = HookPoint()  # [batch, pos, head, d_key]  φ(q), what the memory is read with
         self.hook_k = HookPoint()  # [batch, pos, head, d_key]  φ(k), what the memory is written with
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]
@@ -37,8 +39,8 @@ class LinearAttention(nn.Module):
         self.state_request = None  # set only inside HookedFastWeightLM.expose_states
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
-        q = self.hook_q(self.feature_map(torch.einsum("bpm,hmd->bphd", x, self.W_Q)))
-        k = self.hook_k(self.feature_map(torch.einsum("bpm,hmd->bphd", x, self.W_K)))
+        q = self.hook_q(self.feature_map(self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q))))
+        k = self.hook_k(self.feature_map(self.hook_k_pre(torch.einsum("bpm,hmd->bphd", x, self.W_K))))
         v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
         q = q * self.scale
         res = linear_attention(q, k, v, normalize=self.cfg.sum_norm, chunk_size=self.cfg.chunk_size,
