@@ -52,6 +52,15 @@ def test_median_and_max_median_ratio():
     assert max_median_ratio(rnd).item() == pytest.approx((a.max(1) / np.median(a, 1)).mean(), rel=1e-13)
 
 
+def test_ratios_of_zero_medians():
+    X = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 4.0], [1.0, 1.0, 2.0]])  # zero row; median 0 with a 4
+    assert max_median_ratio(X[[0, 2]]).item() == pytest.approx((1.0 + 2.0) / 2)  # all-zero row: 0/0 := 1
+    assert max_median_ratio(X).item() == float("inf")
+    values, token, neuron = top_ratios(X, k=2)
+    assert values[0].item() == float("inf") and (token[0].item(), neuron[0].item()) == (1, 2)
+    assert values[1].item() == 2.0
+
+
 def test_massive_activations_need_both_thresholds():
     X = torch.full((4, 2001), 0.1, dtype=torch.float64)
     X[0, 7] = 150.0  # > 100 and 1500× the median 0.1: massive

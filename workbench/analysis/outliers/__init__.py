@@ -2,12 +2,21 @@
 
 ``metrics``: pure functions on ``[tokens, width]`` activations (formulas in their docstrings);
 ``stats``: :class:`OutlierStats`, mergeable sufficient statistics for streams and many processes;
-``distributed``: all-reduce of those statistics under ``torch.distributed``.
+``distributed``: all-reduce of those statistics under ``torch.distributed`` (and a torchrun demo);
+``trace``: statistics of every layer and hook site of a ``HookedFastWeightLM`` over a token stream;
+``states``: fast-weight state norm, spectrum and effective rank over position;
+``decompose``: the residual stream along one neuron as a sum of direct writes (embeddings, heads, MLPs);
+
 """
 
+from .decompose import contribution_summary, decompose_residual
 from .metrics import (check_activations, kurtosis, kurtosis_from_rms, massive_mask, max_median_ratio, median_abs,
-                      neuron_rms, signal_propagation, top_ratios)
+                      neuron_rms, ratio_to_median, signal_propagation, top_ratios)
+from .states import spectrum_stats, state_statistics
 from .stats import OutlierStats, OutlierSummary
+from .trace import DEFAULT_SITES, SITE_HOOKS, hot_channels, outlier_table, top_neurons, trace_outliers
 
-__all__ = ["OutlierStats", "OutlierSummary", "check_activations", "kurtosis", "kurtosis_from_rms", "massive_mask",
-           "max_median_ratio", "median_abs", "neuron_rms", "signal_propagation", "top_ratios"]
+__all__ = ["DEFAULT_SITES", "OutlierStats", "OutlierSummary", "SITE_HOOKS", "check_activations",
+           "contribution_summary", "decompose_residual", "hot_channels", "kurtosis", "kurtosis_from_rms",
+           "massive_mask", "max_median_ratio", "median_abs", "neuron_rms", "outlier_table", "ratio_to_median",
+           "signal_propagation", "spectrum_stats", "state_statistics", "top_neurons", "top_ratios", "trace_outliers"]

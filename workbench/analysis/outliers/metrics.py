@@ -52,6 +52,12 @@ def median_abs(X: torch.Tensor) -> torch.Tensor:
     return a[:, d // 2] if d % 2 else (a[:, d // 2 - 1] + a[:, d // 2]) / 2
 
 
+def ratio_to_median(a: torch.Tensor, med: torch.Tensor) -> torch.Tensor:
+    """|X_tj| / m_t for magnitudes ``a: [tokens, width]`` and medians ``med: [tokens]``, with 0/0 := 1."""
+    r = a / med[:, None]
+    return torch.where(torch.isnan(r), torch.ones_like(r), r)
+
+
 def neuron_rms(X: torch.Tensor) -> torch.Tensor:
     """s_j = sqrt(mean_t X_tj²): ``[width]``."""
     return check_activations(X).pow(2).mean(0).sqrt()
@@ -73,7 +79,7 @@ def kurtosis(X: torch.Tensor) -> torch.Tensor:
 def max_median_ratio(X: torch.Tensor) -> torch.Tensor:
     """MMR = mean_t max_j |X_tj| / median_j |X_tj|; 0-d float64."""
     X = check_activations(X)
-    return (X.abs().amax(-1) / median_abs(X)).mean()
+    return ratio_to_median(X.abs(), median_abs(X)).amax(-1).mean()
 
 
 def massive_mask(X: torch.Tensor, abs_threshold: float = MASSIVE_ABS, rel_threshold: float = MASSIVE_REL
@@ -97,7 +103,7 @@ def top_ratios(X: torch.Tensor, k: int = 3) -> tuple[torch.Tensor, torch.Tensor,
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     X = check_activations(X)
-    r = X.abs() / median_abs(X)[:, None]
+    r = ratio_to_median(X.abs(), median_abs(X))
     values, flat = r.flatten().topk(min(k, r.numel()))
     return values, flat // X.shape[1], flat % X.shape[1]
 

@@ -22,7 +22,8 @@ from typing import Optional
 import pandas as pd
 import torch
 
-from .metrics import MASSIVE_ABS, MASSIVE_REL, check_activations, kurtosis_from_rms, median_abs
+from .metrics import (MASSIVE_ABS, MASSIVE_REL, check_activations, kurtosis_from_rms, median_abs,
+                      ratio_to_median)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class OutlierStats:
         massive = (a > self.abs_threshold) & (a > self.rel_threshold * med[:, None])
         self.n_massive += massive.sum(0).double()
         self.n_massive_tokens += int(massive.any(-1).sum())
-        ratio = a / med[:, None]  # [tokens, width]
+        ratio = ratio_to_median(a, med)  # [tokens, width]
         self.sum_mmr += float(ratio.amax(-1).sum())
         U = torch.nn.functional.normalize(flat, dim=-1).view(b, p, d)
         self.cos_sum += float((U.sum(1).pow(2).sum(-1) - U.pow(2).sum((1, 2))).sum())
@@ -193,8 +194,8 @@ class OutlierStats:
         if group is not None:
             if not isinstance(group, int) or group < 1 or self.width % group:
                 raise ValueError(f"group must divide the width {self.width}, got {group!r}")
-            df.insert(1, "head", df.neuron // group)
-            df.insert(2, "channel", df.neuron % group)
+            df.insert(1, "head", (df.neuron // group).astype("Int64"))
+            df.insert(2, "channel", (df.neuron % group).astype("Int64"))
         return df.sort_values("rms", ascending=False, kind="stable").reset_index(drop=True)
 
     def top_entries(self) -> pd.DataFrame:

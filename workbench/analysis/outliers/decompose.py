@@ -1,0 +1,99 @@
+"""Who writes an outlier dimension: the residual stream along neuron j as a sum of direct writes.
+
+The residual stream is a sum of what each component adds to it, so for one neuron j
+
+  resid_post[i]_j = embed_j + pos_embed_j + Σ_{l ≤ i} (Σ_h head_{l,h,j} + b_O[l]_j + mlp_out[l]_j)
+
+exactly, with head_{l,h} = out_z[l, h] · W_O[l, h, :, j] the h-th head's share of the mixer output
+(out_z = hook_z for softmax and linear attention; the per-head output norm, and gate, applied to hook_z
+for the delta mixers). ``resid_pre[i]`` stops before block i, ``resid_mid[i]`` after block i's mixer.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+SITES = ("resid_pre", "resid_mid", "resid_post")
+
+
+@torch.no_grad()
+def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = "resid_post") -> pd.DataFrame:
+    """Direct contributions to the residual stream ``blocks.{layer}.hook_{site}`` along ``neuron``.
+
+    Returns a long DataFrame ``component, kind, layer, head, batch, pos, value`` with kinds ``embed``,
+    ``pos_embed``, ``head`` (one row set per head), ``attn_bias`` and ``mlp``; summing ``value`` over the
+    components of a (batch, pos) gives the residual stream's value there. The model is not changed.
+    """
+    cfg = model.cfg
+    tokens = model.check_tokens(tokens)
+    if site not in SITES:
+        raise ValueError(f"site must be one of {SITES}, got {site!r}")
+    if not isinstance(layer, int) or isinstance(layer, bool) or not -cfg.n_layers <= layer < cfg.n_layers:
+        raise ValueError(f"layer must be an int in [0, {cfg.n_layers - 1}] (or negative from the end), got {layer!r}")
+    if not isinstance(neuron, int) or isinstance(neuron, bool) or not 0 <= neuron < cfg.d_model:
+        raise ValueError(f"neuron must be an int in [0, {cfg.d_model - 1}] (a residual-stream dimension), got {neuron!r}")
+    if site == "resid_mid" and cfg.mlp == "none":
+        raise ValueError("this model has no MLP, so no resid_mid; use site='resid_post'")
+    layer %= cfg.n_layers
+    last_attn = layer if site != "resid_pre" else layer - 1
+    last_mlp = layer if site == "resid_post" else layer - 1
+    parts: dict[tuple[str, int, int], torch.Tensor] = {}  # (kind, layer, head) → [batch, pos]
+    mixer_input: dict[int, torch.Tensor] = {}
+
+    def take(kind, i=-1):
+        def hook(act, hook):
+            parts[(kind, i, -1)] = act[..., neuron].double()
+        return hook
+
+    def keep_input(i):
+        def pre_hook(module, args):
+            mixer_input[i] = args[0]
+        return pre_hook
+
+    def heads(i):
+        attn = model.blocks[i].attn
+        scale = getattr(model.blocks[i], "branch_scale", 1.0)
+
+        def hook(z, hook):  # [batch, pos, head, d_head]
+            out = attn.output_norm(z, mixer_input[i]) if hasattr(attn, "output_norm") else z
+            per_head = torch.einsum("bphd,hd->bph", out.double(), attn.W_O[:, :, neuron].double()) * scale
+            for h in range(cfg.n_heads):
+                parts[("head", i, h)] = per_head[..., h]
+            parts[("attn_bias", i, -1)] = (attn.b_O[neuron].double() * scale).expand(per_head.shape[:2])
+        return hook
+
+    fwd_hooks = [("hook_embed", take("embed"))]
+    if cfg.positional == "learned":
+        fwd_hooks.append(("hook_pos_embed", take("pos_embed")))
+    handles = []
+    try:
+        for i in range(last_attn + 1):
+            handles.append(model.blocks[i].attn.register_forward_pre_hook(keep_input(i)))
+            fwd_hooks.append((f"blocks.{i}.attn.hook_z", heads(i)))
+        for i in range(last_mlp + 1):
+            if cfg.mlp != "none":
+                fwd_hooks.append((f"blocks.{i}.hook_mlp_out", take("mlp", i)))
+        model.run_with_hooks(tokens, return_type=None, stop_at_layer=layer + 1, fwd_hooks=fwd_hooks)
+    finally:
+        for handle in handles:
+            handle.remove()
+    b, p = tokens.shape
+    frames = []
+    for (kind, i, h), value in parts.items():
+        name = {"embed": "embed", "pos_embed": "pos_embed", "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias",
+                "mlp": f"L{i} mlp"}[kind]
+        frames.append(pd.DataFrame({"component": name, "kind": kind, "layer": i, "head": h,
+                                    "batch": torch.arange(b).repeat_interleave(p).tolist(),
+                                    "pos": torch.arange(p).repeat(b).tolist(),
+                                    "value": value.reshape(-1).tolist()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def contribution_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per component of :func:`decompose_residual`'s output, in the order of the residual stream: ``mean``
+    and ``mean_abs`` over tokens, and ``share_abs`` = mean_abs / Σ over components of mean_abs."""
+    g = df.groupby(["component", "kind", "layer", "head"], sort=False).value
+    out = pd.DataFrame({"mean": g.mean(), "mean_abs": g.apply(lambda v: v.abs().mean())}).reset_index()
+    out["share_abs"] = out["mean_abs"] / out["mean_abs"].sum()
+    return out
