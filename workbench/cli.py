@@ -95,7 +95,8 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
                 address: str = typer.Option("", help="address to bind (default: streamlit's, all interfaces)"),
                 headless: bool = typer.Option(False, "--headless", help="do not open a browser window")) -> None:
     """Open the browser app (streamlit run app.py) on the bundled checkpoint."""
-    import subprocess
+    import os
+    import sys
 
     from .app_support.launch import find_app_script, streamlit_argv
 
@@ -106,11 +107,9 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
     typer.echo(f"serving the workbench app on http://localhost:{port} (Ctrl-C stops it)")
-    try:
-        code = subprocess.call(argv, cwd=script.parent)  # reads .streamlit/config.toml
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code=code)
+    sys.stdout.flush()
+    os.chdir(script.parent)  # streamlit reads .streamlit/config.toml from here
+    os.execv(argv[0], argv)  # become the server: signals (Ctrl-C, kill) reach streamlit itself
 
 
 def main() -> None:
