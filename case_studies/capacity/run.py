@@ -1,0 +1,48 @@
+"""One run of the study: train the retriever on (setting, S), evaluate it, probe its memory."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from workbench.retriever_probe import probe_memory, summarize_probe
+from workbench.retriever_training import evaluate_retriever, train_retriever
+from workbench.tasks import Retrieval
+
+from .config import Run, Study
+
+
+def execute(run: Run, study: Study, progress: bool = True) -> dict:
+    """Train by the paper's protocol, then on ``study.probe_sequences`` fresh sequences (all queries) measure
+    the model's loss/accuracy and, for fast-weight models, the probe of its memory (overall and, in
+    setting 2, by how often the queried key was written)."""
+    task = Retrieval(num_keys=run.num_keys, setting=run.setting)
+    cfg = run.model.retriever(run.num_keys, study.seed)
+    cpu = time.process_time()
+    result = train_retriever(cfg, task, study.train, progress=progress)
+    cpu = time.process_time() - cpu
+    model = result.model
+    batch = task.sample(study.probe_sequences, torch.Generator().manual_seed(study.seed + 7), all_queries=True)
+    entry = {
+        "name": run.name, "setting": run.setting, "num_keys": run.num_keys, "label": run.model.label,
+        "feature_map": run.model.feature_map, "update": run.model.update, "model": run.model.name,
+        "d_key": cfg.d_key, "steps": result.steps, "stop": result.stop, "train_seconds": round(result.seconds, 1),
+        "train_cpu_seconds": round(cpu, 1),
+        "final_eval_loss": result.final["eval_loss"], "final_eval_acc": result.final["eval_acc"],
+        "best_eval_loss": min(h["eval_loss"] for h in result.history),
+        "history": [{k: h[k] for k in ("step", "train_loss", "eval_loss", "eval_acc")} for h in result.history],
+        "heldout": evaluate_retriever(model, batch), "probe": None,
+    }
+    if run.model.feature_map != "softmax":
+        df = probe_memory(model, batch)
+        probe = summarize_probe(df)
+        if run.setting == 2:
+            bucket = df["occurrences"].clip(upper=3).map({1: "1", 2: "2", 3: "3+"})
+            probe["by_occurrences"] = {
+                key: {"n": int(len(g)), "probe_decodes": float(g["probe_decodes"].mean()),
+                      "model_accuracy": float(g["model_correct"].mean())}
+                for key, g in df.groupby(bucket)
+            }
+        entry["probe"] = probe
+    return entry

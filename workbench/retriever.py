@@ -1,0 +1,261 @@
+"""The retrieval model of Schlag, Irie & Schmidhuber (2021), Sec. 6.1, with a hook on every activation.
+
+One memory, one query read, no layers. For stored pairs (key id κ_i, value index ν_i) and a query key id:
+
+    x_i = [onehot(ν_i) ‖ E[κ_i]]                    [batch, pos, d_v + d_embed]   (E: key embedding)
+    k_i = x_i W_K + b_K,   q = E[query] W_Q + b_Q    [batch, pos | query, d_head]
+    v_i = onehot(ν_i)                                [batch, pos, d_v]  (d_v = num_keys; fixed, not trained)
+
+    sum rule:    W = Σ_i φ(k_i) v_iᵀ,  z = Σ_i φ(k_i);     ŷ = Wᵀφ(q) / (zᵀφ(q) + eps)
+    delta rule:  k̂ = φ(k)/(Σφ(k) + eps), β_i = σ(x_i·w_β + b_β);  for i = 1 … L:  W += β_i (v_i − Wᵀk̂_i) k̂_iᵀ
+                 ŷ = Wᵀ q̂,  q̂ = φ(q)/(Σφ(q) + eps)
+    softmax:     ŷ = Σ_i softmax_i(q·k_i / √d_head) v_i      (no memory matrix)
+
+φ ∈ identity, elu+1 ("linear" in the paper), DPFP-ν, FAVOR+ (:mod:`workbench.components.feature_maps`).
+The memory is built by :func:`workbench.kernels.linear_attention` (with its normaliser column z, so W is
+``[batch, d_key, d_v + 1]``) or :func:`workbench.kernels.delta_rule` (``[batch, d_key, d_v]``) and exposed at
+``hook_memory``; patching that hook changes what every query reads. ``form="attention"`` computes the same ŷ
+in the dual form ŷ = A v (A: the exact effective attention, at ``hook_pattern``), which is how it is trained
+fast. The loss is 0.5‖onehot(target) − ŷ‖².
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from .components.feature_maps import FeatureMap
+from .kernels import delta_rule, linear_attention
+
+FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
+UPDATES = ("sum", "delta")
+
+
+@dataclass(frozen=True)
+class RetrieverConfig:
+    """``num_keys`` = S keys and S values; keys embedded in ``d_embed`` dims, projected to ``d_head`` (the
+    paper's d = 64), then φ = ``feature_map`` (``dpfp_nu``, ``favor_features`` = m; FAVOR+ features are
+    fixed, drawn from ``seed``) and the ``update`` rule. ``backend``/``chunk_size`` pick the kernel.
+    :meth:`paper` fills ``d_embed`` as the paper's code does: int(2S · 1.1)."""
+
+    num_keys: int
+    d_embed: int
+    d_head: int = 64
+    feature_map: str = "elu1"
+    update: str = "sum"
+    dpfp_nu: int = 1
+    favor_features: int = 64
+    eps: float = 1e-6
+    backend: str = "chunk"
+    chunk_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_keys", "d_embed", "d_head", "dpfp_nu", "favor_features", "chunk_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"RetrieverConfig.{name} must be a positive int, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"RetrieverConfig.seed must be a non-negative int, got {self.seed!r}")
+        if self.feature_map not in FEATURE_MAPS:
+            raise ValueError(f"RetrieverConfig.feature_map must be one of {FEATURE_MAPS}, got {self.feature_map!r}")
+        if self.update not in UPDATES:
+            raise ValueError(f"RetrieverConfig.update must be one of {UPDATES}, got {self.update!r}")
+        if self.feature_map == "softmax" and self.update != "sum":
+            raise ValueError("softmax attention has no memory to update; use update='sum' with feature_map='softmax'")
+        if self.backend not in ("chunk", "reference"):
+            raise ValueError(f"RetrieverConfig.backend must be 'chunk' or 'reference', got {self.backend!r}")
+        if not isinstance(self.eps, (int, float)) or isinstance(self.eps, bool) or not self.eps > 0:
+            raise ValueError(f"RetrieverConfig.eps must be a positive number, got {self.eps!r}")
+        if self.feature_map == "dpfp" and self.dpfp_nu >= 2 * self.d_head:
+            raise ValueError(f"RetrieverConfig.dpfp_nu must be < 2·d_head = {2 * self.d_head}, got {self.dpfp_nu}")
+
+    @classmethod
+    def paper(cls, num_keys: int, **changes: Any) -> "RetrieverConfig":
+        """The paper's sizes for S = ``num_keys``: d_embed = int(2S · 1.1), d_head = 64."""
+        return cls(num_keys=num_keys, d_embed=int(2 * num_keys * 1.1), **changes)
+
+    @property
+    def d_key(self) -> int:
+        """d_dot: the width of φ(k), i.e. the number of rows of the memory W."""
+        if self.feature_map in ("softmax", "identity", "elu1"):
+            return self.d_head
+        if self.feature_map == "dpfp":
+            return 2 * self.d_head * self.dpfp_nu
+        return 2 * self.favor_features
+
+    @property
+    def label(self) -> str:
+        """The paper's legend name: Linear, DPFP-ν, FAVOR+ (m), Softmax."""
+        return {"softmax": "Softmax", "identity": "Identity", "elu1": "Linear",
+                "dpfp": f"DPFP-{self.dpfp_nu}", "favor": f"FAVOR+ ({self.favor_features})"}[self.feature_map]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RetrieverConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RetrieverConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1e-6) -> torch.Tensor:
+    """What memory ``W: [batch, d_key, d_v (+1)]`` returns for ``keys: [batch, n, d_key]`` → ``[batch, n, d_v]``:
+    Wᵀk, divided by the normaliser column (zᵀk + eps) for the sum rule."""
+    r = torch.einsum("bkv,bnk->bnv", W, keys.to(W.dtype))
+    return r[..., :-1] / (r[..., -1:] + eps) if update == "sum" else r
+
+
+class HookedRetriever(HookedRootModule):
+    """``model(keys, values, queries)`` → ŷ ``[batch, query, num_keys]`` (see the module docstring)."""
+
+    def __init__(self, cfg: RetrieverConfig):
+        super().__init__()
+        if not isinstance(cfg, RetrieverConfig):
+            raise TypeError(f"HookedRetriever needs a RetrieverConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        S, e, d = cfg.num_keys, cfg.d_embed, cfg.d_head
+        self.W_E = nn.Parameter(torch.empty(S, e))  # key embedding (keys and queries share it)
+        self.W_K = nn.Parameter(torch.empty(S + e, d))
+        self.b_K = nn.Parameter(torch.empty(d))
+        self.W_Q = nn.Parameter(torch.empty(e, d))
+        self.b_Q = nn.Parameter(torch.empty(d))
+        if cfg.update == "delta":
+            self.w_beta = nn.Parameter(torch.empty(S + e))
+            self.b_beta = nn.Parameter(torch.empty(()))
+        if cfg.feature_map != "softmax":
+            self.phi = FeatureMap(cfg.feature_map, d, 1, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
+        self.hook_k = HookPoint()  # [batch, pos, d_key]  what W is written with: φ(k) (delta: k̂); softmax: k
+        self.hook_v = HookPoint()  # [batch, pos, d_v]    onehot(value)
+        self.hook_beta = HookPoint()  # [batch, pos]       write strength β (delta only)
+        self.hook_memory = HookPoint()  # [batch, d_key, d_v (+1: z, sum rule)]  W after every write (form='memory')
+        self.hook_q = HookPoint()  # [batch, query, d_key]  what W is read with: φ(q) (delta: q̂); softmax: q
+        self.hook_pattern = HookPoint()  # [batch, query, pos]  A with ŷ = A v: softmax weights, or the exact
+        #                                    effective attention of the memory (form='attention')
+        self.hook_out = HookPoint()  # [batch, query, d_v]  ŷ
+        self.init_weights()
+        self.setup()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """As the paper's code, from ``cfg.seed`` (never the global RNG): E ~ N(0, 1); W_K, W_Q ~ U(±1/√d_head)
+        (softmax: Xavier-uniform); w_β and the biases ~ U(±1/√fan_in) (PyTorch's Linear default)."""
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+
+        def uniform(p: torch.Tensor, bound: float) -> None:
+            p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
+
+        self.W_E.copy_(torch.randn(self.W_E.shape, generator=gen))
+        for W, b in ((self.W_K, self.b_K), (self.W_Q, self.b_Q)):
+            fan_in, fan_out = W.shape
+            if self.cfg.feature_map == "softmax":
+                uniform(W, (6 / (fan_in + fan_out)) ** 0.5)
+            else:
+                uniform(W, self.cfg.d_head ** -0.5)
+            uniform(b, fan_in ** -0.5)
+        if self.cfg.update == "delta":
+            uniform(self.w_beta, self.w_beta.shape[0] ** -0.5)
+            uniform(self.b_beta, self.w_beta.shape[0] ** -0.5)
+
+    def check_inputs(self, keys: torch.Tensor, values: torch.Tensor, queries: torch.Tensor) -> None:
+        S = self.cfg.num_keys
+        for name, x in (("keys", keys), ("values", values), ("queries", queries)):
+            if not isinstance(x, torch.Tensor) or x.dtype != torch.long or x.dim() != 2:
+                raise ValueError(f"{name} must be a [batch, n] long tensor, got "
+                                 f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= S):
+                raise ValueError(f"{name} must be ids in [0, {S}) (num_keys={S}), got range "
+                                 f"[{int(x.min())}, {int(x.max())}]; value tokens of the token form are S + index")
+        if keys.shape != values.shape:
+            raise ValueError(f"keys and values must have one shape [batch, pos], got {tuple(keys.shape)} and "
+                             f"{tuple(values.shape)}")
+        if queries.shape[0] != keys.shape[0]:
+            raise ValueError(f"queries must have the batch size of keys ({keys.shape[0]}), got {queries.shape[0]}")
+
+    def forward(self, keys: torch.Tensor, values: torch.Tensor, queries: torch.Tensor,
+                form: Optional[str] = None) -> torch.Tensor:
+        """keys, values ``[batch, pos]`` (ids, value *indices*), queries ``[batch, query]`` → ŷ ``[batch, query, d_v]``.
+
+        ``form`` — how ŷ is computed, equal in exact arithmetic (tested to 1e-5):
+          ``"memory"`` (default for the fast-weight models): W is built by the recurrence kernel and read
+          (``hook_memory`` fires); ``"attention"``: the dual form ŷ = A v with A the exact effective attention
+          over the stored positions (``hook_pattern`` fires; no W, O(query·pos·d_key) rather than
+          O(pos·d_key·d_v), so it trains far faster with one query per sequence). Softmax has only ``"attention"``.
+        """
+        self.check_inputs(keys, values, queries)
+        cfg = self.cfg
+        form = self.check_form(form)
+        S = cfg.num_keys
+        v = self.hook_v(F.one_hot(values, S).to(self.W_E.dtype))  # [batch, pos, d_v]
+        # [onehot(value) ‖ E[key]] W_K, computed as two row lookups (the one-hot product is a lookup)
+        k = self.W_K[:S][values] + (self.W_E @ self.W_K[S:])[keys] + self.b_K  # [batch, pos, d_head]
+        q = self.W_E[queries] @ self.W_Q + self.b_Q  # [batch, query, d_head]
+        if cfg.feature_map == "softmax":
+            k, q = self.hook_k(k), self.hook_q(q)
+            pattern = self.hook_pattern(torch.einsum("bqd,bpd->bqp", q, k).mul(cfg.d_head ** -0.5).softmax(-1))
+            return self.hook_out(pattern @ v)
+        k, q = self.phi(k[:, :, None])[:, :, 0], self.phi(q[:, :, None])[:, :, 0]  # [batch, ·, d_key]
+        beta = None
+        if cfg.update == "delta":
+            k = k / (k.sum(-1, keepdim=True) + cfg.eps)
+            q = q / (q.sum(-1, keepdim=True) + cfg.eps)
+            logit = self.w_beta[:S][values] + (self.W_E @ self.w_beta[S:])[keys] + self.b_beta
+            beta = self.hook_beta(torch.sigmoid(logit))  # [batch, pos]
+        k, q = self.hook_k(k), self.hook_q(q)
+        if form == "memory":
+            W = self.hook_memory(self.write(k, v, beta))  # [batch, d_key, d_v (+1)]
+            return self.hook_out(read_memory(W, q, cfg.update, cfg.eps))
+        pattern = self.hook_pattern(self.effective_attention(k, q, beta))  # [batch, query, pos]
+        return self.hook_out(pattern @ v)
+
+    def check_form(self, form: Optional[str]) -> str:
+        if form is None:
+            return "attention" if self.cfg.feature_map == "softmax" else "memory"
+        if form not in ("memory", "attention"):
+            raise ValueError(f"form must be 'memory' or 'attention' (or None for the default), got {form!r}")
+        if form == "memory" and self.cfg.feature_map == "softmax":
+            raise ValueError("softmax attention keeps no memory matrix; use form='attention' (or None)")
+        return form
+
+    def effective_attention(self, k: torch.Tensor, q: torch.Tensor, beta: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """A ``[batch, query, pos]`` with ŷ = A v exactly, from k ``[batch, pos, d_key]``, q ``[batch, query, d_key]``.
+
+        sum rule:   A_qi = qᵀk_i / (Σ_j qᵀk_j + eps)
+        delta rule: A_qi = β_i k_iᵀ (I − β_{i+1}k_{i+1}k_{i+1}ᵀ) ⋯ (I − β_L k_L k_Lᵀ) q, computed as
+                    A = (β ⊙ M⁻ᵀ K q)ᵀ with M = I + tril(diag(β) K Kᵀ, −1) (the UT form of the recurrence).
+        """
+        s = torch.einsum("bqk,bpk->bqp", q, k)  # [batch, query, pos]
+        if self.cfg.update == "sum":
+            return s / (s.sum(-1, keepdim=True) + self.cfg.eps)
+        L = k.shape[1]
+        M = torch.eye(L, dtype=k.dtype) + (beta[:, :, None] * (k @ k.transpose(1, 2))).tril(-1)  # [batch, pos, pos]
+        y = torch.linalg.solve_triangular(M.transpose(1, 2), s.transpose(1, 2), upper=True, unitriangular=True)
+        return (beta[:, :, None] * y).transpose(1, 2)
+
+    def write(self, k: torch.Tensor, v: torch.Tensor, beta: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The memory after writing every pair: ``k [batch, pos, d_key]``, ``v [batch, pos, d_v]``, ``beta
+        [batch, pos]`` (delta) → W ``[batch, d_key, d_v (+1)]``, by the recurrence kernel (its final state;
+        the kernel's own per-position outputs are not used)."""
+        cfg = self.cfg
+        k4, v4 = k[:, :, None], v[:, :, None]  # one head: [batch, pos, 1, ·]
+        if cfg.update == "sum":
+            res = linear_attention(k4, k4, v4, normalize=True, eps=cfg.eps, chunk_size=cfg.chunk_size,
+                                   backend=cfg.backend, output_final_state=True)
+        else:
+            res = delta_rule(k4, k4, v4, beta[:, :, None], chunk_size=cfg.chunk_size, backend=cfg.backend,
+                             output_final_state=True)
+        return res.final_state[:, 0]
