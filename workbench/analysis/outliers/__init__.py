@@ -6,12 +6,13 @@
 ``trace``: statistics of every layer and hook site of a ``HookedFastWeightLM`` over a token stream;
 ``states``: fast-weight state norm, spectrum and effective rank over position;
 ``decompose``: the residual stream along one neuron as a sum of direct writes (embeddings, heads, MLPs);
-
+``nnsight_trace``: the same statistics on any torch model (e.g. a transformers GPT-2) through nnsight.
 """
 
 from .decompose import contribution_summary, decompose_residual
 from .metrics import (check_activations, kurtosis, kurtosis_from_rms, massive_mask, max_median_ratio, median_abs,
                       neuron_rms, ratio_to_median, signal_propagation, top_ratios)
+from .nnsight_trace import gpt2_sites, trace_nnsight
 from .states import spectrum_stats, state_statistics
 from .stats import OutlierStats, OutlierSummary
 from .trace import DEFAULT_SITES, SITE_HOOKS, hot_channels, outlier_table, top_neurons, trace_outliers
@@ -19,4 +20,5 @@ from .trace import DEFAULT_SITES, SITE_HOOKS, hot_channels, outlier_table, top_n
 __all__ = ["DEFAULT_SITES", "OutlierStats", "OutlierSummary", "SITE_HOOKS", "check_activations",
            "contribution_summary", "decompose_residual", "hot_channels", "kurtosis", "kurtosis_from_rms",
            "massive_mask", "max_median_ratio", "median_abs", "neuron_rms", "outlier_table", "ratio_to_median",
-           "signal_propagation", "spectrum_stats", "state_statistics", "top_neurons", "top_ratios", "trace_outliers"]
+           "signal_propagation", "spectrum_stats", "state_statistics", "top_neurons", "top_ratios", "trace_outliers",
+           "gpt2_sites", "trace_nnsight"]
