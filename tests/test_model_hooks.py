@@ -21,6 +21,9 @@ VARIANTS = {
     "delta_noconv_rms_swiglu": dict(mixer="delta", conv_size=0, norm="rmsnorm", mlp="swiglu"),
     "gated_delta": dict(mixer="gated_delta"),
     "gated_delta_bare": dict(mixer="gated_delta", norm="none", mlp="none", positional="none", output_gate=False),
+    "softmax_outlier_protected": dict(mixer="softmax", block="outlier_protected"),
+    "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
+    "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
 }
 
 
@@ -46,6 +49,10 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
         if "with an MLP" in cond and cfg.mlp == "none":
             continue
         if "with a norm" in cond and cfg.norm == "none":
+            continue
+        if "pre-norm block" in cond and cfg.block != "pre_norm":
+            continue
+        if "Outlier Protected block" in cond and cfg.block != "outlier_protected":
             continue
         if "SwiGLU" in cond and cfg.mlp != "swiglu":
             continue

@@ -123,8 +123,8 @@ def test_state_statistics_refuse_softmax_and_bad_positions():
 
 @pytest.mark.parametrize("kw", [dict(mixer="gated_delta", output_gate=True, norm="rmsnorm"),
                                 dict(mixer="softmax"), dict(mixer="linear", feature_map="elu1", positional="none"),
-                                dict(mixer="delta", mlp="none")],
-                         ids=["gated_delta_gate", "softmax", "linear_nopos", "delta_nomlp"])
+                                dict(mixer="delta", mlp="none"), dict(mixer="softmax", block="outlier_protected")],
+                         ids=["gated_delta_gate", "softmax", "linear_nopos", "delta_nomlp", "softmax_op"])
 def test_residual_decomposition_sums_to_the_residual(kw):
     model = make(**kw)
     tokens = BATCHES[0]

@@ -17,6 +17,7 @@ QKNorm = Literal["l2", "sum", "none"]
 Norm = Literal["layernorm", "rmsnorm", "none"]
 MLPKind = Literal["gelu", "swiglu", "none"]
 Positional = Literal["learned", "none"]
+BlockStyle = Literal["pre_norm", "outlier_protected"]
 Backend = Literal["chunk", "reference"]
 
 _CHOICES = {
@@ -27,6 +28,7 @@ _CHOICES = {
     "mlp": MLPKind,
     "positional": Positional,
     "backend": Backend,
+    "block": BlockStyle,
 }
 
 
@@ -48,6 +50,10 @@ class ModelConfig:
       - ``gated_delta``: Gated DeltaNet — delta plus decay g = −exp(A_log)·softplus(W_a x + dt_bias)
         and, if ``output_gate``, a SiLU output gate.
     Blocks: pre-norm ``norm`` (or none), ``mlp`` of width ``d_mlp``, ``positional`` embeddings.
+    ``block="outlier_protected"`` is the Outlier Protected block of He et al. (2024): no norm before the
+    mixer or the MLP, one ``norm`` on the first block's input (plus the final one), each residual branch
+    multiplied by ``branch_scale``, and RMS QK-norm (with a learnable gain per channel) on the queries and
+    keys of the softmax and linear mixers (the delta mixers keep their ``qk_norm``).
     ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`).
     """
 
@@ -73,6 +79,8 @@ class ModelConfig:
     mlp: str = "gelu"
     d_mlp: int = 256
     positional: str = "learned"
+    block: str = "pre_norm"
+    branch_scale: float = 0.2  # residual-branch weight of the Outlier Protected block (pre-norm: 1)
     # numerics and kernels
     init_std: float = 0.02
     norm_eps: float = 1e-5
@@ -98,7 +106,7 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be a non-negative int, got {value!r}")
         if self.mlp != "none" and self.d_mlp < 1:
             raise ValueError(f"ModelConfig.d_mlp must be positive when mlp={self.mlp!r}")
-        for name in ["init_std", "norm_eps"]:
+        for name in ["init_std", "norm_eps", "branch_scale"]:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")

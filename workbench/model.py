@@ -1,7 +1,7 @@
 """HookedFastWeightLM: a decoder-only language model whose every activation is a TransformerLens hook.
 
-    x = embed(tokens) + pos_embed(tokens)
-    for block in blocks:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))
+    x = embed(tokens) + pos_embed(tokens)          (Outlier Protected block: x = ln_input(x))
+    for block in blocks:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))     (see components/block.py)
     logits = unembed(ln_final(x))
 
 Built on TransformerLens' ``HookedRootModule``, so ``run_with_cache``, ``run_with_hooks``,
@@ -39,6 +39,8 @@ class HookedFastWeightLM(HookedRootModule):
         if cfg.positional == "learned":
             self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
             self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        if cfg.block == "outlier_protected":
+            self.ln_input = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)  # the only norm before the blocks
         self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.ln_final = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.unembed = Unembed(cfg.d_model, cfg.d_vocab)
@@ -119,6 +121,8 @@ class HookedFastWeightLM(HookedRootModule):
         x = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
         if self.cfg.positional == "learned":
             x = x + self.hook_pos_embed(self.pos_embed(tokens))
+        if self.cfg.block == "outlier_protected":
+            x = self.ln_input(x)
         for i, block in enumerate(self.blocks):
             if stop_at_layer is not None and i >= stop_at_layer:
                 return x

@@ -10,12 +10,14 @@ from ..config import ModelConfig
 from ..kernels import linear_attention
 from .fast_weight_state import expose_and_patch
 from .feature_maps import FeatureMap
+from .norms import QKRMSNorm
 
 
 class LinearAttention(nn.Module):
     """S_t = S_{t-1} + φ(k_t) v_tᵀ;  z_t = S_tᵀ (scale·φ(q_t))  (÷ Σ_{j≤t} φ(k_j)ᵀφ(q_t) with sum_norm).
 
-    ``scale`` is 1 with ``sum_norm`` (it cancels) and d_key^-½ without.
+    ``scale`` is 1 with ``sum_norm`` (it cancels) and d_key^-½ without. In the Outlier Protected block
+    the projected q and k are RMS-normalised per head (QK-norm) before the feature map.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -29,6 +31,8 @@ class LinearAttention(nn.Module):
         self.b_O = nn.Parameter(torch.zeros(dm))
         self.feature_map = FeatureMap(cfg.feature_map, dh, h, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
         self.scale = 1.0 if cfg.sum_norm else cfg.d_key ** -0.5
+        if cfg.block == "outlier_protected":
+            self.q_norm, self.k_norm = QKRMSNorm(dh, cfg.norm_eps), QKRMSNorm(dh, cfg.norm_eps)
         self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before the feature map
         self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before the feature map
         self.hook_q = HookPoint()  # [batch, pos, head, d_key]  φ(q), what the memory is read with

@@ -35,6 +35,19 @@ class RMSNorm(nn.Module):
         return self.hook_normalized(x / scale * self.w)
 
 
+class QKRMSNorm(nn.Module):
+    """RMS normalisation of queries or keys ``[batch, pos, head, d]`` over d, times a learnable gain ``[d]``
+    (the Outlier Protected block's QK-norm). No hooks: ``hook_q``/``hook_k`` show its output."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.w = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
+
+
 def make_norm(kind: str, d: int, eps: float) -> nn.Module:
     if kind == "layernorm":
         return LayerNorm(d, eps)

@@ -7,10 +7,14 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from ..config import ModelConfig
+from .norms import QKRMSNorm
 
 
 class SoftmaxAttention(nn.Module):
-    """z = softmax(q kᵀ / √d_head + causal mask) v per head; out = Σ_head z W_O + b_O."""
+    """z = softmax(q kᵀ / √d_head + causal mask) v per head; out = Σ_head z W_O + b_O.
+
+    In the Outlier Protected block q and k are RMS-normalised per head (QK-norm) before hook_q/hook_k.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -21,6 +25,8 @@ class SoftmaxAttention(nn.Module):
         self.W_O = nn.Parameter(torch.empty(h, dh, dm))
         self.b_O = nn.Parameter(torch.zeros(dm))
         self.scale = dh ** -0.5
+        if cfg.block == "outlier_protected":
+            self.q_norm, self.k_norm = QKRMSNorm(dh, cfg.norm_eps), QKRMSNorm(dh, cfg.norm_eps)
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
         self.hook_k = HookPoint()  # [batch, pos, head, d_head]
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]
@@ -29,8 +35,11 @@ class SoftmaxAttention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
-        q = self.hook_q(torch.einsum("bpm,hmd->bphd", x, self.W_Q))
-        k = self.hook_k(torch.einsum("bpm,hmd->bphd", x, self.W_K))
+        q = torch.einsum("bpm,hmd->bphd", x, self.W_Q)
+        k = torch.einsum("bpm,hmd->bphd", x, self.W_K)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.hook_q(q), self.hook_k(k)
         v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
         t = x.shape[1]
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale

@@ -7,6 +7,8 @@ The residual stream is a sum of what each component adds to it, so for one neuro
 exactly, with head_{l,h} = out_z[l, h] · W_O[l, h, :, j] the h-th head's share of the mixer output
 (out_z = hook_z for softmax and linear attention; the per-head output norm, and gate, applied to hook_z
 for the delta mixers). ``resid_pre[i]`` stops before block i, ``resid_mid[i]`` after block i's mixer.
+In the Outlier Protected block the branches carry their weight β, and the blocks start from the
+normalised embedding LN(embed + pos_embed), which is one component (``input_norm``) instead of two.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     """Direct contributions to the residual stream ``blocks.{layer}.hook_{site}`` along ``neuron``.
 
     Returns a long DataFrame ``component, kind, layer, head, batch, pos, value`` with kinds ``embed``,
-    ``pos_embed``, ``head`` (one row set per head), ``attn_bias`` and ``mlp``; summing ``value`` over the
+    ``pos_embed`` (or ``input_norm`` in the Outlier Protected block), ``head`` (one row set per head), ``attn_bias`` and ``mlp``; summing ``value`` over the
     components of a (batch, pos) gives the residual stream's value there. The model is not changed.
     """
     cfg = model.cfg
@@ -63,9 +65,12 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
             parts[("attn_bias", i, -1)] = (attn.b_O[neuron].double() * scale).expand(per_head.shape[:2])
         return hook
 
-    fwd_hooks = [("hook_embed", take("embed"))]
-    if cfg.positional == "learned":
-        fwd_hooks.append(("hook_pos_embed", take("pos_embed")))
+    if "ln_input.hook_normalized" in model.hook_dict:  # Outlier Protected block: the blocks start from LN(x)
+        fwd_hooks = [("ln_input.hook_normalized", take("input_norm"))]
+    else:
+        fwd_hooks = [("hook_embed", take("embed"))]
+        if cfg.positional == "learned":
+            fwd_hooks.append(("hook_pos_embed", take("pos_embed")))
     handles = []
     try:
         for i in range(last_attn + 1):
@@ -81,7 +86,7 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     b, p = tokens.shape
     frames = []
     for (kind, i, h), value in parts.items():
-        name = {"embed": "embed", "pos_embed": "pos_embed", "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias",
+        name = {"embed": "embed", "pos_embed": "pos_embed", "input_norm": "normalised embedding", "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias",
                 "mlp": f"L{i} mlp"}[kind]
         frames.append(pd.DataFrame({"component": name, "kind": kind, "layer": i, "head": h,
                                     "batch": torch.arange(b).repeat_interleave(p).tolist(),
