@@ -3,12 +3,16 @@
 ``sites``: which linear layers (and the hooks holding their exact inputs/outputs);
 ``capture``: per-token inputs and output gradients (sampled or gold labels);
 ``stats``: :class:`KFACFactors` (A = E[a aᵀ], G = E[g gᵀ]), streaming and mergeable, and
-:func:`collect_kfac`; ``distributed``: all-reduce under torch.distributed.
+:func:`collect_kfac`; ``distributed``: all-reduce under torch.distributed;
+``edit``: the curvature edit (:func:`kfac_edit`); ``svd``: the SVD-truncation baseline (:func:`svd_edit`).
 """
 
 from .capture import capture_linear, fisher_loss, sample_labels
+from .edit import curvature_mask, curvature_spectrum, kfac_edit, kfac_project
 from .sites import KINDS, LinearSite, flat_weight, linear_sites, resolve_sites, unflatten_weight
 from .stats import KFACConfig, KFACFactors, batch_generator, collect_kfac
+from .svd import svd_edit, svd_truncate
 
 __all__ = ["KINDS", "KFACConfig", "KFACFactors", "LinearSite", "batch_generator", "capture_linear", "collect_kfac",
-           "fisher_loss", "flat_weight", "linear_sites", "resolve_sites", "sample_labels", "unflatten_weight"]
+           "curvature_mask", "curvature_spectrum", "fisher_loss", "flat_weight", "kfac_edit", "kfac_project",
+           "linear_sites", "resolve_sites", "sample_labels", "svd_edit", "svd_truncate", "unflatten_weight"]
