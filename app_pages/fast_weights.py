@@ -4,8 +4,7 @@
 import streamlit as st
 
 from workbench.app_support import caching, widgets
-from workbench.plots import (fast_weight_heatmap, mark_position, per_head_over_positions,
-                             singular_values_over_positions, state_and_update)
+from workbench.plots import fast_weight_heatmap, per_head_over_positions, singular_values_over_positions
 
 st.title("Fast weights")
 lm, seq = widgets.current()
@@ -19,29 +18,31 @@ with st.spinner("Reading the fast weights at every position…"):
     traj = caching.fast_weight_trajectory(lm, seq, layer)
 
 
-@st.fragment  # moving the slider reruns only this part of the page
+@st.fragment  # moving the slider reruns (and redraws) only this part of the page
 def scrub_positions():
     t = st.slider("Position t", 0, len(seq) - 1, seq.scored[0] if seq.scored else len(seq) // 2,
                   key=f"position-{len(seq)}")
-    W, W_before = traj.W[t, head], traj.before(t)[head]
-    stats = st.columns(4)
+    W, write = traj.W[t, head], traj.W[t, head] - traj.before(t)[head]
+    stats = st.columns(5)
     stats[0].metric("token at t", seq.tokens[t])
     stats[1].metric("β_t (write strength)", "—" if traj.beta is None else f"{float(traj.beta[t, head]):.3f}")
     stats[2].metric("‖u_t‖ (hook_delta)", "—" if traj.delta is None else f"{float(traj.delta[t, head].norm()):.3f}")
     stats[3].metric("‖W_t‖_F", f"{float(W.norm()):.3f}")
-
-    left, right = st.columns([2, 3])
+    stats[4].metric("σ₁(W_t)", f"{float(traj.singular_values(head)[t, 0]):.3f}")
+    left, right = st.columns(2)
     left.plotly_chart(fast_weight_heatmap(W, title=f"W_t of layer {layer}, head {head}, after the write at pos {t}"),
                       key="state")
-    right.plotly_chart(state_and_update(W_before, W, title=f"the write at pos {t}"), key="update")
-
-    curves = st.columns(3 if traj.beta is not None else 1)
-    spectrum = singular_values_over_positions(traj.W[:, head], title=f"singular values of W_t, head {head}")
-    curves[0].plotly_chart(mark_position(spectrum, t), key="spectrum")
-    if traj.beta is not None:
-        curves[1].plotly_chart(per_head_over_positions(traj.beta, t, "β_t", "write strength"), key="beta")
-        curves[2].plotly_chart(per_head_over_positions(traj.delta.norm(dim=-1), t, "‖u_t‖ = ‖hook_delta‖", "norm"),
-                               key="delta")
+    right.plotly_chart(fast_weight_heatmap(write, title=f"the write at pos {t}: W_t − W_(t−1)"), key="update")
 
 
 scrub_positions()
+
+st.subheader("Along the sequence")
+st.caption("The values at the slider's position are the numbers above the matrices.")
+curves = st.columns(3 if traj.beta is not None else 1)
+curves[0].plotly_chart(singular_values_over_positions(traj.W[:, head], title=f"singular values of W_t, head {head}"),
+                       key="spectrum")
+if traj.beta is not None:
+    curves[1].plotly_chart(per_head_over_positions(traj.beta, None, "β_t", "write strength"), key="beta")
+    curves[2].plotly_chart(per_head_over_positions(traj.delta.norm(dim=-1), None, "‖u_t‖ = ‖hook_delta‖", "norm"),
+                           key="delta")

@@ -27,6 +27,12 @@ def open_app(page: str = "overview") -> AppTest:
     return at
 
 
+def open_model():
+    from workbench import load
+
+    return load(DEFAULT_CHECKPOINT)
+
+
 def charts(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
@@ -97,7 +103,9 @@ def test_position_slider_layer_and_head_change_the_fast_weight_plots():
     assert_ok(at)
     after = charts(at)
     assert "pos 30" in titles(at)[0] and not np.array_equal(heat(after[0]), heat(before[0]))
-    assert after[3]["layout"]["shapes"][0]["x0"] == 30  # β_t curve marks the position
+    _, cache = open_model().run_with_cache(list(at.session_state["selection"][1].tokens))
+    assert metric(at, "β_t") == f"{float(cache['blocks.0.attn.hook_beta'][0, 30, 0]):.3f}"
+    assert after[2:] == before[2:]  # the curves along the sequence do not depend on the position
     beta = metric(at, "β_t")
     at.selectbox(key="head").set_value(1).run()
     assert "head 1" in titles(at)[0] and metric(at, "β_t") != beta
@@ -162,7 +170,7 @@ def test_bad_typed_sequences_show_an_error_and_the_app_recovers(text, message):
     typed = next(t for t in at.sidebar.text_area if t.key.startswith("typed-"))
     typed.set_value(text).run()
     assert message in errors(at)
-    assert not at.get("plotly_chart") and "Choose a model and a sequence" in at.warning[0].value
+    assert not at.get("plotly_chart") and "no usable model and sequence" in at.warning[0].value
     typed.set_value("1 40 2 41 1").run()  # fixed: the page works again
     assert_ok(at)
     assert len(charts(at)) == 5
@@ -232,9 +240,7 @@ def test_the_shared_model_is_never_changed_by_a_session():
     bob.run()
     assert bob.dataframe[0].value.equals(table)
     lm = caching.shipped_model("toy-delta", sources.checkpoint_stamp("toy-delta"))
-    from workbench import load
-
-    fresh = load(DEFAULT_CHECKPOINT)
+    fresh = open_model()
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in lm.model.state_dict().items())
     assert all(not hp._forward_hooks for hp in lm.model.hook_dict.values())
     assert all(block.attn.state_request is None for block in lm.model.blocks)

@@ -97,7 +97,7 @@ def current() -> tuple[sources.LoadedModel, TokenSequence]:
     selection = st.session_state.get("selection")
     if selection is None:
         problem = st.session_state.get("selection_error") or "no model or sequence chosen"
-        st.warning(f"Choose a model and a sequence in the sidebar first — {problem}")
+        st.warning(f"The sidebar has no usable model and sequence yet: {problem}")
         st.stop()
     return selection
 
