@@ -1,11 +1,12 @@
-"""Seeded synthetic tasks. Each is a frozen dataclass with ``sample(batch_size, generator)``."""
+"""Seeded tasks (synthetic, and real text). Each is a frozen dataclass with ``sample(batch_size, generator)``."""
 
 from .associative_recall import AssociativeRecall
 from .base import Task, TaskBatch
 from .mqar import MQAR
 from .retrieval import Retrieval, RetrievalBatch
+from .text import TextLM
 
-TASKS = {"associative_recall": AssociativeRecall, "mqar": MQAR, "retrieval": Retrieval}
+TASKS = {"associative_recall": AssociativeRecall, "mqar": MQAR, "retrieval": Retrieval, "text": TextLM}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -17,4 +18,4 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["AssociativeRecall", "MQAR", "Retrieval", "RetrievalBatch", "TASKS", "Task", "TaskBatch", "task_from_dict"]
+__all__ = ["AssociativeRecall", "MQAR", "Retrieval", "RetrievalBatch", "TASKS", "TextLM", "Task", "TaskBatch", "task_from_dict"]
