@@ -266,3 +266,18 @@ def test_per_head_curves_mark_the_position():
     assert not per_head_over_positions(torch.rand(7, 3)).layout.shapes
     with pytest.raises(ValueError, match=r"\[pos, head\]"):
         per_head_over_positions(torch.rand(7))
+
+
+def test_workbench_app_command_help_and_errors(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["app", "--help"])
+    assert res.exit_code == 0 and "--port" in res.output and "--headless" in res.output
+    res = runner.invoke(app, ["app", "--port", "0"])
+    assert res.exit_code == 2 and "port must be an int in [1, 65535]" in res.output
+    monkeypatch.setattr(launch, "APP_SCRIPT", tmp_path / "app.py")  # as in an install without the checkout
+    res = runner.invoke(app, ["app"])
+    assert res.exit_code == 2 and "lives in the source checkout" in res.output
