@@ -26,9 +26,11 @@ with widgets.errors_shown():
         source = widgets.choose_position(seq, "…so that its key returns what the memory returns at position",
                                          seq.scored[-1] if len(seq.scored) > 1 else 0, "source")
         strength = st.slider("Strength (1 = exact overwrite)", 0.0, 2.0, 1.0, 0.05, key="strength")
-        outcome = caching.redirect(lm, seq, layer, position, source, head, strength, mode)
+        with st.spinner("Running the model with the edited memory…"):
+            outcome = caching.redirect(lm, seq, layer, position, source, head, strength, mode)
     else:
-        outcome = caching.wipe(lm, seq, layer, position, head, mode)
+        with st.spinner("Running the model with the wiped memory…"):
+            outcome = caching.wipe(lm, seq, layer, position, head, mode)
 
 st.metric(f"Top prediction at position {position}", outcome.top_after,
           delta=f"was {outcome.top_before}" if outcome.top_after != outcome.top_before else "unchanged",

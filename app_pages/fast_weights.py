@@ -1,5 +1,5 @@
-"""Scrub along the sequence and watch one head's fast-weight matrix W_t, the write that made it
-(W_t − W_{t−1} = k_t u_tᵀ with u_t = hook_delta), its write strength β_t and its spectrum."""
+"""Scrub along the sequence and watch one head's fast-weight matrix W_t, its change W_t − W_{t−1} (the
+write k_t u_tᵀ for DeltaNet, u_t = hook_delta), its write strength β_t and its spectrum."""
 
 import streamlit as st
 
