@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench.plots.outliers import contribution_bar, metric_by_layer, neuron_rms_bar, state_over_positions
+from workbench.plots.outliers import (contribution_bar, metric_by_layer, metric_over_training, neuron_rms_bar,
+                                     state_over_positions)
 
 
 def test_outlier_figures_carry_their_data():
@@ -28,3 +29,14 @@ def test_outlier_figures_carry_their_data():
         state_over_positions(states, layer=3)
     with pytest.raises(ValueError, match="outlier_table"):
         metric_by_layer(states)
+
+
+
+def test_metric_over_training_draws_one_line_per_layer():
+    df = pd.DataFrame({"step": [200, 100, 100, 200, 100], "layer": [0, 0, 1, 1, 0],
+                       "site": ["k", "k", "k", "k", "v"], "kurtosis": [4.0, 2.0, 1.0, 3.0, 9.0]})
+    fig = metric_over_training(df, site="k")
+    assert [(t.name, list(t.x), list(t.y)) for t in fig.data] == [("layer 0", [100, 200], [2.0, 4.0]),
+                                                                 ("layer 1", [100, 200], [1.0, 3.0])]
+    with pytest.raises(ValueError, match="no rows for site 'q'"):
+        metric_over_training(df, site="q")

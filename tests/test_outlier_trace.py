@@ -148,3 +148,26 @@ def test_residual_decomposition_sums_to_the_residual(kw):
     assert summary.share_abs.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="residual-stream dimension"):
         decompose_residual(model, tokens, neuron=24)
+
+
+def test_trace_over_training_reads_every_checkpoint(tmp_path):
+    from workbench import load
+    from workbench.analysis.outliers.over_training import run_checkpoints, trace_over_training
+    from workbench.tasks import MQAR
+    from workbench.training import TrainConfig, train
+
+    task = MQAR(vocab_size=31, seq_len=20, num_kv_pairs=2)
+    cfg = make(mixer="delta", n_layers=1, init_std=0.02)
+    train(cfg, task, TrainConfig(steps=6, batch_size=4, save_every=3, eval_every=3, out_dir=str(tmp_path)),
+          progress=False)
+    found = run_checkpoints(tmp_path)
+    assert list(found) == [3, 6] and found[6].name == "step_6"
+    df = trace_over_training(tmp_path, BATCHES[:2], sites=("resid_post", "k"), progress=False)
+    assert sorted(set(df.step)) == [3, 6] and len(df) == 2 * 2
+    for step in (3, 6):
+        want = outlier_table(trace_outliers(load(found[step]), BATCHES[:2], sites=("resid_post", "k"), progress=False))
+        got = df[df.step == step].drop(columns="step").reset_index(drop=True)
+        assert np.allclose(got["kurtosis"], want["kurtosis"], rtol=1e-12)
+    assert not np.allclose(df[df.step == 3]["kurtosis"], df[df.step == 6]["kurtosis"])  # the weights did change
+    with pytest.raises(ValueError, match="no step_N"):
+        run_checkpoints(tmp_path / "step_3")

@@ -69,3 +69,19 @@ def state_over_positions(df: pd.DataFrame, value: str = "frobenius", layer: Opti
     fig.update_layout(title=title or f"{value} of W_t over position", xaxis_title="pos", yaxis_title=value,
                       margin=dict(l=50, r=10, t=40, b=40))
     return fig
+
+
+def metric_over_training(table: pd.DataFrame, metric: str = "kurtosis", site: str = "resid_post",
+                         log_y: bool = True, title: str = "") -> go.Figure:
+    """One line per layer of ``metric`` at ``site`` over training step, from
+    :func:`~workbench.analysis.outliers.trace_over_training`."""
+    _need(table, ["step", "layer", "site", metric], "trace_over_training")
+    df = table[table.site == site]
+    if df.empty:
+        raise ValueError(f"no rows for site {site!r}; traced sites: {sorted(set(table.site))}")
+    fig = go.Figure()
+    for layer, g in df.sort_values("step").groupby("layer"):
+        fig.add_trace(go.Scatter(x=g.step.tolist(), y=g[metric].tolist(), mode="lines+markers", name=f"layer {layer}"))
+    fig.update_layout(title=title or f"{metric} of {site} over training", xaxis_title="step", yaxis_title=metric,
+                      yaxis_type="log" if log_y else "linear", margin=dict(l=50, r=10, t=40, b=40))
+    return fig

@@ -6,6 +6,7 @@
 ``trace``: statistics of every layer and hook site of a ``HookedFastWeightLM`` over a token stream;
 ``states``: fast-weight state norm, spectrum and effective rank over position;
 ``decompose``: the residual stream along one neuron as a sum of direct writes (embeddings, heads, MLPs);
+``over_training``: the same tables for every checkpoint of a training run (a ``step`` column);
 ``nnsight_trace``: the same statistics on any torch model (e.g. a transformers GPT-2) through nnsight.
 """
 
@@ -13,6 +14,7 @@ from .decompose import contribution_summary, decompose_residual
 from .metrics import (check_activations, kurtosis, kurtosis_from_rms, massive_mask, max_median_ratio, median_abs,
                       neuron_rms, ratio_to_median, signal_propagation, top_ratios)
 from .nnsight_trace import gpt2_sites, trace_nnsight
+from .over_training import run_checkpoints, trace_over_training
 from .states import spectrum_stats, state_statistics
 from .stats import OutlierStats, OutlierSummary
 from .trace import DEFAULT_SITES, SITE_HOOKS, hot_channels, outlier_table, top_neurons, trace_outliers
@@ -21,4 +23,4 @@ __all__ = ["DEFAULT_SITES", "OutlierStats", "OutlierSummary", "SITE_HOOKS", "che
            "contribution_summary", "decompose_residual", "hot_channels", "kurtosis", "kurtosis_from_rms",
            "massive_mask", "max_median_ratio", "median_abs", "neuron_rms", "outlier_table", "ratio_to_median",
            "signal_propagation", "spectrum_stats", "state_statistics", "top_neurons", "top_ratios", "trace_outliers",
-           "gpt2_sites", "trace_nnsight"]
+           "gpt2_sites", "trace_nnsight", "run_checkpoints", "trace_over_training"]
