@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from workbench import CheckpointError, HookedFastWeightLM, ModelConfig, load, save
+from workbench import CheckpointError, HookedFastWeightLM, ModelConfig, save
 from workbench.app_support import attention_maps, edits, launch, predictions, probing, sequences, sources, trajectory
 from workbench.paths import DEFAULT_CHECKPOINT
 from workbench.plots import per_head_over_positions

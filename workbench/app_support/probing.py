@@ -20,7 +20,7 @@ def probe_sequence(model, seq: TokenSequence, layer: int, pairs=None) -> pd.Data
 
 def probe_samples(model, task: dict, seeds, layer: int,
                   progress: Optional[Callable[[int, int], None]] = None,
-                  probe: Callable = None) -> pd.DataFrame:
+                  probe: Optional[Callable] = None) -> pd.DataFrame:
     """The probe on one task sample per seed, concatenated with ``seq`` numbering the samples.
 
     ``probe(seq, layer)`` computes one sample (default :func:`probe_sequence`; the app passes a cached

@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 import streamlit as st
 
 from . import caching, sequences, sources
+from .probing import probe_samples
 from .sequences import TokenSequence
 
 MODEL_SOURCES = ("Shipped checkpoint", "Upload a checkpoint", "Fresh model (random init)")
@@ -128,8 +129,6 @@ def token_labels(seq: TokenSequence) -> list[str]:
 
 def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int):
     """The probe on ``n`` samples of the sequence's task (seeds seed … seed+n−1), with a progress bar."""
-    from .probing import probe_samples
-
     bar = st.progress(0.0, text=f"Probing {n} sequences…")
     df = probe_samples(lm.model, json.loads(seq.task_json), range(seq.seed, seq.seed + n), layer,
                        progress=lambda i, total: bar.progress(i / total, text=f"Probed {i} of {total} sequences"),
