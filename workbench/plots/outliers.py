@@ -39,7 +39,8 @@ def neuron_rms_bar(neurons: pd.DataFrame, title: str = "per-neuron RMS") -> go.F
     df = neurons.sort_values("neuron")
     fig = go.Figure(go.Bar(x=df.neuron.tolist(), y=df.rms.tolist(),
                            hovertemplate="neuron %{x}<br>RMS %{y:.4g}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="neuron", yaxis_title="RMS over tokens", margin=dict(l=50, r=10, t=40, b=40))
+    fig.update_layout(title=title, xaxis_title="neuron", yaxis_title="RMS over tokens",
+                      margin=dict(l=50, r=10, t=40, b=40))
     return fig
 
 

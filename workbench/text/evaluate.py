@@ -38,5 +38,5 @@ def evaluate_text(model, task, batch_size: int = 16, progress: bool = False) -> 
     model.train(was_training)
     first_bytes = len(data.tokenizer.decode([int(data.val_ids[0])]).encode("utf-8"))
     loss = total / count
-    return {"val_loss": loss, "val_ppl": math.exp(loss), "val_bpb": total / math.log(2) / (data.val_bytes - first_bytes),
-            "val_tokens": count}
+    bpb = total / math.log(2) / (data.val_bytes - first_bytes)
+    return {"val_loss": loss, "val_ppl": math.exp(loss), "val_bpb": bpb, "val_tokens": count}

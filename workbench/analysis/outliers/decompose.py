@@ -24,8 +24,9 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     """Direct contributions to the residual stream ``blocks.{layer}.hook_{site}`` along ``neuron``.
 
     Returns a long DataFrame ``component, kind, layer, head, batch, pos, value`` with kinds ``embed``,
-    ``pos_embed`` (or ``input_norm`` in the Outlier Protected block), ``head`` (one row set per head), ``attn_bias`` and ``mlp``; summing ``value`` over the
-    components of a (batch, pos) gives the residual stream's value there. The model is not changed.
+    ``pos_embed`` (or ``input_norm`` in the Outlier Protected block), ``head`` (one row set per head),
+    ``attn_bias`` and ``mlp``; summing ``value`` over the components of a (batch, pos) gives the residual
+    stream's value there. The model is not changed.
     """
     cfg = model.cfg
     tokens = model.check_tokens(tokens)
@@ -34,7 +35,8 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     if not isinstance(layer, int) or isinstance(layer, bool) or not -cfg.n_layers <= layer < cfg.n_layers:
         raise ValueError(f"layer must be an int in [0, {cfg.n_layers - 1}] (or negative from the end), got {layer!r}")
     if not isinstance(neuron, int) or isinstance(neuron, bool) or not 0 <= neuron < cfg.d_model:
-        raise ValueError(f"neuron must be an int in [0, {cfg.d_model - 1}] (a residual-stream dimension), got {neuron!r}")
+        raise ValueError(f"neuron must be an int in [0, {cfg.d_model - 1}] (a residual-stream dimension), "
+                         f"got {neuron!r}")
     if site == "resid_mid" and cfg.mlp == "none":
         raise ValueError("this model has no MLP, so no resid_mid; use site='resid_post'")
     layer %= cfg.n_layers
@@ -86,8 +88,8 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     b, p = tokens.shape
     frames = []
     for (kind, i, h), value in parts.items():
-        name = {"embed": "embed", "pos_embed": "pos_embed", "input_norm": "normalised embedding", "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias",
-                "mlp": f"L{i} mlp"}[kind]
+        name = {"embed": "embed", "pos_embed": "pos_embed", "input_norm": "normalised embedding",
+                "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias", "mlp": f"L{i} mlp"}[kind]
         frames.append(pd.DataFrame({"component": name, "kind": kind, "layer": i, "head": h,
                                     "batch": torch.arange(b).repeat_interleave(p).tolist(),
                                     "pos": torch.arange(p).repeat(b).tolist(),

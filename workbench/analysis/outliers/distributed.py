@@ -96,8 +96,8 @@ def collect(n_batches: int, seed: int = 0, rank: int = 0, world_size: int = 1, c
     from .trace import trace_outliers
 
     model = load(checkpoint)
-    tokens = (torch.randint(0, model.cfg.d_vocab, (batch, pos), generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
-              for i in mine)
+    tokens = (torch.randint(0, model.cfg.d_vocab, (batch, pos),
+                            generator=torch.Generator().manual_seed(seed * 1_000_003 + i)) for i in mine)
     return trace_outliers(model, tokens, progress=False)
 
 

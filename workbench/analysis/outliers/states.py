@@ -25,7 +25,8 @@ from ..layer_inputs import fast_weight_mixer
 
 
 def spectrum_stats(W: torch.Tensor, n_singular: int) -> dict[str, torch.Tensor]:
-    """``W: [..., d_key, d_v]`` → frobenius ``[...]``, sigma ``[..., n]`` (largest first), effective_rank ``[...]``."""
+    """``W: [..., d_key, d_v]`` → frobenius ``[...]``, sigma ``[..., n]`` (largest first, nan-padded),
+    effective_rank ``[...]``."""
     s = torch.linalg.svdvals(W.double())
     total = s.sum(-1, keepdim=True)
     p = s / total.clamp_min(torch.finfo(torch.float64).tiny)
