@@ -1,0 +1,113 @@
+"""One run of the study: train ``mqar-<mixer>-d<d_model>``, score it per setting and on the capacity sweep,
+probe its fast weights, and save it as a workbench checkpoint with its recipe."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from workbench import HookedFastWeightLM, TrainConfig, save, train
+from workbench.tasks import MQARMixture
+
+from .config import Protocol, RunConfig, Setting
+from .evaluation import accuracy_by_lag, readout_by_lag, score_task
+from .probe import by_lag, by_n_stored, probe_task
+
+
+def train_config(protocol: Protocol) -> TrainConfig:
+    return TrainConfig(steps=protocol.steps, batch_size=protocol.batch_size, lr=protocol.lr,
+                       warmup_steps=protocol.warmup_steps, eval_every=protocol.eval_every, eval_batches=4,
+                       seed=protocol.seed)
+
+
+def eval_seed(protocol: Protocol, setting: Setting) -> int:
+    """The seed of the evaluation sample of one setting (distinct from training's and from every other)."""
+    return protocol.seed + 1_000_000 + 1_000 * setting.seq_len + setting.num_kv_pairs
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-ready rows (NaN → None, numpy scalars → Python)."""
+    out = []
+    for row in df.to_dict(orient="records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else
+                        v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    return out
+
+
+def score_setting(model: HookedFastWeightLM, protocol: Protocol, setting: Setting, n_sequences: int):
+    queries, readout = score_task(model, protocol.task(setting), n_sequences, eval_seed(protocol, setting))
+    summary = {"seq_len": setting.seq_len, "num_kv_pairs": setting.num_kv_pairs,
+               "accuracy": float(queries["correct"].mean()), "n_queries": int(len(queries)),
+               "n_sequences": n_sequences, "seed": eval_seed(protocol, setting)}
+    return summary, queries, readout
+
+
+def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], command: str,
+            progress: bool = True) -> dict[str, Any]:
+    """Train, score and probe one run; save its checkpoint under ``checkpoint_dir / run.name`` if given.
+    Returns the run's entry of results.json."""
+    mixture = MQARMixture(tuple(protocol.tasks()))
+    cfg = train_config(protocol)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = train(run.model_config(protocol), mixture, cfg, progress=progress)
+    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    model = result.model.eval()
+
+    accuracy, lag_tables = [], {}
+    for setting in protocol.train_settings:
+        summary, queries, readout = score_setting(model, protocol, setting, protocol.eval_sequences)
+        accuracy.append(summary)
+        if setting == protocol.probe_lag_setting:
+            lag_tables = {"accuracy_by_lag": records(accuracy_by_lag(queries)),
+                          "readout_by_lag": records(readout_by_lag(readout))}
+    if not lag_tables:  # the lag setting is not a training setting: score it on its own
+        _, queries, readout = score_setting(model, protocol, protocol.probe_lag_setting, protocol.eval_sequences)
+        lag_tables = {"accuracy_by_lag": records(accuracy_by_lag(queries)),
+                      "readout_by_lag": records(readout_by_lag(readout))}
+    sweep = [score_setting(model, protocol, Setting(protocol.sweep_seq_len, kv), protocol.sweep_sequences)[0]
+             for kv in protocol.sweep_kv]
+
+    probe = None
+    if run.mixer != "softmax":
+        lag_df = probe_task(model, protocol.task(protocol.probe_lag_setting), protocol.probe_sequences,
+                            eval_seed(protocol, protocol.probe_lag_setting) + 1, progress=progress)
+        cap = protocol.probe_capacity_setting
+        cap_df = probe_task(model, protocol.task(cap), protocol.probe_sequences, eval_seed(protocol, cap) + 1,
+                            progress=progress)
+        probe = {"by_lag": records(by_lag(lag_df)), "by_n_stored": records(by_n_stored(cap_df, cap.num_kv_pairs)),
+                 "lag_setting": protocol.probe_lag_setting.__dict__, "capacity_setting": cap.__dict__,
+                 "n_sequences": protocol.probe_sequences}
+
+    history = [h for h in result.history if "eval_acc" in h]
+    entry = {"name": run.name, "run": run.to_dict(), "model": model.cfg.to_dict(), "params": model.num_params(),
+             "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
+             "history": history, "accuracy": accuracy,
+             "capacity_sweep": sweep, **lag_tables, "probe": probe}
+    if checkpoint_dir is not None:
+        write_checkpoint(model, Path(checkpoint_dir) / run.name, entry, mixture, cfg, command)
+    return entry
+
+
+def write_checkpoint(model: HookedFastWeightLM, directory: Path, entry: dict, mixture: MQARMixture,
+                     cfg: TrainConfig, command: str) -> Path:
+    """``save`` the model, plus ``recipe.json`` — a run config (model, task = the mixture it was trained
+    on, train) with its final training record and ``command``, so ``workbench train recipe.json``
+    retrains the same weights — ``evaluation.json`` (accuracy per setting and on the capacity sweep,
+    with the seeds and sample sizes) and ``history.json`` (the evaluation steps of training)."""
+    save(model, directory)
+    recipe = {"recipe": entry["name"], "model": entry["model"], "task": mixture.to_dict(), "train": cfg.to_dict(),
+              "final": entry["history"][-1], "command": command}
+    evaluation = {"accuracy": entry["accuracy"], "capacity_sweep": entry["capacity_sweep"],
+                  "train_seconds": entry["train_seconds"], "train_cpu_seconds": entry["train_cpu_seconds"],
+                  "command": command,
+                  "note": "MQAR case study (case_studies/mqar/README.md): accuracy over n_sequences fresh sequences "
+                          "per setting, drawn with the given seed"}
+    (directory / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    (directory / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    (directory / "history.json").write_text(json.dumps(entry["history"]) + "\n")
+    return directory
