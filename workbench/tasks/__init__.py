@@ -2,12 +2,13 @@
 
 from .associative_recall import AssociativeRecall
 from .base import Task, TaskBatch
+from .canaries import Canaries
 from .mqar import MQAR
 from .mqar_mixture import MQARMixture
 from .retrieval import Retrieval, RetrievalBatch
 from .text import TextLM
 
-TASKS = {"associative_recall": AssociativeRecall, "mqar": MQAR, "mqar_mixture": MQARMixture, "retrieval": Retrieval, "text": TextLM}
+TASKS = {"associative_recall": AssociativeRecall, "canaries": Canaries, "mqar": MQAR, "mqar_mixture": MQARMixture, "retrieval": Retrieval, "text": TextLM}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -19,4 +20,4 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["AssociativeRecall", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextLM", "Task", "TaskBatch", "task_from_dict"]
+__all__ = ["AssociativeRecall", "Canaries", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextLM", "Task", "TaskBatch", "task_from_dict"]
