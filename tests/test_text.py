@@ -88,9 +88,9 @@ def test_validation_windows_predict_every_token_once():
 
 
 def test_uniform_model_has_perplexity_equal_to_the_vocabulary():
-    task = TextLM(tokenizer="bpe", vocab_size=300, seq_len=32)
+    task = TextLM(tokenizer="bpe", vocab_size=300, seq_len=128)
     model = HookedFastWeightLM(ModelConfig(d_vocab=300, d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32,
-                                           n_ctx=32, mixer="softmax"))
+                                           n_ctx=128, mixer="softmax"))
     with torch.no_grad():
         model.unembed.W_U.zero_()
     m = evaluate_text(model, task)
@@ -101,10 +101,10 @@ def test_uniform_model_has_perplexity_equal_to_the_vocabulary():
     assert m["val_bpb"] == pytest.approx((n - 1) * math.log2(300) / (task.data.val_bytes - first), rel=1e-5)
     # a trained-looking model: evaluate_text equals the mean of lm_loss over the windows, token-weighted
     model = HookedFastWeightLM(ModelConfig(d_vocab=300, d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32,
-                                           n_ctx=32, mixer="delta", init_std=0.5))
+                                           n_ctx=128, mixer="delta", init_std=0.5))
     with torch.no_grad():
         total = sum(float(lm_loss(model(w[None]), w[None], per_token=True).sum())
-                    for w in validation_windows(task.data.val_ids, 32))
+                    for w in validation_windows(task.data.val_ids, 128))
     assert evaluate_text(model, task, batch_size=7)["val_loss"] == pytest.approx(total / (n - 1), rel=1e-5)
 
 
@@ -127,7 +127,7 @@ def test_run_keeps_checkpoints_and_beats_uniform(tmp_path):
 
 def test_run_command(tmp_path, capsys):
     main(["--out", str(tmp_path / "cli"), "--mixer", "gated_delta", "--tokenizer", "bytes", "--steps", "4",
-          "--save-every", "2", "--seq-len", "16", "--d-model", "16", "--d-head", "8", "--n-heads", "2",
+          "--save-every", "2", "--seq-len", "128", "--d-model", "16", "--d-head", "8", "--n-heads", "2",
           "--d-mlp", "32", "--batch-size", "2"])
     out = capsys.readouterr().out
     assert "step      2" in out and "step      4" in out and "bits/byte" in out
