@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.retriever import HookedRetriever, RetrieverConfig
+from workbench.retriever import HookedRetriever, RetrieverConfig, orthogonal_features
 from workbench.retriever_probe import probe_memory, summarize_probe
 from workbench.retriever_training import RetrieverTrainConfig, evaluate_retriever, retrieval_loss, train_retriever
 from workbench.tasks import Retrieval
@@ -36,9 +37,12 @@ def _phi(x: torch.Tensor, cfg: RetrieverConfig, model: HookedRetriever) -> torch
         n = len(xp)
         return torch.tensor([xp[i] * xp[(i - j) % n] for j in range(1, cfg.dpfp_nu + 1) for i in range(n)],
                             dtype=torch.float64)
-    # FAVOR+: exp(±ωᵀx̃ − ‖x̃‖²/2)/√(2m) with x̃ = x·d^-¼ and the model's fixed ω (the only thing borrowed)
-    omega = model.phi.projection[0].double()  # [d_head, m]
-    xs = x * cfg.d_head ** -0.25
+    # FAVOR+: exp(±ωᵀx̃ − ‖x̃‖²/2)/√(2m) with x̃ = x·d^-¼ and the model's fixed ω (the only thing borrowed);
+    # the paper's redrawn variant: x̃ = x and the ω of this call (set by the test in model.test_projection)
+    if cfg.favor_redraw:
+        omega, xs = model.test_projection.double(), x
+    else:
+        omega, xs = model.phi.projection[0].double(), x * cfg.d_head ** -0.25  # [d_head, m]
     sq = float((xs * xs).sum()) / 2
     proj = [float((xs * omega[:, j]).sum()) for j in range(omega.shape[1])]
     m = len(proj)
@@ -263,9 +267,11 @@ def test_probe_reads_the_memory_with_each_answers_write_key():
 
 
 def test_case_study_quick_mode_writes_results_and_figures(tmp_path):
+    """End to end in seconds; PNGs are checked where a Chromium exists for kaleido (else HTML only)."""
+    png = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "case_studies.capacity", "--quick", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    cmd = [sys.executable, "-m", "case_studies.capacity", "--quick", "--out", str(tmp_path)] + ([] if png else ["--no-png"])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seconds = time.perf_counter() - start
     results = json.loads((tmp_path / "results.json").read_text())
@@ -277,5 +283,74 @@ def test_case_study_quick_mode_writes_results_and_figures(tmp_path):
     assert probed and all(0 <= r["probe"]["probe_decodes"] <= 1 for r in probed)
     for name in results["figures"]:
         assert (tmp_path / f"{name}.html").stat().st_size > 10_000
-        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if png:
+            assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(results["figures"]) == {"loss_vs_S", "learning_curves", "probe_vs_accuracy"}
+    assert "Setting 1: final eval loss" in (tmp_path / "tables.md").read_text()
     assert seconds < 120, f"--quick took {seconds:.0f} s"
+
+
+def test_study_configs_are_data_and_capacity_reads_the_grid():
+    from case_studies.capacity.config import FULL, QUICK
+    from case_studies.capacity.tables import capacity
+
+    for study in (FULL, QUICK):
+        names = [r.name for r in study.runs]
+        assert len(names) == len(set(names))
+        json.dumps(study.to_dict())  # JSON-serialisable as it stands
+    assert FULL.train.max_steps == 2000 and FULL.train.batch_size == 32 and FULL.train.lr == 1e-3
+    assert {r.model.label for r in FULL.runs if r.setting == 1} == {
+        "Linear", "DPFP-1", "DPFP-2", "DPFP-3", "FAVOR+ (64)", "FAVOR+ (128)", "FAVOR+ (512)", "Softmax",
+        "FAVOR+ (64, redrawn)", "FAVOR+ (128, redrawn)", "FAVOR+ (512, redrawn)"}
+    assert capacity({20: 0.0009, 40: 0.0008, 60: 0.0246, 120: 0.2}) == "40 (fails at 60)"
+    assert capacity({20: 0.02, 40: 0.03}) == "none (fails at 20)"
+    assert capacity({20: 0.001, 40: 0.002}) == "≥ 40"
+
+
+@pytest.mark.parametrize("kw", [dict(update="sum"), dict(update="delta"), dict(feature_map="softmax")])
+def test_every_hook_fires_with_its_documented_shape(kw):
+    S, b, L, n = 6, 2, 12, 5
+    cfg = RetrieverConfig(num_keys=S, d_embed=4, d_head=3, **{"feature_map": "dpfp", **kw})
+    model = HookedRetriever(cfg)
+    batch = Retrieval(num_keys=S, setting=2).sample(b, torch.Generator().manual_seed(0))
+    queries = torch.arange(n).remainder(S).expand(b, n)
+    d_key = cfg.d_key
+    expect = {"hook_k": (b, L, d_key), "hook_v": (b, L, S), "hook_q": (b, n, d_key), "hook_out": (b, n, S)}
+    if cfg.update == "delta":
+        expect["hook_beta"] = (b, L)
+    forms = ["attention"] if cfg.feature_map == "softmax" else ["memory", "attention"]
+    for form in forms:
+        _, cache = model.run_with_cache(batch.keys, batch.values, queries, form=form)
+        shapes = dict(expect, **({"hook_memory": (b, d_key, S + (cfg.update == "sum"))} if form == "memory"
+                                 else {"hook_pattern": (b, n, L)}))
+        assert {k: tuple(v.shape) for k, v in cache.items()} == shapes
+
+
+def test_orthogonal_features_are_orthogonal_within_blocks_with_gaussian_norms():
+    W = orthogonal_features(8, 20, torch.Generator().manual_seed(0))
+    assert W.shape == (8, 20)
+    for block in (W[:, :8], W[:, 8:16], W[:, 16:]):
+        gram = block.T @ block
+        assert torch.allclose(gram, torch.diag(gram.diagonal()), atol=1e-5)  # orthogonal columns
+    many = orthogonal_features(16, 16 * 400, torch.Generator().manual_seed(1)).norm(dim=0).pow(2)
+    assert abs(float(many.mean()) - 16) < 0.5 and abs(float(many.var()) - 32) < 4  # chi²(16): mean 16, var 32
+
+
+@pytest.mark.parametrize("update", ["sum", "delta"])
+def test_paper_favor_draws_fresh_features_at_every_call(update):
+    S = 7
+    cfg = RetrieverConfig(num_keys=S, d_embed=5, d_head=4, feature_map="favor", favor_features=6, favor_redraw=True,
+                          update=update, seed=2)
+    model = HookedRetriever(cfg)
+    batch = Retrieval(num_keys=S, setting=2).sample(2, torch.Generator().manual_seed(3), all_queries=True)
+    replay = torch.Generator()
+    replay.set_state(model.favor_generator.get_state())
+    y1 = model(batch.keys, batch.values, batch.queries).detach()
+    y2 = model(batch.keys, batch.values, batch.queries).detach()
+    assert not torch.allclose(y1, y2)  # the features changed between calls
+    model.test_projection = orthogonal_features(4, 6, replay)  # the first call's draw
+    _, y_loop = _paper_loop(model, batch.keys, batch.values, batch.queries)
+    assert float((y1.double() - y_loop).abs().max() / y_loop.abs().max()) < 1e-5
+    assert RetrieverConfig.from_dict(cfg.to_dict()) == cfg and cfg.label == "FAVOR+ (6, redrawn)"
+    with pytest.raises(ValueError, match="favor_redraw"):
+        RetrieverConfig(num_keys=S, d_embed=5, feature_map="dpfp", favor_redraw=True)

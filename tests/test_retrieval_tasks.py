@@ -121,3 +121,22 @@ def test_rejects_bad_settings(kwargs, msg):
         Retrieval(**kwargs)
     with pytest.raises(ValueError, match="batch_size"):
         Retrieval().sample(0, torch.Generator())
+
+
+@pytest.mark.parametrize("setting, length", [(1, 5), (2, 9)])
+def test_length_overrides_the_number_of_stored_pairs(setting, length):
+    """Setting 1 with L < S: L distinct keys and values; setting 2 with L = S: the paper's evaluation length."""
+    S = 9
+    task = Retrieval(num_keys=S, setting=setting, length=length)
+    batch = task.sample(30, torch.Generator().manual_seed(7), all_queries=True)
+    assert task.num_stores == length and batch.keys.shape == (30, length)
+    _check_token_form(batch, S)
+    for b in range(30):
+        keys, values = batch.keys[b].tolist(), batch.values[b].tolist()
+        if setting == 1:
+            assert len(set(keys)) == length and len(set(values)) == length
+        n = len(set(keys))
+        assert batch.query_mask[b].tolist() == [True] * n + [False] * (S - n)
+    assert task_from_dict(task.to_dict()) == task
+    with pytest.raises(ValueError, match="length ≤ num_keys"):
+        Retrieval(num_keys=S, setting=1, length=S + 1)

@@ -42,8 +42,10 @@ UPDATES = ("sum", "delta")
 @dataclass(frozen=True)
 class RetrieverConfig:
     """``num_keys`` = S keys and S values; keys embedded in ``d_embed`` dims, projected to ``d_head`` (the
-    paper's d = 64), then φ = ``feature_map`` (``dpfp_nu``, ``favor_features`` = m; FAVOR+ features are
-    fixed, drawn from ``seed``) and the ``update`` rule. ``backend``/``chunk_size`` pick the kernel.
+    paper's d = 64), then φ = ``feature_map`` (``dpfp_nu``, ``favor_features`` = m) and the ``update`` rule.
+    FAVOR+ features are fixed, drawn once from ``seed`` (the workbench's FeatureMap, input scaled by d^-¼),
+    or with ``favor_redraw`` as in the paper's code: fresh orthogonal features at every forward call (from a
+    generator seeded by ``seed``), no input scaling. ``backend``/``chunk_size`` pick the kernel.
     :meth:`paper` fills ``d_embed`` as the paper's code does: int(2S · 1.1)."""
 
     num_keys: int
@@ -53,6 +55,7 @@ class RetrieverConfig:
     update: str = "sum"
     dpfp_nu: int = 1
     favor_features: int = 64
+    favor_redraw: bool = False
     eps: float = 1e-6
     backend: str = "chunk"
     chunk_size: int = 64
@@ -75,6 +78,9 @@ class RetrieverConfig:
             raise ValueError(f"RetrieverConfig.backend must be 'chunk' or 'reference', got {self.backend!r}")
         if not isinstance(self.eps, (int, float)) or isinstance(self.eps, bool) or not self.eps > 0:
             raise ValueError(f"RetrieverConfig.eps must be a positive number, got {self.eps!r}")
+        if not isinstance(self.favor_redraw, bool) or (self.favor_redraw and self.feature_map != "favor"):
+            raise ValueError(f"RetrieverConfig.favor_redraw must be a bool and needs feature_map='favor', got "
+                             f"{self.favor_redraw!r} with {self.feature_map!r}")
         if self.feature_map == "dpfp" and self.dpfp_nu >= 2 * self.d_head:
             raise ValueError(f"RetrieverConfig.dpfp_nu must be < 2·d_head = {2 * self.d_head}, got {self.dpfp_nu}")
 
@@ -96,7 +102,8 @@ class RetrieverConfig:
     def label(self) -> str:
         """The paper's legend name: Linear, DPFP-ν, FAVOR+ (m), Softmax."""
         return {"softmax": "Softmax", "identity": "Identity", "elu1": "Linear",
-                "dpfp": f"DPFP-{self.dpfp_nu}", "favor": f"FAVOR+ ({self.favor_features})"}[self.feature_map]
+                "dpfp": f"DPFP-{self.dpfp_nu}",
+                "favor": f"FAVOR+ ({self.favor_features}{', redrawn' if self.favor_redraw else ''})"}[self.feature_map]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,6 +127,24 @@ def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1
     return r[..., :-1] / (r[..., -1:] + eps) if update == "sum" else r
 
 
+def orthogonal_features(d: int, m: int, generator: torch.Generator) -> torch.Tensor:
+    """``[d, m]`` random projection of FAVOR+ (Choromanski et al. 2021): columns orthonormal within each block
+    of d, each then scaled to the norm of an independent d-dim standard Gaussian (so marginally Gaussian)."""
+    blocks = []
+    for start in range(0, m, d):
+        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator))  # [d, d], orthonormal columns
+        norms = torch.randn(d, d, generator=generator).norm(dim=0)  # [d], chi(d)
+        blocks.append((q * norms)[:, : min(d, m - start)])
+    return torch.cat(blocks, dim=1)
+
+
+def favor_map(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """φ(x) = exp([xW, −xW] − ‖x‖²/2) / √(2m) for ``x [..., d]``, ``projection W [d, m]`` → ``[..., 2m]``."""
+    u = x @ projection
+    sq = x.pow(2).sum(-1, keepdim=True) / 2
+    return torch.cat([(u - sq).exp(), (-u - sq).exp()], dim=-1) / (2 * projection.shape[1]) ** 0.5
+
+
 class HookedRetriever(HookedRootModule):
     """``model(keys, values, queries)`` → ŷ ``[batch, query, num_keys]`` (see the module docstring)."""
 
@@ -137,7 +162,9 @@ class HookedRetriever(HookedRootModule):
         if cfg.update == "delta":
             self.w_beta = nn.Parameter(torch.empty(S + e))
             self.b_beta = nn.Parameter(torch.empty(()))
-        if cfg.feature_map != "softmax":
+        if cfg.favor_redraw:  # the paper's FAVOR+: a fresh projection at every forward call
+            self.favor_generator = torch.Generator().manual_seed(cfg.seed)
+        elif cfg.feature_map != "softmax":
             self.phi = FeatureMap(cfg.feature_map, d, 1, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
         self.hook_k = HookPoint()  # [batch, pos, d_key]  what W is written with: φ(k) (delta: k̂); softmax: k
         self.hook_v = HookPoint()  # [batch, pos, d_v]    onehot(value)
@@ -208,7 +235,11 @@ class HookedRetriever(HookedRootModule):
             k, q = self.hook_k(k), self.hook_q(q)
             pattern = self.hook_pattern(torch.einsum("bqd,bpd->bqp", q, k).mul(cfg.d_head ** -0.5).softmax(-1))
             return self.hook_out(pattern @ v)
-        k, q = self.phi(k[:, :, None])[:, :, 0], self.phi(q[:, :, None])[:, :, 0]  # [batch, ·, d_key]
+        if cfg.favor_redraw:
+            projection = orthogonal_features(cfg.d_head, cfg.favor_features, self.favor_generator)
+            k, q = favor_map(k, projection), favor_map(q, projection)  # [batch, ·, d_key]
+        else:
+            k, q = self.phi(k[:, :, None])[:, :, 0], self.phi(q[:, :, None])[:, :, 0]  # [batch, ·, d_key]
         beta = None
         if cfg.update == "delta":
             k = k / (k.sum(-1, keepdim=True) + cfg.eps)

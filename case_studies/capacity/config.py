@@ -15,16 +15,19 @@ from workbench.retriever_training import RetrieverTrainConfig
 
 @dataclass(frozen=True)
 class Model:
-    """One curve of the paper's figures: φ (``feature_map``, ``dpfp_nu``, ``favor_features``) and the update."""
+    """One curve of the paper's figures: φ (``feature_map``, ``dpfp_nu``, ``favor_features``, ``favor_redraw``)
+    and the update."""
 
     feature_map: str
     update: str = "sum"
     dpfp_nu: int = 1
     favor_features: int = 64
+    favor_redraw: bool = False
 
     def retriever(self, num_keys: int, seed: int) -> RetrieverConfig:
         return RetrieverConfig.paper(num_keys, feature_map=self.feature_map, update=self.update,
-                                     dpfp_nu=self.dpfp_nu, favor_features=self.favor_features, seed=seed)
+                                     dpfp_nu=self.dpfp_nu, favor_features=self.favor_features,
+                                     favor_redraw=self.favor_redraw, seed=seed)
 
     @property
     def label(self) -> str:
@@ -32,8 +35,9 @@ class Model:
 
     @property
     def name(self) -> str:
-        """e.g. ``dpfp2-delta``."""
-        suffix = {"dpfp": str(self.dpfp_nu), "favor": str(self.favor_features)}.get(self.feature_map, "")
+        """e.g. ``dpfp2-delta``, ``favor64-redraw-sum``."""
+        suffix = {"dpfp": str(self.dpfp_nu),
+                  "favor": f"{self.favor_features}{'-redraw' if self.favor_redraw else ''}"}.get(self.feature_map, "")
         return f"{self.feature_map}{suffix}-{self.update}"
 
 
@@ -64,28 +68,32 @@ class Study:
 
 LINEAR = Model("elu1")  # the paper's "Linear" (Katharopoulos et al.'s elu+1), d_dot = 64
 DPFP = [Model("dpfp", dpfp_nu=nu) for nu in (1, 2, 3)]  # d_dot = 128, 256, 384
-FAVOR = [Model("favor", favor_features=m) for m in (64, 128, 512)]  # d_dot = 128, 256, 1024
+FAVOR = [Model("favor", favor_features=m) for m in (64, 128, 512)]  # d_dot = 128, 256, 1024; features fixed
+FAVOR_PAPER = [Model("favor", favor_features=m, favor_redraw=True) for m in (64, 128, 512)]  # redrawn per call
 SOFTMAX = Model("softmax")
-SETTING1_MODELS = (LINEAR, *DPFP, *FAVOR, SOFTMAX)
+SETTING1_MODELS = (LINEAR, *DPFP, *FAVOR, *FAVOR_PAPER, SOFTMAX)
 SETTING2_MODELS = tuple(Model(m.feature_map, update, m.dpfp_nu) for m in (LINEAR, DPFP[0], DPFP[1])
                         for update in ("sum", "delta"))
 
 # The S grids and the 2000-step cap fit a ~50-minute single-thread budget on a 2-core CPU (see README); the
 # paper swept S in steps of 20 up to 600 (setting 1) and 200 (setting 2) with up to 100k steps on a GPU.
-# FAVOR+ stops at 120 (in the paper its loss is 0.5 — nothing learned — from S = 80 on).
 SETTING1_S = (20, 40, 60, 120, 240)
-SETTING1_S_FAVOR = (20, 40, 60, 120)
+SETTING1_S_BY_MODEL = {
+    **{m: (20, 40, 60, 120) for m in FAVOR},  # the paper's FAVOR+ loss is 0.5 (nothing learned) from S = 80 on
+    **{m: (20, 40, 60) for m in FAVOR_PAPER},
+    **{m: SETTING1_S + (360,) for m in (DPFP[1], DPFP[2], SOFTMAX)},  # 360: between DPFP-2's and DPFP-3's capacity
+}
 SETTING2_S = (20, 40, 80)
 
 FULL = Study(
-    runs=tuple(Run(1, S, m) for m in SETTING1_MODELS
-               for S in (SETTING1_S_FAVOR if m.feature_map == "favor" else SETTING1_S))
+    runs=tuple(Run(1, S, m) for m in SETTING1_MODELS for S in SETTING1_S_BY_MODEL.get(m, SETTING1_S))
     + tuple(Run(2, S, m) for m in SETTING2_MODELS for S in SETTING2_S),
     train=RetrieverTrainConfig(max_steps=2000, seed=1),
 )
 
 QUICK = Study(
-    runs=(Run(1, 6, LINEAR), Run(1, 12, LINEAR), Run(1, 12, DPFP[1]), Run(1, 12, FAVOR[0]), Run(1, 12, SOFTMAX),
+    runs=(Run(1, 6, LINEAR), Run(1, 12, LINEAR), Run(1, 12, DPFP[1]), Run(1, 12, FAVOR[0]), Run(1, 12, FAVOR_PAPER[0]),
+          Run(1, 12, SOFTMAX),
           Run(2, 6, Model("elu1", "sum")), Run(2, 6, Model("elu1", "delta"))),
     train=RetrieverTrainConfig(max_steps=200, eval_every=50, eval_sequences=4, seed=1),
     probe_sequences=4,

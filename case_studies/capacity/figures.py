@@ -39,6 +39,7 @@ def _settings(runs: list[dict[str, Any]]) -> list[int]:
     return present
 
 
+LEGEND = dict(font=dict(size=9), tracegroupgap=0)  # ~20 entries fit the 550-px PNG
 TITLES = {1: "setting 1: each key once", 2: "setting 2: keys re-bound, sum vs delta"}
 
 
@@ -63,9 +64,9 @@ def loss_vs_keys(runs: list[dict[str, Any]], paper: dict[int, dict[str, dict[int
                                          marker=dict(symbol="circle-open", size=11, color=style["color"])),
                               row=1, col=col)
         fig.add_hline(y=SUCCESS, line=dict(color="grey", dash="dot"), row=1, col=col)
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(title="Final eval loss vs number of keys S (lines: ours; open circles: the paper's logs; "
-                            "dotted: 0.01)")
+                            "dotted: 0.01)", legend=LEGEND)
     return fig
 
 
@@ -95,7 +96,7 @@ def probe_vs_accuracy(runs: list[dict[str, Any]]) -> go.Figure:
                                      legendgroup=f"{setting}{name}", showlegend=False, line=dict(color=colour)), row=row, col=2)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(title="What W holds vs what the model retrieves<br><sup>accuracy: model (solid) and probe "
-                            "argmax Wᵀk_i = v_i (dotted); fidelity: cos(Wᵀk_i, onehot v_i)</sup>")
+                            "argmax Wᵀk_i = v_i (dotted); fidelity: cos(Wᵀk_i, onehot v_i)</sup>", legend=LEGEND)
     return fig
 
 
@@ -114,6 +115,6 @@ def learning_curves(runs: list[dict[str, Any]]) -> go.Figure:
                                          line=dict(color=style["color"], dash=style.get("dash", "solid"), width=1),
                                          hovertext=f"S = {r['num_keys']} ({r['stop']})"), row=1, col=col)
         fig.add_hline(y=SUCCESS, line=dict(color="grey", dash="dot"), row=1, col=col)
-    fig.update_yaxes(type="log")
-    fig.update_layout(title="Eval loss during training, one line per run (hover: S and why it stopped)")
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_layout(title="Eval loss during training, one line per run (hover: S and why it stopped)", legend=LEGEND)
     return fig

@@ -34,6 +34,10 @@ def execute(run: Run, study: Study, progress: bool = True) -> dict:
         "history": [{k: h[k] for k in ("step", "train_loss", "eval_loss", "eval_acc")} for h in result.history],
         "heldout": evaluate_retriever(model, batch), "probe": None,
     }
+    if run.setting == 2:  # evaluated as the paper's code does: length-S sequences (it trains on length 2S)
+        short = Retrieval(num_keys=run.num_keys, setting=2, length=run.num_keys)
+        gen = torch.Generator().manual_seed(study.seed + 11)
+        entry["paper_eval"] = evaluate_retriever(model, short.sample(study.train.eval_sequences, gen, all_queries=True))
     if run.model.feature_map != "softmax":
         df = probe_memory(model, batch)
         probe = summarize_probe(df)

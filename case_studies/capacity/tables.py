@@ -30,8 +30,9 @@ def capacity(losses: dict[int, float]) -> str:
     return f"≥ {best}" if not fails else f"{best} (fails at {min(fails)})"
 
 
-def loss_table(runs: list[dict[str, Any]], setting: int) -> str:
-    """One row per model: ``ours / paper`` final eval loss at each S (bold: ≤ 0.01; † : stopped at the step cap)."""
+def loss_table(runs: list[dict[str, Any]], setting: int, key: str = "final_eval_loss") -> str:
+    """One row per model: ``ours / paper`` final eval loss at each S (bold: ≤ 0.01; † : stopped at the step cap).
+    ``key="paper_eval"``: setting 2 models evaluated on length-S sequences, as the paper's code does."""
     models = _by_model(runs, setting)
     grid = sorted({S for rs in models.values() for S in rs})
     head = ["model", "d_dot", *[f"S = {S}" for S in grid], "capacity (ours)", "capacity (paper)"]
@@ -44,12 +45,12 @@ def loss_table(runs: list[dict[str, Any]], setting: int) -> str:
             if S not in rs:
                 cells.append("")
                 continue
-            ours = rs[S]["final_eval_loss"]
+            ours = rs[S][key] if key == "final_eval_loss" else rs[S][key]["eval_loss"]
             text = _fmt(ours) + ("†" if rs[S]["stop"] == "max_steps" else "")
             text = f"**{text}**" if ours <= SUCCESS else text
             cells.append(f"{text} / {_fmt(ref[S])}" if S in ref else f"{text} / –")
         label = first["label"] + (f" · {first['update']}" if setting == 2 else "")
-        ours_cap = capacity({S: r["final_eval_loss"] for S, r in rs.items()})
+        ours_cap = capacity({S: r[key] if key == "final_eval_loss" else r[key]["eval_loss"] for S, r in rs.items()})
         lines.append("| " + " | ".join([label, str(first["d_key"]), *cells, ours_cap,
                                          paper.CAPACITY.get(setting, {}).get(name, "–")]) + " |")
     return "\n".join(lines)
@@ -93,6 +94,9 @@ def tables(results: dict[str, Any]) -> str:
             parts += [f"### Setting {setting}: final eval loss, ours / paper", "", loss_table(runs, setting), "",
                       f"### Setting {setting}: model accuracy / probe decodes (write fidelity)", "",
                       probe_table(runs, setting), ""]
+    if any(r["setting"] == 2 and "paper_eval" in r for r in runs):
+        parts += ["### Setting 2 evaluated as the paper's code does (length-S sequences), ours / paper", "",
+                  loss_table(runs, 2, key="paper_eval"), ""]
     if any(r["setting"] == 2 and r["probe"] for r in runs):
         parts += ["### Setting 2: model accuracy / probe decodes by how often the key was written", "",
                   occurrence_table(runs), ""]

@@ -8,6 +8,9 @@ S = ``num_keys`` keys and S values. A sequence stores L (key, value) pairs, then
     setting 2 (updates):   L = 2S, keys and values drawn uniformly *with* replacement, so keys recur with
                            new values; the answer for a key is the value of its LAST occurrence.
 
+``length`` overrides L (setting 1: L ≤ S distinct keys). The paper's code evaluates setting 2 on sequences
+of length S (``length=S``), shorter than the 2S it trains on.
+
 A query is drawn as in the paper: a stored position uniformly at random; its key is asked and the answer
 is the value bound at that key's last occurrence (so in setting 2 keys that recur more are asked more).
 ``sample(..., all_queries=True)`` instead asks every distinct stored key once, in increasing key id (the
@@ -22,6 +25,7 @@ The retrieval model of the paper reads the structured fields of :class:`Retrieva
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 
@@ -60,6 +64,7 @@ class Retrieval:
     num_keys: int = 20
     setting: int = 1
     num_queries: int = 1
+    length: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in ("num_keys", "num_queries"):
@@ -73,6 +78,12 @@ class Retrieval:
                 f"Retrieval.setting must be 1 (each key once: capacity) or 2 (keys re-bound: the last value "
                 f"counts), got {self.setting!r}"
             )
+        if self.length is not None:
+            if not isinstance(self.length, int) or isinstance(self.length, bool) or self.length < 1:
+                raise ValueError(f"Retrieval.length must be a positive int or None, got {self.length!r}")
+            if self.setting == 1 and self.length > self.num_keys:
+                raise ValueError(f"setting 1 stores each key at most once: length ≤ num_keys = {self.num_keys}, "
+                                 f"got {self.length}; use setting=2 for longer sequences")
 
     @property
     def num_values(self) -> int:
@@ -80,7 +91,9 @@ class Retrieval:
 
     @property
     def num_stores(self) -> int:
-        """L, the number of stored (key, value) pairs per sequence."""
+        """L, the number of stored (key, value) pairs per sequence: ``length``, or S (setting 1) / 2S (setting 2)."""
+        if self.length is not None:
+            return self.length
         return self.num_keys if self.setting == 1 else 2 * self.num_keys
 
     @property
@@ -97,9 +110,9 @@ class Retrieval:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         S, L = self.num_keys, self.num_stores
-        if self.setting == 1:  # permutations: argsort of uniform noise, one per sequence
-            keys = torch.rand(batch_size, S, generator=generator).argsort(dim=-1, stable=True)
-            values = torch.rand(batch_size, S, generator=generator).argsort(dim=-1, stable=True)
+        if self.setting == 1:  # (truncated) permutations: argsort of uniform noise, one per sequence
+            keys = torch.rand(batch_size, S, generator=generator).argsort(dim=-1, stable=True)[:, :L]
+            values = torch.rand(batch_size, S, generator=generator).argsort(dim=-1, stable=True)[:, :L]
         else:
             keys = torch.randint(0, S, (batch_size, L), generator=generator)
             values = torch.randint(0, S, (batch_size, L), generator=generator)
