@@ -71,3 +71,13 @@ def test_nnsight_sites_are_checked():
         trace_nnsight(model, BATCHES, {"x": "transformer.h.0:grad"}, progress=False)
     with pytest.raises(ValueError, match="order the model runs them"):
         trace_nnsight(model, BATCHES, {"late": "transformer.ln_f", "early": "transformer.h.0:input"}, progress=False)
+
+
+def test_importing_nnsight_does_not_shadow_workbench_save():
+    import nnsight  # noqa: F401  (mounts .save on every object)
+
+    import workbench
+    from workbench import save
+    from workbench.checkpoint import save as checkpoint_save
+
+    assert save is checkpoint_save and workbench.save is checkpoint_save
