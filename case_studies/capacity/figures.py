@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+PALETTE = qualitative.Dark24  # 11 models in setting 1: Plotly's 10 colours would repeat
 SUCCESS = 0.01  # the paper calls a run successful when its final eval loss is ≤ 0.01
 
 
@@ -28,8 +29,8 @@ def _style(i: int, run: dict, setting: int) -> dict:
     """Setting 2: one colour per φ, solid delta, dashed sum. Setting 1: one colour per model."""
     if setting == 2:
         colour = {"elu1": 0, "dpfp": 1 + run["model"].startswith("dpfp2")}.get(run["feature_map"], 3)
-        return dict(color=qualitative.Plotly[colour], dash="solid" if run["update"] == "delta" else "dash")
-    return dict(color=qualitative.Plotly[i % 10])
+        return dict(color=PALETTE[colour], dash="solid" if run["update"] == "delta" else "dash")
+    return dict(color=PALETTE[i % len(PALETTE)])
 
 
 def _settings(runs: list[dict[str, Any]]) -> list[int]:
