@@ -10,6 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
+from .dataclass_io import check_keys
 
 Mixer = Literal["softmax", "linear", "delta", "gated_delta"]
 FeatureMap = Literal["identity", "elu1", "dpfp", "favor"]
@@ -135,12 +136,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys are {sorted(known)}")
+        data = check_keys(cls, data)
         if "d_vocab" not in data:
             raise ValueError("ModelConfig needs 'd_vocab'")
         return cls(**data)

@@ -33,6 +33,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .components.feature_maps import FeatureMap
+from .dataclass_io import check_keys
 from .kernels import delta_rule, linear_attention
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
@@ -113,10 +114,7 @@ class RetrieverConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RetrieverConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RetrieverConfig keys {unknown}; known keys are {sorted(known)}")
+        data = check_keys(cls, data)
         return cls(**data)
 
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .retriever import HookedRetriever, RetrieverConfig
 from .tasks.retrieval import Retrieval, RetrievalBatch
+from .dataclass_io import check_keys
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,7 @@ class RetrieverTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RetrieverTrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RetrieverTrainConfig keys {unknown}; known keys are {sorted(known)}")
+        data = check_keys(cls, data)
         return cls(**data)
 
 

@@ -23,6 +23,7 @@ from .checkpoint import save
 from .config import ModelConfig
 from .model import HookedFastWeightLM
 from .tasks.base import Task, TaskBatch
+from .dataclass_io import check_keys
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys are {sorted(known)}")
+        data = check_keys(cls, data)
         return cls(**data)
 
 

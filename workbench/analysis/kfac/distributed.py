@@ -15,12 +15,12 @@ its sampled labels are seeded by (seed, i) whichever rank draws them):
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Mapping, Optional
 
 import torch
 import torch.distributed as dist
 
+from ...torchrun import process_group
 from .stats import KFACConfig, KFACFactors, collect_kfac
 
 
@@ -94,22 +94,13 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", default=None, help="a saved model instead of the tiny default one")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    distributed = "WORLD_SIZE" in os.environ
-    if distributed:
-        dist.init_process_group("gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    try:
+    with process_group() as (rank, world):
         stats = collect_demo(args.batches, args.labels, args.seed, rank, world, args.checkpoint, args.batch_size,
                              args.seq_len)
-        if distributed:
+        if world > 1:
             all_reduce_kfac(stats)
         if rank == 0:
             torch.save({"world_size": world, "factors": {k: v.to_dict() for k, v in stats.items()}}, args.out)
-    finally:
-        if distributed:
-            dist.destroy_process_group()
-
 
 if __name__ == "__main__":
     main()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Mapping, Union
 
 import torch
 import torch.distributed as dist
 
+from ...torchrun import process_group
 from .stats import OutlierStats
 
 StatsLike = Union[OutlierStats, Mapping[str, OutlierStats]]
@@ -115,22 +115,13 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", default=None, help="trace this checkpoint on random tokens")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    distributed = "WORLD_SIZE" in os.environ
-    if distributed:
-        dist.init_process_group("gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    try:
+    with process_group() as (rank, world):
         stats = collect(args.batches, args.seed, rank, world, args.checkpoint, args.batch_size, args.seq_len)
-        if distributed:
+        if world > 1:
             all_reduce_stats(stats)
         if rank == 0:
             with open(args.out, "w") as f:
                 json.dump({"world_size": world, "sites": summaries(stats)}, f, indent=1)
-    finally:
-        if distributed:
-            dist.destroy_process_group()
-
 
 if __name__ == "__main__":
     main()
