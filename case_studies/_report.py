@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shlex
 import sys
 import time
@@ -75,8 +76,22 @@ def write_figures(figs: dict[str, go.Figure], directory: Path, png: bool = True)
     return written
 
 
-def write_results(directory: Path, results: dict[str, Any], command: str, seconds: float) -> Path:
-    """``results.json``: the results plus how they were made (command, wall time, machine, torch)."""
+def results_json(payload: dict[str, Any], compact_arrays: bool = False) -> str:
+    """``payload`` as indented JSON; with ``compact_arrays`` every array of plain values (numbers,
+    strings, null) sits on one line, which keeps long columns of numbers small and readable."""
+    text = json.dumps(payload, indent=2)
+    if compact_arrays:
+        flat = re.compile(r"\[\n\s*([^\[\]{}]*?)\n\s*\]")
+        text = flat.sub(lambda m: "[" + " ".join(line.strip() for line in m.group(1).split("\n")) + "]", text)
+        if json.loads(text) != json.loads(json.dumps(payload)):  # NaN-free payloads round-trip exactly
+            raise AssertionError("compacting the arrays changed the JSON; write without compact_arrays")
+    return text + "\n"
+
+
+def write_results(directory: Path, results: dict[str, Any], command: str, seconds: float,
+                  compact_arrays: bool = False) -> Path:
+    """``results.json``: the results plus how they were made (command, wall time, machine, torch);
+    ``compact_arrays``: see :func:`results_json`."""
     payload = {
         "command": command,
         "wall_seconds": round(seconds, 1),
@@ -86,5 +101,5 @@ def write_results(directory: Path, results: dict[str, Any], command: str, second
         **results,
     }
     path = Path(directory) / "results.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(results_json(payload, compact_arrays))
     return path
