@@ -33,6 +33,10 @@ def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
         for by in ("n_stored", "lag"):
             for metric in ("fidelity", "retrieval_error", "decodes"):
                 figs[f"probe_{metric}_by_{by}"] = figures.probe_grid(runs, by, metric)
+        figs["pairs_fidelity_at_write"] = figures.pair_grid(runs, "fidelity", trained_kv, at="write")
+        figs["pairs_decodes_at_end"] = figures.pair_grid(runs, "decodes", trained_kv, at="end")
+        if any(r["probe"].get("beta_by_pair") for r in runs if r.get("probe")):
+            figs["pairs_write_strength"] = figures.pair_grid(runs, "beta", trained_kv)
     return _report.write_figures(figs, out, png=png)
 
 
@@ -50,7 +54,7 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
     write_figures(results, out, png)
     (out / "tables.md").write_text(tables(results))
     results["cpu_seconds"] = round(time.process_time() - cpu_start, 1)  # this process only, not kaleido's browser
-    _report.write_results(out, results, command, time.perf_counter() - start)
+    _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
     return results
 
 

@@ -94,6 +94,12 @@ def accuracy_by_lag(queries: pd.DataFrame) -> pd.DataFrame:
     return out.astype({"accuracy": float, "n": int})
 
 
+def accuracy_by_pair(queries: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and query count per pair index (0 = the first pair of the context)."""
+    out = queries.groupby("pair", as_index=False).agg(accuracy=("correct", "mean"), n=("correct", "size"))
+    return out.astype({"accuracy": float, "n": int})
+
+
 def readout_by_lag(readout: pd.DataFrame) -> pd.DataFrame:
     """Mean readout cosine per (layer, head, lag bin): over all queries, the correct ones and the wrong ones."""
     d = readout.assign(lag_bin=lag_bin(readout["lag"]))

@@ -149,3 +149,43 @@ def readout_figure(runs: list[dict[str, Any]]) -> go.Figure:
     _lag_ticks(fig, top)
     fig.update_layout(title="What each head reads out at the query, beside the model's accuracy (dashed)", height=650)
     return fig
+
+
+def pair_grid(runs: list[dict[str, Any]], metric: str, trained_kv: int, at: str = "write",
+              convention: str = "write") -> go.Figure:
+    """Per pair of the capacity setting's context (x: pair number, 1 = first): the probe's ``metric``
+    ("fidelity", "retrieval_error", "decodes" at the write or at the ``end``; or "beta", the write
+    strength at the value position) per layer and head, beside the model's accuracy on that pair."""
+    probed = [r for r in runs if r.get("probe") and (metric != "beta" or r["probe"].get("beta_by_pair"))]
+    if not probed:
+        raise ValueError(f"no run has a probe with {metric!r}; nothing to plot")
+    ds, mixers = _ordered(probed)
+    titles = [f"{MIXER_LABELS[m]}, d={d}" for d in ds for m in mixers]
+    fig = make_subplots(rows=len(ds), cols=len(mixers), subplot_titles=titles, shared_xaxes=True, shared_yaxes=True,
+                        x_title="pair number in the context (1 = first; dotted: most pairs seen in training)",
+                        y_title=metric)
+    seen = set()
+    for r, d in enumerate(ds, start=1):
+        for c, m in enumerate(mixers, start=1):
+            run = next((x for x in probed if _d(x) == d and _mixer(x) == m), None)
+            if run is None:
+                continue
+            if metric == "beta":
+                agg, ctrl = pd.DataFrame(run["probe"]["beta_by_pair"]), None
+            else:
+                table = pd.DataFrame(run["probe"][f"by_pair_at_{at}"])
+                agg, ctrl = table[table["convention"] == convention], table[table["convention"] == "control"]
+                ctrl = ctrl.assign(pair=ctrl["pair"] + 1)  # control i pairs key i with value i+1: plot it at i+1
+            agg = agg.assign(pair=agg["pair"] + 1)
+            acc = pd.DataFrame(run["accuracy_by_pair"]).assign(pair=lambda t: t["pair"] + 1)
+            for trace in probe_against_accuracy(agg, "pair", metric, acc, control=ctrl).data:
+                trace.showlegend = trace.name not in seen
+                seen.add(trace.name)
+                fig.add_trace(trace, row=r, col=c)
+            fig.add_vline(x=trained_kv + 0.5, line_dash="dot", line_color="grey", row=r, col=c)
+    setting = probed[0]["probe"]["capacity_setting"]
+    what = "write strength β at the value position" if metric == "beta" else \
+        f"{METRIC_LABELS.get(metric, metric)} {'right after the write' if at == 'write' else 'at the last position'}"
+    fig.update_layout(title=f"Which pairs get stored: {what} (T={setting['seq_len']}, kv={setting['num_kv_pairs']}); "
+                            f"dashed: {ACCURACY_NAME} on the pair", height=650)
+    return fig

@@ -13,7 +13,9 @@ Which key does a pair use? Two conventions, both reported:
 Summaries (means per layer, head and convention, via :func:`workbench.analysis.aggregate`):
   - by pairs stored: positions inside the key–value context only (t < 2·kv), where the number of
     stored pairs grows from 1 to kv — the memory's capacity curve;
-  - by lag: every position t ≥ b_i, lags in power-of-two bins (labelled by their lower edge).
+  - by lag: every position t ≥ b_i, lags in power-of-two bins (labelled by their lower edge);
+  - by pair index: right after the write (t = b_i) and at the last position, per pair of the context;
+    beside it the write strength β_t at b_i (delta-rule layers), read from ``hook_beta``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,39 @@ def probe_task(model, task, n_sequences: int, seed: int, conventions: Sequence[s
         df["layer"], df["convention"] = layer, conv
         parts.append(df)
     return pd.concat(parts, ignore_index=True)
+
+
+def by_pair(df: pd.DataFrame, at: str) -> pd.DataFrame:
+    """Mean metrics per (layer, convention, head, pair) at the write (``at="write"``: t = value position)
+    or at the last probed position (``at="end"``)."""
+    if at == "write":
+        d = df[df["pos"] == df["value_pos"]]
+    elif at == "end":
+        d = df[df["pos"] == df["pos"].max()]
+    else:
+        raise ValueError(f"at must be 'write' or 'end', got {at!r}")
+    keys = ["layer", "convention", "head", "pair"]
+    out = d.groupby(keys, as_index=False)[list(METRICS)].mean(numeric_only=False)
+    return out.astype({m: float for m in METRICS})
+
+
+@torch.no_grad()
+def write_strength(model, task, n_sequences: int, seed: int) -> pd.DataFrame | None:
+    """Mean β_t at each pair's value position, per (layer, head, pair), on the sequences
+    :func:`probe_task` draws with the same seed; None for a mixer without β (linear attention)."""
+    names = {f"blocks.{i}.attn.hook_beta" for i in range(model.cfg.n_layers)}
+    batch = task.sample(n_sequences, torch.Generator().manual_seed(seed))
+    _, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
+    if not cache:
+        return None
+    value_pos = torch.tensor([[b for _, b in row] for row in batch.pairs])  # [batch, pair]
+    rows = []
+    for layer in range(model.cfg.n_layers):
+        beta = cache[f"blocks.{layer}.attn.hook_beta"]  # [batch, pos, head]
+        at = beta.gather(1, value_pos[..., None].expand(-1, -1, beta.shape[-1])).mean(0)  # [pair, head]
+        rows += [dict(layer=layer, head=h, pair=i, beta=float(at[i, h]))
+                 for i in range(at.shape[0]) for h in range(at.shape[1])]
+    return pd.DataFrame(rows)
 
 
 def _per_layer(df: pd.DataFrame, by: str) -> pd.DataFrame:

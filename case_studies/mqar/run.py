@@ -15,8 +15,8 @@ from workbench import HookedFastWeightLM, TrainConfig, save, train
 from workbench.tasks import MQARMixture
 
 from .config import Protocol, RunConfig, Setting
-from .evaluation import accuracy_by_lag, readout_by_lag, score_task
-from .probe import by_lag, by_n_stored, probe_task
+from .evaluation import accuracy_by_lag, accuracy_by_pair, readout_by_lag, score_task
+from .probe import by_lag, by_n_stored, by_pair, probe_task, write_strength
 
 
 def train_config(protocol: Protocol) -> TrainConfig:
@@ -28,6 +28,17 @@ def train_config(protocol: Protocol) -> TrainConfig:
 def eval_seed(protocol: Protocol, setting: Setting) -> int:
     """The seed of the evaluation sample of one setting (distinct from training's and from every other)."""
     return protocol.seed + 1_000_000 + 1_000 * setting.seq_len + setting.num_kv_pairs
+
+
+def columns(df: pd.DataFrame, digits: int = 6) -> dict[str, list]:
+    """A (large) DataFrame as JSON-ready columns, floats rounded to ``digits`` significant digits
+    (NaN → None); ``pd.DataFrame(columns(df))`` reads it back."""
+    out = {}
+    for name in df.columns:
+        values = df[name].tolist()
+        out[str(name)] = [None if isinstance(v, float) and math.isnan(v) else
+                          float(f"{v:.{digits}g}") if isinstance(v, float) else v for v in values]
+    return out
 
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -69,17 +80,27 @@ def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], 
         _, queries, readout = score_setting(model, protocol, protocol.probe_lag_setting, protocol.eval_sequences)
         lag_tables = {"accuracy_by_lag": records(accuracy_by_lag(queries)),
                       "readout_by_lag": records(readout_by_lag(readout))}
-    sweep = [score_setting(model, protocol, Setting(protocol.sweep_seq_len, kv), protocol.sweep_sequences)[0]
-             for kv in protocol.sweep_kv]
+    cap = protocol.probe_capacity_setting
+    sweep, cap_queries = [], None
+    for kv in protocol.sweep_kv:
+        setting = Setting(protocol.sweep_seq_len, kv)
+        summary, queries, _ = score_setting(model, protocol, setting, protocol.sweep_sequences)
+        sweep.append(summary)
+        if setting == cap:
+            cap_queries = queries
+    if cap_queries is None:  # the capacity setting is not on the sweep: score it on its own
+        cap_queries = score_setting(model, protocol, cap, protocol.sweep_sequences)[1]
 
     probe = None
     if run.mixer != "softmax":
         lag_df = probe_task(model, protocol.task(protocol.probe_lag_setting), protocol.probe_sequences,
                             eval_seed(protocol, protocol.probe_lag_setting) + 1, progress=progress)
-        cap = protocol.probe_capacity_setting
-        cap_df = probe_task(model, protocol.task(cap), protocol.probe_sequences, eval_seed(protocol, cap) + 1,
-                            progress=progress)
-        probe = {"by_lag": records(by_lag(lag_df)), "by_n_stored": records(by_n_stored(cap_df, cap.num_kv_pairs)),
+        cap_seed = eval_seed(protocol, cap) + 1
+        cap_df = probe_task(model, protocol.task(cap), protocol.probe_sequences, cap_seed, progress=progress)
+        beta = write_strength(model, protocol.task(cap), protocol.probe_sequences, cap_seed)
+        probe = {"by_lag": columns(by_lag(lag_df)), "by_n_stored": columns(by_n_stored(cap_df, cap.num_kv_pairs)),
+                 "by_pair_at_write": columns(by_pair(cap_df, "write")), "by_pair_at_end": columns(by_pair(cap_df, "end")),
+                 "beta_by_pair": None if beta is None else columns(beta),
                  "lag_setting": protocol.probe_lag_setting.__dict__, "capacity_setting": cap.__dict__,
                  "n_sequences": protocol.probe_sequences}
 
@@ -87,7 +108,8 @@ def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], 
     entry = {"name": run.name, "run": run.to_dict(), "model": model.cfg.to_dict(), "params": model.num_params(),
              "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
              "history": history, "accuracy": accuracy,
-             "capacity_sweep": sweep, **lag_tables, "probe": probe}
+             "capacity_sweep": sweep, **lag_tables, "accuracy_by_pair": records(accuracy_by_pair(cap_queries)),
+             "probe": probe}
     if checkpoint_dir is not None:
         write_checkpoint(model, Path(checkpoint_dir) / run.name, entry, mixture, cfg, command)
     return entry

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import pandas as pd
+
 from .figures import MIXER_LABELS
 
 # Published MQAR accuracy (Zoology setup, 2 layers), read off the plots — approximate; the reference sheet
 # gives one number per (mixer, d_model), not one per (T, kv). Linear attention has no entry there.
 PUBLISHED = {("delta", 64): 0.79, ("delta", 128): 0.96, ("gated_delta", 64): 0.89, ("gated_delta", 128): 0.99,
              ("softmax", 64): 1.0, ("softmax", 128): 1.0}
+
+
+def _rows(table: Any) -> list[dict]:
+    """Rows of a probe table stored as columns (``run.columns``), or of a list of records."""
+    return pd.DataFrame(table).to_dict(orient="records") if isinstance(table, dict) else list(table)
 
 
 def _num(x: Optional[float]) -> str:
@@ -68,12 +75,12 @@ def probe_table(results: dict[str, Any], convention: str = "write") -> str:
     if not runs:
         return ""
     sweep_kv = [s["num_kv_pairs"] for s in runs[0]["capacity_sweep"]]
-    stored = sorted({row["n_stored"] for r in runs for row in r["probe"]["by_n_stored"]})
+    stored = sorted({row["n_stored"] for r in runs for row in _rows(r["probe"]["by_n_stored"])})
     cols = [k for k in sweep_kv if k in stored]
     head = ["model", "layer", "head"] + [f"n={k}" for k in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        rows = r["probe"]["by_n_stored"]
+        rows = _rows(r["probe"]["by_n_stored"])
         acc = {s["num_kv_pairs"]: s["accuracy"] for s in r["capacity_sweep"]}
         for layer in sorted({x["layer"] for x in rows}):
             h = _best_head(rows, layer, convention)
@@ -88,9 +95,48 @@ def probe_table(results: dict[str, Any], convention: str = "write") -> str:
     return "\n".join(lines)
 
 
+def _mean(rows: list[dict], key: str, lo: int, hi: int) -> Optional[float]:
+    vals = [x[key] for x in rows if lo <= x["pair"] < hi and x[key] is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def pair_table(results: dict[str, Any], convention: str = "write") -> str:
+    """Pairs the model saw in training positions (the first ``trained_kv``) against the later ones:
+    the model's accuracy, and per layer (head as in :func:`probe_table`) the fidelity right after the
+    write and the write strength β."""
+    runs = _ordered_runs(results["runs"])
+    kv = max(s["num_kv_pairs"] for s in results["study"]["protocol"]["train_settings"])
+    n = max(x["pair"] for x in runs[0]["accuracy_by_pair"]) + 1
+    lo, hi = f"1–{kv}", f"{kv + 1}–{n}"
+    head = ["model", f"accuracy, pairs {lo} / {hi}", "layer", "head", f"fidelity at the write, {lo} / {hi}",
+            f"β at the write, {lo} / {hi}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        name = f"{MIXER_LABELS[r['run']['mixer']]} d={r['run']['d_model']}"
+        acc = f"{_num(_mean(r['accuracy_by_pair'], 'accuracy', 0, kv))} / {_num(_mean(r['accuracy_by_pair'], 'accuracy', kv, n))}"
+        if not r.get("probe"):
+            lines.append("| " + " | ".join([name, acc, "—", "—", "—", "—"]) + " |")
+            continue
+        at_write, n_stored = _rows(r["probe"]["by_pair_at_write"]), _rows(r["probe"]["by_n_stored"])
+        for layer in sorted({x["layer"] for x in at_write}):
+            h = _best_head(n_stored, layer, convention)
+            fid = [x for x in at_write if x["layer"] == layer and x["head"] == h and x["convention"] == convention]
+            beta = [x for x in _rows(r["probe"].get("beta_by_pair") or []) if x["layer"] == layer and x["head"] == h]
+            cells = [name, acc, str(layer), str(h),
+                     f"{_num(_mean(fid, 'fidelity', 0, kv))} / {_num(_mean(fid, 'fidelity', kv, n))}",
+                     f"{_num(_mean(beta, 'beta', 0, kv))} / {_num(_mean(beta, 'beta', kv, n))}" if beta else "—"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: dict[str, Any]) -> str:
     """All tables, in the order the README shows them."""
     parts = [accuracy_table(results), sweep_table(results)]
+    if all("accuracy_by_pair" in r for r in results["runs"]):
+        setting = next(r["probe"]["capacity_setting"] for r in results["runs"] if r.get("probe")) \
+            if any(r.get("probe") for r in results["runs"]) else None
+        where = f" (T={setting['seq_len']}, kv={setting['num_kv_pairs']})" if setting else ""
+        parts.append(f"By pair of the context{where}: the first pairs against the later ones:\n\n" + pair_table(results))
     probe = probe_table(results)
     if probe:
         parts.append("Probe of the head per layer whose fidelity beats its control the most (`write` pairs): "
