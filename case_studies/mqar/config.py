@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench import ModelConfig
+from workbench.dataclass_io import check_keys
 from workbench.tasks import MQAR
 
 MIXERS = ("delta", "gated_delta", "linear", "softmax")
-
-
-def _fields_from(cls, data: dict[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
-    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -108,7 +101,7 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Protocol":
-        return cls(**_fields_from(cls, data))
+        return cls(**check_keys(cls, data))
 
 
 @dataclass(frozen=True)
@@ -145,7 +138,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return cls(**_fields_from(cls, data))
+        return cls(**check_keys(cls, data))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Mapping, Union
 import pandas as pd
 import torch
 
-from .sites import flat_weight, resolve_sites, unflatten_weight
+from .sites import flat_weight, resolve_sites, write_weight
 from .stats import KFACFactors
 
 REPORT_COLUMNS = ["param", "kind", "layer", "method", "rho", "components", "kept", "kept_fraction", "mass_kept",
@@ -104,12 +104,7 @@ def kfac_edit(model, factors: Mapping[str, FactorsLike], rho: Union[float, Mappi
         A, G = _factors(site.param, factors[site.param], site)
         W = flat_weight(model, site).T  # [d_out, d_in]
         W_new, info = kfac_project(W, A, G, rhos[site.param])
-        if info["kept"] < info["components"]:
-            p = new.get_parameter(site.param)
-            p.copy_(unflatten_weight(site, W_new.T.to(p.dtype), p.shape))
-            change = float((W_new - W.double()).norm() / W.double().norm().clamp_min(1e-300))
-        else:
-            change = 0.0
+        change = write_weight(new, site, W, W_new, info)
         rows.append({"param": site.param, "kind": site.kind, "layer": site.layer, "method": "kfac",
                      "rho": rhos[site.param], **info, "kept_fraction": info["kept"] / info["components"],
                      "weight_rel_change": change})

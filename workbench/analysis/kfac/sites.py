@@ -144,3 +144,14 @@ def unflatten_weight(site: LinearSite, W_flat: torch.Tensor, shape: Sequence[int
         h, d_in, dh = shape
         return W_flat.reshape(d_in, h, dh).permute(1, 0, 2).contiguous()
     return W_flat.reshape(tuple(shape)).contiguous()
+
+
+def write_weight(new_model, site: LinearSite, W: torch.Tensor, W_new: torch.Tensor, info: dict) -> float:
+    """Write the edited ``W_new`` ([d_out, d_in], float64) of ``site`` into ``new_model`` when any component
+    was dropped; returns the relative change ‖W_new − W‖ / ‖W‖ (0.0 when nothing was dropped)."""
+    if info["kept"] >= info["components"]:
+        return 0.0
+    p = new_model.get_parameter(site.param)
+    with torch.no_grad():
+        p.copy_(unflatten_weight(site, W_new.T.to(p.dtype), p.shape))
+    return float((W_new - W.double()).norm() / W.double().norm().clamp_min(1e-300))

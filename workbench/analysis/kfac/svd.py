@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from .edit import REPORT_COLUMNS, check_rho
-from .sites import flat_weight, resolve_sites, unflatten_weight
+from .sites import flat_weight, resolve_sites, write_weight
 
 BUDGETS = ("energy", "rank")
 
@@ -59,12 +59,7 @@ def svd_edit(model, sites, rho: float, budget: Literal["energy", "rank"] = "ener
     for site in chosen:
         W = flat_weight(model, site).T  # [d_out, d_in]
         W_new, info = svd_truncate(W, rho, budget)
-        if info["kept"] < info["components"]:
-            p = new.get_parameter(site.param)
-            p.copy_(unflatten_weight(site, W_new.T.to(p.dtype), p.shape))
-            change = float((W_new - W.double()).norm() / W.double().norm().clamp_min(1e-300))
-        else:
-            change = 0.0
+        change = write_weight(new, site, W, W_new, info)
         rows.append({"param": site.param, "kind": site.kind, "layer": site.layer, "method": f"svd_{budget}",
                      "rho": rho, **info, "kept_fraction": info["kept"] / info["components"],
                      "weight_rel_change": change})
