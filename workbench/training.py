@@ -1,4 +1,4 @@
-"""A small, generic training loop: AdamW, warmup + cosine, clipping, seeded data, periodic eval.
+"""A small, generic training loop: AdamW or SOAP, warmup + cosine, clipping, seeded data, periodic eval.
 
 ``train`` never changes the model it is given: it trains a deep copy and returns it. Two runs with the
 same model, task and config give bit-identical weights on CPU.
@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +26,22 @@ from .tasks.base import Task, TaskBatch
 from .dataclass_io import check_keys
 
 
+OPTIMIZERS = ("adamw", "soap")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """steps of AdamW(lr, betas, weight_decay) with linear warmup over ``warmup_steps`` then cosine decay to
-    ``lr·min_lr_ratio``; gradients clipped to norm ``grad_clip`` (0 = off); eval on ``eval_batches`` fixed
-    batches every ``eval_every`` steps; checkpoints every ``save_every`` steps (0 = only the final one)
-    into ``out_dir`` (None = none). Weight decay applies to matrices only, not to biases, norm weights,
-    embeddings or decay parameters."""
+    """steps of ``optimizer`` (lr, betas, weight_decay) with linear warmup over ``warmup_steps`` then cosine
+    decay to ``lr·min_lr_ratio``; gradients clipped to norm ``grad_clip`` (0 = off); eval on ``eval_batches``
+    fixed batches every ``eval_every`` steps; checkpoints every ``save_every`` steps (0 = only the final
+    one) into ``out_dir`` (None = none). Weight decay (decoupled) applies to matrices only, not to biases,
+    norm weights, embeddings or decay parameters.
+
+    ``optimizer``: ``"adamw"`` (``torch.optim.AdamW``) or ``"soap"`` (Vyas et al. 2024, Adam in the
+    eigenbasis of Shampoo's preconditioner; ``pytorch_optimizer.SOAP`` with eigenbases refreshed every
+    ``precondition_frequency`` steps; like that implementation, SOAP's first step only sets up the
+    preconditioner and moves no weight). He et al. (2024) find SOAP-trained models have fewer outlier
+    features than Adam-trained ones."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -47,9 +56,13 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 0
     out_dir: Optional[str] = None
+    optimizer: str = "adamw"
+    precondition_frequency: int = 10  # SOAP only
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_batches"):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "precondition_frequency"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
@@ -124,14 +137,31 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` over ``model``'s parameters (two groups: decayed matrices, the rest)."""
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    try:
+        from pytorch_optimizer import SOAP
+    except ImportError:
+        raise ImportError("optimizer='soap' needs pytorch-optimizer: pip install pytorch-optimizer") from None
+    return SOAP(groups, lr=cfg.lr, betas=cfg.betas, precondition_frequency=cfg.precondition_frequency)
+
+
 def train(
     model_or_config: Union[HookedFastWeightLM, ModelConfig],
     task: Task,
     cfg: TrainConfig = TrainConfig(),
     *,
     progress: bool = True,
+    batches: Optional[Callable[[int], TaskBatch]] = None,
 ) -> TrainResult:
     """Train a copy of the model (or a fresh model from a config) on ``task``; return it with its history.
+
+    ``batches``: optional ``step → TaskBatch`` giving the training batch of every step in place of
+    ``task.sample`` (a fixed training set seen in order, e.g. :meth:`TextCanaries.train_batch`); the
+    eval batches still come from ``task.sample``.
 
     The history is a list of dicts (step, train_loss, lr, and at eval steps eval_loss, eval_acc,
     seconds); with ``cfg.out_dir`` it is also written to ``history.json`` next to the checkpoints
@@ -149,7 +179,7 @@ def train(
     data_gen = torch.Generator().manual_seed(cfg.seed)
     eval_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
     eval_batches = [task.sample(cfg.batch_size, eval_gen) for _ in range(cfg.eval_batches)]
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+    opt = make_optimizer(model, cfg)
     model.train()
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -158,7 +188,8 @@ def train(
         lr = lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = masked_loss(model, task.sample(cfg.batch_size, data_gen))
+        batch = task.sample(cfg.batch_size, data_gen) if batches is None else batches(step)
+        loss = masked_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

@@ -7,8 +7,9 @@ from .mqar import MQAR
 from .mqar_mixture import MQARMixture
 from .retrieval import Retrieval, RetrievalBatch
 from .text import TextLM
+from .text_canaries import TextCanaries
 
-TASKS = {"associative_recall": AssociativeRecall, "canaries": Canaries, "mqar": MQAR, "mqar_mixture": MQARMixture, "retrieval": Retrieval, "text": TextLM}
+TASKS = {"associative_recall": AssociativeRecall, "canaries": Canaries, "mqar": MQAR, "mqar_mixture": MQARMixture, "retrieval": Retrieval, "text": TextLM, "text_canaries": TextCanaries}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -20,4 +21,4 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["AssociativeRecall", "Canaries", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextLM", "Task", "TaskBatch", "task_from_dict"]
+__all__ = ["AssociativeRecall", "Canaries", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextCanaries", "TextLM", "Task", "TaskBatch", "task_from_dict"]
