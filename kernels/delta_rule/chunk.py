@@ -6,11 +6,13 @@ unit lower-triangular system (derivation in kernels/README.md)
 
     (I + tril(diag(β) (Γ ⊙ K Kᵀ), −1)) U = diag(β) (V − diag(γ) K S)
 
-so U = U₀ − W S with U₀ = T V, W = T diag(γ) K, T = (I + tril(diag(β)(Γ⊙KKᵀ), −1))⁻¹ diag(β).
+so U = U₀ − W S with [U₀ | W] = L⁻¹ diag(β) [V | diag(γ) K], L = I + tril(diag(β)(Γ⊙KKᵀ), −1).
 Then   O = diag(γ) Q S + tril(Γ ⊙ Q Kᵀ) U    and    S' = γ_C S + (diag(γ_C / γ) K)ᵀ U.
 
-Everything except the S → S' hand-off runs batched over all chunks at once; the hand-off is two small
-matmuls per chunk. Cost O(pos·C·d + pos·d²). Computes in float32, returns the input dtype.
+Everything except the S → S' hand-off runs batched over all chunks at once, as three matmuls:
+[Q; diag(β) K] Kᵀ (both C×C products in one), L⁻¹ [·|·] (both right-hand sides in one) and the
+output; the hand-off is two small matmuls per chunk. Cost O(pos·C·d + pos·d²). Computes in float32,
+returns the input dtype. Without autograd the same arithmetic runs in place in preallocated buffers.
 """
 
 from __future__ import annotations
@@ -43,37 +45,48 @@ def delta_rule_chunk(
     b, t_len, h, dk = q.shape
     dv = v.shape[-1]
     C = chunk_size
-    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [n, batch·head, chunk, d]
+    grad = torch.is_grad_enabled() and any(
+        x.requires_grad for x in (q, k, v, beta, g, initial_state) if x is not None)
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C).contiguous(), to_chunks(v, C)  # [n, batch·head, chunk, d]
     bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
     n, bh = qc.shape[:2]
-    flat = lambda x: x.reshape(n * bh, *x.shape[2:])  # noqa: E731  [n·batch·head, ...] for bmm
+    nb = n * bh
 
-    kt = flat(kc).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
-    qk = flat(qc) @ kt  # [n·batch·head, chunk, chunk]
-    kk = flat(kc * bc) @ kt  # diag(β) K Kᵀ
+    # [Q; diag(β) K] Kᵀ in one matmul: rows 0..C−1 hold QKᵀ, rows C..2C−1 hold diag(β) KKᵀ
+    kt = kc.view(nb, C, dk).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
+    scores = (torch.cat([qc, kc * bc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)
     if g is not None:
         cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [n, batch·head, chunk]; padding: g = 0
         # Γ on and below the diagonal, exactly 0 above it (so Γ ⊙ QKᵀ needs no separate causal mask)
-        decay = flat((cum[..., :, None] - cum[..., None, :]).clamp(_LOG_FLOOR, 0.0).exp().tril())
-        qk = qk * decay
-        kk = kk * decay
-        k_read = kc * cum.clamp(min=_LOG_FLOOR).exp()[..., None]  # diag(γ) K
-        q_read = qc * cum.clamp(min=_LOG_FLOOR).exp()[..., None]  # diag(γ) Q
+        diff = cum[..., :, None] - cum[..., None, :]
+        if grad:
+            decay = diff.clamp(_LOG_FLOOR, 0.0).exp().tril()
+            scores = scores * decay.view(nb, 1, C, C)
+        else:
+            decay = diff.clamp_(_LOG_FLOOR, 0.0).exp_().tril_()
+            scores.mul_(decay.view(nb, 1, C, C))
+        gamma = cum.clamp(min=_LOG_FLOOR).exp()[..., None]  # γ  [n, batch·head, chunk, 1]
+        k_read = kc * gamma  # diag(γ) K
+        q_read = qc * gamma  # diag(γ) Q
         k_write = kc * (cum[..., -1:] - cum).clamp(min=_LOG_FLOOR).exp()[..., None]  # diag(γ_C/γ) K
         gamma_end = cum[..., -1].clamp(min=_LOG_FLOOR).exp()[..., None, None]  # [n, batch·head, 1, 1]
     else:
-        qk = qk.tril()
+        scores = torch.cat([scores[:, :1].tril(), scores[:, 1:]], dim=1) if grad else scores
+        if not grad:
+            scores[:, 0].tril_()
         k_read = k_write = kc
         q_read = qc
         gamma_end = None
-    # T = (I + tril(diag(β)(Γ⊙KKᵀ), −1))⁻¹ diag(β): the inverse reads only the strict lower triangle
-    T = unit_lower_inverse(kk) * flat(bc).transpose(-1, -2)
-    u0 = (T @ flat(vc)).view(n, bh, C, dv)  # U₀ = T V
-    w = (T @ flat(k_read)).view(n, bh, C, dk)  # W = T diag(γ) K
+    qk, kk = scores[:, 0], scores[:, 1]  # tril(Γ⊙QKᵀ), diag(β)(Γ⊙KKᵀ)  [n·batch·head, chunk, chunk]
+
+    # [U₀ | W] = L⁻¹ diag(β) [V | diag(γ) K]; the inverse reads only the strict lower triangle of kk
+    uw = (unit_lower_inverse(kk) @ (torch.cat([vc, k_read], dim=-1) * bc).view(nb, C, dv + dk))
+    uw = uw.view(n, bh, C, dv + dk)
+    u0, w = uw[..., :dv], uw[..., dv:]
     k_write_t = k_write.transpose(-1, -2)  # [n, batch·head, d_k, chunk]
 
     S = qc.new_zeros(bh, dk, dv) if initial_state is None else initial_state.float().reshape(bh, dk, dv)
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, beta, g, initial_state) if x is not None):
+    if grad:
         starts, us = [], []
         for i in range(n):
             starts.append(S)
@@ -88,15 +101,18 @@ def delta_rule_chunk(
         start[0] = S
         for i in range(n):
             torch.baddbmm(u0[i], w[i], start[i], alpha=-1.0, out=U[i])
-            S = start[i] if gamma_end is None else start[i] * gamma_end[i]
-            torch.baddbmm(S, k_write_t[i], U[i], out=start[i + 1])
+            if gamma_end is None:
+                torch.baddbmm(start[i], k_write_t[i], U[i], out=start[i + 1])
+            else:
+                torch.mul(start[i], gamma_end[i], out=start[i + 1])
+                start[i + 1].baddbmm_(k_write_t[i], U[i])
         S = start[n]
         start = start[:n]
-    o = torch.baddbmm(flat(q_read) @ flat(start), qk, flat(U)).view(n, bh, C, dv)  # Q S + tril(Γ⊙QKᵀ) U
+    o = torch.baddbmm(q_read.reshape(nb, C, dk) @ start.view(nb, dk, dv), qk, U.view(nb, C, dv))
+    o = o.view(n, bh, C, dv)  # diag(γ) Q S + tril(Γ⊙QKᵀ) U
     return RecurrenceOutput(
         output=from_chunks(o, b, t_len).to(q.dtype),
         final_state=S.view(b, h, dk, dv) if output_final_state else None,
         chunk_states=states_from_chunks(start, b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
     )
-
