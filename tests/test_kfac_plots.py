@@ -8,7 +8,7 @@ import torch
 
 from workbench.analysis.kfac import curvature_mask, curvature_spectrum
 from workbench.analysis.kfac.edit import eigen
-from workbench.plots import curvature_spectrum_figure, kept_components
+from workbench.plots import curvature_spectrum_figure, kept_components, thin_spectrum
 
 
 def _factors(d_in, d_out, seed):
@@ -49,6 +49,10 @@ def test_large_spectra_are_thinned_log_spaced_keeping_both_ends():
     x = list(fig.data[0].x)
     assert x[0] == 1 and x[-1] == 1200 and len(x) <= 52 and x == sorted(set(x))
     assert fig.data[0].y[-1] == pytest.approx(table.curvature.iloc[-1])
+    small = thin_spectrum(table, 50)
+    assert (small["rank"] + 1).tolist() == x and small.cumulative.iloc[-1] == pytest.approx(1.0)
+    full = kept_components(table, 0.7)
+    assert full <= kept_components(small, 0.7) and small.cumulative[small["rank"] + 1 == kept_components(small, 0.7)].item() >= 0.7
 
 
 def test_bad_input_is_refused_with_the_fix():

@@ -13,6 +13,12 @@ from plotly.subplots import make_subplots
 SPECTRUM_COLUMNS = ("rank", "curvature", "cumulative")
 
 
+def thin_spectrum(spectrum: pd.DataFrame, max_points: int = 200) -> pd.DataFrame:
+    """At most ``max_points`` rows of a spectrum table, at log-spaced ranks (first and last kept): small
+    enough to store with results and redraw."""
+    return spectrum.iloc[_thin(len(spectrum), max_points)].reset_index(drop=True)
+
+
 def _thin(n: int, max_points: int) -> np.ndarray:
     """At most ``max_points`` ranks of ``range(n)``, log-spaced (every rank when n ≤ max_points), always
     holding the first and the last."""
@@ -24,7 +30,8 @@ def _thin(n: int, max_points: int) -> np.ndarray:
 
 def kept_components(spectrum: pd.DataFrame, rho: float) -> int:
     """How many components the edit keeps at ``rho``: the fewest largest whose cumulative fraction
-    reaches ρ (the rule of :func:`workbench.analysis.kfac.curvature_mask`, up to float round-off)."""
+    reaches ρ (the rule of :func:`workbench.analysis.kfac.curvature_mask`, up to float round-off). On a
+    thinned table (some ranks left out), the first listed rank that reaches ρ, an upper bound."""
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
         raise ValueError(f"rho must be a number in [0, 1], got {rho!r}")
     cum = spectrum["cumulative"].to_numpy()
@@ -32,7 +39,8 @@ def kept_components(spectrum: pd.DataFrame, rho: float) -> int:
         return len(cum)
     if rho == 0:
         return 0
-    return min(int(np.searchsorted(cum, rho, side="left")) + 1, len(cum))
+    at = min(int(np.searchsorted(cum, rho, side="left")), len(cum) - 1)
+    return int(spectrum["rank"].iloc[at]) + 1
 
 
 def curvature_spectrum_figure(spectra: Union[pd.DataFrame, Mapping[str, pd.DataFrame]],
