@@ -58,10 +58,11 @@ def matmul_rates() -> dict[str, float]:
 
 
 def chunk_flops(b: int, t: int, h: int, d: int, c: int) -> float:
-    """FLOPs (2 per multiply-add) of our chunk algorithm per head: QKᵀ and KKᵀ (4tcd), the triangular
-    solve with 2d right-hand sides (2tcd), W·S and Kᵀ·U per chunk (4td²), the output Q·S + (QKᵀ)·U
-    (2td² + 2tcd)."""
-    return b * h * (8 * t * c * d + 6 * t * d * d)
+    """FLOPs (2 per multiply-add) of our chunk algorithm, as it runs (kernels/delta_rule/chunk.py), per head:
+    [Q; βK]Kᵀ (4tcd), the block-doubling inverse of each C×C unit-triangular matrix (≈ 2C³/3 per chunk,
+    ≈ 2tc²/3), its product with the 2d right-hand sides [V | γK] (4tcd), W·S and Kᵀ·U per chunk (4td²),
+    and the output Q·S + (QKᵀ)·U (2td² + 2tcd)."""
+    return b * h * (10 * t * c * d + 6 * t * d * d + 2 * t * c * c / 3)
 
 
 def main(argv=None) -> None:
