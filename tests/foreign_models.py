@@ -46,3 +46,29 @@ def tiny_llama():
     cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, initializer_range=0.2)
     return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def _hybrid(config_cls, model_cls):
+    import transformers  # noqa: F401
+
+    torch.manual_seed(0)
+    cfg = config_cls(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     num_key_value_heads=1, head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4,
+                     linear_key_head_dim=8, linear_value_head_dim=8, linear_conv_kernel_dim=4,
+                     layer_types=["linear_attention", "full_attention"], initializer_range=0.2,
+                     pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    return model_cls(cfg).eval()
+
+
+def tiny_qwen3_5():
+    """The text model of Qwen3.5 (Gated DeltaNet layers with Qwen3-Next's code, dense MLPs)."""
+    import transformers
+
+    return _hybrid(transformers.Qwen3_5TextConfig, transformers.Qwen3_5ForCausalLM)
+
+
+def tiny_olmo_hybrid():
+    """OLMo-hybrid: separate q/k/v/a/b projections and convolutions, the same chunked rule call."""
+    import transformers
+
+    return _hybrid(transformers.OlmoHybridConfig, transformers.OlmoHybridForCausalLM)
