@@ -75,3 +75,106 @@ def test_outlier_protected_fast_weight_mixers_run_and_pre_norm_is_unchanged():
                                                       if k not in ("block", "branch_scale")}))
     assert list(fresh.state_dict()) == list(shipped.state_dict())
     assert all(b.branch_scale == 1.0 for b in fresh.blocks)
+
+
+# ---------------------------------------------------------------- QK-norm of every mixer
+
+def op_model(mixer, **kw):
+    cfg = ModelConfig(d_vocab=23, d_model=32, n_heads=2, d_head=8, d_mlp=40, mixer=mixer, block="outlier_protected",
+                      init_std=0.2, **kw)
+    return HookedFastWeightLM(cfg)
+
+
+def test_linear_qk_norm_is_rms_with_gain_before_the_feature_map():
+    model = op_model("linear", feature_map="elu1")
+    with torch.no_grad():
+        model.blocks[0].attn.q_norm.w.copy_(torch.linspace(0.5, 2.0, 8))
+        model.blocks[0].attn.k_norm.w.copy_(torch.linspace(2.0, 0.2, 8))
+    _, cache = model.run_with_cache(TOKENS)
+    a = model.blocks[0].attn
+    want_q = F.elu(rms(cache["blocks.0.attn.hook_q_pre"], a.q_norm.w)) + 1
+    want_k = F.elu(rms(cache["blocks.0.attn.hook_k_pre"], a.k_norm.w)) + 1
+    assert rel_err(cache["blocks.0.attn.hook_q"], want_q) < 1e-6
+    assert rel_err(cache["blocks.0.attn.hook_k"], want_k) < 1e-6
+
+
+def silu_conv(pre, conv_weight):
+    """SiLU(causal depthwise conv) written with F.conv1d (independent of ShortConv)."""
+    b, p, h, d = pre.shape
+    x = pre.reshape(b, p, h * d).transpose(1, 2)
+    y = F.conv1d(F.pad(x, (conv_weight.shape[-1] - 1, 0)), conv_weight, groups=h * d)
+    return F.silu(y.transpose(1, 2)).reshape(b, p, h, d)
+
+
+def test_delta_qk_norm_unit_keys_and_gain_on_the_l2_query():
+    for mixer in ("delta", "gated_delta"):
+        model = op_model(mixer)
+        gain = torch.linspace(0.3, 3.0, 8)
+        with torch.no_grad():
+            model.blocks[1].attn.q_norm.w.copy_(gain)
+        _, cache = model.run_with_cache(TOKENS)
+        a = model.blocks[1].attn
+        q = silu_conv(cache["blocks.1.attn.hook_q_pre"], a.conv_q.weight)
+        k = silu_conv(cache["blocks.1.attn.hook_k_pre"], a.conv_k.weight)
+        assert rel_err(cache["blocks.1.attn.hook_q"], q / q.norm(dim=-1, keepdim=True) * gain) < 1e-5
+        assert rel_err(cache["blocks.1.attn.hook_k"], k / k.norm(dim=-1, keepdim=True)) < 1e-5
+        assert not hasattr(a, "k_norm")  # no gain on the keys: ‖k‖ = 1 keeps the delta rule stable
+
+
+def test_delta_keys_stay_unit_norm_and_the_memory_bounded_for_any_projection_or_gain():
+    """The delta rule with β ∈ (0, 2) and ‖k‖ = 1 never amplifies the memory: ‖S_t‖_F ≤ Σ ‖β v‖ ≤ 2 Σ ‖v‖."""
+    model = op_model("delta", allow_neg_eigval=True)
+    with torch.no_grad():
+        for b in model.blocks:
+            b.attn.W_K.mul_(1e3)
+            b.attn.W_beta.mul_(1e3)  # β saturates at 0 or 2
+            b.attn.q_norm.w.mul_(1e3)
+    positions = list(range(TOKENS.shape[1]))
+    with model.expose_states(positions):
+        logits, cache = model.run_with_cache(TOKENS)
+    assert torch.isfinite(logits).all()
+    for i in range(2):
+        k = cache[f"blocks.{i}.attn.hook_k"]
+        assert torch.allclose(k.norm(dim=-1), torch.ones(()), atol=1e-5)
+        v_sum = cache[f"blocks.{i}.attn.hook_v"].norm(dim=-1).cumsum(1)  # [batch, pos, head]
+        state = cache[f"blocks.{i}.attn.hook_state"].flatten(-2).norm(dim=-1)  # [batch, pos, head]
+        assert (state <= 2 * v_sum * (1 + 1e-4) + 1e-6).all()
+
+
+def test_every_qk_gain_is_trained_and_changes_the_output():
+    for mixer in ("softmax", "linear", "delta", "gated_delta"):
+        model = op_model(mixer)
+        model(TOKENS, return_type="loss").backward()
+        gains = [p for n, p in model.named_parameters() if ".q_norm." in n or ".k_norm." in n]
+        assert len(gains) == (4 if mixer in ("softmax", "linear") else 2), mixer
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gains), mixer
+        before = model(TOKENS).detach()
+        with torch.no_grad():
+            model.blocks[0].attn.q_norm.w.copy_(torch.linspace(0.2, 3.0, 8))
+        assert rel_err(model(TOKENS), before) > 1e-3, mixer
+
+
+def test_op_delta_checkpoint_without_the_query_gain_loads_with_unit_gain(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from workbench import save
+
+    model = op_model("gated_delta")
+    save(model, tmp_path / "ckpt")
+    tensors = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    old = {k: v for k, v in tensors.items() if ".q_norm." not in k}  # as saved before the gain existed
+    assert len(old) == len(tensors) - 2
+    save_file(old, str(tmp_path / "ckpt" / "model.safetensors"), metadata={"format": "workbench", "version": "1"})
+    loaded = load(tmp_path / "ckpt")
+    assert torch.equal(loaded(TOKENS), model(TOKENS))  # w_q = 1 is the plain L2 query, the old forward
+    _, cache = loaded.run_with_cache(TOKENS)
+    q = silu_conv(cache["blocks.0.attn.hook_q_pre"], loaded.blocks[0].attn.conv_q.weight)
+    assert rel_err(cache["blocks.0.attn.hook_q"], F.normalize(q, dim=-1)) < 1e-6
+
+
+def test_op_delta_needs_l2_qk_norm():
+    import pytest
+
+    with pytest.raises(ValueError, match="qk_norm must be 'l2'"):
+        ModelConfig(d_vocab=23, mixer="delta", block="outlier_protected", qk_norm="sum")
+    ModelConfig(d_vocab=23, mixer="delta", qk_norm="sum")  # pre-norm: any qk_norm

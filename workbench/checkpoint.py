@@ -121,6 +121,7 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
     """A model for ``cfg`` holding exactly ``tensors``: names, shapes and float dtypes must all match."""
     model = HookedFastWeightLM(cfg)
     expected = model.state_dict()
+    tensors = {**_added_since_saved(cfg, set(tensors), expected), **tensors}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -140,6 +141,18 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
             raise CheckpointError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected a floating-point dtype")
     model.load_state_dict(tensors, strict=True)
     return model.to(device)
+
+
+def _added_since_saved(cfg: ModelConfig, present: set[str], expected: dict[str, torch.Tensor]
+                       ) -> dict[str, torch.Tensor]:
+    """Parameters added after a checkpoint format was in use, with the values that reproduce the old model:
+    the query gain of the delta mixers' Outlier Protected QK-norm (ones: w_q = 1 is the plain L2 query)."""
+    if cfg.block != "outlier_protected" or cfg.mixer not in ("delta", "gated_delta"):
+        return {}
+    gains = [f"blocks.{i}.attn.q_norm.w" for i in range(cfg.n_layers)]
+    if any(g in present for g in gains):
+        return {}
+    return {g: torch.ones_like(expected[g]) for g in gains}
 
 
 def _header_size(first8: bytes) -> int:

@@ -53,8 +53,10 @@ class ModelConfig:
     Blocks: pre-norm ``norm`` (or none), ``mlp`` of width ``d_mlp``, ``positional`` embeddings.
     ``block="outlier_protected"`` is the Outlier Protected block of He et al. (2024): no norm before the
     mixer or the MLP, one ``norm`` on the first block's input (plus the final one), each residual branch
-    multiplied by ``branch_scale``, and RMS QK-norm (with a learnable gain per channel) on the queries and
-    keys of the softmax and linear mixers (the delta mixers keep their ``qk_norm``).
+    multiplied by ``branch_scale``, and QK-norm: RMS with a learnable gain per channel on the queries and
+    keys of the softmax and linear mixers; for the delta mixers (which need ``qk_norm="l2"`` there) unit
+    L2 keys — the delta rule is stable only with β‖k‖² ≤ 2 — and the gain on the L2 query only (see
+    :mod:`workbench.components.delta_net`).
     ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`).
     """
 
@@ -114,6 +116,9 @@ class ModelConfig:
         for name in ["sum_norm", "allow_neg_eigval", "output_gate"]:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.block == "outlier_protected" and self.mixer in ("delta", "gated_delta") and self.qk_norm != "l2":
+            raise ValueError(f"ModelConfig.qk_norm must be 'l2' for the {self.mixer} mixer in the Outlier Protected "
+                             f"block (its QK-norm keeps the keys unit-norm), got {self.qk_norm!r}")
         if self.dpfp_nu > 2 * self.d_head - 1 and self.feature_map == "dpfp":
             raise ValueError(f"ModelConfig.dpfp_nu must be < 2·d_head = {2 * self.d_head}, got {self.dpfp_nu}")
 

@@ -2,9 +2,20 @@
 
     q, k, v = act(conv(x W_Q)), act(conv(x W_K)), act(conv(x W_V))     act = SiLU, conv optional
     q, k    = qk_norm(q), qk_norm(k)                                     L2 (default), sum or none
+    (Outlier Protected block: q = w_q ⊙ q/‖q‖, k = k/‖k‖ — QK-norm with a learned gain on q only)
     β       = sigmoid(x W_β + b_β)        (×2 with allow_neg_eigval)
     u_t     = β_t (v_t − S_{t-1}ᵀ k_t);   S_t = S_{t-1} + k_t u_tᵀ;   z_t = S_tᵀ (q_t / √d_head)
     out     = RMSNorm_head(z) W_O + b_O
+
+QK-norm in the Outlier Protected block. The delta rule is stable only while β_t‖k_t‖² ≤ 2 (the
+transition I − β_t k_t k_tᵀ has eigenvalue 1 − β_t‖k_t‖² along k_t, and β_t ∈ (0, 1), or (0, 2) with
+``allow_neg_eigval``), so a gain on the keys — as the softmax QK-norm has — would let ‖k_t‖ leave 1
+and the memory diverge. The keys stay exactly unit-norm; the learned per-channel gain w_q goes on the
+query only. It keeps all the freedom a gain can give the read: the memory is read through
+q_tᵀ k_i = Σ_c w_q[c] q̂_t[c] k̂_i[c], and for softmax QK-norm too only the product of the two gains
+enters the scores. The query's overall scale is irrelevant (the per-head output RMSNorm removes it),
+so the gain is on the L2-normalised query and w_q = 1 is the plain L2 query (an Outlier Protected
+checkpoint saved before the gain existed loads with w_q = 1 and the same outputs).
 
 Patching ``hook_delta`` (the values written to memory) recomputes the read-out from the patched
 writes, holding every other write fixed: z_t = Σ_{i≤t} Γ_ti (scale·q_t·k_i) u_i. Later delta errors
@@ -23,6 +34,7 @@ from transformer_lens.hook_points import HookPoint
 from ..config import ModelConfig
 from ..kernels import delta_rule
 from .fast_weight_state import expose_and_patch
+from .norms import QKL2Gain
 from .short_conv import ShortConv
 
 
@@ -61,11 +73,13 @@ class DeltaNet(nn.Module):
             self.conv_k = ShortConv(h * dh, cfg.conv_size)
             self.conv_v = ShortConv(h * dh, cfg.conv_size)
         self.scale = dh ** -0.5
+        if cfg.block == "outlier_protected":  # QK-norm: q = w_q ⊙ q/‖q‖, k = k/‖k‖ (see the module docstring)
+            self.q_norm = QKL2Gain(dh)
         self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and SiLU
         self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and SiLU
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  x W_V, before conv and SiLU
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid
-        self.hook_q = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU and qk_norm; read with scale·q
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU, qk_norm (and gain); read with scale·q
         self.hook_k = HookPoint()  # [batch, pos, head, d_head]  after conv, SiLU and qk_norm
         self.hook_v = HookPoint()  # [batch, pos, head, d_head]  after conv and SiLU
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
@@ -91,7 +105,9 @@ class DeltaNet(nn.Module):
             y = conv(y)
         return F.silu(y).view(b, p, self.cfg.n_heads, self.cfg.d_head)
 
-    def _qk_norm(self, x: torch.Tensor) -> torch.Tensor:
+    def _qk_norm(self, x: torch.Tensor, query: bool = False) -> torch.Tensor:
+        if query and hasattr(self, "q_norm"):
+            return self.q_norm(x)
         if self.cfg.qk_norm == "l2":
             return F.normalize(x, dim=-1, eps=1e-6)
         if self.cfg.qk_norm == "sum":
@@ -100,7 +116,8 @@ class DeltaNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
         has_conv = self.cfg.conv_size > 0
-        q = self.hook_q(self._qk_norm(self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre)))
+        q = self.hook_q(self._qk_norm(self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre),
+                                      query=True))
         k = self.hook_k(self._qk_norm(self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre)))
         v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre))
         beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))

@@ -17,7 +17,9 @@ class LinearAttention(nn.Module):
     """S_t = S_{t-1} + φ(k_t) v_tᵀ;  z_t = S_tᵀ (scale·φ(q_t))  (÷ Σ_{j≤t} φ(k_j)ᵀφ(q_t) with sum_norm).
 
     ``scale`` is 1 with ``sum_norm`` (it cancels) and d_key^-½ without. In the Outlier Protected block
-    the projected q and k are RMS-normalised per head (QK-norm) before the feature map.
+    the projected q and k are RMS-normalised per head with a learnable gain each (QK-norm) after
+    ``hook_q_pre``/``hook_k_pre`` and before the feature map (the sum rule has no stability condition on
+    ‖k‖, so both sides carry a gain, as in softmax attention).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -43,8 +45,11 @@ class LinearAttention(nn.Module):
         self.state_request = None  # set only inside HookedFastWeightLM.expose_states
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
-        q = self.hook_q(self.feature_map(self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q))))
-        k = self.hook_k(self.feature_map(self.hook_k_pre(torch.einsum("bpm,hmd->bphd", x, self.W_K))))
+        q = self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q))
+        k = self.hook_k_pre(torch.einsum("bpm,hmd->bphd", x, self.W_K))
+        if hasattr(self, "q_norm"):  # Outlier Protected QK-norm, before the feature map
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.hook_q(self.feature_map(q)), self.hook_k(self.feature_map(k))
         v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
         q = q * self.scale
         res = linear_attention(q, k, v, normalize=self.cfg.sum_norm, chunk_size=self.cfg.chunk_size,
