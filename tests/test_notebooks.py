@@ -58,3 +58,7 @@ def test_runner_sets_quick_mode_and_folder_and_fails_on_a_cell_error(tmp_path):
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('boom')")]), bad)
     with pytest.raises(CellExecutionError, match="boom"):
         execute_notebook(bad, quick=False)
+
+
+def test_the_memorization_notebook_is_there():
+    assert "memorization" in {p.stem for p in NOTEBOOKS}
