@@ -144,3 +144,15 @@ def test_models_without_the_rule_are_refused():
         capture_gated_delta(model, IDS, modules=["model.layers.7.linear_attn"])
     with pytest.raises(ValueError, match="outside the sequence"):
         fast_weights_at(capture_gated_delta(model, IDS[:, :4])["model.layers.0.linear_attn"], 4)
+
+
+def test_the_docs_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "foreign_models.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    scope = {"__name__": "__docs__"}
+    exec(compile(block, "docs/foreign_models.md", "exec"), scope)
+    assert scope["S"].shape == (2, 3, 4, 8, 8) and len(scope["table"]) == 2 * 4 * 6
+    assert rel_err(scope["rec"].output, scope["cap"].output) <= 1e-5
