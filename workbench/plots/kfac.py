@@ -77,7 +77,7 @@ def curvature_spectrum_figure(spectra: Union[pd.DataFrame, Mapping[str, pd.DataF
     if rho is not None:
         fig.add_hline(y=rho, line_dash="dash", line_color="black", annotation_text=f"ρ = {rho:g}", row=1, col=2)
     fig.update_xaxes(type="log", title_text="component rank (largest curvature first)")
-    fig.update_yaxes(type="log", title_text="λ_i μ_j", row=1, col=1)
+    fig.update_yaxes(type="log", exponentformat="power", title_text="λ_i μ_j", row=1, col=1)
     fig.update_yaxes(title_text="fraction of Σλ·Σμ", range=[0, 1.02], row=1, col=2)
     fig.update_layout(title=title or "K-FAC curvature spectrum" + (f" (ρ = {rho:g})" if rho is not None else ""))
     return fig
