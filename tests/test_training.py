@@ -70,3 +70,39 @@ def test_bad_train_configs_and_inputs():
         TrainConfig.from_dict({"step": 3})
     with pytest.raises(ValueError, match="d_vocab"):
         train(ModelConfig(d_vocab=10, n_ctx=16), TASK, FAST, progress=False)
+
+
+def test_soap_learns_is_bit_identical_and_differs_from_adamw():
+    from pytorch_optimizer import SOAP
+
+    from workbench.training import make_optimizer
+
+    cfg = TrainConfig.from_dict({**FAST.to_dict(), "optimizer": "soap"})
+    assert isinstance(make_optimizer(HookedFastWeightLM(config("delta")), cfg), SOAP)
+    learned = train(config("delta"), TASK, cfg, progress=False).history[-1]
+    assert learned["eval_loss"] < 0.5 * math.log(12), learned
+    short = TrainConfig(steps=12, batch_size=8, eval_every=12, eval_batches=1)
+    soap_short = TrainConfig.from_dict({**short.to_dict(), "optimizer": "soap"})
+    sa = train(config("delta"), TASK, soap_short, progress=False).model.state_dict()
+    sb = train(config("delta"), TASK, soap_short, progress=False).model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    adamw = train(config("delta"), TASK, short, progress=False).model.state_dict()
+    assert not torch.equal(adamw["blocks.0.attn.W_Q"], sa["blocks.0.attn.W_Q"])
+
+
+def test_soap_first_step_only_sets_up_the_preconditioner():
+    start = HookedFastWeightLM(config("softmax"))
+    one = TrainConfig(steps=1, batch_size=4, eval_every=1, eval_batches=1, warmup_steps=0, optimizer="soap")
+    after = train(start, TASK, one, progress=False).model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in start.state_dict().items())
+
+
+def test_optimizer_choice_defaults_to_adamw_and_old_configs_load():
+    old = {k: v for k, v in FAST.to_dict().items() if k not in ("optimizer", "precondition_frequency")}
+    loaded = TrainConfig.from_dict(old)
+    assert loaded.optimizer == "adamw" and loaded == FAST
+    assert TrainConfig.from_dict(json.loads(json.dumps(TrainConfig(optimizer="soap").to_dict()))).optimizer == "soap"
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="precondition_frequency"):
+        TrainConfig(optimizer="soap", precondition_frequency=0)
