@@ -1,0 +1,136 @@
+"""The outlier case study as data: one :class:`Protocol` shared by every run and a list of :class:`RunConfig`.
+
+A run is one small language model on the Python documentation (``workbench.text``), named
+``<mixer>-<block>-<optimizer>``: trained with checkpoints every ``save_every`` steps, traced at each
+checkpoint (kurtosis over training) and quantised to W8A8 at the end. Frozen and JSON round-trippable;
+``FULL`` and ``QUICK`` are what ``python -m case_studies.outliers [--quick]`` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from workbench import ModelConfig
+from workbench.dataclass_io import check_keys
+from workbench.tasks.text import TextLM
+from workbench.training import OPTIMIZERS, TrainConfig
+
+MIXERS = ("softmax", "linear", "delta", "gated_delta")
+BLOCKS = ("pre_norm", "outlier_protected")
+BLOCK_SHORT = {"pre_norm": "prenorm", "outlier_protected": "op"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Model size, data and training shared by every run, and how the runs are measured.
+
+    Model: ``n_layers`` blocks, ``d_model``, ``n_heads`` × ``d_head``, GELU MLP of ``d_mlp``, learned
+    positions, LayerNorm (pre-norm: before each branch; Outlier Protected: on the first block's input,
+    residual branches × ``branch_scale``, QK-norm). Data: the ``python-topics`` corpus, byte-level BPE of
+    ``vocab_size``, ``seq_len`` tokens × ``batch_size`` per step. Training: ``steps`` with linear warmup
+    over ``warmup_steps`` then cosine to lr/10, clip 1, weight decay 0.1 on matrices, checkpoints every
+    ``save_every`` steps. Measurement: kurtosis etc. on the first ``trace_windows`` validation windows
+    at every checkpoint; validation perplexity (all held-out documents) of the float model and of its
+    W8A8 copy (activations per tensor and per token)."""
+
+    vocab_size: int = 1024
+    seq_len: int = 128
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_head: int = 16
+    d_mlp: int = 256
+    branch_scale: float = 0.2
+    steps: int = 700
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    save_every: int = 100
+    trace_windows: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "steps",
+                     "batch_size", "save_every", "trace_windows"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Protocol.{name} must be a positive int, got {v!r}")
+        if self.save_every > self.steps:
+            raise ValueError(f"Protocol.save_every ({self.save_every}) > steps ({self.steps}): no checkpoint to trace")
+
+    def task(self) -> TextLM:
+        return TextLM(corpus="python-topics", tokenizer="bpe", vocab_size=self.vocab_size, seq_len=self.seq_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
+        return cls(**check_keys(cls, data))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One model: ``mixer`` in ``block`` style, trained with ``optimizer``."""
+
+    mixer: str
+    block: str
+    optimizer: str
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("mixer", MIXERS), ("block", BLOCKS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"RunConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.mixer.replace('_', '-')}-{BLOCK_SHORT[self.block]}-{self.optimizer}"
+
+    def model_config(self, protocol: Protocol, d_vocab: int) -> ModelConfig:
+        p = protocol
+        return ModelConfig(d_vocab=d_vocab, d_model=p.d_model, n_layers=p.n_layers, n_heads=p.n_heads,
+                           d_head=p.d_head, d_mlp=p.d_mlp, n_ctx=p.seq_len, mixer=self.mixer, block=self.block,
+                           branch_scale=p.branch_scale, seed=p.seed)
+
+    def train_config(self, protocol: Protocol) -> TrainConfig:
+        p = protocol
+        return TrainConfig(steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=p.warmup_steps,
+                           save_every=p.save_every, eval_every=p.save_every, seed=p.seed, optimizer=self.optimizer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Study:
+    protocol: Protocol
+    runs: tuple[RunConfig, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocol", self.protocol if isinstance(self.protocol, Protocol)
+                           else Protocol.from_dict(self.protocol))
+        object.__setattr__(self, "runs", tuple(r if isinstance(r, RunConfig) else RunConfig(**check_keys(RunConfig, r))
+                                               for r in self.runs))
+        names = [r.name for r in self.runs]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"a Study needs at least one run and unique run names, got {names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol.to_dict(), "runs": [r.to_dict() for r in self.runs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Study":
+        data = check_keys(cls, data)
+        return cls(data["protocol"], tuple(data["runs"]))
+
+
+def grid(mixers, blocks=BLOCKS, optimizers=OPTIMIZERS) -> tuple[RunConfig, ...]:
+    return tuple(RunConfig(m, b, o) for m in mixers for b in blocks for o in optimizers)
+
+
+FULL = Study(Protocol(), grid(("softmax", "delta")))
+QUICK = Study(Protocol(vocab_size=320, seq_len=32, d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, steps=12,
+                       batch_size=4, warmup_steps=2, save_every=6, trace_windows=4),
+              grid(("softmax", "delta")))

@@ -1,0 +1,75 @@
+"""One run of the outlier study: train with checkpoints, trace every checkpoint, quantise the final model."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.analysis.outliers import trace_over_training
+from workbench.analysis.outliers.quantize import quantize_w8a8
+from workbench.text.evaluate import evaluate_text, validation_windows
+from workbench.training import train
+
+from .config import Protocol, RunConfig
+
+SITES = ("resid_post", "mlp_hidden", "attn_out", "mlp_out", "q", "k", "v")
+METRICS = ("kurtosis", "max_median_ratio", "max_abs", "signal_propagation")
+QUANTISATIONS = {  # results key → quantize_w8a8 arguments; weights int8 per output channel unless said
+    "per_tensor": dict(activations="per_tensor"),  # W8A8, He et al.'s setting
+    "per_token": dict(activations="per_token"),
+    "per_tensor_activations_only": dict(activations="per_tensor", weights=False),  # A8, float weights
+    "per_tensor_a6": dict(activations="per_tensor", activation_bits=6),  # W8A6: harsher, same activations
+    "per_tensor_a4": dict(activations="per_tensor", activation_bits=4),  # W8A4
+}
+
+
+def trace_batches(protocol: Protocol, task) -> list[torch.Tensor]:
+    """The first ``trace_windows`` full validation windows, in batches of 8 (the same for every run)."""
+    windows = [w for w in validation_windows(task.data.val_ids, task.seq_len) if len(w) == task.seq_len]
+    if len(windows) < protocol.trace_windows:
+        raise ValueError(f"the validation split has {len(windows)} full windows; lower Protocol.trace_windows")
+    windows = windows[: protocol.trace_windows]
+    return [torch.stack(windows[i: i + 8]) for i in range(0, len(windows), 8)]
+
+
+def _round(x: float, digits: int = 6) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: bool = True) -> dict[str, Any]:
+    """Train ``run`` (checkpoints in ``checkpoints/<name>``), then measure it; returns its results entry."""
+    task = protocol.task()
+    out = Path(checkpoints) / run.name
+    train_cfg = run.train_config(protocol)
+    start = time.perf_counter()
+    result = train(run.model_config(protocol, task.d_vocab), task,
+                   type(train_cfg).from_dict({**train_cfg.to_dict(), "out_dir": str(out)}), progress=progress)
+    train_seconds = time.perf_counter() - start
+    table = trace_over_training(out, trace_batches(protocol, task), sites=SITES, progress=False)
+    over_training = {"step": table.step.tolist(), "layer": table.layer.tolist(), "site": table.site.tolist(),
+                     **{m: [_round(v) for v in table[m].tolist()] for m in METRICS}}
+    float_ppl = evaluate_text(result.model, task)["val_ppl"]
+    quant = {}
+    for key, kwargs in QUANTISATIONS.items():
+        ppl = evaluate_text(quantize_w8a8(result.model, **kwargs), task)["val_ppl"]
+        quant[key] = {"ppl_float": float_ppl, "ppl_w8a8": ppl, "ppl_ratio": ppl / float_ppl}
+    last = table[table.step == table.step.max()]
+    recipe = {"model": result.model.cfg.to_dict(), "task": task.to_dict(),
+              "train": {k: v for k, v in train_cfg.to_dict().items() if k != "out_dir"}}
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
+    return {
+        "name": run.name,
+        "run": run.to_dict(),
+        "train_seconds": round(train_seconds, 1),
+        "train_loss": [_round(h["train_loss"]) for h in result.history],
+        "eval_loss_by_step": {str(h["step"]): _round(h["eval_loss"]) for h in result.history if "eval_loss" in h},
+        "val_ppl": _round(float_ppl),
+        "w8a8": {g: {k: (_round(v) if isinstance(v, float) else v) for k, v in q.items()} for g, q in quant.items()},
+        "final_kurtosis": {site: _round(float(last[last.site == site]["kurtosis"].max()))
+                           for site in SITES if (last.site == site).any()},
+        "over_training": over_training,
+    }

@@ -1,0 +1,56 @@
+"""The README's tables, generated from ``results.json`` (``tables.md``)."""
+
+from __future__ import annotations
+
+from .config import BLOCK_SHORT
+
+PAPER = [  # He et al. (2024), OPT-125m, W8A8 (REFERENCE.md)
+    ("Outlier Protected", "SOAP", 14.71, 14.87),
+    ("pre-norm", "Adam", 16.00, 63.4),
+]
+BLOCK_NAME = {"pre_norm": "pre-norm", "outlier_protected": "Outlier Protected"}
+OPT_NAME = {"adamw": "AdamW", "soap": "SOAP"}
+
+
+def main_table(results: dict) -> str:
+    rows = ["| mixer | block | optimiser | Kurt resid_post | Kurt mlp hidden | val ppl (float) | W8A8 per-tensor | "
+            "ratio | W8A8 per-token | ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        run, q = r["run"], r["w8a8"]
+        k = r["final_kurtosis"]
+        rows.append(f"| {run['mixer']} | {BLOCK_NAME[run['block']]} | {OPT_NAME[run['optimizer']]} "
+                    f"| {k['resid_post']:.2f} | {k.get('mlp_hidden', float('nan')):.2f} | {r['val_ppl']:.2f} "
+                    f"| {q['per_tensor']['ppl_w8a8']:.2f} | {q['per_tensor']['ppl_ratio']:.3f} "
+                    f"| {q['per_token']['ppl_w8a8']:.2f} | {q['per_token']['ppl_ratio']:.3f} |")
+    return "\n".join(rows)
+
+
+def paper_table() -> str:
+    rows = ["| He et al. 2024, OPT-125m | optimiser | ppl (float) | W8A8 | ratio |", "|---|---|---|---|---|"]
+    for block, opt, before, after in PAPER:
+        rows.append(f"| {block} | {opt} | {before:.2f} | {after:.2f} | {after / before:.3f} |")
+    return "\n".join(rows)
+
+
+def kurtosis_table(results: dict, site: str = "resid_post") -> str:
+    """Largest kurtosis over layers at ``site``, by checkpoint step."""
+    steps = sorted(set(results["runs"][0]["over_training"]["step"]))
+    rows = ["| run | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---|" * len(steps)]
+    for r in results["runs"]:
+        t = r["over_training"]
+        best = {}
+        for step, s, k in zip(t["step"], t["site"], t["kurtosis"]):
+            if s == site:
+                best[step] = max(best.get(step, 0.0), k)
+        rows.append(f"| {r['name']} | " + " | ".join(f"{best[s]:.2f}" for s in steps) + " |")
+    return "\n".join(rows)
+
+
+def tables(results: dict) -> str:
+    return ("## Final models: kurtosis (largest over layers) and W8A8 validation perplexity\n\n"
+            + main_table(results) + "\n\n## Kurtosis of the residual stream (largest over layers) over training\n\n"
+            + kurtosis_table(results, "resid_post") + "\n\n## Kurtosis of the MLP hidden layer (largest over layers) "
+            "over training\n\n" + kurtosis_table(results, "mlp_hidden") + "\n")
+
+
+__all__ = ["BLOCK_SHORT", "main_table", "paper_table", "kurtosis_table", "tables"]
