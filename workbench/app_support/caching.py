@@ -3,20 +3,25 @@
 Models are ``st.cache_resource`` (one object shared by every session, never mutated); results are
 ``st.cache_data`` (each caller gets its own copy), keyed by the model's ``key`` and the inputs. Every
 computation holds the model's lock: hooks are module state and must not interleave across sessions.
+Edited models, and what is measured on them, live in :func:`per_session` stores: no other session sees them.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from operator import attrgetter
+from typing import Callable, Hashable, TypeVar
 
 import pandas as pd
 import streamlit as st
 import torch
 
-from . import attention_maps, edits, predictions, probing, sources, trajectory
+from . import attention_maps, edits, outlier_dashboard, predictions, probing, sources, trajectory
 from .sequences import TokenSequence
+from .token_streams import TokenStream
 
 _BY_KEY = {sources.LoadedModel: attrgetter("key")}
+T = TypeVar("T")
 
 
 def _locked(lm: sources.LoadedModel, fn, *args, **kwargs):
@@ -76,3 +81,39 @@ def redirect(lm: sources.LoadedModel, seq: TokenSequence, layer: int, position: 
 @st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
 def wipe(lm: sources.LoadedModel, seq: TokenSequence, layer: int, position: int, head, mode: str) -> edits.EditOutcome:
     return _locked(lm, edits.wipe_memory, list(seq.tokens), layer, position, head, mode)
+
+
+@st.cache_data(max_entries=512, show_spinner=False, hash_funcs=_BY_KEY)
+def outlier_batch(lm: sources.LoadedModel, batch: tuple, sites: tuple) -> dict:
+    """Outlier statistics of one batch (``[batch, pos]`` as nested tuples) at ``sites``."""
+    return _locked(lm, outlier_dashboard.batch_stats, torch.tensor(batch, dtype=torch.long), sites)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def top_residual_neuron(lm: sources.LoadedModel, stream: TokenStream, layer: int, site: str) -> int:
+    return _locked(lm, outlier_dashboard.top_residual_neuron, stream.stacked(), layer, site)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def residual_writes(lm: sources.LoadedModel, stream: TokenStream, layer: int, site: str, neuron: int) -> pd.DataFrame:
+    return _locked(lm, outlier_dashboard.residual_writes, stream.stacked(), layer, site, neuron)
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def state_table(lm: sources.LoadedModel, stream: TokenStream, n_singular: int) -> pd.DataFrame:
+    return _locked(lm, outlier_dashboard.state_table, stream, n_singular)
+
+
+# ---------------------------------------------------------------------- per browser session (edits)
+def per_session(store: str, key: Hashable, compute: Callable[[], T], max_entries: int = 4) -> T:
+    """``compute()`` once per browser session and ``key``, kept in this session's state (the
+    ``max_entries`` latest per store): for edited models and their results, which no other session may see."""
+    entries = st.session_state.setdefault(f"per_session:{store}", OrderedDict())
+    if key in entries:
+        entries.move_to_end(key)
+        return entries[key]
+    value = compute()
+    entries[key] = value
+    while len(entries) > max_entries:
+        entries.popitem(last=False)
+    return value

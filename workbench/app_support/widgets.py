@@ -13,12 +13,15 @@ from typing import Iterator, Optional
 
 import streamlit as st
 
-from . import caching, sequences, sources
+from . import caching, kfac_editing, sequences, sources, token_streams
+from .outlier_dashboard import trace_stream
 from .probing import probe_samples
 from .sequences import TokenSequence
+from .token_streams import TokenStream
 
 MODEL_SOURCES = ("Shipped checkpoint", "Upload a checkpoint", "Fresh model (random init)")
 SEQUENCE_SOURCES = ("Sample from a task", "Type token ids")
+STREAM_SOURCES = ("Batches of the model's task", "The sidebar's sequence")
 
 
 @contextmanager
@@ -135,3 +138,67 @@ def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: 
                        probe=lambda s, lay: caching.probe(lm, s, lay, s.pairs))
     bar.empty()
     return df
+
+
+def choose_stream(lm: sources.LoadedModel, seq: TokenSequence, key: str, batches: int = 4,
+                  batch_size: int = 8) -> TokenStream:
+    """The tokens an analysis averages over: seeded batches of the task (the sidebar's, else the model's)
+    or the sidebar's one sequence. Raises ValueError (shown by ``errors_shown``) for bad sizes."""
+    task = token_streams.stream_task(lm.model.cfg, seq, lm.task)
+    kind = st.radio("Tokens", STREAM_SOURCES if task is not None else STREAM_SOURCES[1:], horizontal=True,
+                    key=f"{key}_source")
+    if kind == STREAM_SOURCES[1]:
+        return token_streams.sequence_stream(seq)
+    cols = st.columns(3)
+    n = cols[0].number_input("Batches", min_value=1, max_value=64, value=batches, key=f"{key}_batches")
+    size = cols[1].number_input("Sequences per batch", min_value=1, max_value=256, key=f"{key}_batch_size",
+                                value=token_streams.fitting_batch_size(lm.model.cfg, task, batches, batch_size))
+    seed = cols[2].number_input("Seed of the batches", min_value=0, max_value=2**31 - 1, value=0, key=f"{key}_seed")
+    stream = token_streams.task_stream(lm.model.cfg, task, int(n), int(size), int(seed))
+    st.caption(f"{stream.label}; task {json.dumps(task)}")
+    return stream
+
+
+def outlier_stats_with_progress(lm: sources.LoadedModel, stream: TokenStream, sites: tuple) -> dict:
+    """Outlier statistics of every batch of ``stream`` (each cached), merged, with a progress bar."""
+    n = len(stream.batches)
+    bar = st.progress(0.0, text=f"Tracing {n} batch{'es' if n > 1 else ''}…")
+    stats = trace_stream(lm.model, stream, sites,
+                         progress=lambda i, total: bar.progress(i / total, text=f"Traced {i} of {total} batches"),
+                         trace_batch=lambda t: caching.outlier_batch(lm, tuple(map(tuple, t.tolist())), sites))
+    bar.empty()
+    return stats
+
+
+def kfac_factors_with_progress(lm: sources.LoadedModel, stream: TokenStream, sites: tuple, labels: str,
+                               seed: int) -> dict:
+    """K-FAC factors of ``sites`` over ``stream``, collected once per session (with a progress bar)."""
+    def collect() -> dict:
+        n = len(stream.batches)
+        bar = st.progress(0.0, text=f"Collecting K-FAC factors of {len(sites)} layers over {stream.n_tokens:,} "
+                                    "tokens…")
+        with lm.lock:
+            factors = kfac_editing.collect_factors(
+                lm.model, stream.tensors(), sites, labels, seed,
+                progress=lambda i, total: bar.progress(i / total, text=f"K-FAC: {i} of {n} batches"))
+        bar.empty()
+        return factors
+
+    return caching.per_session("kfac_factors", (lm.key, stream, sites, labels, seed), collect)
+
+
+def edit_comparison_with_progress(lm: sources.LoadedModel, factors_key: tuple, factors: dict, rho: float,
+                                  recite, held_out: TokenStream, prefix_len: int, suffix_len: int, budget: str):
+    """:func:`kfac_editing.compare_edits`, once per session and settings (with a progress bar); returns
+    ``(comparison, edited models)``. The edited models exist only in this session."""
+    def compare():
+        bar = st.progress(0.0, text="Editing the weights…")
+        with lm.lock:
+            out = kfac_editing.compare_edits(
+                lm.model, factors, rho, recite, held_out, prefix_len, suffix_len, budget,
+                progress=lambda i, total, what: bar.progress(i / total, text=f"{what} ({i} of {total})"))
+        bar.empty()
+        return out
+
+    key = (lm.key, factors_key, rho, recite, held_out, prefix_len, suffix_len, budget)
+    return caching.per_session("kfac_edits", key, compare)
