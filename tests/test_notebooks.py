@@ -25,6 +25,10 @@ def test_the_tour_is_there():
     assert "tour" in {p.stem for p in NOTEBOOKS}
 
 
+def test_the_case_study_notebooks_are_there():
+    assert {"capacity", "mqar", "outliers"} <= {p.stem for p in NOTEBOOKS}
+
+
 @pytest.mark.parametrize("path", _params())
 def test_notebook_runs_without_errors(path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny tensors: one thread is faster on a shared 2-core machine
