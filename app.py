@@ -16,6 +16,8 @@ page = st.navigation([
     st.Page("app_pages/fast_weights.py", title="Fast weights"),
     st.Page("app_pages/recall_probe.py", title="Recall probe"),
     st.Page("app_pages/editing.py", title="Patch and edit"),
+    st.Page("app_pages/outliers.py", title="Outliers"),
+    st.Page("app_pages/kfac.py", title="K-FAC editing"),
 ])
 
 with st.sidebar:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from workbench.paths import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing"]
+PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "kfac"]
 CONFIG_TEXT = (DEFAULT_CHECKPOINT / "config.json").read_text()
 WEIGHTS = (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
 
@@ -70,7 +70,8 @@ def test_every_page_renders_on_the_bundled_checkpoint(page):
     at = open_app(page)
     assert_ok(at)
     assert "toy-delta" in at.sidebar.caption[0].value and "48 tokens" in at.sidebar.caption[1].value
-    expected_charts = {"overview": 0, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 0}[page]
+    expected_charts = {"overview": 0, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 0,
+                       "outliers": 4, "kfac": 2}[page]
     assert len(charts(at)) == expected_charts
     if page == "overview":
         assert metric(at, "Recall accuracy") == "100%"
@@ -78,6 +79,12 @@ def test_every_page_renders_on_the_bundled_checkpoint(page):
     if page == "editing":  # the default edit: recall at the first query answers like the last query
         assert at.metric[0].delta.startswith("was ")
         assert any("the edit reproduces it" in c.value for c in at.main.caption)
+    if page == "outliers":
+        assert titles(at)[0] == "kurtosis by layer over 4 × 8 mqar sequences of 48 tokens (seed 0)"
+    if page == "kfac":  # the default checkpoint memorized nothing: the page says so and points to one that did
+        assert "canaries-delta" in at.info[0].value
+        assert [m.label for m in at.metric][:3] == ["Held-out perplexity", "Strict recitation",
+                                                   "Top-10 agreement with the unedited model"]
 
 
 # ---------------------------------------------------------------------- widgets change the output
@@ -157,6 +164,101 @@ def test_editing_actions_strength_and_mode():
     assert at.metric[0].delta.startswith("was ") and len(at.dataframe[2].value) == 1  # readout: only t changes
 
 
+def test_outliers_metric_site_dimension_state_and_tokens_change_the_output():
+    from workbench.analysis.outliers import outlier_table, trace_outliers
+    from workbench.app_support.token_streams import task_stream
+
+    at = open_app("outliers")
+    model, task = open_model(), json.loads(at.session_state["selection"][1].task_json)
+    stream = task_stream(model.cfg, task, 4, 8, 0)
+    expected = outlier_table(trace_outliers(model, stream.tensors(), tuple(at.multiselect(key="outlier_sites").value),
+                                            progress=False))
+    shown = at.dataframe[0].value
+    assert np.allclose(shown["kurtosis"], expected["kurtosis"]) and np.allclose(shown["n_tokens"], 4 * 8 * 48)
+    at.selectbox(key="outlier_metric").set_value("signal_propagation").run()
+    assert titles(at)[0].startswith("signal_propagation by layer")
+    assert charts(at)[0]["layout"]["yaxis"]["type"] == "linear"
+    at.selectbox(key="outlier_layer").set_value(1).run()
+    at.selectbox(key="outlier_site").set_value("k").run()
+    assert titles(at)[1] == "per-neuron RMS of k, layer 1"
+    top = titles(at)[2]
+    dimension = next(n for n in at.number_input if n.key.startswith("writes_neuron-"))
+    dimension.set_value(3).run()
+    assert_ok(at)
+    assert titles(at)[2] == "direct writes to dimension 3 of resid_post, layer 1" != top
+    dimension.set_value(64).run()
+    assert "neuron must be an int in [0, 63]" in errors(at)
+    dimension.set_value(3).run()
+    at.selectbox(key="state_value").set_value("effective_rank").run()
+    at.selectbox(key="state_layer").set_value(1).run()
+    assert_ok(at)
+    assert titles(at)[3].startswith("effective_rank of W_t") and len(charts(at)[3]["data"]) == 2  # two heads
+    at.radio(key="outlier_stream_source").set_value("The sidebar's sequence").run()
+    assert_ok(at)
+    assert "the mqar sample, seed 0 (48 tokens)" in titles(at)[0] and at.dataframe[0].value["n_tokens"].eq(48).all()
+    at.multiselect(key="outlier_sites").set_value([]).run()
+    assert "no hook site chosen" in errors(at)
+
+
+def strict_recitation(at: AppTest) -> list[str]:
+    return [m.value for m in at.metric if m.label == "Strict recitation"]
+
+
+def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
+    at = open_app()
+    at.sidebar.selectbox(key="checkpoint").set_value("canaries-delta").run()
+    at.switch_page("app_pages/kfac.py").run()
+    assert_ok(at)
+    assert not at.info and at.radio(key="kfac_recite").value == "The task's canaries"
+    assert titles(at) == ["K-FAC curvature of 4 layer(s), ρ = 0.9", "strict_acc by repetitions"]
+    # docs/kfac.md: at ρ = 0.9 the K-FAC edit stops most recitation, SVD truncation keeps all of it
+    assert strict_recitation(at) == ["44%", "12%", "44%"]
+    at.number_input(key="kfac_rho").set_value(0.8).run()
+    assert strict_recitation(at) == ["44%", "0%", "19%"] and "ρ = 0.8" in titles(at)[0]
+    svd = at.dataframe[0].value.iloc[2].to_dict()
+    at.radio(key="kfac_budget").set_value("rank").run()
+    assert at.dataframe[0].value.iloc[2].to_dict() != svd and (at.dataframe[1].value.method == "svd_rank").sum() == 4
+    at.selectbox(key="kfac_metric").set_value("mean_norm_distance").run()
+    assert titles(at)[1] == "mean_norm_distance by repetitions"
+    canaries = at.dataframe[2].value  # the per-sequence table
+    assert len(canaries) == 3 * 16
+    at.radio(key="kfac_recite").set_value("Sequences you type").run()
+    from workbench.tasks import task_from_dict
+
+    most_repeated = task_from_dict(at.session_state["selection"][0].task).canaries()[-1].tolist()
+    typed = next(t for t in at.text_area if t.key.startswith("kfac_typed-"))
+    typed.set_value(" ".join(map(str, most_repeated)) + "\n" + " ".join(["5"] * 30)).run()
+    assert_ok(at)
+    assert titles(at)[1] == "mean_norm_distance by sequence" and strict_recitation(at)[0] == "50%"
+    assert [b.label for b in at.get("download_button")] == ["config.json", "model.safetensors"]
+
+
+def test_kfac_bad_choices_show_an_error_and_the_page_recovers():
+    at = open_app("kfac")
+    for widget, bad, message in [("kfac_rho", 0.0, "ρ must be in (0, 1]"), ("kfac_rho", 1.5, "ρ must be in (0, 1]"),
+                                 ("kfac_layers", [], "no layer chosen"),
+                                 ("kfac_kinds", [], "no kind of linear layer chosen"),
+                                 ("kfac_kinds", ["mlp_gate"], "has no ['MLP W_gate'] in layer(s) [0, 1]")]:
+        element = at.number_input(key=widget) if widget == "kfac_rho" else at.multiselect(key=widget)
+        good = element.value
+        element.set_value(bad).run()
+        assert message in errors(at), widget
+        assert not at.get("plotly_chart") or widget == "kfac_rho"
+        element.set_value(good).run()
+        assert_ok(at)
+    at.radio(key="kfac_recite").set_value("Sequences you type").run()
+    typed = next(t for t in at.text_area if t.key.startswith("kfac_typed-"))
+    typed.set_value("  \n").run()
+    assert "no sequences to recite" in errors(at)
+    typed.set_value("1 2 3\n4 x").run()
+    assert "line 2: entry 1 ('x') is not a token id" in errors(at)
+    typed.set_value("1 2 3 4 5 6").run()
+    assert_ok(at)
+    prefix = next(n for n in at.number_input if n.key.startswith("kfac_prefix-"))
+    prefix.set_value(6).run()
+    assert "prefix + suffix = 10 tokens, but the sequences to recite have 6" in errors(at)
+
+
 # ---------------------------------------------------------------------- bad input: a message, never a traceback
 @pytest.mark.parametrize("text, message", [
     ("", "the sequence is empty"),
@@ -220,9 +322,18 @@ def test_fresh_configs_good_and_bad():
     assert "unknown ModelConfig keys ['n_layer']" in errors(at)
     at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "d_mlp": 10**6})).run()
     assert "the app builds models up to" in errors(at)
+    at.switch_page("app_pages/editing.py").run()
     at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "mixer": "softmax"})).run()
     assert_ok(at)
     assert "keep no fast-weight matrix" in at.info[0].value  # the fast-weight page explains, does not fail
+    at.switch_page("app_pages/outliers.py").run()
+    assert_ok(at)
+    assert "keep no fast-weight state" in at.info[0].value and len(charts(at)) == 3
+    at.switch_page("app_pages/kfac.py").run()
+    assert_ok(at)
+    assert "no record of its training" in at.info[0].value
+    at.multiselect(key="kfac_kinds").set_value(["beta"]).run()  # softmax attention has no β
+    assert "has no ['W_beta (β)']" in errors(at)
     at.switch_page("app_pages/attention.py").run()
     assert_ok(at)
 
@@ -244,3 +355,23 @@ def test_the_shared_model_is_never_changed_by_a_session():
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in lm.model.state_dict().items())
     assert all(not hp._forward_hooks for hp in lm.model.hook_dict.values())
     assert all(block.attn.state_request is None for block in lm.model.blocks)
+
+
+def test_a_kfac_edit_lives_only_in_its_own_session():
+    from workbench.app_support import caching, sources
+
+    alice, bob = open_app("kfac"), open_app("kfac")
+    perplexities = [m.value for m in bob.metric if m.label == "Held-out perplexity"]
+    alice.number_input(key="kfac_rho").set_value(0.5).run()
+    assert_ok(alice)
+    bob.run()
+    assert [m.value for m in bob.metric if m.label == "Held-out perplexity"] == perplexities
+    rhos = lambda at: sorted(key[2] for key in at.session_state["per_session:kfac_edits"])  # noqa: E731
+    assert rhos(alice) == [0.5, 0.9] and rhos(bob) == [0.9]  # Bob's session never holds Alice's edit
+    lm = caching.shipped_model("toy-delta", sources.checkpoint_stamp("toy-delta"))
+    fresh = open_model()
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in lm.model.state_dict().items())
+    assert all(not hp._forward_hooks for hp in lm.model.hook_dict.values())
+    _, edited = next(v for k, v in alice.session_state["per_session:kfac_edits"].items() if k[2] == 0.5)
+    assert edited["K-FAC"] is not lm.model
+    assert not torch.equal(edited["K-FAC"].blocks[0].mlp.W_in, lm.model.blocks[0].mlp.W_in)
