@@ -32,8 +32,8 @@ controls = st.columns([3, 1])
 metric = controls[0].selectbox("Metric", METRICS, key="outlier_metric")
 log_y = controls[1].toggle("Log scale", metric in ("kurtosis", "max_median_ratio", "top_ratio"),
                            key=f"outlier_log-{metric}")
-st.plotly_chart(metric_by_layer(table, metric, log_y, title=f"{metric} by layer over {stream.label}"),
-                key="outlier_metric_chart")
+st.plotly_chart(metric_by_layer(table, metric, log_y, title=f"{metric} by layer over {stream.label}")
+                .update_xaxes(dtick=1), key="outlier_metric_chart")
 st.dataframe(table.drop(columns="hook"), hide_index=True, width="stretch")
 
 st.subheader("Top outlier neurons")
