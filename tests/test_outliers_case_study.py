@@ -21,7 +21,8 @@ from workbench.text import evaluate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_DIR = ROOT / "case_studies" / "outliers"
-FIGURES = ["kurtosis_resid_over_training", "kurtosis_mlp_hidden_over_training", "w8a8_vs_kurtosis", "perplexity_w8a8"]
+FIGURES = ["kurtosis_resid_over_training", "kurtosis_mlp_hidden_over_training", "w8a8_vs_kurtosis", "w8a4_vs_kurtosis",
+           "perplexity_w8a8"]
 
 
 def test_configs_round_trip_and_reject_bad_input():

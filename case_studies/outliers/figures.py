@@ -38,19 +38,23 @@ def kurtosis_over_training(runs: list[dict], site: str = "resid_post") -> go.Fig
     return fig
 
 
-def quantisation_vs_kurtosis(runs: list[dict], site: str = "resid_post", activations: str = "per_tensor") -> go.Figure:
-    """W8A8 perplexity ratio (quantised / float) against final kurtosis, one marker per run."""
-    fig = go.Figure()
+def quantisation_vs_kurtosis(runs: list[dict], key: str = "per_tensor", label: str = "W8A8") -> go.Figure:
+    """Perplexity ratio (quantised / float) of ``r["w8a8"][key]`` against the final kurtosis of the residual
+    stream (left) and of the MLP hidden layer (right), one marker per run."""
+    sites = ("resid_post", "mlp_hidden")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=[f"{s} (max over layers)" for s in sites])
     symbols = {"softmax": "circle", "linear": "square", "delta": "diamond", "gated_delta": "triangle-up"}
-    for r in runs:
-        run = r["run"]
-        fig.add_trace(go.Scatter(
-            x=[r["final_kurtosis"][site]], y=[r["w8a8"][activations]["ppl_ratio"]], mode="markers+text",
-            text=[run["mixer"]], textposition="top center", name=f"{run['mixer']}, {_label(run)}",
-            marker=dict(size=12, symbol=symbols[run["mixer"]], color=COLORS[(run["block"], run["optimizer"])])))
-    fig.update_layout(title=f"W8A8 ({activations.replace('_', '-')} activations) cost against outlier features",
-                      xaxis_title=f"kurtosis, {site} (max over layers, final model)", xaxis_type="log",
-                      yaxis_title="validation ppl W8A8 / float", width=900, height=550)
+    for col, site in enumerate(sites, start=1):
+        for r in runs:
+            run = r["run"]
+            fig.add_trace(go.Scatter(
+                x=[r["final_kurtosis"][site]], y=[r["w8a8"][key]["ppl_ratio"]], mode="markers",
+                name=f"{run['mixer']}, {_label(run)}", legendgroup=r["name"], showlegend=col == 1,
+                marker=dict(size=12, symbol=symbols[run["mixer"]], color=COLORS[(run["block"], run["optimizer"])])),
+                row=1, col=col)
+        fig.update_xaxes(title_text="kurtosis of the final model", type="log", row=1, col=col)
+    fig.update_yaxes(title_text=f"validation ppl {label} / float", row=1, col=1)
+    fig.update_layout(title=f"{label} cost against outlier features (per-tensor activations)", width=1000, height=500)
     return fig
 
 
@@ -70,5 +74,6 @@ def perplexity_bars(runs: list[dict]) -> go.Figure:
 def all_figures(runs: list[dict]) -> dict[str, go.Figure]:
     return {"kurtosis_resid_over_training": kurtosis_over_training(runs, "resid_post"),
             "kurtosis_mlp_hidden_over_training": kurtosis_over_training(runs, "mlp_hidden"),
-            "w8a8_vs_kurtosis": quantisation_vs_kurtosis(runs, "resid_post", "per_tensor"),
+            "w8a8_vs_kurtosis": quantisation_vs_kurtosis(runs, "per_tensor", "W8A8"),
+            "w8a4_vs_kurtosis": quantisation_vs_kurtosis(runs, "per_tensor_a4", "W8A4"),
             "perplexity_w8a8": perplexity_bars(runs)}

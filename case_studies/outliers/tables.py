@@ -25,6 +25,17 @@ def main_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def harsher_table(results: dict) -> str:
+    """Perplexity ratio (quantised / float) under activation-only int8, W8A8, W8A6 and W8A4 (per tensor)."""
+    keys = [("per_tensor_activations_only", "A8 only"), ("per_tensor", "W8A8"), ("per_tensor_a6", "W8A6"),
+            ("per_tensor_a4", "W8A4")]
+    rows = ["| run | val ppl (float) | " + " | ".join(label for _, label in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for r in results["runs"]:
+        rows.append(f"| {r['name']} | {r['val_ppl']:.2f} | "
+                    + " | ".join(f"{r['w8a8'][k]['ppl_ratio']:.3f}" for k, _ in keys) + " |")
+    return "\n".join(rows)
+
+
 def paper_table() -> str:
     rows = ["| He et al. 2024, OPT-125m | optimiser | ppl (float) | W8A8 | ratio |", "|---|---|---|---|---|"]
     for block, opt, before, after in PAPER:
@@ -48,9 +59,10 @@ def kurtosis_table(results: dict, site: str = "resid_post") -> str:
 
 def tables(results: dict) -> str:
     return ("## Final models: kurtosis (largest over layers) and W8A8 validation perplexity\n\n"
-            + main_table(results) + "\n\n## Kurtosis of the residual stream (largest over layers) over training\n\n"
+            + main_table(results) + "\n\n## Perplexity ratio, quantised / float, with harsher activation rounding "
+            "(per tensor)\n\n" + harsher_table(results) + "\n\n## Kurtosis of the residual stream (largest over layers) over training\n\n"
             + kurtosis_table(results, "resid_post") + "\n\n## Kurtosis of the MLP hidden layer (largest over layers) "
             "over training\n\n" + kurtosis_table(results, "mlp_hidden") + "\n")
 
 
-__all__ = ["BLOCK_SHORT", "main_table", "paper_table", "kurtosis_table", "tables"]
+__all__ = ["BLOCK_SHORT", "main_table", "harsher_table", "paper_table", "kurtosis_table", "tables"]
