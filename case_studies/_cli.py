@@ -1,0 +1,70 @@
+"""The command line every case study shares.
+
+    python -m case_studies.<name> [--quick] [--out DIR] [--no-png] [--only NAME ...] [--threads N] [--replot]
+
+A study's ``__main__`` builds the parser with :func:`study_parser` (and adds its own options), then
+calls :func:`output_dir`, :func:`replot_results` for ``--replot``, :func:`select_runs` for ``--only`` and
+:func:`set_threads`. Every mistake on the command line ends in ``argparse``'s one-line error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence, TypeVar
+
+import torch
+
+S = TypeVar("S")
+
+
+def study_parser(name: str, doc: Optional[str], quick_help: str, only_example: str) -> argparse.ArgumentParser:
+    """The options every study has; ``name`` is the folder under ``case_studies/``."""
+    ap = argparse.ArgumentParser(prog=f"python -m case_studies.{name}", description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help=f"{quick_help} (the tests run this)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output directory (default: case_studies/{name}/results, or runs/{name}-quick with --quick)")
+    ap.add_argument("--no-png", action="store_true", help="write the figures as HTML only (no kaleido/Chromium)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                    help=f"run only these runs (e.g. {only_example})")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the figures and tables.md from the results.json already in --out (no training)")
+    return ap
+
+
+def output_dir(args: argparse.Namespace, name: str) -> Path:
+    """``--out``, or the study's default folder for a full or a quick run."""
+    return args.out or Path(f"runs/{name}-quick" if args.quick else f"case_studies/{name}/results")
+
+
+def replot_results(ap: argparse.ArgumentParser, out: Path) -> dict[str, Any]:
+    """The ``results.json`` in ``out`` for ``--replot``; a parser error if there is none."""
+    path = Path(out) / "results.json"
+    if not path.is_file():
+        ap.error(f"--replot needs {path}; run the study first or point --out at its folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        ap.error(f"{path} is not valid JSON ({e}); rerun the study")
+
+
+def select_runs(ap: argparse.ArgumentParser, study: S, only: Optional[Sequence[str]]) -> S:
+    """``study`` (a dataclass with a ``runs`` tuple of named runs) keeping only the runs named in ``only``
+    (all when ``only`` is None); a parser error names the unknown ones and lists the known."""
+    if not only:
+        return study
+    names = [r.name for r in study.runs]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        ap.error(f"unknown run(s) {unknown}; known: {names}")
+    return dataclasses.replace(study, runs=tuple(r for r in study.runs if r.name in only))
+
+
+def set_threads(ap: argparse.ArgumentParser, threads: int) -> None:
+    if threads < 1:
+        ap.error("--threads must be ≥ 1")
+    torch.set_num_threads(threads)

@@ -1,0 +1,80 @@
+"""The command line shared by the case studies (case_studies/_cli.py): defaults, --only, --replot, --threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from case_studies import _cli
+from case_studies.capacity.__main__ import main as capacity_main
+from case_studies.mqar.__main__ import main as mqar_main
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Study:
+    runs: tuple
+    seed: int = 3
+
+
+def _parser():
+    return _cli.study_parser("demo", "doc", quick_help="tiny", only_example="a")
+
+
+def test_defaults_and_output_dirs(tmp_path):
+    ap = _parser()
+    args = ap.parse_args([])
+    assert (args.quick, args.no_png, args.only, args.threads, args.replot) == (False, False, None, 1, False)
+    assert str(_cli.output_dir(args, "demo")) == "case_studies/demo/results"
+    assert str(_cli.output_dir(ap.parse_args(["--quick"]), "demo")) == "runs/demo-quick"
+    assert _cli.output_dir(ap.parse_args(["--out", str(tmp_path)]), "demo") == tmp_path
+
+
+def test_select_runs_keeps_order_and_other_fields_and_names_unknown_runs(capsys):
+    ap, study = _parser(), _Study((_Run("a"), _Run("b"), _Run("c")), seed=7)
+    assert _cli.select_runs(ap, study, None) is study
+    picked = _cli.select_runs(ap, study, ["c", "a"])
+    assert [r.name for r in picked.runs] == ["a", "c"] and picked.seed == 7
+    with pytest.raises(SystemExit) as e:
+        _cli.select_runs(ap, study, ["a", "zz"])
+    assert e.value.code == 2 and "unknown run(s) ['zz']; known: ['a', 'b', 'c']" in capsys.readouterr().err
+
+
+def test_replot_needs_valid_results_json(tmp_path, capsys):
+    ap = _parser()
+    with pytest.raises(SystemExit):
+        _cli.replot_results(ap, tmp_path)
+    assert "--replot needs" in capsys.readouterr().err
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        _cli.replot_results(ap, tmp_path)
+    assert "is not valid JSON" in capsys.readouterr().err
+    (tmp_path / "results.json").write_text(json.dumps({"runs": [1]}))
+    assert _cli.replot_results(ap, tmp_path) == {"runs": [1]}
+
+
+def test_threads_must_be_positive(capsys):
+    before = torch.get_num_threads()
+    with pytest.raises(SystemExit):
+        _cli.set_threads(_parser(), 0)
+    assert "--threads must be ≥ 1" in capsys.readouterr().err and torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("main", [capacity_main, mqar_main])
+def test_studies_refuse_bad_command_lines_before_any_work(main, tmp_path, capsys):
+    for argv in (["--quick", "--out", str(tmp_path), "--only", "no-such-run"],
+                 ["--out", str(tmp_path), "--replot"],
+                 ["--quick", "--out", str(tmp_path), "--threads", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown run(s) ['no-such-run']" in err and "--replot needs" in err and "--threads must be ≥ 1" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
