@@ -1,0 +1,98 @@
+"""python -m case_studies.memorization [--quick] [--out DIR] [--no-png] [--threads N] [--only NAME ...] [--replot]
+
+Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) on real text with
+canaries, probes recitation (by repetition, prefix length, prefix offset, prompt position), edits each
+model with K-FAC and SVD over the ρ sweep, then writes ``results.json``, ``tables.md`` and the figures
+(HTML + PNG) to ``--out``. ``--replot`` only redraws the figures and ``tables.md`` from the
+``results.json`` already in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import _report
+from . import figures
+from .config import FULL, QUICK, Study
+from .run import execute
+from .tables import tables
+
+MODULE = "case_studies.memorization"
+
+
+def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
+    runs = results["runs"]
+    figs = {"tradeoff": figures.tradeoff_figure(runs), "rho_sweep": figures.sweep_figure(runs),
+            "by_repetition": figures.repetition_figure(runs), "offsets": figures.offset_figure(runs),
+            "prompt_position": figures.prompt_position_figure(runs), "prefix_length": figures.prefix_figure(runs)}
+    for r in runs:
+        for stats in r["spectra"]:
+            figs[f"spectrum_{r['name']}_{stats}"] = figures.spectrum_figure(r, stats)
+    return _report.write_figures(figs, out, png=png)
+
+
+def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = True, progress: bool = True) -> dict:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    out = _report.prepare_output(out)
+    entries = []
+    for run in tqdm(study.runs, desc="runs", disable=not progress):
+        entries.append(execute(run, study.protocol, progress=progress))
+        if progress:
+            e = entries[-1]
+            tqdm.write(f"{run.name}: val ppl {e['val_ppl']:.2f}, {len(e['memorized'])} canaries recited "
+                       f"({e['train_seconds']:.0f} s training, {e['probe_edit_seconds']:.0f} s probes and edits)")
+    results = {"quick": quick, "study": study.to_dict(), "runs": entries,
+               "cpu_seconds": round(time.process_time() - cpu_start, 1)}
+    _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
+    results = json.loads((out / "results.json").read_text())  # figures and tables from what was written
+    write_figures(results, out, png)
+    (out / "tables.md").write_text(tables(results))
+    return results
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny models and data, seconds (the tests run this)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output directory (default: case_studies/memorization/results, or runs/memorization-quick "
+                         "with --quick)")
+    ap.add_argument("--no-png", action="store_true", help="write the figures as HTML only (no kaleido/Chromium)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these runs (e.g. mem-delta)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--replot", action="store_true", help="redraw figures and tables.md from --out/results.json")
+    args = ap.parse_args(argv)
+    study = QUICK if args.quick else FULL
+    out = args.out or Path("runs/memorization-quick" if args.quick else "case_studies/memorization/results")
+    if args.replot:
+        path = out / "results.json"
+        if not path.is_file():
+            ap.error(f"--replot needs {path}: run the study into --out {out} first")
+        results = json.loads(path.read_text())
+        write_figures(results, out, png=not args.no_png)
+        (out / "tables.md").write_text(tables(results))
+        print(tables(results))
+        return
+    if args.only:
+        names = [r.name for r in study.runs]
+        unknown = sorted(set(args.only) - set(names))
+        if unknown:
+            ap.error(f"unknown run(s) {unknown}; known: {names}")
+        study = Study(study.protocol, tuple(r for r in study.runs if r.name in args.only))
+    if args.threads < 1:
+        ap.error("--threads must be ≥ 1")
+    torch.set_num_threads(args.threads)
+    command = _report.command_line(MODULE, argv)
+    results = run_study(study, out, command, args.quick, png=not args.no_png)
+    print(tables(results))
+    print(f"wrote {out}/results.json, tables.md and the figures")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The memorization case study as data: one :class:`Protocol` shared by all runs and a list of :class:`RunConfig`.
+
+A run is one small language model, ``mem-<mixer>``, trained on real text (``workbench.text``) with
+canaries written in at exact repetition counts and positions (:class:`workbench.tasks.TextCanaries`).
+It is then probed for recitation (by repetition, prefix length, prefix offset and prompt position),
+edited with K-FAC and with SVD truncation over a ρ sweep and probed again. Everything here is frozen and
+JSON round-trippable; ``FULL`` and ``QUICK`` are the two studies ``python -m case_studies.memorization
+[--quick]`` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from workbench import ModelConfig
+from workbench.analysis.kfac import KINDS
+from workbench.dataclass_io import check_keys
+from workbench.tasks import TextCanaries
+
+MIXERS = ("delta", "gated_delta", "linear", "softmax")
+
+
+def _ints(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+STATS = ("train", "heldout")
+METHODS = ("kfac", "svd")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One edit of the sweep: ``method`` (``kfac`` or ``svd``) of the sites of ``kinds`` in ``layers``
+    (``None``: every layer; negative indices count from the last); for K-FAC, ``stats`` says where the
+    factors come from: ``train`` (rows of the training set) or ``heldout`` (the first half of the
+    validation documents, never trained on; perplexity is measured on the second half)."""
+
+    method: str
+    kinds: tuple[str, ...] = ("mlp_in", "mlp_out")
+    layers: Optional[tuple[int, ...]] = None
+    stats: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", _ints(self.layers))
+        if self.method not in METHODS:
+            raise ValueError(f"Variant.method must be one of {METHODS}, got {self.method!r}")
+        bad = [k for k in self.kinds if k not in KINDS]
+        if not self.kinds or bad:
+            raise ValueError(f"Variant.kinds must be a non-empty subset of {KINDS}, got {self.kinds!r}")
+        if (self.method == "kfac") != (self.stats is not None) or (self.stats is not None and self.stats not in STATS):
+            raise ValueError(f"a kfac Variant needs stats in {STATS}, an svd Variant none; got {self.method!r} "
+                             f"with stats={self.stats!r}")
+
+    @property
+    def sites_name(self) -> str:
+        layers = ("all layers" if self.layers is None else "last layer" if self.layers == (-1,)
+                  else "layers " + ",".join(map(str, self.layers)))
+        return f"{'+'.join(self.kinds)} ({layers})"
+
+    @property
+    def name(self) -> str:
+        base = {"kfac": "K-FAC", "svd": "SVD"}[self.method]
+        return f"{base} {self.sites_name}" + (f", {self.stats} stats" if self.stats else "")
+
+
+MLP = ("mlp_in", "mlp_out")
+LAST = (-1,)
+VARIANTS = (Variant("kfac", MLP, LAST, stats="heldout"), Variant("svd", MLP, LAST),
+            Variant("kfac", MLP, LAST, stats="train"), Variant("kfac", ("mlp_in",), LAST, stats="heldout"),
+            Variant("kfac", MLP, stats="heldout"), Variant("svd", MLP))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every run is trained, edited and probed.
+
+    Data: :class:`TextCanaries` with these fields (``n_rows = steps × batch_size``, so each canary is
+    seen exactly its repetition count). Training: ``steps`` AdamW steps (``lr``, linear warmup over
+    ``warmup_steps``, cosine to lr/10, clip 1, weight decay 0.1), the rows in order.
+
+    Recitation (greedy): main probe ``prefix_len`` → ``suffix_len`` at offset 0 with the prompt at
+    position 0; by prefix length over ``prefix_lens`` (suffix ``suffix_len``); the offset probe of Xu
+    et al. over ``offsets`` with ``offset_prefix_len`` → ``offset_suffix_len``; the prompt-position probe
+    puts the main probe's prompt after ``p`` tokens of validation text for every canary position p.
+
+    Editing: every :class:`Variant` of ``variants`` at every ρ of ``rhos``. K-FAC factors come from
+    ``kfac_batches`` batches of training rows or from the first half of the validation windows
+    (``labels``: sampled from the model, as in the paper); SVD keeps the same fraction of spectral
+    energy. Perplexity and top-10 agreement are measured on the second half of the validation windows.
+    The headline edit of a variant is the smallest ρ whose perplexity stays within ``ppl_budget`` × the
+    unedited model's (the paper's K-FAC edit cost 22.84 / 19.04 = 1.20×).
+    """
+
+    vocab_size: int = 1024
+    seq_len: int = 128
+    canary_len: int = 32
+    repetitions: tuple[int, ...] = (1, 4, 16, 64, 128)
+    positions: tuple[int, ...] = (0, 64)
+    canaries_per_level: int = 4
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    prefix_len: int = 16
+    suffix_len: int = 16
+    prefix_lens: tuple[int, ...] = (4, 8, 16)
+    offsets: tuple[int, ...] = (0, 1, 2, 4, 8, 16)
+    offset_prefix_len: int = 8
+    offset_suffix_len: int = 8
+    variants: tuple[Variant, ...] = VARIANTS
+    kfac_batches: int = 32
+    labels: str = "sampled"
+    rhos: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+    ppl_budget: float = 1.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("repetitions", "positions", "prefix_lens", "offsets"):
+            object.__setattr__(self, name, _ints(getattr(self, name)))
+        object.__setattr__(self, "variants", tuple(v if isinstance(v, Variant) else Variant(**v)
+                                                    for v in self.variants))
+        if not self.variants or len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"Protocol.variants must be distinct Variants, got {self.variants!r}")
+        object.__setattr__(self, "rhos", tuple(float(r) for r in self.rhos))
+        for name in ("steps", "batch_size", "prefix_len", "suffix_len", "offset_prefix_len", "offset_suffix_len",
+                     "kfac_batches"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Protocol.{name} must be a positive int, got {v!r}")
+        if not self.rhos or any(not 0 < r < 1 for r in self.rhos):
+            raise ValueError(f"Protocol.rhos must be numbers in (0, 1), got {self.rhos!r}")
+        if self.labels not in ("sampled", "gold"):
+            raise ValueError(f"Protocol.labels must be 'sampled' or 'gold', got {self.labels!r}")
+        L = self.canary_len
+        if self.prefix_len + self.suffix_len > L or max(self.prefix_lens) + self.suffix_len > L:
+            raise ValueError(f"prefix + suffix must fit in canary_len = {L}")
+        if max(self.offsets) + self.offset_prefix_len + self.offset_suffix_len > L:
+            raise ValueError(f"the largest offset + offset_prefix_len + offset_suffix_len must fit in canary_len = {L}")
+        self.task()  # TextCanaries checks positions, lengths and rows
+
+    def task(self) -> TextCanaries:
+        return TextCanaries(vocab_size=self.vocab_size, seq_len=self.seq_len, canary_len=self.canary_len,
+                            repetitions=self.repetitions, positions=self.positions,
+                            canaries_per_level=self.canaries_per_level, n_rows=self.steps * self.batch_size,
+                            seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
+        return cls(**check_keys(cls, data))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One model: ``n_layers`` pre-norm blocks of ``mixer`` + GELU MLP, learned positions, LayerNorm."""
+
+    mixer: str
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_mlp: int = 512
+    chunk_size: int = 32
+    model_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mixer not in MIXERS:
+            raise ValueError(f"RunConfig.mixer must be one of {MIXERS}, got {self.mixer!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+
+    @property
+    def name(self) -> str:
+        return f"mem-{self.mixer.replace('_', '-')}"
+
+    def model_config(self, protocol: Protocol, d_vocab: int) -> ModelConfig:
+        return ModelConfig(d_vocab=d_vocab, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+                           d_head=self.d_model // self.n_heads, d_mlp=self.d_mlp, n_ctx=protocol.seq_len,
+                           mixer=self.mixer, chunk_size=self.chunk_size, seed=self.model_seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return cls(**check_keys(cls, data))
+
+
+@dataclass(frozen=True)
+class Study:
+    protocol: Protocol
+    runs: tuple[RunConfig, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs", tuple(self.runs))
+        names = [r.name for r in self.runs]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"a study needs runs with distinct names, got {names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol.to_dict(), "runs": [r.to_dict() for r in self.runs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Study":
+        return cls(Protocol.from_dict(data["protocol"]), tuple(RunConfig.from_dict(r) for r in data["runs"]))
+
+
+FULL = Study(protocol=Protocol(), runs=(RunConfig("delta"), RunConfig("softmax")))
+
+QUICK = Study(
+    protocol=Protocol(vocab_size=512, seq_len=48, canary_len=16, repetitions=(1, 8), positions=(0, 16),
+                      canaries_per_level=2, steps=30, batch_size=8, warmup_steps=5, prefix_len=8, suffix_len=8,
+                      prefix_lens=(4, 8), offsets=(0, 2, 4), offset_prefix_len=4, offset_suffix_len=4,
+                      kfac_batches=2, rhos=(0.9, 0.6),
+                      variants=(Variant("kfac", MLP, LAST, stats="heldout"), Variant("svd", MLP, LAST),
+                                Variant("kfac", MLP, stats="train"))),
+    runs=(RunConfig("delta", d_model=32, n_heads=2, d_mlp=64, chunk_size=16),
+          RunConfig("softmax", d_model=32, n_heads=2, d_mlp=64, chunk_size=16)),
+)
