@@ -58,10 +58,10 @@ def kurtosis_table(results: dict, site: str = "resid_post") -> str:
 
 
 def tables(results: dict) -> str:
-    return ("## Final models: kurtosis (largest over layers) and W8A8 validation perplexity\n\n"
-            + main_table(results) + "\n\n## Perplexity ratio, quantised / float, with harsher activation rounding "
-            "(per tensor)\n\n" + harsher_table(results) + "\n\n## Kurtosis of the residual stream (largest over layers) over training\n\n"
-            + kurtosis_table(results, "resid_post") + "\n\n## Kurtosis of the MLP hidden layer (largest over layers) "
+    return ("### Final models: kurtosis (largest over layers) and W8A8 validation perplexity\n\n"
+            + main_table(results) + "\n\n### Perplexity ratio, quantised / float, with harsher activation rounding "
+            "(per tensor)\n\n" + harsher_table(results) + "\n\n### Kurtosis of the residual stream (largest over layers) over training\n\n"
+            + kurtosis_table(results, "resid_post") + "\n\n### Kurtosis of the MLP hidden layer (largest over layers) "
             "over training\n\n" + kurtosis_table(results, "mlp_hidden") + "\n")
 
 
