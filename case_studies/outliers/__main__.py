@@ -8,15 +8,12 @@ figures and ``tables.md`` from the ``results.json`` already in ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from .. import _report
+from .. import _cli, _report
 from .config import FULL, QUICK, Study
 from .figures import all_figures
 from .run import execute
@@ -49,39 +46,20 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny models, seconds (the tests run this)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output directory (default: case_studies/outliers/results, or runs/outliers-quick with --quick)")
+    ap = _cli.study_parser("outliers", __doc__, quick_help="tiny models, seconds", only_example="delta-op-soap")
     ap.add_argument("--checkpoints", type=Path, default=None,
                     help="where each run keeps its step_N/ checkpoints (default: runs/outliers-checkpoints, "
                          "or <out>/checkpoints with --quick)")
-    ap.add_argument("--no-png", action="store_true", help="write the figures as HTML only (no kaleido/Chromium)")
-    ap.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these runs (e.g. delta-op-soap)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--replot", action="store_true", help="redraw figures and tables.md from --out/results.json")
     args = ap.parse_args(argv)
-    study = QUICK if args.quick else FULL
-    out = args.out or Path("runs/outliers-quick" if args.quick else "case_studies/outliers/results")
+    out = _cli.output_dir(args, "outliers")
     if args.replot:
-        path = out / "results.json"
-        if not path.is_file():
-            ap.error(f"--replot needs {path}: run the study into --out {out} first")
-        results = json.loads(path.read_text())
+        results = _cli.replot_results(ap, out)
         write_figures(results, out, png=not args.no_png)
         (out / "tables.md").write_text(tables(results))
         print(tables(results))
         return
-    if args.only:
-        names = [r.name for r in study.runs]
-        unknown = sorted(set(args.only) - set(names))
-        if unknown:
-            ap.error(f"unknown run(s) {unknown}; known: {names}")
-        study = Study(study.protocol, tuple(r for r in study.runs if r.name in args.only))
-    if args.threads < 1:
-        ap.error("--threads must be ≥ 1")
-    torch.set_num_threads(args.threads)
+    study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
+    _cli.set_threads(ap, args.threads)
     checkpoints = args.checkpoints or (out / "checkpoints" if args.quick else Path("runs/outliers-checkpoints"))
     command = _report.command_line(MODULE, argv)
     results = run_study(study, out, checkpoints, command, args.quick, png=not args.no_png)
