@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -48,7 +49,7 @@ def headline_rows(run: dict) -> dict[str, dict]:
     return out
 
 
-def tradeoff_figure(runs: list[dict[str, Any]], budget: float = 1.2) -> go.Figure:
+def tradeoff_figure(runs: list[dict[str, Any]], budget: float = 1.2, x_max: float = 2.5) -> go.Figure:
     """Strict recitation of the memorized canaries against perplexity (relative to the unedited model),
     one panel per model and one line per edit variant through the ρ sweep, with Merullo et al.'s OLMo-2
     7B points."""
@@ -66,7 +67,8 @@ def tradeoff_figure(runs: list[dict[str, Any]], budget: float = 1.2) -> go.Figur
                                  marker=dict(symbol="star", size=11, color="black"), name=MERULLO_SOURCE,
                                  legendgroup="paper", showlegend=c == 1), row=1, col=c)
         fig.add_vline(x=budget, line_dash="dot", line_color="grey", row=1, col=c)
-    fig.update_xaxes(type="log", title_text="perplexity / unedited (dotted: the budget)")
+    fig.update_xaxes(type="log", range=[math.log10(0.98), math.log10(x_max)],
+                     title_text=f"perplexity / unedited (dotted: the budget; axis cut at {x_max:g}×)")
     fig.update_yaxes(title_text="strict recitation of the memorized canaries", range=[-0.03, 1.05], col=1)
     fig.update_layout(title="Recitation against perplexity over the ρ sweep (stars: OLMo-2 7B, Merullo et al.)",
                       width=1200, height=600, legend=dict(orientation="h", y=-0.2))
@@ -137,11 +139,12 @@ def offset_figure(runs: list[dict[str, Any]]) -> go.Figure:
                                      legendgroup=name, showlegend=False, line=dict(color=_color(k), dash="dot")),
                           row=1, col=1)
             k += 1
-    fig.add_trace(go.Scatter(x=list(XU_ROUGE_BY_OFFSET), y=list(XU_ROUGE_BY_OFFSET.values()), mode="lines+markers",
+    fig.add_trace(go.Scatter(x=[o + 1 for o in XU_ROUGE_BY_OFFSET], y=list(XU_ROUGE_BY_OFFSET.values()),
+                             mode="lines+markers", hovertext=[f"offset {o}" for o in XU_ROUGE_BY_OFFSET],
                              name="Xu et al. 8B, 128×", line=dict(color="black")), row=1, col=2)
     fig.add_hline(y=XU_CHANCE, line_dash="dot", line_color="grey", annotation_text="chance", row=1, col=2)
     fig.update_xaxes(title_text="prefix offset (tokens)", row=1, col=1)
-    fig.update_xaxes(title_text="prefix offset (tokens)", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="prefix offset + 1 (tokens, log)", type="log", row=1, col=2)
     fig.update_yaxes(range=[-0.03, 1.05])
     fig.update_layout(title="Recitation by prefix offset (unedited models)", width=1100, height=480)
     return fig
