@@ -50,13 +50,13 @@ def sweep_table(results: dict[str, Any]) -> str:
     for run in results["runs"]:
         reps = _reps(run)
         head = (["edit", "ρ", "ppl", "ppl / unedited", "top-10 agr.", "‖ΔW‖/‖W‖", "kept", "strict (mem.)",
-                 "loose (mem.)"] + [f"strict @{r}" for r in reps])
+                 "loose (mem.)", "distance (mem.)"] + [f"strict @{r}" for r in reps])
         order = ["unedited"] + variants(run)
         rows = []
         for r in sorted(run["sweep"], key=lambda r: (order.index(r["variant"]), -r["rho"])):
             rows.append([r["variant"], f"{r['rho']:g}", _num(r["ppl"], 2), _num(r["ppl_ratio"]),
                          _num(r["top10_agreement"]), _num(r["weight_rel_change"], 2), _num(r["kept_fraction"]),
-                         _num(r["strict_memorized"]), _num(r["loose_memorized"])]
+                         _num(r["strict_memorized"]), _num(r["loose_memorized"]), _num(r["distance_memorized"])]
                         + [_num(r.get(f"strict@{k}"), 2) for k in reps])
         tokens = ", ".join(f"{n} tokens of {k} data" for k, n in run["kfac_tokens"].items())
         out += [f"**{label(run)}** (validation perplexity {run['val_ppl']:.2f}; K-FAC factors from {tokens}):", ""]
