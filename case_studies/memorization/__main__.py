@@ -9,15 +9,13 @@ model with K-FAC and SVD over the ρ sweep, then writes ``results.json``, ``tabl
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from .. import _report
+from .. import _cli, _report
 from . import figures
 from .config import FULL, QUICK, Study
 from .run import execute
@@ -57,37 +55,18 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny models and data, seconds (the tests run this)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output directory (default: case_studies/memorization/results, or runs/memorization-quick "
-                         "with --quick)")
-    ap.add_argument("--no-png", action="store_true", help="write the figures as HTML only (no kaleido/Chromium)")
-    ap.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these runs (e.g. mem-delta)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--replot", action="store_true", help="redraw figures and tables.md from --out/results.json")
+    ap = _cli.study_parser("memorization", __doc__, quick_help="tiny models and data, seconds",
+                           only_example="mem-delta")
     args = ap.parse_args(argv)
-    study = QUICK if args.quick else FULL
-    out = args.out or Path("runs/memorization-quick" if args.quick else "case_studies/memorization/results")
+    out = _cli.output_dir(args, "memorization")
     if args.replot:
-        path = out / "results.json"
-        if not path.is_file():
-            ap.error(f"--replot needs {path}: run the study into --out {out} first")
-        results = json.loads(path.read_text())
+        results = _cli.replot_results(ap, out)
         write_figures(results, out, png=not args.no_png)
         (out / "tables.md").write_text(tables(results))
         print(tables(results))
         return
-    if args.only:
-        names = [r.name for r in study.runs]
-        unknown = sorted(set(args.only) - set(names))
-        if unknown:
-            ap.error(f"unknown run(s) {unknown}; known: {names}")
-        study = Study(study.protocol, tuple(r for r in study.runs if r.name in args.only))
-    if args.threads < 1:
-        ap.error("--threads must be ≥ 1")
-    torch.set_num_threads(args.threads)
+    study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
+    _cli.set_threads(ap, args.threads)
     command = _report.command_line(MODULE, argv)
     results = run_study(study, out, command, args.quick, png=not args.no_png)
     print(tables(results))
