@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
-from .dataclass_io import check_keys
+from .dataclass_io import check_int_fields, check_keys
 
 Mixer = Literal["softmax", "linear", "delta", "gated_delta"]
 FeatureMap = Literal["identity", "elu1", "dpfp", "favor"]
@@ -99,14 +99,8 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {value!r}")
         positive = ["d_vocab", "d_model", "n_layers", "n_heads", "d_head", "n_ctx", "dpfp_nu",
                     "favor_features", "chunk_size"]
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
-        for name in ["conv_size", "d_mlp", "seed"]:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"ModelConfig.{name} must be a non-negative int, got {value!r}")
+        check_int_fields(self, tuple(positive))
+        check_int_fields(self, ("conv_size", "d_mlp", "seed"), minimum=0)
         if self.mlp != "none" and self.d_mlp < 1:
             raise ValueError(f"ModelConfig.d_mlp must be positive when mlp={self.mlp!r}")
         for name in ["init_std", "norm_eps", "branch_scale"]:

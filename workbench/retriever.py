@@ -33,7 +33,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .components.feature_maps import FeatureMap
-from .dataclass_io import check_keys
+from .dataclass_io import check_int_fields, check_keys
 from .kernels import delta_rule, linear_attention
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
@@ -63,12 +63,8 @@ class RetrieverConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_keys", "d_embed", "d_head", "dpfp_nu", "favor_features", "chunk_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"RetrieverConfig.{name} must be a positive int, got {v!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"RetrieverConfig.seed must be a non-negative int, got {self.seed!r}")
+        check_int_fields(self, ("num_keys", "d_embed", "d_head", "dpfp_nu", "favor_features", "chunk_size"))
+        check_int_fields(self, ("seed",), minimum=0)
         if self.feature_map not in FEATURE_MAPS:
             raise ValueError(f"RetrieverConfig.feature_map must be one of {FEATURE_MAPS}, got {self.feature_map!r}")
         if self.update not in UPDATES:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .retriever import HookedRetriever, RetrieverConfig
 from .tasks.retrieval import Retrieval, RetrievalBatch
-from .dataclass_io import check_keys
+from .dataclass_io import check_int_fields, check_keys
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,8 @@ class RetrieverTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "eval_every", "eval_sequences", "patience", "max_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"RetrieverTrainConfig.{name} must be a positive int, got {v!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"RetrieverTrainConfig.seed must be a non-negative int, got {self.seed!r}")
+        check_int_fields(self, ("batch_size", "eval_every", "eval_sequences", "patience", "max_steps"))
+        check_int_fields(self, ("seed",), minimum=0)
         if not self.lr > 0 or not self.target_loss >= 0:
             raise ValueError(f"RetrieverTrainConfig needs lr > 0 and target_loss ≥ 0, got {self.lr}, {self.target_loss}")
 

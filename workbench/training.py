@@ -23,7 +23,7 @@ from .checkpoint import save
 from .config import ModelConfig
 from .model import HookedFastWeightLM
 from .tasks.base import Task, TaskBatch
-from .dataclass_io import check_keys
+from .dataclass_io import check_int_fields, check_keys
 
 
 OPTIMIZERS = ("adamw", "soap")
@@ -62,14 +62,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("steps", "batch_size", "eval_every", "eval_batches", "precondition_frequency"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
-        for name in ("warmup_steps", "save_every", "seed"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"TrainConfig.{name} must be a non-negative int, got {v!r}")
+        check_int_fields(self, ("steps", "batch_size", "eval_every", "eval_batches", "precondition_frequency"))
+        check_int_fields(self, ("warmup_steps", "save_every", "seed"), minimum=0)
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
         if not 0 <= self.min_lr_ratio <= 1:

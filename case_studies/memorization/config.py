@@ -10,13 +10,12 @@ JSON round-trippable; ``FULL`` and ``QUICK`` are the two studies ``python -m cas
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from workbench import ModelConfig
 from workbench.analysis.kfac import KINDS
-from workbench.dataclass_io import check_keys
+from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import TextCanaries
 
 MIXERS = ("delta", "gated_delta", "linear", "softmax")
@@ -75,7 +74,7 @@ VARIANTS = (Variant("kfac", MLP, LAST, stats="heldout"), Variant("svd", MLP, LAS
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(JsonConfig):
     """How every run is trained, edited and probed.
 
     Data: :class:`TextCanaries` with these fields (``n_rows = steps × batch_size``, so each canary is
@@ -126,11 +125,8 @@ class Protocol:
         if not self.variants or len(set(self.variants)) != len(self.variants):
             raise ValueError(f"Protocol.variants must be distinct Variants, got {self.variants!r}")
         object.__setattr__(self, "rhos", tuple(float(r) for r in self.rhos))
-        for name in ("steps", "batch_size", "prefix_len", "suffix_len", "offset_prefix_len", "offset_suffix_len",
-                     "kfac_batches"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Protocol.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("steps", "batch_size", "prefix_len", "suffix_len", "offset_prefix_len",
+                                "offset_suffix_len", "kfac_batches"))
         if not self.rhos or any(not 0 < r < 1 for r in self.rhos):
             raise ValueError(f"Protocol.rhos must be numbers in (0, 1), got {self.rhos!r}")
         if self.labels not in ("sampled", "gold"):
@@ -148,16 +144,9 @@ class Protocol:
                             canaries_per_level=self.canaries_per_level, n_rows=self.steps * self.batch_size,
                             seed=self.seed)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
-        return cls(**check_keys(cls, data))
-
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(JsonConfig):
     """One model: ``n_layers`` pre-norm blocks of ``mixer`` + GELU MLP, learned positions, LayerNorm."""
 
     mixer: str
@@ -182,13 +171,6 @@ class RunConfig:
         return ModelConfig(d_vocab=d_vocab, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
                            d_head=self.d_model // self.n_heads, d_mlp=self.d_mlp, n_ctx=protocol.seq_len,
                            mixer=self.mixer, chunk_size=self.chunk_size, seed=self.model_seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return cls(**check_keys(cls, data))
 
 
 @dataclass(frozen=True)

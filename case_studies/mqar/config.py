@@ -8,12 +8,11 @@ probed. Everything here is frozen and JSON round-trippable; ``FULL`` and ``QUICK
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from workbench import ModelConfig
-from workbench.dataclass_io import check_keys
+from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import MQAR
 
 MIXERS = ("delta", "gated_delta", "linear", "softmax")
@@ -32,7 +31,7 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(JsonConfig):
     """How every run is trained, evaluated and probed.
 
     Training: ``steps`` AdamW steps (``lr``, linear warmup, cosine to lr/10, clip 1, weight decay 0.1) on
@@ -72,10 +71,8 @@ class Protocol:
             object.__setattr__(self, name, s if isinstance(s, Setting) else Setting(**s))
         if not self.train_settings:
             raise ValueError("Protocol.train_settings is empty; give at least one Setting(seq_len, num_kv_pairs)")
-        for name in ("steps", "batch_size", "eval_every", "eval_sequences", "sweep_sequences", "probe_sequences"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Protocol.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("steps", "batch_size", "eval_every", "eval_sequences", "sweep_sequences",
+                                "probe_sequences"))
         for s in self.tasks() + self.sweep_tasks():  # MQAR validates every (T, kv, vocab) combination
             if s.seq_len > self.max_seq_len:
                 raise ValueError(f"{s} is longer than the longest training setting ({self.max_seq_len}); the "
@@ -96,16 +93,9 @@ class Protocol:
         return [self.task(Setting(self.sweep_seq_len, kv)) for kv in self.sweep_kv] + [
             self.task(self.probe_lag_setting), self.task(self.probe_capacity_setting)]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
-        return cls(**check_keys(cls, data))
-
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(JsonConfig):
     """One model: 2 blocks of ``mixer`` (no MLP, as Zoology's MQAR models), ``n_heads`` heads of
     d_model / n_heads, learned positions, LayerNorm; DeltaNet's short convolution has ``conv_size``."""
 
@@ -132,13 +122,6 @@ class RunConfig:
                            n_heads=self.n_heads, d_head=self.d_model // self.n_heads, n_ctx=protocol.max_seq_len,
                            mixer=self.mixer, mlp="none", d_mlp=0, conv_size=self.conv_size,
                            chunk_size=self.chunk_size, seed=self.model_seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return cls(**check_keys(cls, data))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench import ModelConfig
-from workbench.dataclass_io import check_keys
+from workbench.dataclass_io import JsonConfig, check_int_fields, check_keys
 from workbench.tasks.text import TextLM
 from workbench.training import OPTIMIZERS, TrainConfig
 
@@ -23,7 +23,7 @@ BLOCK_SHORT = {"pre_norm": "prenorm", "outlier_protected": "op"}
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(JsonConfig):
     """Model size, data and training shared by every run, and how the runs are measured.
 
     Model: ``n_layers`` blocks, ``d_model``, ``n_heads`` × ``d_head``, GELU MLP of ``d_mlp``, learned
@@ -52,23 +52,13 @@ class Protocol:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "steps",
-                     "batch_size", "save_every", "trace_windows"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Protocol.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "steps",
+                     "batch_size", "save_every", "trace_windows"))
         if self.save_every > self.steps:
             raise ValueError(f"Protocol.save_every ({self.save_every}) > steps ({self.steps}): no checkpoint to trace")
 
     def task(self) -> TextLM:
         return TextLM(corpus="python-topics", tokenizer="bpe", vocab_size=self.vocab_size, seq_len=self.seq_len)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
-        return cls(**check_keys(cls, data))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..dataclass_io import check_int_fields
 from .base import TaskBatch
 
 
@@ -28,10 +29,7 @@ class AssociativeRecall:
     num_queries: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("num_pairs", "num_keys", "num_values", "num_queries"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"AssociativeRecall.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("num_pairs", "num_keys", "num_values", "num_queries"))
         if self.num_pairs > self.num_keys:
             raise ValueError(
                 f"AssociativeRecall stores {self.num_pairs} distinct keys but has only num_keys={self.num_keys}; "

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import torch
 
+from ..dataclass_io import check_int_fields
 from .base import TaskBatch
 
 
@@ -46,10 +47,8 @@ class Canaries:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repetitions", tuple(self.repetitions))
-        for name in ("vocab_size", "seq_len", "canary_len", "canaries_per_level", "n_sequences", "branching"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Canaries.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("vocab_size", "seq_len", "canary_len", "canaries_per_level", "n_sequences",
+                                "branching"))
         if not self.repetitions or any(not isinstance(r, int) or r < 1 for r in self.repetitions):
             raise ValueError(f"Canaries.repetitions must be positive ints, got {self.repetitions!r}")
         if not isinstance(self.offset, int) or self.offset < 0 or self.offset + self.canary_len > self.seq_len:

@@ -29,6 +29,7 @@ from typing import Optional
 
 import torch
 
+from ..dataclass_io import check_int_fields
 from .base import TaskBatch
 
 
@@ -67,10 +68,7 @@ class Retrieval:
     length: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("num_keys", "num_queries"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Retrieval.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("num_keys", "num_queries"))
         if self.num_keys < 2:
             raise ValueError(f"Retrieval needs at least 2 keys, got num_keys={self.num_keys}")
         if self.setting not in (1, 2):

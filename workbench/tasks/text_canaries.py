@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from ..dataclass_io import check_int_fields
 from .base import TaskBatch
 from .text import TOKENIZERS, TextData, text_data
 
@@ -62,10 +63,7 @@ class TextCanaries:
             raise ValueError(f"TextCanaries.tokenizer must be one of {TOKENIZERS}, got {self.tokenizer!r}")
         if self.tokenizer == "bytes" and self.vocab_size != 256:
             object.__setattr__(self, "vocab_size", 256)
-        for name in ("seq_len", "canary_len", "canaries_per_level", "n_rows"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"TextCanaries.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("seq_len", "canary_len", "canaries_per_level", "n_rows"))
         if not self.repetitions or any(not isinstance(r, int) or isinstance(r, bool) or r < 1
                                        for r in self.repetitions):
             raise ValueError(f"TextCanaries.repetitions must be positive ints, got {self.repetitions!r}")

@@ -16,6 +16,7 @@ from typing import Iterable, Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
+from ...dataclass_io import check_int_fields
 from .capture import LABELS, capture_linear
 from .sites import resolve_sites
 
@@ -31,10 +32,7 @@ class KFACFactors:
     G_sum: torch.Tensor = field(default=None)  # [d_out, d_out] Σ_t g_t g_tᵀ  (float64)
 
     def __post_init__(self) -> None:
-        for name in ("d_in", "d_out"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"KFACFactors.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("d_in", "d_out"))
         if self.A_sum is None:
             self.A_sum = torch.zeros(self.d_in, self.d_in, dtype=torch.float64)
         if self.G_sum is None:
@@ -101,8 +99,7 @@ class KFACConfig:
         object.__setattr__(self, "sites", tuple(self.sites))
         if self.labels not in LABELS:
             raise ValueError(f"KFACConfig.labels must be one of {LABELS}, got {self.labels!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"KFACConfig.seed must be a non-negative int, got {self.seed!r}")
+        check_int_fields(self, ("seed",), minimum=0)
 
     def to_dict(self) -> dict:
         return {"sites": list(self.sites), "labels": self.labels, "seed": self.seed}

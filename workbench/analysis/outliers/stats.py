@@ -22,6 +22,7 @@ from typing import Optional
 import pandas as pd
 import torch
 
+from ...dataclass_io import check_int_fields
 from .metrics import (MASSIVE_ABS, MASSIVE_REL, check_activations, kurtosis_from_rms, median_abs,
                       ratio_to_median)
 
@@ -74,10 +75,7 @@ class OutlierStats:
     top_neuron: torch.Tensor = field(default=None)  # [top_k]  j (−1: empty)
 
     def __post_init__(self) -> None:
-        for name in ("width", "top_k"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"OutlierStats.{name} must be a positive int, got {v!r}")
+        check_int_fields(self, ("width", "top_k"))
         if not self.abs_threshold >= 0 or not self.rel_threshold >= 0:
             raise ValueError("OutlierStats thresholds must be ≥ 0")
         d, k = self.width, self.top_k
