@@ -4,7 +4,8 @@
 
 A study's ``__main__`` builds the parser with :func:`study_parser` (and adds its own options), then
 calls :func:`output_dir`, :func:`replot_results` for ``--replot``, :func:`select_runs` for ``--only`` and
-:func:`set_threads`. Every mistake on the command line ends in ``argparse``'s one-line error (exit 2).
+:func:`set_threads`; :func:`redraw` does all of ``--replot`` and :func:`run_each` runs the study's runs
+under a progress bar. Every mistake on the command line ends in ``argparse``'s one-line error (exit 2).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import torch
+from tqdm.auto import tqdm
 
 S = TypeVar("S")
 
@@ -68,3 +70,23 @@ def set_threads(ap: argparse.ArgumentParser, threads: int) -> None:
     if threads < 1:
         ap.error("--threads must be ≥ 1")
     torch.set_num_threads(threads)
+
+
+def redraw(ap: argparse.ArgumentParser, out: Path, write_figures: Callable[[dict, Path, bool], Any],
+           tables: Callable[[dict], str], png: bool) -> dict[str, Any]:
+    """``--replot``: the figures and ``tables.md`` again from the ``results.json`` in ``out``; returns it."""
+    results = replot_results(ap, out)
+    write_figures(results, out, png)
+    (Path(out) / "tables.md").write_text(tables(results))
+    return results
+
+
+def run_each(runs: Sequence[Any], execute: Callable[[Any], dict], summary: Callable[[Any, dict], str],
+             progress: bool = True) -> list[dict]:
+    """``execute(run)`` for every run under a progress bar, printing ``summary(run, entry)`` after each."""
+    entries = []
+    for run in tqdm(runs, desc="runs", disable=not progress):
+        entries.append(execute(run))
+        if progress:
+            tqdm.write(summary(run, entries[-1]))
+    return entries

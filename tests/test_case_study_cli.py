@@ -78,3 +78,22 @@ def test_studies_refuse_bad_command_lines_before_any_work(main, tmp_path, capsys
     err = capsys.readouterr().err
     assert "unknown run(s) ['no-such-run']" in err and "--replot needs" in err and "--threads must be ≥ 1" in err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_redraw_writes_figures_and_tables_from_results_json(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"runs": [{"name": "a", "x": 2}]}))
+    drawn = []
+    results = _cli.redraw(_parser(), tmp_path, lambda r, out, png: drawn.append((r["runs"][0]["x"], out, png)),
+                          lambda r: f"| {r['runs'][0]['name']} |\n", png=False)
+    assert results == {"runs": [{"name": "a", "x": 2}]} and drawn == [(2, tmp_path, False)]
+    assert (tmp_path / "tables.md").read_text() == "| a |\n"
+
+
+def test_run_each_runs_in_order_and_reports_each(capsys):
+    entries = _cli.run_each([_Run("a"), _Run("b")], lambda run: {"n": run.name * 2},
+                            lambda run, e: f"{run.name} -> {e['n']}", progress=True)
+    assert entries == [{"n": "aa"}, {"n": "bb"}]
+    out = capsys.readouterr()
+    assert "a -> aa" in out.out + out.err and "b -> bb" in out.out + out.err
+    assert _cli.run_each([_Run("c")], lambda run: {}, lambda run, e: "never", progress=False) == [{}]
+    assert "never" not in "".join(capsys.readouterr())

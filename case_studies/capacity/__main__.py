@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .. import _cli, _report
 from . import figures, paper
 from .config import FULL, QUICK, Study
@@ -33,13 +31,11 @@ def write_figures(results: dict, out: Path, png: bool) -> list[str]:
 def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = True, progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
-    entries = []
-    for run in tqdm(study.runs, desc="runs", disable=not progress):
-        entries.append(execute(run, study, progress=progress))
-        e = entries[-1]
-        if progress:
-            tqdm.write(f"{run.name}: final eval loss {e['final_eval_loss']:.4f}, acc {e['final_eval_acc']:.3f} "
-                       f"({e['stop']} at step {e['steps']}, {e['train_seconds']:.0f} s)")
+    entries = _cli.run_each(
+        study.runs, lambda run: execute(run, study, progress=progress),
+        lambda run, e: (f"{run.name}: final eval loss {e['final_eval_loss']:.4f}, acc {e['final_eval_acc']:.3f} "
+                        f"({e['stop']} at step {e['steps']}, {e['train_seconds']:.0f} s)"),
+        progress)
     results = {"quick": quick, "study": study.to_dict(), "paper_source": paper.SOURCE,
                "train_cpu_seconds": round(time.process_time() - cpu_start, 1), "runs": entries}
     results["figures"] = write_figures(results, out, png)
@@ -49,14 +45,13 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
 
 
 def main(argv=None) -> None:
-    ap = _cli.study_parser("capacity", __doc__, quick_help="tiny S and step caps, seconds", only_example="s1-S40-elu1-sum")
+    ap = _cli.study_parser("capacity", __doc__, quick_help="tiny S and step caps, seconds",
+                           only_example="s1-S40-elu1-sum")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "capacity")
     if args.replot:
-        results = _cli.replot_results(ap, out)
-        names = write_figures(results, out, png=not args.no_png)
-        (out / "tables.md").write_text(tables(results))
-        print(f"redrew {', '.join(names)} and tables.md in {out}")
+        _cli.redraw(ap, out, write_figures, tables, png=not args.no_png)
+        print(f"redrew the figures and tables.md in {out}")
         return
     study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
     _cli.set_threads(ap, args.threads)

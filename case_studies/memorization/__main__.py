@@ -13,7 +13,6 @@ import json
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from .. import _cli, _report
 from . import figures
@@ -38,13 +37,11 @@ def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
 def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = True, progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
-    entries = []
-    for run in tqdm(study.runs, desc="runs", disable=not progress):
-        entries.append(execute(run, study.protocol, progress=progress))
-        if progress:
-            e = entries[-1]
-            tqdm.write(f"{run.name}: val ppl {e['val_ppl']:.2f}, {len(e['memorized'])} canaries recited "
-                       f"({e['train_seconds']:.0f} s training, {e['probe_edit_seconds']:.0f} s probes and edits)")
+    entries = _cli.run_each(
+        study.runs, lambda run: execute(run, study.protocol, progress=progress),
+        lambda run, e: (f"{run.name}: val ppl {e['val_ppl']:.2f}, {len(e['memorized'])} canaries recited "
+                        f"({e['train_seconds']:.0f} s training, {e['probe_edit_seconds']:.0f} s probes and edits)"),
+        progress)
     results = {"quick": quick, "study": study.to_dict(), "runs": entries,
                "cpu_seconds": round(time.process_time() - cpu_start, 1)}
     _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
@@ -60,10 +57,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "memorization")
     if args.replot:
-        results = _cli.replot_results(ap, out)
-        write_figures(results, out, png=not args.no_png)
-        (out / "tables.md").write_text(tables(results))
-        print(tables(results))
+        print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
         return
     study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
     _cli.set_threads(ap, args.threads)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .. import _cli, _report
 from . import figures
 from .config import FULL, QUICK, Study
@@ -37,16 +35,18 @@ def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
     return _report.write_figures(figs, out, png=png)
 
 
+def _summary(run, entry: dict) -> str:
+    acc = ", ".join(f"{a['accuracy']:.3f}" for a in entry["accuracy"])
+    return f"{run.name}: accuracy {acc} ({entry['train_seconds']:.0f} s training)"
+
+
 def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: bool, png: bool = True,
               progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
-    entries = []
-    for run in tqdm(study.runs, desc="runs", disable=not progress):
-        entries.append(execute(run, study.protocol, checkpoints, command, progress=progress))
-        if progress:
-            acc = ", ".join(f"{a['accuracy']:.3f}" for a in entries[-1]["accuracy"])
-            tqdm.write(f"{run.name}: accuracy {acc} ({entries[-1]['train_seconds']:.0f} s training)")
+    entries = _cli.run_each(
+        study.runs, lambda run: execute(run, study.protocol, checkpoints, command, progress=progress),
+        _summary, progress)
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     write_figures(results, out, png)
     (out / "tables.md").write_text(tables(results))
@@ -62,10 +62,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "mqar")
     if args.replot:
-        results = _cli.replot_results(ap, out)
-        write_figures(results, out, png=not args.no_png)
-        (out / "tables.md").write_text(tables(results))
-        print(tables(results))
+        print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
         return
     study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
     _cli.set_threads(ap, args.threads)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from .. import _cli, _report
 from .config import FULL, QUICK, Study
@@ -30,13 +29,11 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
               progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
-    entries = []
-    for run in tqdm(study.runs, desc="runs", disable=not progress):
-        entries.append(execute(run, study.protocol, checkpoints, progress=progress))
-        if progress:
-            e = entries[-1]
-            tqdm.write(f"{run.name}: ppl {e['val_ppl']:.2f} → W8A8 {e['w8a8']['per_tensor']['ppl_w8a8']:.2f}, "
-                       f"Kurt resid {e['final_kurtosis']['resid_post']:.2f} ({e['train_seconds']:.0f} s training)")
+    entries = _cli.run_each(
+        study.runs, lambda run: execute(run, study.protocol, checkpoints, progress=progress),
+        lambda run, e: (f"{run.name}: ppl {e['val_ppl']:.2f} → W8A8 {e['w8a8']['per_tensor']['ppl_w8a8']:.2f}, "
+                        f"Kurt resid {e['final_kurtosis']['resid_post']:.2f} ({e['train_seconds']:.0f} s training)"),
+        progress)
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     write_figures(results, out, png)
     (out / "tables.md").write_text(tables(results))
@@ -53,10 +50,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "outliers")
     if args.replot:
-        results = _cli.replot_results(ap, out)
-        write_figures(results, out, png=not args.no_png)
-        (out / "tables.md").write_text(tables(results))
-        print(tables(results))
+        print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
         return
     study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
     _cli.set_threads(ap, args.threads)
