@@ -33,3 +33,17 @@ def fla_naive(op: str):
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)
     return module
+
+
+def full_run_in_readme(study_dir, study_cls, full, tables) -> dict:
+    """A case study's committed full run: its results.json is of the full study ``full``, and the README
+    holds its tables (``tables(results)``), its command and its wall time. Returns the results."""
+    import json
+
+    results = json.loads((study_dir / "results" / "results.json").read_text())
+    readme = (study_dir / "README.md").read_text()
+    assert results["quick"] is False and study_cls.from_dict(results["study"]) == full
+    assert tables(results) in readme
+    assert results["command"] in readme
+    assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    return results

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import full_run_in_readme
+
 from case_studies.memorization.__main__ import main
 from case_studies.memorization.config import FULL, QUICK, Protocol, RunConfig, Study, Variant
 from case_studies.memorization.run import edit_row, filler, headline, recite, split_validation
@@ -166,13 +168,5 @@ def test_replot_redraws_from_results_json(quick_run, tmp_path):
 
 # ---------------------------------------------------------------- the shipped full run
 
-RESULTS = STUDY_DIR / "results" / "results.json"
-
-
 def test_readme_holds_the_results_tables_command_and_wall_time():
-    results = json.loads(RESULTS.read_text())
-    readme = (STUDY_DIR / "README.md").read_text()
-    assert results["quick"] is False and Study.from_dict(results["study"]) == FULL
-    assert tables(results) in readme
-    assert results["command"] in readme
-    assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    full_run_in_readme(STUDY_DIR, Study, FULL, tables)

@@ -12,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import full_run_in_readme
+
 from case_studies.mqar.__main__ import main
 from case_studies.mqar.config import FULL, QUICK, Protocol, RunConfig, Setting, Study
 from case_studies.mqar.evaluation import (accuracy_by_lag, accuracy_by_pair, find_queries, lag_bin, readout_by_lag,
@@ -243,9 +245,6 @@ def test_a_quick_recipe_json_retrains_the_same_weights(quick_run):
 # ---------------------------------------------------------------- the shipped full run
 
 SHIPPED = sorted(p for p in CHECKPOINTS_DIR.glob("mqar-*") if p.is_dir())
-RESULTS = STUDY_DIR / "results" / "results.json"
-
-
 def test_every_full_run_model_is_shipped():
     assert [p.name for p in SHIPPED] == sorted(r.name for r in FULL.runs)
     total = sum(f.stat().st_size for p in SHIPPED for f in p.iterdir())
@@ -270,12 +269,7 @@ def test_shipped_checkpoint_reaches_its_reported_accuracy_on_fresh_sequences(dir
 
 
 def test_readme_holds_the_results_tables_command_and_wall_time():
-    results = json.loads(RESULTS.read_text())
-    readme = (STUDY_DIR / "README.md").read_text()
-    assert results["quick"] is False and Study.from_dict(results["study"]) == FULL
-    assert tables(results) in readme
-    assert results["command"] in readme
-    assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    results = full_run_in_readme(STUDY_DIR, Study, FULL, tables)
     for r in results["runs"]:
         evaluation = json.loads((CHECKPOINTS_DIR / r["name"] / "evaluation.json").read_text())
         assert evaluation["accuracy"] == r["accuracy"] and evaluation["command"] == results["command"]

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import full_run_in_readme
+
 from case_studies.outliers.__main__ import main
 from case_studies.outliers.config import FULL, QUICK, RunConfig, Study
 from case_studies.outliers.run import QUANTISATIONS, SITES, trace_batches
@@ -98,15 +100,7 @@ def test_replot_redraws_from_results_json(quick_run):
 
 # ---------------------------------------------------------------- the shipped full run
 
-RESULTS = STUDY_DIR / "results" / "results.json"
-
-
-@pytest.mark.skipif(not RESULTS.is_file(), reason="the full run's results.json is not committed yet")
 def test_readme_holds_the_full_run_tables_command_paper_numbers_and_wall_time():
-    results = json.loads(RESULTS.read_text())
     readme = (STUDY_DIR / "README.md").read_text()
-    assert results["quick"] is False and Study.from_dict(results["study"]) == FULL
-    assert tables(results) in readme
-    assert results["command"] in readme
-    assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    full_run_in_readme(STUDY_DIR, Study, FULL, tables)
     assert paper_table() in readme and all(f"{after:.2f}" in readme for *_, after in PAPER)
