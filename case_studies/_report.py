@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import re
 import shlex
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
 import plotly.graph_objects as go
 import torch
 
@@ -74,6 +76,15 @@ def write_figures(figs: dict[str, go.Figure], directory: Path, png: bool = True)
             ) from e
         written += paths
     return written
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame as JSON-ready rows (NaN → None, numpy scalars → Python)."""
+    out = []
+    for row in df.to_dict(orient="records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else
+                        v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    return out
 
 
 def results_json(payload: dict[str, Any], compact_arrays: bool = False) -> str:

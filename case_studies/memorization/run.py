@@ -3,7 +3,6 @@ it with K-FAC and with SVD over the ρ sweep and probe it again."""
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Optional, Union
 
@@ -16,6 +15,7 @@ from workbench.analysis.memorization import held_out_perplexity, recitation_tabl
 from workbench.plots.kfac import thin_spectrum
 from workbench.tasks import TextCanaries
 
+from .._report import records
 from .config import Protocol, RunConfig, Variant
 
 METRICS = ["strict_acc", "loose_acc", "mean_norm_distance", "n"]
@@ -25,15 +25,6 @@ def train_config(protocol: Protocol) -> TrainConfig:
     return TrainConfig(steps=protocol.steps, batch_size=protocol.batch_size, lr=protocol.lr,
                        warmup_steps=protocol.warmup_steps, eval_every=protocol.steps, eval_batches=2,
                        seed=protocol.seed)
-
-
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """A DataFrame as JSON-ready rows (NaN → None, numpy scalars → Python)."""
-    out = []
-    for row in df.to_dict(orient="records"):
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else
-                        v.item() if hasattr(v, "item") else v) for k, v in row.items()})
-    return out
 
 
 def filler(task: TextCanaries, canary: int, length: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ import pandas as pd
 from workbench import HookedFastWeightLM, TrainConfig, save, train
 from workbench.tasks import MQARMixture
 
+from .._report import records
 from .config import Protocol, RunConfig, Setting
 from .evaluation import accuracy_by_lag, accuracy_by_pair, readout_by_lag, score_task
 from .probe import by_lag, by_n_stored, by_pair, probe_task, write_strength
@@ -38,15 +39,6 @@ def columns(df: pd.DataFrame, digits: int = 6) -> dict[str, list]:
         values = df[name].tolist()
         out[str(name)] = [None if isinstance(v, float) and math.isnan(v) else
                           float(f"{v:.{digits}g}") if isinstance(v, float) else v for v in values]
-    return out
-
-
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """A DataFrame as JSON-ready rows (NaN → None, numpy scalars → Python)."""
-    out = []
-    for row in df.to_dict(orient="records"):
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else
-                        v.item() if hasattr(v, "item") else v) for k, v in row.items()})
     return out
 
 
