@@ -12,6 +12,7 @@ from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
 from workbench.notebooks import execute_notebook, has_outputs, notebook_paths, strip_outputs
+from workbench.studies import available_case_studies
 
 NOTEBOOKS = notebook_paths()
 SLOW: set[str] = set()
@@ -25,8 +26,10 @@ def test_the_tour_is_there():
     assert "tour" in {p.stem for p in NOTEBOOKS}
 
 
-def test_the_case_study_notebooks_are_there():
-    assert {"capacity", "mqar", "outliers"} <= {p.stem for p in NOTEBOOKS}
+def test_every_case_study_has_its_notebook():
+    studies = set(available_case_studies())
+    assert {"capacity", "mqar", "outliers", "memorization"} <= studies
+    assert studies <= {p.stem for p in NOTEBOOKS}, f"no notebook for {studies - {p.stem for p in NOTEBOOKS}}"
 
 
 @pytest.mark.parametrize("path", _params())
