@@ -97,3 +97,19 @@ def test_run_each_runs_in_order_and_reports_each(capsys):
     assert "a -> aa" in out.out + out.err and "b -> bb" in out.out + out.err
     assert _cli.run_each([_Run("c")], lambda run: {}, lambda run, e: "never", progress=False) == [{}]
     assert "never" not in "".join(capsys.readouterr())
+
+
+def test_every_study_reads_back_what_it_writes_and_refuses_bad_run_lists():
+    from case_studies.memorization.config import QUICK as MEM
+    from case_studies.mqar.config import QUICK as MQAR
+    from case_studies.outliers.config import QUICK as OUT
+
+    for study in (MEM, MQAR, OUT):
+        cls = type(study)
+        assert cls.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+        with pytest.raises(ValueError, match="needs at least one run and distinct run names"):
+            cls(study.protocol, study.runs[:1] * 2)
+        with pytest.raises(ValueError, match="needs at least one run"):
+            cls(study.protocol, ())
+        with pytest.raises(ValueError, match="unknown .* keys"):
+            cls.from_dict({**study.to_dict(), "extra": 1})

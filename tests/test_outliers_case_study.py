@@ -36,7 +36,7 @@ def test_configs_round_trip_and_reject_bad_input():
         RunConfig("delta", "pre_norm", "sgd")
     with pytest.raises(ValueError, match="block"):
         RunConfig("delta", "post_norm", "adamw")
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match="distinct run names"):
         Study(QUICK.protocol, QUICK.runs[:1] * 2)
     assert "outliers" in available_case_studies()
 

@@ -11,12 +11,14 @@ JSON round-trippable; ``FULL`` and ``QUICK`` are the two studies ``python -m cas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import ClassVar, Optional
 
 from workbench import ModelConfig
 from workbench.analysis.kfac import KINDS
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import TextCanaries
+
+from .._study import StudyBase
 
 MIXERS = ("delta", "gated_delta", "linear", "softmax")
 
@@ -174,22 +176,11 @@ class RunConfig(JsonConfig):
 
 
 @dataclass(frozen=True)
-class Study:
+class Study(StudyBase):
+    PROTOCOL: ClassVar[type] = Protocol
+    RUN: ClassVar[type] = RunConfig
     protocol: Protocol
     runs: tuple[RunConfig, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "runs", tuple(self.runs))
-        names = [r.name for r in self.runs]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"a study needs runs with distinct names, got {names}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol.to_dict(), "runs": [r.to_dict() for r in self.runs]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Study":
-        return cls(Protocol.from_dict(data["protocol"]), tuple(RunConfig.from_dict(r) for r in data["runs"]))
 
 
 FULL = Study(protocol=Protocol(), runs=(RunConfig("delta"), RunConfig("softmax")))

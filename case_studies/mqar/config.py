@@ -9,11 +9,13 @@ probed. Everything here is frozen and JSON round-trippable; ``FULL`` and ``QUICK
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 from workbench import ModelConfig
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import MQAR
+
+from .._study import StudyBase
 
 MIXERS = ("delta", "gated_delta", "linear", "softmax")
 
@@ -125,22 +127,11 @@ class RunConfig(JsonConfig):
 
 
 @dataclass(frozen=True)
-class Study:
+class Study(StudyBase):
+    PROTOCOL: ClassVar[type] = Protocol
+    RUN: ClassVar[type] = RunConfig
     protocol: Protocol
     runs: tuple[RunConfig, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "runs", tuple(self.runs))
-        names = [r.name for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two runs share a name: {names}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol.to_dict(), "runs": [r.to_dict() for r in self.runs]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Study":
-        return cls(Protocol.from_dict(data["protocol"]), tuple(RunConfig.from_dict(r) for r in data["runs"]))
 
 
 FULL = Study(

@@ -8,14 +8,15 @@ checkpoint (kurtosis over training) and quantised to W8A8 at the end. Frozen and
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 from workbench import ModelConfig
-from workbench.dataclass_io import JsonConfig, check_int_fields, check_keys
+from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks.text import TextLM
 from workbench.training import OPTIMIZERS, TrainConfig
+
+from .._study import StudyBase
 
 MIXERS = ("softmax", "linear", "delta", "gated_delta")
 BLOCKS = ("pre_norm", "outlier_protected")
@@ -62,7 +63,7 @@ class Protocol(JsonConfig):
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(JsonConfig):
     """One model: ``mixer`` in ``block`` style, trained with ``optimizer``."""
 
     mixer: str
@@ -89,31 +90,13 @@ class RunConfig:
         return TrainConfig(steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup_steps=p.warmup_steps,
                            save_every=p.save_every, eval_every=p.save_every, seed=p.seed, optimizer=self.optimizer)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
-class Study:
+class Study(StudyBase):
+    PROTOCOL: ClassVar[type] = Protocol
+    RUN: ClassVar[type] = RunConfig
     protocol: Protocol
     runs: tuple[RunConfig, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", self.protocol if isinstance(self.protocol, Protocol)
-                           else Protocol.from_dict(self.protocol))
-        object.__setattr__(self, "runs", tuple(r if isinstance(r, RunConfig) else RunConfig(**check_keys(RunConfig, r))
-                                               for r in self.runs))
-        names = [r.name for r in self.runs]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"a Study needs at least one run and unique run names, got {names}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol.to_dict(), "runs": [r.to_dict() for r in self.runs]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Study":
-        data = check_keys(cls, data)
-        return cls(data["protocol"], tuple(data["runs"]))
 
 
 def grid(mixers, blocks=BLOCKS, optimizers=OPTIMIZERS) -> tuple[RunConfig, ...]:
