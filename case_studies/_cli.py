@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import torch
 from tqdm.auto import tqdm
+
+from . import _report
 
 S = TypeVar("S")
 
@@ -90,3 +93,15 @@ def run_each(runs: Sequence[Any], execute: Callable[[Any], dict], summary: Calla
         if progress:
             tqdm.write(summary(run, entries[-1]))
     return entries
+
+
+def finish(out: Path, results: dict[str, Any], command: str, start: float, cpu_start: float,
+           write_figures: Callable[[dict, Path, bool], Any], tables: Callable[[dict], str], png: bool) -> dict:
+    """Write ``results.json`` (with this process's CPU seconds since ``cpu_start`` and the wall time since
+    ``start``), then the figures and ``tables.md`` from what was written; returns the written results."""
+    results["cpu_seconds"] = round(time.process_time() - cpu_start, 1)  # this process only, not kaleido's browser
+    _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
+    written = json.loads((Path(out) / "results.json").read_text())
+    write_figures(written, out, png)
+    (Path(out) / "tables.md").write_text(tables(written))
+    return written

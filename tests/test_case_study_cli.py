@@ -113,3 +113,13 @@ def test_every_study_reads_back_what_it_writes_and_refuses_bad_run_lists():
             cls(study.protocol, ())
         with pytest.raises(ValueError, match="unknown .* keys"):
             cls.from_dict({**study.to_dict(), "extra": 1})
+
+
+def test_finish_writes_results_then_figures_and_tables_from_what_was_written(tmp_path):
+    seen = []
+    written = _cli.finish(tmp_path, {"quick": True, "runs": [{"name": "a", "x": 0.5}]}, "python -m x", 0.0, 0.0,
+                          lambda r, out, png: seen.append(r), lambda r: f"| {r['runs'][0]['x']} |\n", png=False)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert written == on_disk and seen == [on_disk]
+    assert on_disk["command"] == "python -m x" and on_disk["cpu_seconds"] >= 0 and on_disk["runs"][0]["x"] == 0.5
+    assert (tmp_path / "tables.md").read_text() == "| 0.5 |\n"

@@ -9,7 +9,6 @@ model with K-FAC and SVD over the ρ sweep, then writes ``results.json``, ``tabl
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -42,13 +41,8 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
         lambda run, e: (f"{run.name}: val ppl {e['val_ppl']:.2f}, {len(e['memorized'])} canaries recited "
                         f"({e['train_seconds']:.0f} s training, {e['probe_edit_seconds']:.0f} s probes and edits)"),
         progress)
-    results = {"quick": quick, "study": study.to_dict(), "runs": entries,
-               "cpu_seconds": round(time.process_time() - cpu_start, 1)}
-    _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
-    results = json.loads((out / "results.json").read_text())  # figures and tables from what was written
-    write_figures(results, out, png)
-    (out / "tables.md").write_text(tables(results))
-    return results
+    results = {"quick": quick, "study": study.to_dict(), "runs": entries}
+    return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 
 
 def main(argv=None) -> None:

@@ -35,11 +35,7 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
                         f"Kurt resid {e['final_kurtosis']['resid_post']:.2f} ({e['train_seconds']:.0f} s training)"),
         progress)
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
-    write_figures(results, out, png)
-    (out / "tables.md").write_text(tables(results))
-    results["cpu_seconds"] = round(time.process_time() - cpu_start, 1)  # this process only, not kaleido's browser
-    _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
-    return results
+    return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 
 
 def main(argv=None) -> None:
