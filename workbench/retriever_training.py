@@ -12,10 +12,9 @@ no global RNG, so a run is repeatable bit for bit on one machine.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +22,11 @@ from tqdm.auto import tqdm
 
 from .retriever import HookedRetriever, RetrieverConfig
 from .tasks.retrieval import Retrieval, RetrievalBatch
-from .dataclass_io import check_int_fields, check_keys
+from .dataclass_io import JsonConfig, check_int_fields
 
 
 @dataclass(frozen=True)
-class RetrieverTrainConfig:
+class RetrieverTrainConfig(JsonConfig):
     lr: float = 1e-3
     batch_size: int = 32
     eval_every: int = 100
@@ -42,14 +41,6 @@ class RetrieverTrainConfig:
         check_int_fields(self, ("seed",), minimum=0)
         if not self.lr > 0 or not self.target_loss >= 0:
             raise ValueError(f"RetrieverTrainConfig needs lr > 0 and target_loss ≥ 0, got {self.lr}, {self.target_loss}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RetrieverTrainConfig":
-        data = check_keys(cls, data)
-        return cls(**data)
 
 
 @dataclass

@@ -7,13 +7,12 @@ same model, task and config give bit-identical weights on CPU.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +22,14 @@ from .checkpoint import save
 from .config import ModelConfig
 from .model import HookedFastWeightLM
 from .tasks.base import Task, TaskBatch
-from .dataclass_io import check_int_fields, check_keys
+from .dataclass_io import JsonConfig, check_int_fields
 
 
 OPTIMIZERS = ("adamw", "soap")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """steps of ``optimizer`` (lr, betas, weight_decay) with linear warmup over ``warmup_steps`` then cosine
     decay to ``lr·min_lr_ratio``; gradients clipped to norm ``grad_clip`` (0 = off); eval on ``eval_batches``
     fixed batches every ``eval_every`` steps; checkpoints every ``save_every`` steps (0 = only the final
@@ -71,14 +70,6 @@ class TrainConfig:
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("TrainConfig.weight_decay and grad_clip must be ≥ 0")
         object.__setattr__(self, "betas", tuple(self.betas))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        data = check_keys(cls, data)
-        return cls(**data)
 
 
 @dataclass
