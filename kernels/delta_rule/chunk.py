@@ -23,11 +23,9 @@ import torch
 
 from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
+from .._decay import LOG_FLOOR as _LOG_FLOOR
+from .._decay import decay_matrix
 from .._triangular import unit_lower_inverse
-
-# exp() is slow on -inf and on results that underflow to denormals; decays below e^-80 are exactly
-# negligible next to the O(1) terms they are added to, so log decays are clamped to [-80, 0].
-_LOG_FLOOR = -80.0
 
 
 def delta_rule_chunk(
@@ -58,12 +56,10 @@ def delta_rule_chunk(
     if g is not None:
         cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [n, batch·head, chunk]; padding: g = 0
         # Γ on and below the diagonal, exactly 0 above it (so Γ ⊙ QKᵀ needs no separate causal mask)
-        diff = cum[..., :, None] - cum[..., None, :]
+        decay = decay_matrix(cum, inplace=not grad)
         if grad:
-            decay = diff.clamp(_LOG_FLOOR, 0.0).exp().tril()
             scores = scores * decay.view(nb, 1, C, C)
         else:
-            decay = diff.clamp_(_LOG_FLOOR, 0.0).exp_().tril_()
             scores.mul_(decay.view(nb, 1, C, C))
         gamma = cum.clamp(min=_LOG_FLOOR).exp()[..., None]  # γ  [n, batch·head, chunk, 1]
         k_read = kc * gamma  # diag(γ) K
