@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from jaxtyping import Float
 
 from .._common import RecurrenceOutput, check_backend, check_chunk_size, check_per_head, check_qkv, check_state
 from .chunk import delta_rule_chunk
@@ -14,13 +15,13 @@ __all__ = ["delta_rule", "delta_rule_reference", "delta_rule_chunk"]
 
 
 def delta_rule(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    beta: torch.Tensor,
+    q: Float[torch.Tensor, "batch pos head d_k"],
+    k: Float[torch.Tensor, "batch pos head d_k"],
+    v: Float[torch.Tensor, "batch pos head d_v"],
+    beta: Float[torch.Tensor, "batch pos head"],
     *,
-    g: Optional[torch.Tensor] = None,
-    initial_state: Optional[torch.Tensor] = None,
+    g: Optional[Float[torch.Tensor, "batch pos head"]] = None,
+    initial_state: Optional[Float[torch.Tensor, "batch head d_k d_v"]] = None,
     chunk_size: int = 64,
     backend: str = "chunk",
     output_final_state: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from jaxtyping import Float
 
 from .._common import RecurrenceOutput, check_backend, check_chunk_size, check_qkv, check_state
 from .chunk import linear_attention_chunk
@@ -14,13 +15,13 @@ __all__ = ["linear_attention", "linear_attention_reference", "linear_attention_c
 
 
 def linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
+    q: Float[torch.Tensor, "batch pos head d_k"],
+    k: Float[torch.Tensor, "batch pos head d_k"],
+    v: Float[torch.Tensor, "batch pos head d_v"],
     *,
     normalize: bool = False,
     eps: float = 1e-6,
-    initial_state: Optional[torch.Tensor] = None,
+    initial_state: Optional[Float[torch.Tensor, "batch head d_k d_state"]] = None,
     chunk_size: int = 64,
     backend: str = "chunk",
     output_final_state: bool = False,

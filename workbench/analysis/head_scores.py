@@ -7,6 +7,7 @@ are signed, so every score uses |A|, normalised per query row: w_tj = |A_tj| / �
 from __future__ import annotations
 
 import torch
+from jaxtyping import Float, Int
 
 
 def _row_normalised(A: torch.Tensor) -> torch.Tensor:
@@ -16,7 +17,7 @@ def _row_normalised(A: torch.Tensor) -> torch.Tensor:
     return w / w.sum(-1, keepdim=True).clamp_min(1e-30)
 
 
-def previous_token_score(A: torch.Tensor) -> torch.Tensor:
+def previous_token_score(A: Float[torch.Tensor, "batch head pos pos"]) -> Float[torch.Tensor, "batch head"]:
     """Mean over queries t ≥ 1 of the share of |A| on key t−1."""
     w = _row_normalised(A)
     if w.shape[-1] < 2:
@@ -24,7 +25,8 @@ def previous_token_score(A: torch.Tensor) -> torch.Tensor:
     return w.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1)
 
 
-def induction_score(A: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def induction_score(A: Float[torch.Tensor, "batch head pos pos"], tokens: Int[torch.Tensor, "batch pos"]
+                    ) -> Float[torch.Tensor, "batch head"]:
     """Share of |A| on induction targets: for query t, keys j = i+1 with tokens[i] = tokens[t], i+1 < t+1.
 
     Averaged over the queries that have at least one target (``tokens``: ``[batch, pos]``);
@@ -45,7 +47,8 @@ def induction_score(A: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return (score * has[:, None]).sum(-1) / n
 
 
-def retrieval_score(A: torch.Tensor, tokens: torch.Tensor, needle: tuple[int, int], answer_positions) -> torch.Tensor:
+def retrieval_score(A: Float[torch.Tensor, "batch head pos pos"], tokens: Int[torch.Tensor, "batch pos"],
+                    needle: tuple[int, int], answer_positions) -> Float[torch.Tensor, "batch head"]:
     """Retrieval-head score of Wu et al. (2024) during copying of a needle span.
 
     For each query position t in ``answer_positions`` (the model predicts ``tokens[t+1]`` there), a head

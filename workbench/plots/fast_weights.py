@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import torch
+from jaxtyping import Float
 from plotly.subplots import make_subplots
 
 
-def fast_weight_heatmap(W: torch.Tensor, title: str = "W_t") -> go.Figure:
-    """One head's fast-weight matrix ``[d_key, d_v]`` (rows: key dims, columns: value dims)."""
+def fast_weight_heatmap(W: Float[torch.Tensor, "d_k d_v"], title: str = "W_t") -> go.Figure:
+    """One head's fast-weight matrix ``[d_k, d_v]`` (rows: key dims, columns: value dims)."""
     if W.dim() != 2:
-        raise ValueError(f"W must be one head's [d_key, d_v] matrix, got {tuple(W.shape)}")
+        raise ValueError(f"W must be one head's [d_k, d_v] matrix, got {tuple(W.shape)}")
     w = W.detach().float().cpu()
     lim = float(w.abs().max()) or 1.0
     fig = go.Figure(go.Heatmap(z=w.numpy(), colorscale="RdBu", reversescale=True, zmin=-lim, zmax=lim, zmid=0,
-                               hovertemplate="d_key %{y}<br>d_v %{x}<br>%{z:.4f}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="d_v", yaxis_title="d_key", yaxis_autorange="reversed",
+                               hovertemplate="d_k %{y}<br>d_v %{x}<br>%{z:.4f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="d_v", yaxis_title="d_k", yaxis_autorange="reversed",
                       margin=dict(l=40, r=10, t=40, b=40))
     return fig
 
 
-def state_and_update(W_before: torch.Tensor, W_after: torch.Tensor, title: str = "") -> go.Figure:
+def state_and_update(W_before: Float[torch.Tensor, "d_k d_v"], W_after: Float[torch.Tensor, "d_k d_v"], title: str = "") -> go.Figure:
     """Side by side: W_{t-1}, the write W_t − W_{t-1}, and W_t, on one colour scale each."""
     panels = [("W_{t-1}", W_before), ("write W_t − W_{t-1}", W_after - W_before), ("W_t", W_after)]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.06)
@@ -34,15 +35,15 @@ def state_and_update(W_before: torch.Tensor, W_after: torch.Tensor, title: str =
     return fig
 
 
-def singular_values_over_positions(W: torch.Tensor, positions=None, top: int = 8,
+def singular_values_over_positions(W: Float[torch.Tensor, "n_positions d_k d_v"], positions=None, top: int = 8,
                                    title: str = "singular values of W_t") -> go.Figure:
-    """Lines of the ``top`` singular values of one head's W_t, for ``W: [n_positions, d_key, d_v]``."""
+    """Lines of the ``top`` singular values of one head's W_t, for ``W: [n_positions, d_k, d_v]``."""
     if W.dim() != 3:
-        raise ValueError(f"W must be [n_positions, d_key, d_v], got {tuple(W.shape)}")
+        raise ValueError(f"W must be [n_positions, d_k, d_v], got {tuple(W.shape)}")
     x = list(range(W.shape[0])) if positions is None else list(positions)
     if len(x) != W.shape[0]:
         raise ValueError(f"got {len(x)} positions for {W.shape[0]} matrices")
-    s = torch.linalg.svdvals(W.detach().double().cpu())  # [n_positions, min(d_key, d_v)]
+    s = torch.linalg.svdvals(W.detach().double().cpu())  # [n_positions, min(d_k, d_v)]
     fig = go.Figure([go.Scatter(x=x, y=s[:, i].tolist(), mode="lines", name=f"σ{i + 1}")
                      for i in range(min(top, s.shape[1]))])
     fig.update_layout(title=title, xaxis_title="pos", yaxis_title="singular value")
