@@ -4,7 +4,6 @@ truncating the weights' own SVD. Each edit is a new model that lives only in thi
 
 import streamlit as st
 
-from workbench.analysis.kfac import KINDS
 from workbench.app_support import caching, kfac_editing, token_streams, widgets
 from workbench.app_support.downloads import checkpoint_files
 from workbench.plots import curvature_spectrum_figure
@@ -37,8 +36,9 @@ default_kinds = [k for k in ("mlp_in", "mlp_out") if k in have] or [k for k in (
 controls = st.columns(2)
 layers = controls[0].multiselect("Layers", list(range(cfg.n_layers)), default=list(range(cfg.n_layers)),
                                  format_func=lambda i: f"layer {i}", key="kfac_layers")
-kinds = controls[1].multiselect("Linear layers", list(KINDS), default=default_kinds, key="kfac_kinds",
-                                format_func=kfac_editing.KIND_LABELS.get)
+kinds = controls[1].multiselect("Linear layers", kfac_editing.kind_choices(lm.model), default=default_kinds,
+                                key="kfac_kinds",
+                                format_func=lambda k: kfac_editing.KIND_LABELS.get(k, k))
 with widgets.errors_shown(), st.expander("Curvature data: batches of the model's task"):
     stream = widgets.choose_stream(lm, seq, key="kfac_stream", batches=8, batch_size=32)
     labels = st.radio("Labels", ["sampled", "gold"], horizontal=True, key="kfac_labels",

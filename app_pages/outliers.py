@@ -65,9 +65,9 @@ st.plotly_chart(contribution_bar(writes, value, title=f"direct writes to dimensi
 st.dataframe(writes, hide_index=True, width="stretch")
 
 st.subheader("Fast-weight state over position")
-if cfg.mixer == "softmax":
-    st.info("This model's layers are softmax attention: they keep no fast-weight state (pick a linear, delta or "
-            "gated_delta model).")
+if not lm.model.fast_weight_layers:
+    st.info(f"This model's layers ({cfg.mixer_label}) keep no fast-weight state; pick a model with a fast-weight "
+            "mixer.")
     st.stop()
 controls = st.columns(2)
 STATE_LABELS = {"frobenius": "‖W_t‖_F", "effective_rank": "effective rank", "sigma_1": "σ_1", "sigma_2": "σ_2",

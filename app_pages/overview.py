@@ -10,7 +10,7 @@ lm, seq = widgets.current()
 cfg = lm.model.cfg
 
 cols = st.columns(4)
-cols[0].metric("Mixer", cfg.mixer)
+cols[0].metric("Mixer", cfg.mixer_label)
 cols[1].metric("Layers × heads", f"{cfg.n_layers} × {cfg.n_heads}")
 cols[2].metric("Parameters", f"{lm.model.num_params():,}")
 cols[3].metric("Vocabulary", cfg.d_vocab)

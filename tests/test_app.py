@@ -294,7 +294,7 @@ def test_uploads_good_and_bad():
     at.sidebar.file_uploader(key="upload_config").set_value(("config.json", b"hello", "application/json"))
     at.sidebar.file_uploader(key="upload_weights").set_value(("model.safetensors", b"not weights", "application/octet-stream"))
     at.run()
-    assert "config.json: model config is not valid JSON" in errors(at)
+    assert "config.json: not valid JSON" in errors(at)
     wrong = json.dumps({**json.loads(CONFIG_TEXT), "n_layer": 2}).encode()
     at.sidebar.file_uploader(key="upload_config").set_value(("config.json", wrong, "application/json")).run()
     assert "unknown ModelConfig keys ['n_layer']" in errors(at)
@@ -313,7 +313,7 @@ def test_fresh_configs_good_and_bad():
     at = open_app()
     at.sidebar.radio(key="model_source").set_value("Fresh model (random init)").run()
     assert_ok(at)
-    assert "fresh gated_delta model" in at.sidebar.caption[0].value
+    assert "fresh Gated DeltaNet model" in at.sidebar.caption[0].value
     for page in PAGES[1:]:  # a model with no recipe: the sidebar samples an MQAR sized to it
         at.switch_page(f"app_pages/{page}.py").run()
         assert_ok(at)

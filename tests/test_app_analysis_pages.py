@@ -27,8 +27,8 @@ CANARY_TASK = Canaries(vocab_size=20, seq_len=12, canary_len=8, repetitions=(2, 
 
 def small(mixer: str = "delta", **kw) -> HookedFastWeightLM:
     kw = {"d_mlp": 16, **kw}
-    model = HookedFastWeightLM(ModelConfig(d_vocab=20, d_model=16, n_heads=2, d_head=8, n_ctx=24, mixer=mixer,
-                                           init_std=0.3, chunk_size=4, **kw))
+    model = HookedFastWeightLM(ModelConfig.from_dict(dict(d_vocab=20, d_model=16, n_heads=2, d_head=8, n_ctx=24, mixer=mixer,
+                                           init_std=0.3, chunk_size=4, **kw)))
     return model.eval().requires_grad_(False)
 
 

@@ -24,8 +24,8 @@ def toy():
 
 
 def small(mixer: str = "delta", **kw) -> HookedFastWeightLM:
-    return HookedFastWeightLM(ModelConfig(d_vocab=20, d_model=16, n_heads=2, d_head=8, d_mlp=16, n_ctx=24,
-                                          mixer=mixer, init_std=0.3, chunk_size=4, **kw))
+    return HookedFastWeightLM(ModelConfig.from_dict(dict(d_vocab=20, d_model=16, n_heads=2, d_head=8, d_mlp=16, n_ctx=24,
+                                          mixer=mixer, init_std=0.3, chunk_size=4, **kw)))
 
 
 # ---------------------------------------------------------------------- sources
@@ -68,7 +68,7 @@ def test_upload_gives_the_same_model_and_bad_uploads_say_why(toy):
 def test_fresh_models_are_seeded_and_bad_configs_say_why():
     text = sources.default_fresh_config()
     a, b = sources.build_fresh(text), sources.build_fresh(text)
-    assert a.key == b.key and a.model.cfg.mixer == "gated_delta"
+    assert a.key == b.key and a.model.cfg.mixer.kind == "gated_delta"
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     reseeded = sources.build_fresh(json.dumps({**json.loads(text), "seed": 1}))
     assert reseeded.key != a.key
@@ -76,7 +76,7 @@ def test_fresh_models_are_seeded_and_bad_configs_say_why():
         sources.build_fresh(json.dumps({**json.loads(text), "heads": 3}))
     with pytest.raises(ValueError, match="not valid JSON"):
         sources.build_fresh("{")
-    with pytest.raises(ValueError, match="mixer must be one of"):
+    with pytest.raises(ValueError, match="unknown mixer"):
         sources.build_fresh(json.dumps({**json.loads(text), "mixer": "lstm"}))
     with pytest.raises(ValueError, match="parameters"):
         sources.build_fresh(json.dumps({**json.loads(text), "d_model": 1024, "d_mlp": 8192, "n_layers": 8}))

@@ -62,7 +62,7 @@ def test_info_prints_config_hooks_task_and_final_metrics():
 def test_info_without_or_with_a_broken_recipe(tmp_path):
     save(HookedFastWeightLM(ModelConfig(d_vocab=8, n_layers=1, n_heads=1)), tmp_path)
     res = runner.invoke(app, ["info", str(tmp_path)])
-    assert res.exit_code == 0 and "no recipe.json" in res.output and "1 x delta" in res.output
+    assert res.exit_code == 0 and "no recipe.json" in res.output and "1 block(s) (DeltaNet)" in res.output
     (tmp_path / "recipe.json").write_text("{not json")
     res = runner.invoke(app, ["info", str(tmp_path)])
     assert res.exit_code == 0 and "not readable JSON" in res.output
@@ -81,7 +81,7 @@ def test_train_writes_the_checkpoint_the_library_would_train(tmp_path):
     assert recipe["task"] == MQAR(**{k: v for k, v in TINY["task"].items() if k != "name"}).to_dict()
     assert recipe["final"]["step"] == 3 and len(json.loads((out / "history.json").read_text())) == 3
 
-    ref = train(ModelConfig(**TINY["model"]), MQAR(vocab_size=16, seq_len=8, num_kv_pairs=2),
+    ref = train(ModelConfig.from_dict(dict(**TINY["model"])), MQAR(vocab_size=16, seq_len=8, num_kv_pairs=2),
                 TrainConfig(**TINY["train"]), progress=False).model
     got = load(out)
     assert got.cfg == ref.cfg
@@ -119,7 +119,7 @@ BAD = [
     ("run.json", {**TINY, "optimizer": {}}, "has unknown keys ['optimizer']"),
     ("run.json", {**TINY, "model": [1]}, "'model' must be a JSON object"),
     ("run.json", _mutate("model", d_modle=32), "model: unknown ModelConfig keys ['d_modle']"),
-    ("run.json", _mutate("model", mixer="lstm"), "model: ModelConfig.mixer must be one of"),
+    ("run.json", _mutate("model", mixer="lstm"), "model: ModelConfig.mixer: unknown mixer"),
     ("run.json", _mutate("task", name="copy"), "task: 'name' must be one of ["),
     ("run.json", _mutate("task", num_pairs=3), "unknown keys ['num_pairs'] for task 'mqar'"),
     ("run.json", _mutate("task", seq_len=7), "task: MQAR seq_len must be even"),

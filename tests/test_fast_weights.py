@@ -24,7 +24,7 @@ IDS = ["delta", "gated_delta", "linear_sumnorm", "linear_dpfp"]
 
 def make(**kw) -> HookedFastWeightLM:
     base = dict(d_vocab=29, d_model=32, n_heads=2, d_head=8, d_mlp=48, chunk_size=16, init_std=0.3)
-    return HookedFastWeightLM(ModelConfig(**{**base, **kw}))
+    return HookedFastWeightLM(ModelConfig.from_dict(dict(**{**base, **kw})))
 
 
 def loop_states(model, cache, layer, initial=None, start=0):
@@ -33,8 +33,8 @@ def loop_states(model, cache, layer, initial=None, start=0):
     attn = model.blocks[layer].attn
     q = cache[a + "hook_q"].double() * attn.scale
     k, v = cache[a + "hook_k"].double(), cache[a + "hook_v"].double()
-    delta = model.cfg.mixer in ("delta", "gated_delta")
-    if not delta and model.cfg.sum_norm:
+    delta = model.cfg.mixer.kind in ("delta", "gated_delta")
+    if not delta and model.cfg.mixer.sum_norm:
         v = torch.cat([v, torch.ones_like(v[..., :1])], -1)
     b, t, h, dk = k.shape
     S = torch.zeros(b, h, dk, v.shape[-1], dtype=torch.float64) if initial is None else initial.double()
@@ -65,7 +65,7 @@ def test_fast_weights_equal_the_textbook_recurrence(kw):
     for layer in (0, 1):
         W = fast_weights(model, TOKENS, layer, positions)
         want, _ = loop_states(model, cache, layer)
-        assert W.shape == (2, len(positions), 2, model.cfg.d_key, want.shape[-1])
+        assert W.shape == (2, len(positions), 2, model.blocks[1].attn.d_k, want.shape[-1])
         assert rel_err(W, want[:, [p % 45 for p in positions]]) < 1e-5
     assert torch.equal(model.fast_weights(TOKENS, 1, 7), fast_weights(model, TOKENS, 1, [7]))
 
@@ -100,7 +100,7 @@ def test_readout_patch_changes_only_that_position(kw):
     model = make(**kw)
     _, clean = model.run_with_cache(TOKENS)
     p = 20
-    new_state = torch.randn(2, 2, model.cfg.d_key, clean["blocks.1.attn.hook_v"].shape[-1]
+    new_state = torch.randn(2, 2, model.blocks[1].attn.d_k, clean["blocks.1.attn.hook_v"].shape[-1]
                             + int(kw.get("sum_norm", False))).abs()
     _, cache = patch_fast_weights(model, TOKENS, 1, p, new_state, mode="readout", return_cache=True)
     z0, z1 = clean["blocks.1.attn.hook_z"], cache["blocks.1.attn.hook_z"]

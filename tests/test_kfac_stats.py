@@ -22,8 +22,8 @@ VARIANTS = {
 
 
 def tiny(variant: str, dtype=torch.float64, **kw) -> HookedFastWeightLM:
-    cfg = ModelConfig(d_vocab=11, d_model=6, n_layers=2, n_heads=2, d_head=3, d_mlp=5, chunk_size=4,
-                      backend="reference", init_std=0.3, seed=1, **{**VARIANTS[variant], **kw})
+    cfg = ModelConfig.from_dict(dict(d_vocab=11, d_model=6, n_layers=2, n_heads=2, d_head=3, d_mlp=5, chunk_size=4,
+                      backend="reference", init_std=0.3, seed=1, **{**VARIANTS[variant], **kw}))
     return HookedFastWeightLM(cfg).to(dtype)
 
 

@@ -19,7 +19,7 @@ TOKENS = torch.randint(0, 29, (2, 37), generator=torch.Generator().manual_seed(1
 
 def make(**kw) -> HookedFastWeightLM:
     base = dict(d_vocab=29, d_model=32, n_heads=2, d_head=8, d_mlp=48, chunk_size=16, init_std=0.2)
-    return HookedFastWeightLM(ModelConfig(**{**base, **kw}))
+    return HookedFastWeightLM(ModelConfig.from_dict(dict(**{**base, **kw})))
 
 
 def test_softmax_matches_torch_sdpa():
@@ -41,7 +41,7 @@ def test_linear_matches_quadratic_form(fmap, nu, sum_norm):
     if sum_norm:
         scores = scores / (scores.sum(-1, keepdim=True) + 1e-6)
     else:
-        scores = scores * model.cfg.d_key ** -0.5
+        scores = scores * model.blocks[1].attn.d_k ** -0.5
     want = torch.einsum("bhqk,bkhd->bqhd", scores, v)
     assert rel_err(cache["blocks.1.attn.hook_z"], want) < 1e-5
 

@@ -41,7 +41,7 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
     out = {}
     for name, who, shape in doc_table():
         mixers = who.split(" (")[0]
-        if mixers != "all" and cfg.mixer not in [m.strip() for m in mixers.split(",")]:
+        if mixers != "all" and cfg.mixer.kind not in [m.strip() for m in mixers.split(",")]:
             continue
         cond = who.split(" (", 1)[1] if " (" in who else ""
         if "learned positions" in cond and cfg.positional != "learned":
@@ -68,14 +68,14 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
 def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
     return {
         "batch": batch, "pos": pos, "head": cfg.n_heads, "d_model": cfg.d_model, "d_head": cfg.d_head,
-        "d_key": cfg.d_key, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1, "n_positions": 2,
-        "d_v": cfg.d_head + int(cfg.mixer == "linear" and cfg.sum_norm),
+        "d_k": cfg.mixer.d_k(cfg.d_head), "d_v": cfg.d_head, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
+        "n_positions": 2,
     }[axis]
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_documented_hook_fires_with_its_shape(variant):
-    cfg = ModelConfig(d_vocab=37, d_model=32, n_heads=2, d_head=8, d_mlp=48, chunk_size=16, **VARIANTS[variant])
+    cfg = ModelConfig.from_dict(dict(d_vocab=37, d_model=32, n_heads=2, d_head=8, d_mlp=48, chunk_size=16, **VARIANTS[variant]))
     model = HookedFastWeightLM(cfg)
     tokens = torch.randint(0, 37, (2, 21), generator=torch.Generator().manual_seed(0))
     logits, cache = model.run_with_cache(tokens)
@@ -89,13 +89,16 @@ def test_every_documented_hook_fires_with_its_shape(variant):
         assert tuple(cache[name].shape) == want, (name, tuple(cache[name].shape), want)
     # caching changed nothing
     assert torch.equal(logits, model(tokens))
-    if cfg.mixer != "softmax":  # inside expose_states the state hook fires too, with its documented shape
+    if model.fast_weight_layers:  # inside expose_states the state hook fires too, with its documented shape
         with model.expose_states([3, 17]):
             _, cache = model.run_with_cache(tokens)
         expected = expected_hooks(cfg, exposed=True)
         assert set(cache.keys()) == set(expected)
         for name, axes in expected.items():
-            assert tuple(cache[name].shape) == tuple(axis_size(cfg, a, 2, 21) for a in axes), name
+            want = [axis_size(cfg, a, 2, 21) for a in axes]
+            if name.endswith("hook_state"):  # a state row is as wide as the mixer says (+1: the sum normaliser)
+                want[-1] = model.blocks[int(name.split(".")[1])].attn.d_v
+            assert tuple(cache[name].shape) == tuple(want), name
 
 
 def test_hooks_do_not_outlive_the_run():
@@ -139,13 +142,35 @@ def test_bad_tokens_raise_clear_errors(bad, message):
 
 
 def test_config_round_trip_and_errors():
-    cfg = ModelConfig(d_vocab=11, mixer="linear", feature_map="dpfp", dpfp_nu=3)
+    cfg = ModelConfig.from_dict(dict(d_vocab=11, mixer="linear", feature_map="dpfp", dpfp_nu=3))
     assert ModelConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         ModelConfig.from_dict({**cfg.to_dict(), "n_layer": 3})
-    with pytest.raises(ValueError, match="mixer must be one of"):
+    with pytest.raises(ValueError, match="unknown mixer .mamba.; known mixers"):
         ModelConfig(d_vocab=11, mixer="mamba")
     with pytest.raises(ValueError, match="d_model must be a positive int"):
         ModelConfig(d_vocab=11, d_model=0)
     with pytest.raises(ValueError, match="not valid JSON"):
         ModelConfig.from_json("{")
+
+
+def test_every_hook_points_shape_comment_agrees_with_docs_hooks_md():
+    """Each ``self.hook_x = HookPoint()  # [shape]`` of the language model's modules states a shape that the
+    table of docs/hooks.md gives a hook of that name (one axis vocabulary in code and docs)."""
+    root = Path(__file__).resolve().parents[1] / "workbench"
+    files = [root / "model.py", *sorted((root / "components").glob("*.py")), *sorted((root / "mixers").glob("*.py"))]
+    doc: dict[str, set[str]] = {}
+    for name, _, shape in doc_table():
+        doc.setdefault(name.rsplit(".", 1)[-1], set()).add(shape)
+    seen = 0
+    for f in files:
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            m = re.match(r"\s*self\.(hook_\w+) = HookPoint\(\)(?:\s*#\s*(\[[^\]]*\]))?", line)
+            if not m:
+                continue
+            seen += 1
+            where = f"{f.relative_to(root.parent)}:{n}"
+            assert m.group(2), f"{where}: {m.group(1)} has no shape comment"
+            assert m.group(1) in doc, f"{where}: {m.group(1)} is not in docs/hooks.md"
+            assert m.group(2) in doc[m.group(1)], f"{where}: {m.group(1)} {m.group(2)}; docs/hooks.md: {doc[m.group(1)]}"
+    assert seen >= 30

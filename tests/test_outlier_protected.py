@@ -80,8 +80,8 @@ def test_outlier_protected_fast_weight_mixers_run_and_pre_norm_is_unchanged():
 # ---------------------------------------------------------------- QK-norm of every mixer
 
 def op_model(mixer, **kw):
-    cfg = ModelConfig(d_vocab=23, d_model=32, n_heads=2, d_head=8, d_mlp=40, mixer=mixer, block="outlier_protected",
-                      init_std=0.2, **kw)
+    cfg = ModelConfig.from_dict(dict(d_vocab=23, d_model=32, n_heads=2, d_head=8, d_mlp=40, mixer=mixer, block="outlier_protected",
+                      init_std=0.2, **kw))
     return HookedFastWeightLM(cfg)
 
 
@@ -118,7 +118,7 @@ def test_delta_qk_norm_unit_keys_and_gain_on_the_l2_query():
         k = silu_conv(cache["blocks.1.attn.hook_k_pre"], a.conv_k.weight)
         assert rel_err(cache["blocks.1.attn.hook_q"], q / q.norm(dim=-1, keepdim=True) * gain) < 1e-5
         assert rel_err(cache["blocks.1.attn.hook_k"], k / k.norm(dim=-1, keepdim=True)) < 1e-5
-        assert not hasattr(a, "k_norm")  # no gain on the keys: ‖k‖ = 1 keeps the delta rule stable
+        assert not list(a.k_norm.parameters())  # no gain on the keys: ‖k‖ = 1 keeps the delta rule stable
 
 
 def test_delta_keys_stay_unit_norm_and_the_memory_bounded_for_any_projection_or_gain():
@@ -176,5 +176,5 @@ def test_op_delta_needs_l2_qk_norm():
     import pytest
 
     with pytest.raises(ValueError, match="qk_norm must be 'l2'"):
-        ModelConfig(d_vocab=23, mixer="delta", block="outlier_protected", qk_norm="sum")
-    ModelConfig(d_vocab=23, mixer="delta", qk_norm="sum")  # pre-norm: any qk_norm
+        ModelConfig.from_dict(dict(d_vocab=23, mixer="delta", block="outlier_protected", qk_norm="sum"))
+    ModelConfig.from_dict(dict(d_vocab=23, mixer="delta", qk_norm="sum"))  # pre-norm: any qk_norm

@@ -75,8 +75,8 @@ def test_activation_quantisation_checks_its_arguments():
 @pytest.mark.parametrize("mixer", ["softmax", "linear", "delta", "gated_delta"])
 @pytest.mark.parametrize("block", ["pre_norm", "outlier_protected"])
 def test_quantize_w8a8_returns_a_new_model_and_rounds_every_matmul_input(mixer, block):
-    cfg = ModelConfig(d_vocab=40, d_model=32, n_heads=2, d_head=8, d_mlp=48, n_ctx=32, mixer=mixer, block=block,
-                      output_gate=mixer == "gated_delta", init_std=0.1)
+    cfg = ModelConfig.from_dict(dict(d_vocab=40, d_model=32, n_heads=2, d_head=8, d_mlp=48, n_ctx=32, mixer=mixer, block=block,
+                      output_gate=mixer == "gated_delta", init_std=0.1))
     model = HookedFastWeightLM(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     logits = model(TOKENS).detach()

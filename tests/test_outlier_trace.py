@@ -20,7 +20,7 @@ BATCHES = [torch.randint(0, 31, (2, 20), generator=G) for _ in range(3)]
 
 def make(**kw) -> HookedFastWeightLM:
     base = dict(d_vocab=31, d_model=24, n_heads=2, d_head=6, d_mlp=40, chunk_size=8, init_std=0.3, n_layers=2)
-    return HookedFastWeightLM(ModelConfig(**{**base, **kw}))
+    return HookedFastWeightLM(ModelConfig.from_dict(dict(**{**base, **kw})))
 
 
 def full_cache(model, names):
@@ -55,7 +55,7 @@ def test_trace_equals_metrics_on_the_whole_cache(kw):
         assert row.signal_propagation == pytest.approx(sp, rel=1e-9, abs=1e-12)
         assert row.max_abs == pytest.approx(flat.abs().max().item(), rel=1e-6)
     # per-head sites: neuron n is (head n // d, channel n % d)
-    k = cache["blocks.1.attn.hook_k"].double()  # [batch, pos, head, d_key]
+    k = cache["blocks.1.attn.hook_k"].double()  # [batch, pos, head, d_k]
     tops = top_neurons(stats, model.cfg, n=3).query("hook == 'blocks.1.attn.hook_k'")
     rms = k.pow(2).mean((0, 1)).sqrt()
     for _, r in tops.iterrows():

@@ -1,6 +1,6 @@
 """Fast-weight interpretability workbench: hooked fast-weight language models and their analysis.
 
-Names are imported lazily, so ``import workbench.kernels`` needs only torch.
+Names are imported lazily, so ``import workbench.kernels`` needs only torch (and jaxtyping).
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
     """A model for ``cfg`` holding exactly ``tensors``: names, shapes and float dtypes must all match."""
     model = HookedFastWeightLM(cfg)
     expected = model.state_dict()
-    tensors = {**_added_since_saved(cfg, set(tensors), expected), **tensors}
+    tensors = {**_added_since_saved(model, set(tensors), expected), **tensors}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -143,16 +143,15 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
     return model.to(device)
 
 
-def _added_since_saved(cfg: ModelConfig, present: set[str], expected: dict[str, torch.Tensor]
+def _added_since_saved(model: HookedFastWeightLM, present: set[str], expected: dict[str, torch.Tensor]
                        ) -> dict[str, torch.Tensor]:
-    """Parameters added after a checkpoint format was in use, with the values that reproduce the old model:
-    the query gain of the delta mixers' Outlier Protected QK-norm (ones: w_q = 1 is the plain L2 query)."""
-    if cfg.block != "outlier_protected" or cfg.mixer not in ("delta", "gated_delta"):
+    """Parameters added after a checkpoint format was in use, with the values that reproduce the old model,
+    as each mixer declares them (``Mixer.added_since_saved``); only when none of them is present."""
+    added = {f"blocks.{i}.attn.{leaf}": value for i, block in enumerate(model.blocks)
+             for leaf, value in block.attn.added_since_saved().items()}
+    if not added or any(name in present for name in added):
         return {}
-    gains = [f"blocks.{i}.attn.q_norm.w" for i in range(cfg.n_layers)]
-    if any(g in present for g in gains):
-        return {}
-    return {g: torch.ones_like(expected[g]) for g in gains}
+    return {name: torch.full_like(expected[name], value) for name, value in added.items()}
 
 
 def _header_size(first8: bytes) -> int:

@@ -2,6 +2,17 @@
 
 A model is fully described by a :class:`ModelConfig`; checkpoints store it as ``config.json``.
 Unknown keys and bad values raise ``ValueError`` naming the field and the allowed values.
+
+The sequence mixer of each layer has its own typed config (:mod:`workbench.mixers`), so the model's
+fields are only what every layer shares:
+
+    ModelConfig(d_vocab=64, mixer="delta")                                   # DeltaNet, default options
+    ModelConfig(d_vocab=64, mixer=DeltaConfig(conv_size=0))                  # with options
+    ModelConfig(d_vocab=64, n_layers=4, mixer=["gated_delta"] * 3 + ["softmax"])   # one mixer per layer
+
+``config.json`` of the earlier flat format (``"mixer": "delta", "conv_size": 4, "feature_map": ...``)
+still loads: :meth:`ModelConfig.from_dict` moves the options of the named mixer into its config and
+drops the other mixers' options when they hold their defaults (they never had an effect).
 """
 
 from __future__ import annotations
@@ -9,28 +20,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
-from .dataclass_io import check_int_fields, check_keys
+from typing import Any, Literal, Union, get_args
 
-Mixer = Literal["softmax", "linear", "delta", "gated_delta"]
-FeatureMap = Literal["identity", "elu1", "dpfp", "favor"]
-QKNorm = Literal["l2", "sum", "none"]
+from .dataclass_io import check_int_fields, check_keys
+from .mixers import MixerConfig, mixer_config, mixer_fields, names
+from .mixers import describe as describe_mixer
+
 Norm = Literal["layernorm", "rmsnorm", "none"]
 MLPKind = Literal["gelu", "swiglu", "none"]
 Positional = Literal["learned", "none"]
 BlockStyle = Literal["pre_norm", "outlier_protected"]
 Backend = Literal["chunk", "reference"]
+MixerSpec = Union[MixerConfig, tuple[MixerConfig, ...]]
+_CHOICES = {"norm": Norm, "mlp": MLPKind, "positional": Positional, "block": BlockStyle, "backend": Backend}
 
-_CHOICES = {
-    "mixer": Mixer,
-    "feature_map": FeatureMap,
-    "qk_norm": QKNorm,
-    "norm": Norm,
-    "mlp": MLPKind,
-    "positional": Positional,
-    "backend": Backend,
-    "block": BlockStyle,
-}
+# the mixer options of the flat config.json format, with the defaults they had there
+_LEGACY_MIXER_OPTIONS = {"feature_map": "identity", "dpfp_nu": 1, "favor_features": 32, "sum_norm": False,
+                         "qk_norm": "l2", "conv_size": 4, "allow_neg_eigval": False, "output_gate": False}
 
 
 @dataclass(frozen=True)
@@ -38,26 +44,16 @@ class ModelConfig:
     """Everything needed to build a :class:`~workbench.model.HookedFastWeightLM`.
 
     Sizes: ``d_vocab`` tokens, ``n_ctx`` longest sequence (only enforced with learned positions),
-    ``n_layers`` blocks of ``n_heads`` heads of width ``d_head`` (keys and values).
+    ``n_layers`` blocks of ``n_heads`` heads of width ``d_head``.
 
-    Mixers (one per block, all blocks alike):
-      - ``softmax``: causal multi-head attention.
-      - ``linear``: sum-rule fast weights with feature map ``feature_map`` applied to q and k
-        (``dpfp_nu`` for DPFP, ``favor_features`` random features for FAVOR+, seeded by ``seed``);
-        ``sum_norm`` divides by ``z_tᵀ φ(q_t)``.
-      - ``delta``: DeltaNet (q/k/v projections, optional short causal conv of ``conv_size``, SiLU,
-        ``qk_norm`` on q and k, β = sigmoid(W_β x) (×2 if ``allow_neg_eigval``), per-head RMSNorm,
-        output projection).
-      - ``gated_delta``: Gated DeltaNet — delta plus decay g = −exp(A_log)·softplus(W_a x + dt_bias)
-        and, if ``output_gate``, a SiLU output gate.
+    ``mixer``: one mixer config for every layer, or a tuple of ``n_layers`` configs (a hybrid model); a
+    name or a ``{"kind": ...}`` dict is turned into the config. ``workbench.mixers.names()`` lists them.
     Blocks: pre-norm ``norm`` (or none), ``mlp`` of width ``d_mlp``, ``positional`` embeddings.
     ``block="outlier_protected"`` is the Outlier Protected block of He et al. (2024): no norm before the
     mixer or the MLP, one ``norm`` on the first block's input (plus the final one), each residual branch
-    multiplied by ``branch_scale``, and QK-norm: RMS with a learnable gain per channel on the queries and
-    keys of the softmax and linear mixers; for the delta mixers (which need ``qk_norm="l2"`` there) unit
-    L2 keys — the delta rule is stable only with β‖k‖² ≤ 2 — and the gain on the L2 query only (see
-    :mod:`workbench.components.delta_net`).
-    ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`).
+    multiplied by ``branch_scale``, and QK-norm in every mixer (each mixer says how; see its module).
+    ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`); ``seed``
+    seeds the initialisation and any fixed random features.
     """
 
     d_vocab: int
@@ -66,75 +62,90 @@ class ModelConfig:
     n_heads: int = 4
     d_head: int = 16
     n_ctx: int = 1024
-    mixer: str = "delta"
-    # linear attention
-    feature_map: str = "identity"
-    dpfp_nu: int = 1
-    favor_features: int = 32
-    sum_norm: bool = False
-    # delta / gated delta
-    qk_norm: str = "l2"
-    conv_size: int = 4
-    allow_neg_eigval: bool = False
-    output_gate: bool = False
+    mixer: MixerSpec = "delta"  # type: ignore[assignment]  (a name is turned into its config)
     # block
-    norm: str = "layernorm"
-    mlp: str = "gelu"
+    norm: Norm = "layernorm"
+    mlp: MLPKind = "gelu"
     d_mlp: int = 256
-    positional: str = "learned"
-    block: str = "pre_norm"
+    positional: Positional = "learned"
+    block: BlockStyle = "pre_norm"
     branch_scale: float = 0.2  # residual-branch weight of the Outlier Protected block (pre-norm: 1)
     # numerics and kernels
     init_std: float = 0.02
     norm_eps: float = 1e-5
     chunk_size: int = 64
-    backend: str = "chunk"
+    backend: Backend = "chunk"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, lit in _CHOICES.items():
-            value = getattr(self, name)
-            allowed = get_args(lit)
-            if value not in allowed:
-                raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {value!r}")
-        positive = ["d_vocab", "d_model", "n_layers", "n_heads", "d_head", "n_ctx", "dpfp_nu",
-                    "favor_features", "chunk_size"]
-        check_int_fields(self, tuple(positive))
-        check_int_fields(self, ("conv_size", "d_mlp", "seed"), minimum=0)
+        for name, choices in _CHOICES.items():
+            allowed = get_args(choices)
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_int_fields(self, ("d_vocab", "d_model", "n_layers", "n_heads", "d_head", "n_ctx", "chunk_size"))
+        check_int_fields(self, ("d_mlp", "seed"), minimum=0)
         if self.mlp != "none" and self.d_mlp < 1:
             raise ValueError(f"ModelConfig.d_mlp must be positive when mlp={self.mlp!r}")
         for name in ["init_std", "norm_eps", "branch_scale"]:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
-        for name in ["sum_norm", "allow_neg_eigval", "output_gate"]:
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.block == "outlier_protected" and self.mixer in ("delta", "gated_delta") and self.qk_norm != "l2":
-            raise ValueError(f"ModelConfig.qk_norm must be 'l2' for the {self.mixer} mixer in the Outlier Protected "
-                             f"block (its QK-norm keeps the keys unit-norm), got {self.qk_norm!r}")
-        if self.dpfp_nu > 2 * self.d_head - 1 and self.feature_map == "dpfp":
-            raise ValueError(f"ModelConfig.dpfp_nu must be < 2·d_head = {2 * self.d_head}, got {self.dpfp_nu}")
+        object.__setattr__(self, "mixer", self._mixer_spec(self.mixer))
+        for m in self.layer_mixers:
+            m.check(self, self.qk_norm)
 
-    # ------------------------------------------------------------------ derived sizes
+    def _mixer_spec(self, value: Any) -> MixerSpec:
+        if isinstance(value, (list, tuple)):
+            if len(value) != self.n_layers:
+                raise ValueError(f"ModelConfig.mixer lists {len(value)} mixers for n_layers = {self.n_layers}; "
+                                 "give one per layer, or a single mixer for all layers")
+            spec = tuple(self._one_mixer(v) for v in value)
+            return spec[0] if len(set(spec)) == 1 else spec
+        return self._one_mixer(value)
+
+    @staticmethod
+    def _one_mixer(value: Any) -> MixerConfig:
+        try:
+            return mixer_config(value)
+        except ValueError as e:
+            raise ValueError(f"ModelConfig.mixer: {e}") from None
+
+    # ------------------------------------------------------------------ derived
     @property
-    def d_key(self) -> int:
-        """Width of the keys that enter the recurrence (after the feature map)."""
-        if self.mixer != "linear" or self.feature_map in ("identity", "elu1"):
-            return self.d_head
-        if self.feature_map == "dpfp":
-            return 2 * self.d_head * self.dpfp_nu
-        return 2 * self.favor_features
+    def layer_mixers(self) -> tuple[MixerConfig, ...]:
+        """The mixer config of each layer (``n_layers`` entries)."""
+        return self.mixer if isinstance(self.mixer, tuple) else (self.mixer,) * self.n_layers
+
+    @property
+    def qk_norm(self) -> bool:
+        """Whether the block style asks the mixers for QK-norm (the Outlier Protected block)."""
+        return self.block == "outlier_protected"
+
+    @property
+    def mixer_label(self) -> str:
+        """E.g. ``"DeltaNet"`` or ``"3 × Gated DeltaNet, softmax attention"`` (runs of equal layers)."""
+        runs: list[list] = []
+        for m in self.layer_mixers:
+            if runs and runs[-1][0] == m:
+                runs[-1][1] += 1
+            else:
+                runs.append([m, 1])
+        if len(runs) == 1:
+            return describe_mixer(runs[0][0])
+        return ", ".join((f"{n} × " if n > 1 else "") + describe_mixer(m) for m, n in runs)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["mixer"] = [m.to_dict() for m in self.mixer] if isinstance(self.mixer, tuple) else self.mixer.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = _from_flat_format(data) if isinstance(data, dict) else data
         data = check_keys(cls, data)
         if "d_vocab" not in data:
             raise ValueError("ModelConfig needs 'd_vocab'")
@@ -145,9 +156,28 @@ class ModelConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"model config is not valid JSON: {e}") from None
+            raise ValueError(f"not valid JSON: {e}") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def _from_flat_format(data: dict[str, Any]) -> dict[str, Any]:
+    """Move mixer options written at the top level (the flat format) into the mixer's config."""
+    flat = {k: data[k] for k in _LEGACY_MIXER_OPTIONS if k in data}
+    if not flat:
+        return data
+    kind = data.get("mixer", "delta")
+    if not isinstance(kind, str):
+        raise ValueError(f"mixer options {sorted(flat)} belong inside the mixer's config, not at the top level")
+    if kind not in names():
+        raise ValueError(f"ModelConfig.mixer: unknown mixer {kind!r}; known mixers: {names()}")
+    own = set(mixer_fields(kind))
+    mixer = {"kind": kind, **{k: v for k, v in flat.items() if k in own}}
+    for k, v in flat.items():
+        if k not in own and v != _LEGACY_MIXER_OPTIONS[k]:
+            raise ValueError(f"{k}={v!r} is not an option of the {kind!r} mixer (its options: {sorted(own)})")
+    rest = {k: v for k, v in data.items() if k not in flat}
+    return {**rest, "mixer": mixer}

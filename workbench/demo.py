@@ -21,7 +21,7 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, out=print) -> dict:
     checkpoint = Path(checkpoint)
     model = load(checkpoint)
     cfg = model.cfg
-    out(f"checkpoint {checkpoint}: {cfg.n_layers} x {cfg.mixer}, d_model {cfg.d_model}, {cfg.n_heads} heads "
+    out(f"checkpoint {checkpoint}: {cfg.n_layers} layers ({cfg.mixer_label}), d_model {cfg.d_model}, {cfg.n_heads} heads "
         f"x {cfg.d_head}, vocab {cfg.d_vocab}, {model.num_params():,} parameters")
     recipe = checkpoint / "recipe.json"
     if recipe.is_file():
@@ -45,9 +45,9 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, out=print) -> dict:
             out(f"  {name:<36} {tuple(act.shape)}")
     out(f"  … and the same for blocks 1..{cfg.n_layers - 1}")
     summary = {"accuracy": acc, "hooks": len(cache)}
-    if cfg.mixer == "softmax":
+    if not model.fast_weight_layers:
         return summary
-    layer = cfg.n_layers - 1
+    layer = model.fast_weight_layers[-1]
     positions = [0, tokens.shape[1] // 2, tokens.shape[1] - 1]
     W = model.fast_weights(tokens, layer, positions)
     out(f"\nfast weights of layer {layer} (‖W_t‖_F per head) at positions {positions}:")

@@ -16,10 +16,16 @@ _BLOCK = re.compile(r"^blocks\.\d+\.")
 def describe_model(model) -> list[str]:
     cfg = model.cfg
     return [
-        f"HookedFastWeightLM: {cfg.n_layers} x {cfg.mixer} block(s), d_model {cfg.d_model}, {cfg.n_heads} heads "
+        f"HookedFastWeightLM: {cfg.n_layers} block(s) ({cfg.mixer_label}), d_model {cfg.d_model}, {cfg.n_heads} heads "
         f"x d_head {cfg.d_head}, vocab {cfg.d_vocab}, {model.num_params():,} parameters",
-        "config: " + ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items()),
+        "config: " + ", ".join(f"{k}={_mixers(v) if k == 'mixer' else v}" for k, v in cfg.to_dict().items()),
     ]
+
+
+def _mixers(value) -> str:
+    """``delta(qk_norm=l2, conv_size=4, …)``, or a list of those for a model with one mixer per layer."""
+    one = lambda d: d["kind"] + "(" + ", ".join(f"{k}={v}" for k, v in d.items() if k != "kind") + ")"  # noqa: E731
+    return "[" + ", ".join(map(one, value)) + "]" if isinstance(value, list) else one(value)
 
 
 def hook_names(model) -> tuple[list[str], list[str]]:

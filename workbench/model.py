@@ -15,21 +15,22 @@ from typing import Iterator, Literal, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .components import GatedDeltaNet, SoftmaxAttention, TransformerBlock
-from .components.fast_weight_state import StateRequest
+from .components import TransformerBlock
 from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig
+from .mixers import Mixer, NotDefinedForMixer, RecurrenceInputs, StateRequest, check_positions, states_at
 
 ReturnType = Literal["logits", "loss", "both", None]
 
 
 class HookedFastWeightLM(HookedRootModule):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, init: bool = True):
         super().__init__()
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"HookedFastWeightLM needs a ModelConfig, got {type(cfg).__name__}")
@@ -41,10 +42,11 @@ class HookedFastWeightLM(HookedRootModule):
             self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.block == "outlier_protected":
             self.ln_input = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)  # the only norm before the blocks
-        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.blocks = nn.ModuleList([TransformerBlock(cfg, i) for i in range(cfg.n_layers)])
         self.ln_final = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.unembed = Unembed(cfg.d_model, cfg.d_vocab)
-        self.init_weights()
+        if init:  # init=False leaves the parameters uninitialised (e.g. built on the meta device, or to be loaded)
+            self.init_weights()
         self.setup()
 
     # ------------------------------------------------------------------ initialisation
@@ -53,11 +55,15 @@ class HookedFastWeightLM(HookedRootModule):
         """Seeded (cfg.seed) initialisation, independent of the global RNG.
 
         Matrices ~ N(0, init_std²) (output projections ÷ √(2·n_layers), GPT-2 style); biases 0;
-        norm weights 1; conv weights ~ U(±1/√kernel); Gated DeltaNet decay as in Mamba.
+        norm weights 1; conv weights ~ U(±1/√kernel); then each mixer's ``init_extra_`` sets the
+        parameters it lists in ``skip_default_init`` (e.g. the Gated DeltaNet decay, as in Mamba).
         """
         gen = torch.Generator().manual_seed(self.cfg.seed)
         std = self.cfg.init_std
+        skip = {f"blocks.{i}.attn.{leaf}" for i, b in enumerate(self.blocks) for leaf in b.attn.skip_default_init}
         for name, p in self.named_parameters():
+            if name in skip:
+                continue
             leaf = name.rsplit(".", 1)[-1]
             if leaf in ("w", "w_norm"):
                 p.fill_(1.0)
@@ -68,13 +74,10 @@ class HookedFastWeightLM(HookedRootModule):
                 p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
             elif leaf in ("W_O", "W_out"):
                 p.copy_(torch.randn(p.shape, generator=gen) * std / (2 * self.cfg.n_layers) ** 0.5)
-            elif leaf in ("A_log", "dt_bias"):
-                continue  # set below
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
         for block in self.blocks:
-            if isinstance(block.attn, GatedDeltaNet):
-                block.attn.reset_decay_parameters(gen)
+            block.attn.init_extra_(gen)
 
     # ------------------------------------------------------------------ input checking
     def check_tokens(self, tokens: Union[torch.Tensor, list]) -> torch.Tensor:
@@ -137,32 +140,59 @@ class HookedFastWeightLM(HookedRootModule):
         loss = lm_loss(logits, tokens, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
-    # ------------------------------------------------------------------ fast weights
+    # ------------------------------------------------------------------ mixers and fast weights
+    def mixer(self, layer: int) -> Mixer:
+        """The mixer of ``layer`` (negative counts from the end); ValueError for a bad index."""
+        n = self.cfg.n_layers
+        if not isinstance(layer, int) or isinstance(layer, bool) or not -n <= layer < n:
+            raise ValueError(f"layer must be an int in [0, {n - 1}] (or negative from the end), got {layer!r}")
+        return self.blocks[layer].attn
+
+    @property
+    def fast_weight_layers(self) -> list[int]:
+        """The layers whose mixer keeps a fast-weight state."""
+        return [i for i, b in enumerate(self.blocks) if b.attn.has_fast_weights]
+
+    def fast_weight_mixer(self, layer: int) -> Mixer:
+        """The mixer of ``layer``, or a ValueError that says which layers have fast weights."""
+        attn = self.mixer(layer)
+        if not attn.has_fast_weights:
+            have = self.fast_weight_layers
+            where = f"layers {have} have them" if have else "this model has no fast-weight layer"
+            raise NotDefinedForMixer(f"layer {layer % self.cfg.n_layers} ({attn.label(attn.cfg)}) keeps no "
+                                     f"fast-weight matrix; {where}")
+        return attn
+
+    def layer_cache(self, tokens, layer: int, hooks: Sequence[str]):
+        """Run up to ``layer`` caching the mixer's ``hooks`` (names relative to the mixer); returns a getter
+        ``get(name) -> tensor or None``. Active hooks and patches apply."""
+        layer = layer % self.cfg.n_layers
+        prefix = f"blocks.{layer}.attn."
+        names = {prefix + h for h in hooks}
+        _, cache = self.run_with_cache(tokens, names_filter=lambda name: name in names, stop_at_layer=layer + 1)
+        return lambda name: cache[prefix + name] if prefix + name in cache else None
+
+    @torch.no_grad()
+    def recurrence_inputs(self, tokens, layer: int) -> RecurrenceInputs:
+        """What the fast-weight recurrence of ``layer`` consumes on ``tokens`` (read from its hooks)."""
+        attn = self.fast_weight_mixer(layer)
+        return attn.recurrence_inputs(self.layer_cache(self.check_tokens(tokens), layer, attn.input_hooks))
+
     @contextmanager
     def expose_states(
         self, positions: Union[int, Sequence[int]], mode: str = "readout", layers: Optional[Sequence[int]] = None
     ) -> Iterator["HookedFastWeightLM"]:
         """Inside this context every fast-weight layer fires ``blocks.{i}.attn.hook_state`` with W_t
-        ``[batch, n_positions, head, d_key, d_v]`` at ``positions`` (states after the write at t).
+        ``[batch, n_positions, head, d_k, d_v]`` at ``positions`` (states after the write at t).
 
         Read them with ``run_with_cache``; edit them with a hook and the edit is applied in ``mode``:
         ``"readout"`` (only the outputs at those positions change) or ``"carry"`` (one position; the
         edited state is carried through the rest of the sequence). Never active outside the context.
+        ``layers`` None takes every fast-weight layer; a listed layer without fast weights is an error.
         """
-        if isinstance(positions, int) and not isinstance(positions, bool):
-            positions = [positions]
-        request = StateRequest(tuple(positions), mode)
-        chosen = range(self.cfg.n_layers) if layers is None else layers
-        mixers = []
-        for i in chosen:
-            if not isinstance(i, int) or not -self.cfg.n_layers <= i < self.cfg.n_layers:
-                raise ValueError(f"layer {i!r} is not in [0, {self.cfg.n_layers - 1}]")
-            attn = self.blocks[i].attn
-            if isinstance(attn, SoftmaxAttention):
-                if layers is not None:
-                    raise ValueError(f"layer {i} is softmax attention and has no fast-weight state")
-                continue
-            mixers.append(attn)
+        request = StateRequest(tuple(check_positions(positions, None)), mode)
+        mixers = ([self.blocks[i].attn for i in self.fast_weight_layers] if layers is None
+                  else [self.fast_weight_mixer(i) for i in layers])
         for attn in mixers:
             if attn.state_request is not None:
                 raise RuntimeError("expose_states contexts cannot be nested on the same layer")
@@ -174,20 +204,35 @@ class HookedFastWeightLM(HookedRootModule):
             for attn in mixers:
                 attn.state_request = None
 
-    def fast_weights(self, tokens, layer: int, positions) -> torch.Tensor:
-        """W_t of every head of ``layer`` at ``positions``: ``[batch, n_positions, head, d_key, d_v]``.
+    @torch.no_grad()
+    def fast_weights(self, tokens, layer: int, positions) -> Float[torch.Tensor, "batch n_positions head d_k d_v"]:
+        """The fast-weight matrix of every head of ``layer`` after the write at each of ``positions``.
 
-        See :func:`workbench.analysis.fast_weights` (memory O(pos/chunk_size · d_key · d_v)).
+        float32 with ``o_t = read(W_t, q_t)`` (``W_tᵀ (scale·q_t)`` for the built-in mixers): a key
+        indexes a row. For sum-normalised linear attention the last value column is the normaliser z_t.
+        Memory: O(pos/C · head · d_k · d_v) for the chunk-start states plus the requested states, never
+        the O(pos · head · d_k · d_v) trajectory (C = ``cfg.chunk_size``). Raises ValueError for a layer
+        without fast weights, a bad layer or a position outside the sequence.
         """
-        from .analysis.fast_weights import fast_weights
+        tokens = self.check_tokens(tokens)
+        positions = check_positions(positions, tokens.shape[1])
+        attn = self.fast_weight_mixer(layer)
+        return states_at(attn.recurrence, self.recurrence_inputs(tokens, layer), positions, self.cfg.chunk_size,
+                         self.cfg.backend)
 
-        return fast_weights(self, tokens, layer, positions)
+    @torch.no_grad()
+    def effective_attention(self, tokens, layer: int) -> Float[torch.Tensor, "batch head pos pos"]:
+        """Exact A (query, key) with ``hook_z = A · hook_v``, from the mixer of ``layer``.
 
-    def effective_attention(self, tokens, layer: int) -> torch.Tensor:
-        """Exact A ``[batch, head, pos, pos]`` with hook_z = A · hook_v; see :mod:`workbench.analysis`."""
-        from .analysis.effective_attention import effective_attention
-
-        return effective_attention(self, tokens, layer)
+        Softmax: the pattern. Linear: tril(QKᵀ) (sum-normalised row-wise). Delta rule:
+        tril(Γ⊙QKᵀ)(I + tril(diag(β)Γ⊙KKᵀ, −1))⁻¹ diag(β) — signed, rows need not sum to one (use
+        ``A.abs()`` for attention-style scores). O(pos²) memory, O(pos³) time for the delta rule.
+        Raises :class:`~workbench.mixers.NotDefinedForMixer` where the output is not linear in the values.
+        """
+        tokens = self.check_tokens(tokens)
+        attn = self.mixer(layer)
+        hooks = attn.effective_attention_hooks or attn.input_hooks
+        return attn.effective_attention(self.layer_cache(tokens, layer, hooks))
 
     # ------------------------------------------------------------------ conveniences
     @property
@@ -196,6 +241,12 @@ class HookedFastWeightLM(HookedRootModule):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @staticmethod
+    def count_params(cfg: ModelConfig) -> int:
+        """The parameter count of a model of ``cfg``, built on the meta device (nothing is allocated)."""
+        with torch.device("meta"):
+            return HookedFastWeightLM(cfg, init=False).num_params()
 
 
 def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, per_token: bool = False) -> torch.Tensor:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 from workbench import ModelConfig
+from workbench.mixers import names
 from workbench.analysis.kfac import KINDS
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import TextCanaries
 
 from .._study import StudyBase
 
-MIXERS = ("delta", "gated_delta", "linear", "softmax")
 
 
 def _ints(values) -> tuple[int, ...]:
@@ -160,8 +160,8 @@ class RunConfig(JsonConfig):
     model_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.mixer not in MIXERS:
-            raise ValueError(f"RunConfig.mixer must be one of {MIXERS}, got {self.mixer!r}")
+        if self.mixer not in names():
+            raise ValueError(f"RunConfig.mixer must be one of the mixers {names()}, got {self.mixer!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
 

@@ -10,17 +10,16 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from workbench.mixers import describe
 from workbench.plots.kfac import curvature_spectrum_figure
 
 from .paper import MERULLO, MERULLO_BASE_PPL, MERULLO_SOURCE, XU_CHANCE, XU_ROUGE_BY_OFFSET, XU_SOURCE
 
-MIXER_LABELS = {"delta": "DeltaNet", "gated_delta": "Gated DeltaNet", "linear": "linear attention",
-                "softmax": "softmax attention"}
 METHOD_LABELS = {"none": "unedited", "kfac": "K-FAC", "svd": "SVD"}
 
 
 def label(run: dict) -> str:
-    return MIXER_LABELS[run["run"]["mixer"]]
+    return describe(run["run"]["mixer"])
 
 
 def _color(i: int) -> str:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench import ModelConfig
+from workbench.mixers import mixer_config, mixer_fields, names
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import MQAR
 
 from .._study import StudyBase
 
-MIXERS = ("delta", "gated_delta", "linear", "softmax")
+MIXERS_STUDIED = ("delta", "gated_delta", "linear", "softmax")  # the runs of the study (data, in table order)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Protocol(JsonConfig):
 @dataclass(frozen=True)
 class RunConfig(JsonConfig):
     """One model: 2 blocks of ``mixer`` (no MLP, as Zoology's MQAR models), ``n_heads`` heads of
-    d_model / n_heads, learned positions, LayerNorm; DeltaNet's short convolution has ``conv_size``."""
+    d_model / n_heads, learned positions, LayerNorm; a mixer with a short convolution has ``conv_size``."""
 
     mixer: str
     d_model: int
@@ -110,8 +111,8 @@ class RunConfig(JsonConfig):
     model_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.mixer not in MIXERS:
-            raise ValueError(f"RunConfig.mixer must be one of {MIXERS}, got {self.mixer!r}")
+        if self.mixer not in names():
+            raise ValueError(f"RunConfig.mixer must be one of the mixers {names()}, got {self.mixer!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"RunConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
@@ -122,8 +123,13 @@ class RunConfig(JsonConfig):
     def model_config(self, protocol: Protocol) -> ModelConfig:
         return ModelConfig(d_vocab=protocol.vocab_size, d_model=self.d_model, n_layers=self.n_layers,
                            n_heads=self.n_heads, d_head=self.d_model // self.n_heads, n_ctx=protocol.max_seq_len,
-                           mixer=self.mixer, mlp="none", d_mlp=0, conv_size=self.conv_size,
-                           chunk_size=self.chunk_size, seed=self.model_seed)
+                           mixer=self.mixer_config(), mlp="none", d_mlp=0, chunk_size=self.chunk_size,
+                           seed=self.model_seed)
+
+    def mixer_config(self):
+        """The mixer's defaults, with ``conv_size`` where the mixer has a short convolution."""
+        cfg = mixer_config(self.mixer)
+        return cfg.replace(conv_size=self.conv_size) if "conv_size" in mixer_fields(self.mixer) else cfg
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ class Study(StudyBase):
 
 FULL = Study(
     protocol=Protocol(),
-    runs=tuple(RunConfig(mixer, d) for d in (64, 128) for mixer in MIXERS),
+    runs=tuple(RunConfig(mixer, d) for d in (64, 128) for mixer in MIXERS_STUDIED),
 )
 
 QUICK = Study(
@@ -144,5 +150,5 @@ QUICK = Study(
                       lr=3e-3, warmup_steps=5, eval_every=20, eval_sequences=32, sweep_seq_len=32, sweep_kv=(2, 4, 8),
                       sweep_sequences=16,
                       probe_sequences=2, probe_lag_setting=Setting(32, 4), probe_capacity_setting=Setting(32, 8)),
-    runs=tuple(RunConfig(mixer, d, chunk_size=16) for d in (16, 32) for mixer in MIXERS),
+    runs=tuple(RunConfig(mixer, d, chunk_size=16) for d in (16, 32) for mixer in MIXERS_STUDIED),
 )

@@ -9,10 +9,12 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from workbench.mixers import describe
 from workbench.plots.probe_accuracy import ACCURACY_NAME, probe_against_accuracy
 
-MIXER_LABELS = {"delta": "DeltaNet", "gated_delta": "Gated DeltaNet", "linear": "linear attention",
-                "softmax": "softmax attention"}
+from .config import MIXERS_STUDIED
+
+MIXER_LABELS = {m: describe(m) for m in MIXERS_STUDIED}  # in the study's table order
 METRIC_LABELS = {"fidelity": "write fidelity cos(Wᵀk, v)", "retrieval_error": "retrieval error ‖Wᵀk − v‖/‖v‖",
                  "decodes": "logit lens decodes the value"}
 

@@ -84,7 +84,7 @@ def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], 
         cap_queries = score_setting(model, protocol, cap, protocol.sweep_sequences)[1]
 
     probe = None
-    if run.mixer != "softmax":
+    if model.fast_weight_layers:
         lag_df = probe_task(model, protocol.task(protocol.probe_lag_setting), protocol.probe_sequences,
                             eval_seed(protocol, protocol.probe_lag_setting) + 1, progress=progress)
         cap_seed = eval_seed(protocol, cap) + 1

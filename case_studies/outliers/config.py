@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench import ModelConfig
+from workbench.mixers import names
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks.text import TextLM
 from workbench.training import OPTIMIZERS, TrainConfig
 
 from .._study import StudyBase
 
-MIXERS = ("softmax", "linear", "delta", "gated_delta")
 BLOCKS = ("pre_norm", "outlier_protected")
 BLOCK_SHORT = {"pre_norm": "prenorm", "outlier_protected": "op"}
 
@@ -71,7 +71,7 @@ class RunConfig(JsonConfig):
     optimizer: str
 
     def __post_init__(self) -> None:
-        for name, allowed in (("mixer", MIXERS), ("block", BLOCKS), ("optimizer", OPTIMIZERS)):
+        for name, allowed in (("mixer", tuple(names())), ("block", BLOCKS), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RunConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 

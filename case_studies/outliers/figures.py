@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.mixers import names
+
 from .tables import BLOCK_NAME, OPT_NAME
 
 COLORS = {("pre_norm", "adamw"): "#d62728", ("pre_norm", "soap"): "#ff9896",
@@ -43,7 +45,7 @@ def quantisation_vs_kurtosis(runs: list[dict], key: str = "per_tensor", label: s
     stream (left) and of the MLP hidden layer (right), one marker per run."""
     sites = ("resid_post", "mlp_hidden")
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=[f"{s} (max over layers)" for s in sites])
-    symbols = {"softmax": "circle", "linear": "square", "delta": "diamond", "gated_delta": "triangle-up"}
+    symbols = dict(zip(names(), ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "pentagon")))
     for col, site in enumerate(sites, start=1):
         for r in runs:
             run = r["run"]

@@ -8,7 +8,8 @@ For a layer, a list of (key position a_i, value position b_i) pairs per sequence
                         the value token tokens[b_i] as its top-1 prediction
   - lag = t − b_i, n_stored = number of pairs with b_j ≤ t, key_overlap = max_j≠i |cos(k_i, k_j)|
     over the pairs stored by t. Only t ≥ b_i are reported (the value has been seen).
-With sum-normalised linear attention the retrieved vector is divided by the normaliser column.
+The retrieved vector is the mixer's own read of W_t with k_i as the query (sum-normalised linear
+attention: divided by the normaliser column).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from typing import Optional, Sequence
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 
-from ..components import DeltaNet
 from .fast_weights import fast_weights
 from .layer_inputs import fast_weight_mixer
 
 
-def retrieve(W: torch.Tensor, keys: torch.Tensor, normalize: bool = False, eps: float = 1e-6) -> torch.Tensor:
-    """Wᵀk for ``W: [..., d_key, d_v]``, ``keys: [..., d_key]`` → ``[..., d_v]`` (÷ normaliser column)."""
+def retrieve(W: Float[torch.Tensor, "*batch d_k d_state"], keys: Float[torch.Tensor, "*batch d_k"],
+             normalize: bool = False, eps: float = 1e-6) -> Float[torch.Tensor, "*batch d_out"]:
+    """Wᵀk for ``W: [..., d_k, d_v]``, ``keys: [..., d_k]`` → ``[..., d_v]`` (÷ normaliser column)."""
     r = torch.einsum("...kv,...k->...v", W.float(), keys.float())
     return r[..., :-1] / (r[..., -1:] + eps) if normalize else r
 
@@ -69,20 +71,19 @@ def probe_associations(
     pairs = check_pairs(pairs, b, n_pos)
     first = min(v for row in pairs for _, v in row)
     positions = list(range(first, n_pos)) if positions is None else [int(p) for p in positions]
-    W = fast_weights(model, tokens, layer, positions)  # [batch, n_t, head, d_key, d_v]
+    W = fast_weights(model, tokens, layer, positions)  # [batch, n_t, head, d_k, d_v]
     a = f"blocks.{layer}.attn."
     names = {a + "hook_k", a + "hook_v", f"blocks.{layer}.ln1.hook_normalized", f"blocks.{layer}.hook_resid_pre"}
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names, stop_at_layer=layer + 1)
-    normalize = model.cfg.mixer == "linear" and model.cfg.sum_norm
     x_in = cache[f"blocks.{layer}.ln1.hook_normalized"] if f"blocks.{layer}.ln1.hook_normalized" in cache \
         else cache[f"blocks.{layer}.hook_resid_pre"]
     rows = []
     for bi, row in enumerate(pairs):
         ka = torch.tensor([p[0] for p in row])
         vb = torch.tensor([p[1] for p in row])
-        keys = cache[a + "hook_k"][bi, ka]  # [n_pairs, head, d_key]
+        keys = cache[a + "hook_k"][bi, ka]  # [n_pairs, head, d_k]
         vals = cache[a + "hook_v"][bi, vb]  # [n_pairs, head, d_v]
-        r = retrieve(W[bi][:, None], keys[None], normalize)  # [n_t, n_pairs, head, d_v]
+        r = attn.recurrence.read({"q": keys[None]}, W[bi][:, None])  # Wᵀk  [n_t, n_pairs, head, d_v]
         fid = F.cosine_similarity(r, vals[None].float(), dim=-1)
         err = (r - vals[None]).norm(dim=-1) / vals[None].norm(dim=-1).clamp_min(1e-12)
         ok = _decodes(model, attn, r, x_in[bi], positions, tokens[bi, vb]) if decode else None
@@ -109,8 +110,7 @@ def _decodes(model, attn, r: torch.Tensor, x: torch.Tensor, positions: list[int]
     """Top-1 of the logit lens of retrieved vectors ``r: [n_t, n_pairs, head, d_v]`` equals targets[pair]."""
     n_t, n_pairs, n_heads, _ = r.shape
     xt = x[positions][:, None].expand(n_t, n_pairs, -1)  # mixer input at t, for the output gate
-    z = attn.output_norm(r, xt) if isinstance(attn, DeltaNet) else r  # [n_t (as batch), n_pairs (as pos), ...]
-    out = torch.einsum("tphd,hdm->tphm", z, attn.W_O)  # each head's contribution to the residual
+    out = attn.head_outputs(r, xt)  # [n_t, n_pairs, head, d_model]: each head's contribution to the residual
     logits = model.unembed(model.ln_final(out))  # [n_t, n_pairs, head, vocab]
     return logits.argmax(-1) == targets[None, :, None]
 

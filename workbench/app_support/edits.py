@@ -66,8 +66,8 @@ def redirect_recall(model, tokens, layer: int, position: int, source: int, head:
     head = _head(model, head)
     q_name = f"blocks.{layer % model.cfg.n_layers}.attn.hook_q"
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n == q_name)
-    q = cache[q_name][0]  # [pos, head, d_key]: the keys the memory is read with (before the read scale)
-    W = model.fast_weights(tokens, layer, [source])[0, 0]  # [head, d_key, d_v]
+    q = cache[q_name][0]  # [pos, head, d_k]: the keys the memory is read with (before the read scale)
+    W = model.fast_weights(tokens, layer, [source])[0, 0]  # [head, d_k, d_v]
     value = torch.einsum("hkv,hk->hv", W, q[source].float())  # what the memory answers at `source`
     key = q[position] if head is None else q[position, head]
     value = value if head is None else value[head]
@@ -84,7 +84,7 @@ def wipe_memory(model, tokens, layer: int, position: int, head: Optional[int] = 
     (position,) = check_positions([position], tokens.shape[1])
     head = _head(model, head)
 
-    def zero(W: torch.Tensor) -> torch.Tensor:  # [batch, head, d_key, d_v]
+    def zero(W: torch.Tensor) -> torch.Tensor:  # [batch, head, d_k, d_v]
         if head is None:
             return torch.zeros_like(W)
         out = W.clone()

@@ -32,8 +32,14 @@ SUMMARY_COLUMNS = ["model", "perplexity", "top_k_agreement", "strict_acc", "loos
 # ---------------------------------------------------------------------- what to edit
 def available_kinds(model) -> list[str]:
     """The kinds of linear layer (see :data:`~workbench.analysis.kfac.KINDS`) this model has."""
-    have = {s.kind for s in linear_sites(model)}
-    return [k for k in KINDS if k in have]
+    have = list(dict.fromkeys(s.kind for s in linear_sites(model)))  # a new mixer may add kinds of its own
+    return [k for k in KINDS if k in have] + [k for k in have if k not in KINDS]
+
+
+def kind_choices(model) -> list[str]:
+    """Every kind of linear layer the picker offers: the usual ones (a model without one says so when picked)
+    and any a mixer of this model adds."""
+    return list(dict.fromkeys([*KINDS, *available_kinds(model)]))
 
 
 def site_names(model, layers: Sequence[int], kinds: Sequence[str]) -> tuple[str, ...]:
@@ -45,9 +51,9 @@ def site_names(model, layers: Sequence[int], kinds: Sequence[str]) -> tuple[str,
     sites = linear_sites(model, list(layers), list(kinds))
     if not sites:
         cfg = model.cfg
-        raise ValueError(f"this model (mixer {cfg.mixer!r}, mlp {cfg.mlp!r}) has no {[KIND_LABELS[k] for k in kinds]} "
-                         f"in layer(s) {list(layers)}; its linear layers are "
-                         f"{[KIND_LABELS[k] for k in available_kinds(model)]}")
+        raise ValueError(f"this model (mixers: {cfg.mixer_label}; mlp {cfg.mlp!r}) has no "
+                         f"{[KIND_LABELS.get(k, k) for k in kinds]} in layer(s) {list(layers)}; its linear layers are "
+                         f"{[KIND_LABELS.get(k, k) for k in available_kinds(model)]}")
     return tuple(s.param for s in sites)
 
 

@@ -33,7 +33,7 @@ def check_sites(model, sites: Sequence[str]) -> tuple[str, ...]:
     have = available_sites(model)
     missing = [s for s in sites if s not in have]
     if missing:
-        raise ValueError(f"this model has no {missing} hooks (mixer {model.cfg.mixer!r}, mlp {model.cfg.mlp!r}); "
+        raise ValueError(f"this model has no {missing} hooks (mixers: {model.cfg.mixer_label}; mlp {model.cfg.mlp!r}); "
                          f"it has {have}")
     return tuple(sites)
 
@@ -83,7 +83,7 @@ def hook_neurons(stats: dict[str, OutlierStats], cfg, layer: int, site: str) -> 
     name = SITE_HOOKS[site].format(i=layer)
     if name not in stats:
         raise ValueError(f"{site} of layer {layer} was not traced; traced: {sorted(parse_hook(h) for h in stats)}")
-    return stats[name].neurons(group=head_width(cfg, site))
+    return stats[name].neurons(group=head_width(cfg, site, stats[name].width))
 
 
 @torch.no_grad()
@@ -109,7 +109,7 @@ def residual_writes(model, tokens: torch.Tensor, layer: int, site: str, neuron: 
 def state_table(model, stream: TokenStream, n_singular: int = 4) -> pd.DataFrame:
     """Mean over the stream's sequences of ‖W_t‖_F, σ_1..σ_n and effective rank per (layer, head, pos);
     ValueError for models with no fast-weight layer (softmax)."""
-    if model.cfg.mixer == "softmax":
-        raise ValueError("this model's layers are softmax attention: they keep no fast-weight state (pick a linear, "
-                         "delta or gated_delta model)")
+    if not model.fast_weight_layers:
+        raise ValueError(f"this model's layers ({model.cfg.mixer_label}) keep no fast-weight state; pick a model "
+                         "with a fast-weight mixer")
     return state_statistics(model, stream.tensors(), n_singular=n_singular, progress=False)

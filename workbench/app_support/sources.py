@@ -82,21 +82,23 @@ def build_fresh(config_text: str) -> LoadedModel:
         raise ValueError(f"the model config is not valid: {e}") from None
     check_size(cfg)
     digest = hashlib.sha256(cfg.to_json().encode()).hexdigest()[:16]
-    return LoadedModel(f"fresh:{digest}", f"fresh {cfg.mixer} model (seed {cfg.seed})", freeze(HookedFastWeightLM(cfg)))
+    return LoadedModel(f"fresh:{digest}", f"fresh {cfg.mixer_label} model (seed {cfg.seed})", freeze(HookedFastWeightLM(cfg)))
 
 
-def default_fresh_config() -> str:
-    """The config the 'fresh model' editor starts from: a small Gated DeltaNet."""
+DEFAULT_FRESH_MIXER = "gated_delta"
+
+
+def default_fresh_config(mixer: str = DEFAULT_FRESH_MIXER) -> str:
+    """The config the 'fresh model' editor starts from: a small 2-layer model of ``mixer`` (any registered
+    mixer, with its default options)."""
     cfg = ModelConfig(d_vocab=64, d_model=64, n_layers=2, n_heads=2, d_head=16, d_mlp=128, n_ctx=64,
-                      mixer="gated_delta", chunk_size=16)
+                      mixer=mixer, chunk_size=16)
     return cfg.to_json()
 
 
 def estimate_params(cfg: ModelConfig) -> int:
-    """An upper estimate of the parameter count, computed without building the model."""
-    d, inner = cfg.d_model, cfg.n_heads * cfg.d_head  # feature maps add no parameters
-    per_block = 4 * d * inner + 3 * d * cfg.d_mlp + 4 * d + 4 * inner * (cfg.conv_size + 2)
-    return 2 * cfg.d_vocab * d + cfg.n_ctx * d + cfg.n_layers * per_block
+    """The parameter count, computed without allocating the model (it is built on the meta device)."""
+    return HookedFastWeightLM.count_params(cfg)
 
 
 def check_size(cfg: ModelConfig) -> None:

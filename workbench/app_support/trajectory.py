@@ -12,7 +12,7 @@ from ..analysis.layer_inputs import fast_weight_mixer
 
 @dataclass(frozen=True)
 class FastWeightTrajectory:
-    """One sequence, one layer. W: [pos, head, d_key, d_v] (W_t after the write at t); k: [pos, head, d_key]
+    """One sequence, one layer. W: [pos, head, d_k, d_v] (W_t after the write at t); k: [pos, head, d_k]
     the written keys; beta, log_decay: [pos, head] and delta (hook_delta, the written value u_t):
     [pos, head, d_head] — None for mixers without them (linear attention has no β, no δ)."""
 
@@ -23,11 +23,11 @@ class FastWeightTrajectory:
     log_decay: Optional[torch.Tensor]
 
     def before(self, t: int) -> torch.Tensor:
-        """W_{t-1} ``[head, d_key, d_v]`` (zeros before the first write)."""
+        """W_{t-1} ``[head, d_k, d_v]`` (zeros before the first write)."""
         return self.W[t - 1] if t > 0 else torch.zeros_like(self.W[0])
 
     def singular_values(self, head: int) -> torch.Tensor:
-        """``[pos, min(d_key, d_v)]`` singular values of W_t for one head, largest first."""
+        """``[pos, min(d_k, d_v)]`` singular values of W_t for one head, largest first."""
         return torch.linalg.svdvals(self.W[:, head].double()).float()
 
 

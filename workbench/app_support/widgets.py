@@ -13,6 +13,8 @@ from typing import Iterator, Optional
 
 import streamlit as st
 
+from ..mixers import describe as describe_mixer
+from ..mixers import names as mixer_names
 from . import caching, kfac_editing, sequences, sources, token_streams
 from .outlier_dashboard import trace_stream
 from .probing import probe_samples
@@ -53,8 +55,16 @@ def choose_model() -> sources.LoadedModel:
         c, w = config.getvalue(), weights.getvalue()
         digest = hashlib.sha256(c + b"\0" + w).hexdigest()
         return caching.uploaded_model(digest, f"upload: {config.name} + {weights.name}", c, w)
-    text = st.text_area("Model config (JSON)", sources.default_fresh_config(), height=260, key="fresh_config",
-                        help="any ModelConfig fields; weights are random, seeded by `seed`")
+    kinds = mixer_names()
+    kind = st.selectbox("Mixer", kinds, key="fresh_mixer", format_func=describe_mixer,
+                        index=kinds.index(sources.DEFAULT_FRESH_MIXER) if sources.DEFAULT_FRESH_MIXER in kinds else 0,
+                        help="every registered mixer (workbench.mixers.names()); its options go in the JSON below")
+    if st.session_state.get("fresh_config_mixer") != kind:  # a new mixer choice starts the editor on its defaults
+        st.session_state["fresh_config_mixer"] = kind
+        st.session_state["fresh_config"] = sources.default_fresh_config(kind)
+    text = st.text_area("Model config (JSON)", height=260, key="fresh_config",
+                        help="any ModelConfig fields; `mixer` is one mixer config or one per layer; weights are "
+                             "random, seeded by `seed`")
     return caching.fresh_model(text)
 
 
@@ -85,7 +95,7 @@ def sidebar() -> None:
     st.session_state["selection"] = st.session_state["selection_error"] = None
     try:
         lm = choose_model()
-        st.caption(f"{lm.label}: {lm.model.cfg.n_layers} × {lm.model.cfg.mixer}, {lm.model.num_params():,} parameters")
+        st.caption(f"{lm.label}: {lm.model.cfg.n_layers} layers ({lm.model.cfg.mixer_label}), {lm.model.num_params():,} parameters")
         seq = choose_sequence(lm)
         st.caption(f"{seq.source}: {len(seq)} tokens")
     except ValueError as e:
@@ -108,11 +118,13 @@ def current() -> tuple[sources.LoadedModel, TokenSequence]:
 
 def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> int:
     cfg = lm.model.cfg
-    if fast_weights_only and cfg.mixer == "softmax":
-        st.info("This model's layers are softmax attention: they keep no fast-weight matrix (pick a linear, "
-                "delta or gated_delta model).")
+    layers = lm.model.fast_weight_layers if fast_weights_only else list(range(cfg.n_layers))
+    if not layers:
+        st.info(f"This model's layers ({cfg.mixer_label}) keep no fast-weight matrix; pick a model with a "
+                f"fast-weight mixer (one of {mixer_names(fast_weights=True)}).")
         st.stop()
-    return st.selectbox("Layer", list(range(cfg.n_layers)), format_func=lambda i: f"layer {i}", key="layer")
+    label = lambda i: f"layer {i}: {lm.model.mixer(i).label(lm.model.mixer(i).cfg)}"  # noqa: E731
+    return st.selectbox("Layer", layers, format_func=label, key="layer")
 
 
 def choose_head(lm: sources.LoadedModel, allow_all: bool = False, label: str = "Head") -> Optional[int]:

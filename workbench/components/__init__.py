@@ -1,9 +1,5 @@
-"""Model components, one concept per file."""
+"""Model components other than the mixers (:mod:`workbench.mixers`), one concept per file."""
 
-from .block import MIXERS, TransformerBlock
-from .delta_net import DeltaNet
-from .gated_delta_net import GatedDeltaNet
-from .linear_attention import LinearAttention
-from .softmax_attention import SoftmaxAttention
+from .block import TransformerBlock
 
-__all__ = ["MIXERS", "TransformerBlock", "DeltaNet", "GatedDeltaNet", "LinearAttention", "SoftmaxAttention"]
+__all__ = ["TransformerBlock"]

@@ -2,39 +2,32 @@
 
 Pre-norm (default):      x = x + attn(ln1(x));      x = x + mlp(ln2(x))
 Outlier Protected:       x = x + β·attn(x);         x = x + β·mlp(x)      (β = cfg.branch_scale; He et al.
-                         2024: no norm inside the block, the model normalises the first block's input)
+                         2024: no norm inside the block, the model normalises the first block's input,
+                         and the mixer gets its QK-norm)
 hook_attn_out / hook_mlp_out hold what is added to the residual stream (after β).
+The mixer is whatever the layer's mixer config names (:mod:`workbench.mixers`).
 """
 
 from __future__ import annotations
 
 import torch
+from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from ..config import ModelConfig
-from .delta_net import DeltaNet
-from .gated_delta_net import GatedDeltaNet
-from .linear_attention import LinearAttention
+from ..mixers import mixer_class
 from .mlp import MLP
 from .norms import make_norm
-from .softmax_attention import SoftmaxAttention
-
-MIXERS: dict[str, type[nn.Module]] = {
-    "softmax": SoftmaxAttention,
-    "linear": LinearAttention,
-    "delta": DeltaNet,
-    "gated_delta": GatedDeltaNet,
-}
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg, layer: int):
         super().__init__()
         pre_norm = cfg.block == "pre_norm"
         self.branch_scale = 1.0 if pre_norm else cfg.branch_scale
         self.ln1 = make_norm(cfg.norm if pre_norm else "none", cfg.d_model, cfg.norm_eps)
-        self.attn = MIXERS[cfg.mixer](cfg)
+        mixer_cfg = cfg.layer_mixers[layer]
+        self.attn = mixer_class(mixer_cfg.kind)(mixer_cfg, cfg, qk_norm=cfg.qk_norm)
         self.has_mlp = cfg.mlp != "none"
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
@@ -45,7 +38,7 @@ class TransformerBlock(nn.Module):
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
+    def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         x = self.hook_resid_pre(x)
         x = x + self.hook_attn_out(self.branch_scale * self.attn(self.ln1(x)))
         if self.has_mlp:

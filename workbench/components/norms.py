@@ -48,21 +48,19 @@ class QKRMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
 
 
-class QKL2Gain(nn.Module):
-    """L2 normalisation of queries ``[batch, pos, head, d]`` over d, times a learnable gain ``[d]``: the
-    Outlier Protected block's QK-norm for the delta-rule mixers, on the query only.
+class Gain(nn.Module):
+    """A learnable per-channel gain ``[d]`` on the last axis: the Outlier Protected block's QK-norm for the
+    delta-rule mixers, applied to their L2-normalised query (w ⊙ q/‖q‖; w = 1 is the plain L2 query).
 
     ``RMSNorm(q) ⊙ w · d^-½ = w ⊙ q/‖q‖``: with the mixers' read-out scale d^-½ this is RMS-with-gain up to
-    the constant √d, folded into the gain so that w = 1 reproduces the plain L2-normalised query. No
-    hooks: ``hook_q`` shows its output."""
+    the constant √d, folded into the gain. No hooks: ``hook_q`` shows its output."""
 
-    def __init__(self, d: int, eps: float = 1e-6):
+    def __init__(self, d: int):
         super().__init__()
-        self.eps = eps
         self.w = nn.Parameter(torch.ones(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(x, dim=-1, eps=self.eps) * self.w
+        return x * self.w
 
 
 def make_norm(kind: str, d: int, eps: float) -> nn.Module:

@@ -3,7 +3,7 @@
     python -m workbench.text.run --out runs/text-delta-op --mixer delta --block outlier_protected \\
         --steps 600 --save-every 200
 
-Any mixer (softmax, linear, delta, gated_delta) and either block style (pre_norm, outlier_protected).
+Any registered mixer (``workbench.mixers.names()``) and either block style (pre_norm, outlier_protected).
 Writes into ``--out``: ``step_{N}/`` and ``final/`` checkpoints, ``history.json``, ``recipe.json`` (the
 run config: model, task, train), ``tokenizer.json`` and ``text_metrics.json`` (validation loss,
 perplexity and bits per byte of every checkpoint, by step).
@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from ..checkpoint import load
 from ..config import ModelConfig
+from ..mixers import names
 from ..tasks.text import TextLM
 from ..training import TrainConfig, train
 from .evaluate import evaluate_text
@@ -62,7 +63,7 @@ def run_text(model_cfg: ModelConfig, task: TextLM, train_cfg: TrainConfig, out: 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="Train a small LM on real text (python -m workbench.text.run --help)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics)")
-    p.add_argument("--mixer", default="delta", choices=["softmax", "linear", "delta", "gated_delta"])
+    p.add_argument("--mixer", default="delta", choices=names(), help="a registered mixer (workbench.mixers)")
     p.add_argument("--block", default="pre_norm", choices=["pre_norm", "outlier_protected"])
     p.add_argument("--corpus", default="python-topics", help="python-topics or file:PATH")
     p.add_argument("--tokenizer", default="bpe", choices=["bpe", "bytes"])

@@ -2,7 +2,7 @@
 
 From a :class:`~.gated_delta.GatedDeltaCapture`, the state of value head h after the write at t,
 S_t ``[d_k, d_v]`` (o_t = S_tᵀ q̂_t), is read from our kernel's chunk-start snapshots plus at most
-``chunk_size`` reference steps (:func:`workbench.components.fast_weight_state.states_at`), never the
+``chunk_size`` reference steps (:func:`workbench.mixers.states_at` with our delta rule), never the
 whole ``[pos, d_k, d_v]`` trajectory. Per layer, head and position, averaged over sequences:
 
   frobenius       ‖S_t‖_F
@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ...components.fast_weight_state import states_at
-from ..fast_weights import check_positions
+from ...mixers import RecurrenceInputs, check_positions, states_at
+from ...mixers.delta import DeltaRule
 from ..outliers.states import spectrum_stats
 from .gated_delta import GatedDeltaCapture, capture_gated_delta
 
@@ -29,8 +29,8 @@ def fast_weights_at(capture: GatedDeltaCapture, positions, chunk_size: int = 64,
     """S_t after the write at each of ``positions`` (ints; negative count from the end):
     ``[batch, n_positions, head, d_k, d_v]`` float32, in transformers' recurrent-state layout."""
     positions = check_positions(positions, capture.q.shape[1])
-    return states_at("delta", capture.q, capture.k, capture.v, capture.beta, capture.g, False, positions,
-                     chunk_size, backend)
+    inputs = RecurrenceInputs(dict(q=capture.q, k=capture.k, v=capture.v, beta=capture.beta, g=capture.g))
+    return states_at(DeltaRule(), inputs, positions, chunk_size, backend)
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ A *site* is a weight used as ``y = a W (+ b)`` on every token. K-FAC works with 
     mlp_in  blocks.{i}.mlp.W_in   MLP input (ln2 output)               mlp.hook_pre (SwiGLU: mlp.hook_pre_linear)
     mlp_gate blocks.{i}.mlp.W_gate MLP input                           mlp.hook_pre              (SwiGLU only)
     mlp_out blocks.{i}.mlp.W_out  mlp.hook_post                        hook_mlp_out
+    (mixer) blocks.{i}.attn.*     as the mixer lists them (``Mixer.linear_sites``), e.g.
     q, k, v blocks.{i}.attn.W_Q…  mixer input (ln1 output)             softmax: hook_q/k/v; linear: hook_q_pre,
                                                                        hook_k_pre, hook_v; delta: hook_*_pre
     beta    blocks.{i}.attn.W_beta mixer input                         attn.hook_beta_pre        (delta mixers)
@@ -24,8 +25,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-
-from ...components import DeltaNet, LinearAttention, SoftmaxAttention
 
 KINDS = ("mlp_in", "mlp_gate", "mlp_out", "q", "k", "v", "o", "beta")
 LAYOUTS = ("in_out", "head_in_out", "head_out")
@@ -54,29 +53,14 @@ class LinearSite:
 def _sites_of_block(model, i: int) -> list[LinearSite]:
     cfg = model.cfg
     block = model.blocks[i]
-    attn = block.attn
     pre = f"blocks.{i}."
     attn_in = pre + ("ln1.hook_normalized" if cfg.norm != "none" else "hook_resid_pre")
-    hd = cfg.n_heads * cfg.d_head
     out: list[LinearSite] = []
-    if isinstance(attn, SoftmaxAttention):
-        proj = {"q": "hook_q", "k": "hook_k", "v": "hook_v"}
-        o_in = "attn.hook_z"
-    elif isinstance(attn, LinearAttention):
-        proj = {"q": "hook_q_pre", "k": "hook_k_pre", "v": "hook_v"}
-        o_in = "attn.hook_z"
-    elif isinstance(attn, DeltaNet):
-        proj = {"q": "hook_q_pre", "k": "hook_k_pre", "v": "hook_v_pre"}
-        o_in = "attn.hook_o_in"
-    else:  # pragma: no cover - every mixer of workbench.components is listed above
-        raise ValueError(f"no K-FAC sites known for mixer {type(attn).__name__}")
-    for kind, hook in proj.items():
-        out.append(LinearSite(f"{pre}attn.W_{kind.upper()}", kind, i, attn_in, f"{pre}attn.{hook}",
-                              cfg.d_model, hd, "head_in_out"))
-    if isinstance(attn, DeltaNet):
-        out.append(LinearSite(f"{pre}attn.W_beta", "beta", i, attn_in, f"{pre}attn.hook_beta_pre",
-                              cfg.d_model, cfg.n_heads, "in_out"))
-    out.append(LinearSite(f"{pre}attn.W_O", "o", i, pre + o_in, pre + "hook_attn_out", hd, cfg.d_model, "head_out"))
+    for s in block.attn.linear_sites():  # the mixer lists its own linear layers (names relative to it)
+        out.append(LinearSite(f"{pre}attn.{s.param}", s.kind, i,
+                              attn_in if s.input_hook is None else f"{pre}attn.{s.input_hook}",
+                              pre + "hook_attn_out" if s.output_hook is None else f"{pre}attn.{s.output_hook}",
+                              s.d_in, s.d_out, s.layout))
     if block.has_mlp:
         mlp_in = pre + ("ln2.hook_normalized" if cfg.norm != "none" else "hook_resid_mid")
         swiglu = cfg.mlp == "swiglu"
@@ -99,11 +83,12 @@ def linear_sites(model, layers: Optional[Sequence[int]] = None, kinds: Optional[
     for i in chosen:
         if not isinstance(i, int) or isinstance(i, bool) or not -n <= i < n:
             raise ValueError(f"layers must be ints in [0, {n - 1}], got {i!r}")
-    if kinds is not None:
-        bad = sorted(set(kinds) - set(KINDS))
-        if bad:
-            raise ValueError(f"unknown site kinds {bad}; choose from {list(KINDS)}")
     sites = [s for i in sorted({i % n for i in chosen}) for s in _sites_of_block(model, i)]
+    if kinds is not None:
+        known = list(dict.fromkeys([*KINDS, *(s.kind for s in sites)]))
+        bad = sorted(set(kinds) - set(known))
+        if bad:
+            raise ValueError(f"unknown site kinds {bad}; choose from {known}")
     return [s for s in sites if kinds is None or s.kind in kinds]
 
 

@@ -5,7 +5,7 @@ For each fast-weight layer, head and requested position t, averaged over all seq
   frobenius       ‖W_t‖_F                                  (state norm growth over position)
   sigma_1..n      the n largest singular values of W_t
   effective_rank  exp(−Σ_i p_i log p_i), p_i = σ_i / Σ_j σ_j   (Roy & Vetterli 2007; 1 for rank one,
-                  min(d_key, d_v) for a flat spectrum; 0 for W_t = 0)
+                  min(d_k, d_v) for a flat spectrum; 0 for W_t = 0)
 
 W_t is read through ``blocks.{i}.attn.hook_state`` inside ``model.expose_states`` (the state after the
 write at t; for sum-normalised linear attention the normaliser column z_t is dropped). Each batch's
@@ -25,7 +25,7 @@ from ..layer_inputs import fast_weight_mixer
 
 
 def spectrum_stats(W: torch.Tensor, n_singular: int) -> dict[str, torch.Tensor]:
-    """``W: [..., d_key, d_v]`` → frobenius ``[...]``, sigma ``[..., n]`` (largest first, nan-padded),
+    """``W: [..., d_k, d_v]`` → frobenius ``[...]``, sigma ``[..., n]`` (largest first, nan-padded),
     effective_rank ``[...]``."""
     s = torch.linalg.svdvals(W.double())
     total = s.sum(-1, keepdim=True)
@@ -49,18 +49,18 @@ def state_statistics(model, batches: Iterable[torch.Tensor], positions: Optional
     if not isinstance(n_singular, int) or n_singular < 1:
         raise ValueError(f"n_singular must be a positive int, got {n_singular!r}")
     cfg = model.cfg
-    layers = [i for i in range(cfg.n_layers) if cfg.mixer != "softmax"] if layers is None else list(layers)
+    layers = model.fast_weight_layers if layers is None else list(layers)
     for i in layers:
-        fast_weight_mixer(model, i)  # ValueError for softmax layers and bad indices
+        fast_weight_mixer(model, i)  # ValueError for layers without fast weights and bad indices
     layers = sorted({i % cfg.n_layers for i in layers})
     if not layers:
-        raise ValueError("this model has no fast-weight layer (mixer 'softmax'); use a linear or delta mixer")
+        raise ValueError(f"this model has no fast-weight layer (mixers: {cfg.mixer_label})")
     d_v = cfg.d_head
     sums: dict[int, dict[str, torch.Tensor]] = {}
     count = 0
     seq_len = None
 
-    def record(W: torch.Tensor, hook) -> None:  # [batch, n_positions, head, d_key, d_v(+1)]
+    def record(W: torch.Tensor, hook) -> None:  # [batch, n_positions, head, d_k, d_v(+1)]
         layer = int(hook.name.split(".")[1])
         st = spectrum_stats(W[..., :d_v], n_singular)
         acc = sums.setdefault(layer, {k: torch.zeros_like(v[0]) for k, v in st.items()})

@@ -38,16 +38,17 @@ DEFAULT_SITES = ("resid_post", "attn_out", "mlp_out", "mlp_hidden", "q", "k", "v
 PER_HEAD = ("q", "k", "v", "z", "delta")
 
 
-def head_width(cfg, site: str) -> Optional[int]:
-    """Channels per head of a per-head site (d_key for q and k, d_head otherwise); None for the others."""
-    if site not in PER_HEAD:
-        return None
-    return cfg.d_key if site in ("q", "k") else cfg.d_head
+def head_width(cfg, site: str, width: int) -> Optional[int]:
+    """Channels per head of a per-head site of ``width`` channels (head-major); None for the others."""
+    return width // cfg.n_heads if site in PER_HEAD else None
 
 
-def site_width(cfg, site: str) -> int:
+def site_width(model, name: str) -> int:
+    """Channels of the activation at hook ``name`` (per-head sites flattened): asked of the mixer's d_k / d_v."""
+    cfg = model.cfg
+    layer, site = parse_hook(name)
     if site in PER_HEAD:
-        return cfg.n_heads * head_width(cfg, site)
+        return cfg.n_heads * (model.blocks[layer].attn.d_k if site in ("q", "k") else cfg.d_head)
     return cfg.d_mlp if site == "mlp_hidden" else cfg.d_model
 
 
@@ -73,7 +74,7 @@ def site_hooks(model, sites: Sequence[str] = DEFAULT_SITES, layers: Optional[Seq
             raise ValueError(f"layer {i!r} is not in [0, {n - 1}]")
         names += [SITE_HOOKS[s].format(i=i) for s in sites if SITE_HOOKS[s].format(i=i) in model.hook_dict]
     if not names:
-        raise ValueError(f"none of the sites {list(sites)} exists in this model (mixer {model.cfg.mixer!r}, "
+        raise ValueError(f"none of the sites {list(sites)} exists in this model (mixer {model.cfg.mixer_label}, "
                          f"mlp {model.cfg.mlp!r})")
     return names
 
@@ -88,7 +89,7 @@ def trace_outliers(model, batches: Iterable[torch.Tensor], sites: Sequence[str] 
     tabulate with :func:`outlier_table` and :func:`top_neurons`. The model is not changed.
     """
     names = site_hooks(model, sites, layers)
-    stats = {n: OutlierStats(site_width(model.cfg, parse_hook(n)[1]), top_k=top_k) for n in names}
+    stats = {n: OutlierStats(site_width(model, n), top_k=top_k) for n in names}
 
     def record(act: torch.Tensor, hook) -> None:
         stats[hook.name].update(act.reshape(act.shape[0], act.shape[1], -1))
@@ -119,7 +120,7 @@ def top_neurons(stats: dict[str, OutlierStats], cfg, n: int = 5) -> pd.DataFrame
     parts = []
     for name, s in stats.items():
         layer, site = parse_hook(name)
-        df = s.neurons(group=head_width(cfg, site)).head(n)
+        df = s.neurons(group=head_width(cfg, site, s.width)).head(n)
         df.insert(0, "hook", name)
         df.insert(0, "site", site)
         df.insert(0, "layer", layer)
@@ -138,7 +139,7 @@ def hot_channels(stats: dict[str, OutlierStats], cfg, sites: Sequence[str] = ("k
         layer, site = parse_hook(name)
         if site not in sites:
             continue
-        df = s.neurons(group=head_width(cfg, site))
+        df = s.neurons(group=head_width(cfg, site, s.width))
         df["head_ratio"] = df.rms / df.groupby("head").rms.transform("median")
         df = df.sort_values(["head", "head_ratio"], ascending=[True, False], kind="stable").groupby("head").head(n)
         df.insert(0, "site", site)

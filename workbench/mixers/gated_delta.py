@@ -8,20 +8,41 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from ..config import ModelConfig
-from .delta_net import DeltaNet
+from .base import CacheGetter
+from .delta import DeltaConfig, DeltaNet
+from .registry import register
 
 
+@dataclass(frozen=True)
+class GatedDeltaConfig(DeltaConfig):
+    """DeltaNet's options plus ``output_gate`` (a SiLU gate on the output)."""
+
+    kind: ClassVar[str] = "gated_delta"
+    output_gate: bool = False
+
+    def check(self, model, qk_norm: bool = False) -> None:
+        super().check(model, qk_norm)
+        if not isinstance(self.output_gate, bool):
+            raise ValueError(f"GatedDeltaConfig.output_gate must be a bool, got {self.output_gate!r}")
+
+
+@register
 class GatedDeltaNet(DeltaNet):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__(cfg)
-        h, dm, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+    Config = GatedDeltaConfig
+    input_hooks: ClassVar[tuple[str, ...]] = DeltaNet.input_hooks + ("hook_log_decay",)
+    skip_default_init: ClassVar[tuple[str, ...]] = ("A_log", "dt_bias")
+
+    def __init__(self, cfg: GatedDeltaConfig, model, qk_norm: bool = False):
+        super().__init__(cfg, model, qk_norm)
+        h, dm, dh = self.n_heads, self.d_model, self.d_head
         self.W_a = nn.Parameter(torch.empty(dm, h))
         self.A_log = nn.Parameter(torch.empty(h))
         self.dt_bias = nn.Parameter(torch.empty(h))
@@ -29,18 +50,25 @@ class GatedDeltaNet(DeltaNet):
             self.W_G = nn.Parameter(torch.empty(h, dm, dh))
         self.hook_log_decay = HookPoint()  # [batch, pos, head]  g_t = log α_t ≤ 0
 
+    @classmethod
+    def label(cls, cfg: GatedDeltaConfig) -> str:
+        return "Gated DeltaNet"
+
     def log_decay(self, x: torch.Tensor) -> torch.Tensor:
         g = -self.A_log.exp() * F.softplus(x @ self.W_a + self.dt_bias)
         return self.hook_log_decay(g)
 
+    def cached_log_decay(self, get: CacheGetter) -> Optional[torch.Tensor]:
+        return get("hook_log_decay")
+
     def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         z = super().output_norm(z, x)
         if self.cfg.output_gate:
-            z = z * F.silu(torch.einsum("bpm,hmd->bphd", x, self.W_G))
+            z = z * F.silu(torch.einsum("...m,hmd->...hd", x, self.W_G))
         return z
 
     @torch.no_grad()
-    def reset_decay_parameters(self, generator: torch.Generator) -> None:
+    def init_extra_(self, generator: torch.Generator) -> None:
         """Mamba-style initialisation: A ~ U(1, 16), dt ~ logU(1e-3, 1e-1), dt_bias = softplus⁻¹(dt)."""
         h = self.A_log.shape[0]
         self.A_log.copy_(torch.empty(h).uniform_(1, 16, generator=generator).log())

@@ -1,0 +1,25 @@
+"""Sequence mixers, one module per kind of memory, all on one interface (:mod:`.base`).
+
+    softmax       causal softmax attention (no fast weights)
+    linear        the sum rule with a feature map (Schlag et al. 2021)
+    delta         DeltaNet, the delta rule
+    gated_delta   Gated DeltaNet, the delta rule with a decay
+
+``names()`` lists the registered mixers; ``register`` adds one (see :mod:`.registry`).
+"""
+
+from .base import LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .registry import describe, mixer_class, mixer_config, mixer_fields, names, register, unregister
+from .state import RecurrenceInputs, StateRequest, check_positions, run_steps, states_at
+from .softmax import SoftmaxAttention, SoftmaxConfig  # noqa: E402  (registration order = listing order)
+from .linear import LinearAttention, LinearConfig  # noqa: E402
+from .delta import DeltaConfig, DeltaNet  # noqa: E402
+from .gated_delta import GatedDeltaConfig, GatedDeltaNet  # noqa: E402
+
+__all__ = [
+    "Mixer", "MixerConfig", "LinearSite", "NotDefinedForMixer", "RecurrenceInputs", "StateRequest",
+    "check_positions", "run_steps", "states_at", "register", "unregister", "names", "mixer_class",
+    "mixer_config", "mixer_fields", "describe",
+    "SoftmaxAttention", "SoftmaxConfig", "LinearAttention", "LinearConfig", "DeltaNet", "DeltaConfig",
+    "GatedDeltaNet", "GatedDeltaConfig",
+]

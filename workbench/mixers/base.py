@@ -1,0 +1,180 @@
+"""What every sequence mixer tells the rest of the workbench: the mixer interface.
+
+A mixer is one ``nn.Module`` subclass of :class:`Mixer` plus its typed config (a subclass of
+:class:`MixerConfig`), registered under a name with :func:`workbench.mixers.register`. The model, the
+analyses, the app and the case studies ask the mixer through the methods below and never switch on
+its class or name, so a new kind of memory is one new module:
+
+    what it is           ``Config`` (typed, JSON round-trippable options), ``label()``
+    how it is built      ``__init__(cfg, model_cfg, qk_norm=...)``; ``qk_norm_modules`` (the Outlier
+                         Protected block's QK-norm: the block says *whether*, the mixer says *how*);
+                         ``init_extra_`` (initialisation beyond the model's default)
+    its fast weights     ``recurrence`` (None: no fast-weight state), ``d_k``/``d_v`` (the state is
+                         ``[d_k, d_v]`` per head), ``input_hooks`` and ``recurrence_inputs`` (what the
+                         kernel sees, read back from a cache), ``state_request`` (set by
+                         ``HookedFastWeightLM.expose_states``)
+    what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
+                         ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
+                         (the linear layers K-FAC may edit)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from ..dataclass_io import check_keys
+from .state import Recurrence, RecurrenceInputs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import ModelConfig
+
+CacheGetter = Callable[[str], Optional[torch.Tensor]]  # hook name relative to the mixer → cached tensor
+
+
+class NotDefinedForMixer(ValueError):
+    """An analysis asked a mixer for something its maths does not have (the message says why and what to use)."""
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    """Options of one kind of mixer. Subclasses are frozen dataclasses with a class attribute ``kind`` (the
+    registry name); ``to_dict`` writes ``{"kind": ..., **fields}``."""
+
+    kind: ClassVar[str] = ""
+
+    def check(self, model: "ModelConfig", qk_norm: bool = False) -> None:
+        """Validate against the model it sits in (its sizes; ``qk_norm``: the block asks for QK-norm); raise
+        ValueError naming the field."""
+
+    def d_k(self, d_head: int) -> int:
+        """Width of the keys entering the recurrence (after any feature map)."""
+        return d_head
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MixerConfig":
+        data = {k: v for k, v in dict(data).items() if k != "kind"}
+        return cls(**check_keys(cls, data))
+
+    def replace(self, **changes: Any) -> "MixerConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class LinearSite:
+    """A linear layer of a mixer as K-FAC sees it (names relative to the mixer, e.g. ``"W_Q"``):
+    ``input_hook`` None means the mixer's input; ``layout`` as in :mod:`workbench.analysis.kfac.sites`."""
+
+    kind: str
+    param: str
+    output_hook: str
+    d_in: int
+    d_out: int
+    layout: str
+    input_hook: Optional[str] = None
+
+
+class Mixer(nn.Module):
+    """Base class of every sequence mixer: ``forward(x [batch, pos, d_model]) -> [batch, pos, d_model]``."""
+
+    Config: ClassVar[type[MixerConfig]] = MixerConfig
+    recurrence: Optional[Recurrence] = None  # the fast-weight recurrence; None for a mixer without fast weights
+
+    def __init__(self, cfg: MixerConfig, model: "ModelConfig", qk_norm: bool = False):
+        super().__init__()
+        if not isinstance(cfg, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(cfg).__name__}")
+        self.cfg, self.model_cfg = cfg, model
+        self.n_heads, self.d_model, self.d_head = model.n_heads, model.d_model, model.d_head
+        self.q_norm, self.k_norm = self.qk_norm_modules() if qk_norm else (nn.Identity(), nn.Identity())
+        self.state_request = None  # set only inside HookedFastWeightLM.expose_states
+
+    def add_qkvo_(self, bias: bool = True) -> None:
+        """Register the usual projections, in this order (the seeded init draws them in it): W_Q, W_K, W_V
+        ``[head, d_model, d_head]``, W_O ``[head, d_head, d_model]`` and (with ``bias``) b_O ``[d_model]``."""
+        h, dm, dh = self.n_heads, self.d_model, self.d_head
+        self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_K = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_V = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_O = nn.Parameter(torch.empty(h, dh, dm))
+        if bias:
+            self.b_O = nn.Parameter(torch.zeros(dm))
+
+    # ------------------------------------------------------------------ what it is
+    @classmethod
+    def label(cls, cfg: MixerConfig) -> str:
+        """A short human-readable name for plots and the app."""
+        return cfg.kind
+
+    @property
+    def has_fast_weights(self) -> bool:
+        return self.recurrence is not None
+
+    # ------------------------------------------------------------------ how it is built
+    def qk_norm_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The QK-norm of the Outlier Protected block for (queries, keys): RMS with a learnable gain each."""
+        from ..components.norms import QKRMSNorm
+
+        eps = self.model_cfg.norm_eps
+        return QKRMSNorm(self.d_head, eps), QKRMSNorm(self.d_head, eps)
+
+    def init_extra_(self, generator: torch.Generator) -> None:
+        """Initialise parameters the model's default init skipped (see ``HookedFastWeightLM.init_weights``)."""
+
+    skip_default_init: ClassVar[tuple[str, ...]] = ()  # parameter leaf names that init_extra_ sets
+
+    def added_since_saved(self) -> dict[str, float]:
+        """Parameters (names relative to the mixer) that checkpoints of an earlier format lack, with the
+        constant that reproduces the model those checkpoints were saved from (default: none)."""
+        return {}
+
+    # ------------------------------------------------------------------ fast weights
+    @property
+    def d_k(self) -> int:
+        return self.cfg.d_k(self.d_head)
+
+    @property
+    def d_v(self) -> int:
+        """Width of a state row (the value width, plus any extra columns the recurrence keeps)."""
+        return self.d_head
+
+    input_hooks: ClassVar[tuple[str, ...]] = ()  # the hooks recurrence_inputs reads
+
+    def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
+        """The exact tensors this layer passes to its recurrence, rebuilt from its cached hooks."""
+        raise NotDefinedForMixer(self._no_fast_weights())
+
+    def _no_fast_weights(self) -> str:
+        return f"a {self.label(self.cfg)} layer keeps no fast-weight state"
+
+    # ------------------------------------------------------------------ what analyses need
+    effective_attention_hooks: ClassVar[tuple[str, ...]] = ()  # default: input_hooks
+
+    def effective_attention(self, get: CacheGetter) -> torch.Tensor:
+        """``[batch, head, pos, pos]`` (query, key) A with ``hook_z = A · hook_v`` exactly."""
+        exact = getattr(self.recurrence, "effective_attention", None)
+        if exact is None:
+            raise NotDefinedForMixer(
+                f"effective attention is not defined for the {self.label(self.cfg)} mixer: its output is not linear "
+                "in the values; read its fast weights (model.fast_weights) or patch them (expose_states) instead")
+        return exact(self.recurrence_inputs(get))
+
+    def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Each head's contribution to the mixer output for read-outs ``z [..., head, d_head]`` (as in
+        ``hook_z``) given the mixer input ``x [..., d_model]`` (for gates): ``[..., head, d_model]``;
+        no output bias."""
+        return torch.einsum("...hd,hdm->...hm", z, self.W_O)
+
+    def linear_sites(self) -> list[LinearSite]:
+        """The linear layers of this mixer K-FAC may edit (default: none)."""
+        return []
+
+    def extra_repr(self) -> str:
+        return f"{self.label(self.cfg)}, heads={self.n_heads}, d_head={self.d_head}"

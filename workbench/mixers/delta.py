@@ -1,0 +1,218 @@
+"""DeltaNet (Schlag et al. 2021; Yang et al. 2024), laid out as in flash-linear-attention.
+
+    q, k, v = act(conv(x W_Q)), act(conv(x W_K)), act(conv(x W_V))     act = SiLU, conv optional
+    q, k    = qk_norm(q), qk_norm(k)                                     L2 (default), sum or none
+    (Outlier Protected block: q = w_q ⊙ q/‖q‖, k = k/‖k‖ — QK-norm with a learned gain on q only)
+    β       = sigmoid(x W_β + b_β)        (×2 with allow_neg_eigval)
+    u_t     = β_t (v_t − S_{t-1}ᵀ k_t);   S_t = S_{t-1} + k_t u_tᵀ;   z_t = S_tᵀ (q_t / √d_head)
+    out     = RMSNorm_head(z) W_O + b_O
+
+QK-norm in the Outlier Protected block. The delta rule is stable only while β_t‖k_t‖² ≤ 2 (the
+transition I − β_t k_t k_tᵀ has eigenvalue 1 − β_t‖k_t‖² along k_t, and β_t ∈ (0, 1), or (0, 2) with
+``allow_neg_eigval``), so a gain on the keys — as the softmax QK-norm has — would let ‖k_t‖ leave 1
+and the memory diverge. The keys stay exactly unit-norm; the learned per-channel gain w_q goes on the
+query only. It keeps all the freedom a gain can give the read: the memory is read through
+q_tᵀ k_i = Σ_c w_q[c] q̂_t[c] k̂_i[c], and for softmax QK-norm too only the product of the two gains
+enters the scores. The query's overall scale is irrelevant (the per-head output RMSNorm removes it),
+so the gain is on the L2-normalised query and w_q = 1 is the plain L2 query (an Outlier Protected
+checkpoint saved before the gain existed loads with w_q = 1 and the same outputs).
+
+Patching ``hook_delta`` (the values written to memory) recomputes the read-out from the patched
+writes, holding every other write fixed: z_t = Σ_{i≤t} Γ_ti (scale·q_t·k_i) u_i. Later delta errors
+are *not* re-derived from the edited memory (that is what patching k, v or β does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from ..components.norms import Gain
+from ..components.short_conv import ShortConv
+from ..dataclass_io import check_int_fields
+from ..kernels import RecurrenceOutput, delta_rule
+from ..kernels._decay import decay_matrix
+from ..kernels._triangular import unit_lower_inverse
+from .base import CacheGetter, LinearSite, Mixer, MixerConfig
+from .registry import register
+from .state import RecurrenceInputs, expose_and_patch
+
+QKNorm = Literal["l2", "sum", "none"]
+
+
+@dataclass(frozen=True)
+class DeltaConfig(MixerConfig):
+    """DeltaNet options: ``qk_norm`` of q and k ("l2", "sum" or "none"; "l2" in the Outlier Protected
+    block), short causal conv of ``conv_size`` taps (0: none), β ∈ (0, 2) with ``allow_neg_eigval``."""
+
+    kind: ClassVar[str] = "delta"
+    qk_norm: QKNorm = "l2"
+    conv_size: int = 4
+    allow_neg_eigval: bool = False
+
+    def check(self, model, qk_norm: bool = False) -> None:
+        if self.qk_norm not in ("l2", "sum", "none"):
+            raise ValueError(f"{type(self).__name__}.qk_norm must be one of ('l2', 'sum', 'none'), got {self.qk_norm!r}")
+        check_int_fields(self, ("conv_size",), minimum=0)
+        if not isinstance(self.allow_neg_eigval, bool):
+            raise ValueError(f"{type(self).__name__}.allow_neg_eigval must be a bool, got {self.allow_neg_eigval!r}")
+        if qk_norm and self.qk_norm != "l2":
+            raise ValueError(f"{type(self).__name__}.qk_norm must be 'l2' for the {self.kind} mixer in the Outlier "
+                             f"Protected block (its QK-norm keeps the keys unit-norm), got {self.qk_norm!r}")
+
+
+class DeltaRule:
+    """The (gated) delta rule as a :class:`~workbench.mixers.state.Recurrence` over inputs q (scaled), k, v,
+    beta and g (None: no decay)."""
+
+    def run(self, inputs: RecurrenceInputs, **kwargs) -> RecurrenceOutput:
+        return delta_rule(inputs.q, inputs.k, inputs.v, inputs.beta, g=inputs.g, **kwargs)
+
+    def read(self, inputs_t, state: torch.Tensor) -> torch.Tensor:  # [..., d_v] = stateᵀ q (broadcasting)
+        return torch.einsum("...k,...kv->...v", inputs_t["q"].float(), state.float())
+
+    def effective_attention(self, inputs: RecurrenceInputs) -> Float[torch.Tensor, "batch head pos pos"]:
+        """A = tril(Γ⊙QKᵀ) · (I + tril(diag(β) Γ⊙KKᵀ, −1))⁻¹ · diag(β), in float64 (Γ = 1 without decay)."""
+        q, k = inputs.q.double().transpose(1, 2), inputs.k.double().transpose(1, 2)  # [batch, head, pos, d_k]
+        qk, kk = q @ k.transpose(-1, -2), k @ k.transpose(-1, -2)
+        if inputs.g is not None:
+            decay = decay_matrix(inputs.g.double().cumsum(1).transpose(1, 2))
+            qk, kk = qk * decay, kk * decay
+        beta = inputs.beta.double().transpose(1, 2)  # [batch, head, pos]
+        inverse = unit_lower_inverse(beta[..., :, None] * kk)
+        return (qk.tril() @ (inverse * beta[..., None, :])).float()
+
+
+def readout_from_writes(
+    q: Float[torch.Tensor, "batch pos head d_k"],  # already scaled
+    k: Float[torch.Tensor, "batch pos head d_k"],
+    u: Float[torch.Tensor, "batch pos head d_v"],  # the values written at each position
+    g: Optional[Float[torch.Tensor, "batch pos head"]] = None,  # log decay
+) -> Float[torch.Tensor, "batch pos head d_v"]:
+    """o_t = Σ_{i≤t} Γ_ti (q_t·k_i) u_i: the sum-rule read-out of given writes."""
+    scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()).tril()
+    if g is not None:
+        scores = scores * decay_matrix(g.float().cumsum(1).transpose(1, 2))
+    return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
+
+
+@register
+class DeltaNet(Mixer):
+    Config = DeltaConfig
+    recurrence = DeltaRule()
+    input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_beta")
+
+    def __init__(self, cfg: DeltaConfig, model, qk_norm: bool = False):
+        super().__init__(cfg, model, qk_norm)
+        h, dm, dh = self.n_heads, self.d_model, self.d_head
+        self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_K = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_V = nn.Parameter(torch.empty(h, dm, dh))
+        self.W_beta = nn.Parameter(torch.empty(dm, h))
+        self.b_beta = nn.Parameter(torch.zeros(h))
+        self.W_O = nn.Parameter(torch.empty(h, dh, dm))
+        self.b_O = nn.Parameter(torch.zeros(dm))
+        self.w_norm = nn.Parameter(torch.ones(dh))  # per-head output RMSNorm weight (shared by heads)
+        if cfg.conv_size > 0:
+            self.conv_q = ShortConv(h * dh, cfg.conv_size)
+            self.conv_k = ShortConv(h * dh, cfg.conv_size)
+            self.conv_v = ShortConv(h * dh, cfg.conv_size)
+        self.scale = dh ** -0.5
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and SiLU
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and SiLU
+        self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  x W_V, before conv and SiLU
+        self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid
+        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU, qk_norm (and gain); read with scale·q
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU and qk_norm
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU
+        self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
+        self.hook_delta = HookPoint()  # [batch, pos, head, d_v]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
+        self.hook_state = HookPoint()  # [batch, n_positions, head, d_k, d_v]  W_t; only inside expose_states
+        self.hook_z = HookPoint()  # [batch, pos, head, d_v]  memory read-out S_tᵀ(scale·q_t)
+        self.hook_o_in = HookPoint()  # [batch, pos, head, d_v]  RMSNorm_head(z) (⊙ gate): what W_O reads
+
+    @classmethod
+    def label(cls, cfg: DeltaConfig) -> str:
+        return "DeltaNet"
+
+    def qk_norm_modules(self) -> tuple[nn.Module, nn.Module]:
+        """Outlier Protected QK-norm: a learned gain on the L2 query only; keys stay unit-norm (see above)."""
+        return Gain(self.d_head), nn.Identity()
+
+    def added_since_saved(self) -> dict[str, float]:
+        """The Outlier Protected query gain came later: w_q = 1 is the plain L2 query of older checkpoints."""
+        return {"q_norm.w": 1.0} if any(n == "q_norm.w" for n, _ in self.named_parameters()) else {}
+
+    # -- pieces a subclass (gated) extends ------------------------------------------------------
+    def log_decay(self, x: torch.Tensor) -> Optional[torch.Tensor]:  # [batch, pos, head] or None
+        return None
+
+    def cached_log_decay(self, get: CacheGetter) -> Optional[torch.Tensor]:
+        return None
+
+    def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_head]
+        return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+
+    # -- the interface --------------------------------------------------------------------------
+    def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
+        return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v"),
+                                     beta=get("hook_beta"), g=self.cached_log_decay(get)))
+
+    def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return super().head_outputs(self.output_norm(z, x), x)
+
+    def linear_sites(self) -> list[LinearSite]:
+        hd = self.n_heads * self.d_head
+        sites = [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}_pre", self.d_model, hd, "head_in_out")
+                 for kind in ("q", "k", "v")]
+        sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"))
+        sites.append(LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_o_in"))
+        return sites
+
+    # -- forward --------------------------------------------------------------------------------
+    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint) -> torch.Tensor:
+        b, p, _ = x.shape
+        y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, head·d_head]
+        y = hook(y.view(b, p, self.n_heads, self.d_head)).reshape(b, p, -1)
+        if conv is not None:
+            y = conv(y)
+        return F.silu(y).view(b, p, self.n_heads, self.d_head)
+
+    def _qk_norm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.qk_norm == "l2":
+            return F.normalize(x, dim=-1, eps=1e-6)
+        if self.cfg.qk_norm == "sum":
+            return x / (x.sum(-1, keepdim=True) + 1e-6)
+        return x
+
+    def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
+        has_conv = self.cfg.conv_size > 0
+        q = self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre)
+        k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre)
+        q = self.hook_q(self.q_norm(self._qk_norm(q)))
+        k = self.hook_k(self.k_norm(self._qk_norm(k)))
+        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre))
+        beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))
+        if self.cfg.allow_neg_eigval:
+            beta = 2 * beta
+        beta = self.hook_beta(beta)
+        g = self.log_decay(x)
+        q = q * self.scale
+        inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, g=g))
+        cfg = self.model_cfg
+        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)
+        z, delta, state_patched = expose_and_patch(self, inputs, res)
+        version = delta._version
+        patched = self.hook_delta(delta)
+        if patched is not delta or patched._version != version:  # a hook replaced or edited the writes
+            if state_patched:
+                raise ValueError("patch hook_state or hook_delta in one run, not both")
+            z = readout_from_writes(q, k, patched, g)
+        z = self.hook_z(z)
+        return torch.einsum("bphd,hdm->bpm", self.hook_o_in(self.output_norm(z, x)), self.W_O) + self.b_O

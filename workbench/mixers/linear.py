@@ -1,0 +1,132 @@
+"""Linear attention with the feature maps of Schlag et al. 2021: the sum-rule fast weight programmer.
+
+    S_t = S_{t-1} + φ(k_t) v_tᵀ;   z_t = S_tᵀ (scale·φ(q_t))   (÷ Σ_{j≤t} φ(k_j)ᵀφ(q_t) with sum_norm)
+
+``scale`` is 1 with ``sum_norm`` (it cancels) and d_k^-½ without. In the Outlier Protected block the
+projected q and k are RMS-normalised per head with a learnable gain each (QK-norm) after
+``hook_q_pre``/``hook_k_pre`` and before the feature map (the sum rule has no stability condition on
+‖k‖, so both sides carry a gain, as in softmax attention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from jaxtyping import Float
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+from ..components.feature_maps import FeatureMap, feature_dim
+from ..dataclass_io import check_int_fields
+from ..kernels import RecurrenceOutput, linear_attention
+from .base import CacheGetter, LinearSite, Mixer, MixerConfig
+from .registry import register
+from .state import RecurrenceInputs, expose_and_patch
+
+FeatureMapKind = Literal["identity", "elu1", "dpfp", "favor"]
+EPS = 1e-6  # the sum normaliser's epsilon (kernel, read-out and effective attention alike)
+
+
+@dataclass(frozen=True)
+class LinearConfig(MixerConfig):
+    """Linear attention options: ``feature_map`` φ on q and k ("identity", "elu1", "dpfp" with ``dpfp_nu``,
+    "favor" with ``favor_features`` random features seeded by the model's ``seed``); ``sum_norm``
+    divides the read-out by ``z_tᵀ φ(q_t)``."""
+
+    kind: ClassVar[str] = "linear"
+    feature_map: FeatureMapKind = "identity"
+    dpfp_nu: int = 1
+    favor_features: int = 32
+    sum_norm: bool = False
+
+    def check(self, model, qk_norm: bool = False) -> None:
+        allowed = ("identity", "elu1", "dpfp", "favor")
+        if self.feature_map not in allowed:
+            raise ValueError(f"LinearConfig.feature_map must be one of {allowed}, got {self.feature_map!r}")
+        check_int_fields(self, ("dpfp_nu", "favor_features"))
+        if not isinstance(self.sum_norm, bool):
+            raise ValueError(f"LinearConfig.sum_norm must be a bool, got {self.sum_norm!r}")
+        if self.feature_map == "dpfp" and self.dpfp_nu > 2 * model.d_head - 1:
+            raise ValueError(f"LinearConfig.dpfp_nu must be < 2·d_head = {2 * model.d_head}, got {self.dpfp_nu}")
+
+    def d_k(self, d_head: int) -> int:
+        return feature_dim(self.feature_map, d_head, self.dpfp_nu, self.favor_features)
+
+
+class SumRule:
+    """The sum rule as a :class:`~workbench.mixers.state.Recurrence` over inputs q (scaled), k, v; with
+    ``normalize`` the state carries the normaliser z_t as a last value column."""
+
+    def __init__(self, normalize: bool):
+        self.normalize = normalize
+
+    def run(self, inputs: RecurrenceInputs, *, output_delta: bool = False, **kwargs) -> RecurrenceOutput:
+        return linear_attention(inputs.q, inputs.k, inputs.v, normalize=self.normalize, eps=EPS, **kwargs)
+
+    def read(self, inputs_t, state: torch.Tensor) -> torch.Tensor:  # [..., d_v] (broadcasting)
+        o = torch.einsum("...k,...kv->...v", inputs_t["q"].float(), state.float())
+        return o[..., :-1] / (o[..., -1:] + EPS) if self.normalize else o
+
+    def effective_attention(self, inputs: RecurrenceInputs) -> Float[torch.Tensor, "batch head pos pos"]:
+        """A = tril(Q Kᵀ) (Q scaled), divided row-wise by (rowsum + eps) with sum normalisation."""
+        q, k = inputs.q.double().transpose(1, 2), inputs.k.double().transpose(1, 2)
+        a = (q @ k.transpose(-1, -2)).tril()
+        if self.normalize:
+            a = a / (a.sum(-1, keepdim=True) + EPS)
+        return a.float()
+
+
+@register
+class LinearAttention(Mixer):
+    Config = LinearConfig
+    recurrence = SumRule(False)  # replaced per instance by SumRule(cfg.sum_norm)
+    input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v")
+
+    def __init__(self, cfg: LinearConfig, model, qk_norm: bool = False):
+        super().__init__(cfg, model, qk_norm)
+        self.add_qkvo_()
+        self.feature_map = FeatureMap(cfg.feature_map, self.d_head, self.n_heads, cfg.dpfp_nu, cfg.favor_features,
+                                      model.seed)
+        self.scale = 1.0 if cfg.sum_norm else self.d_k ** -0.5
+        self.recurrence = SumRule(cfg.sum_norm)
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before the feature map
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before the feature map
+        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  φ(q), what the memory is read with
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  φ(k), what the memory is written with
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]
+        self.hook_state = HookPoint()  # [batch, n_positions, head, d_k, d_v]  W_t (sum_norm: d_v + 1); only inside expose_states
+        self.hook_z = HookPoint()  # [batch, pos, head, d_v]
+
+    @classmethod
+    def label(cls, cfg: LinearConfig) -> str:
+        name = {"identity": "linear attention", "elu1": "linear attention (elu+1)",
+                "dpfp": f"linear attention (DPFP-{cfg.dpfp_nu})", "favor": "linear attention (FAVOR+)"}[cfg.feature_map]
+        return name + (", sum-normalised" if cfg.sum_norm else "")
+
+    @property
+    def d_v(self) -> int:
+        return self.d_head + int(self.cfg.sum_norm)
+
+    def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
+        return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v")))
+
+    def linear_sites(self) -> list[LinearSite]:
+        hd = self.n_heads * self.d_head
+        return [LinearSite("q", "W_Q", "hook_q_pre", self.d_model, hd, "head_in_out"),
+                LinearSite("k", "W_K", "hook_k_pre", self.d_model, hd, "head_in_out"),
+                LinearSite("v", "W_V", "hook_v", self.d_model, hd, "head_in_out"),
+                LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
+
+    def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
+        q = self.q_norm(self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q)))
+        k = self.k_norm(self.hook_k_pre(torch.einsum("bpm,hmd->bphd", x, self.W_K)))
+        q, k = self.hook_q(self.feature_map(q)), self.hook_k(self.feature_map(k))
+        v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
+        inputs = RecurrenceInputs(dict(q=q * self.scale, k=k, v=v))
+        cfg = self.model_cfg
+        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend)
+        z, _, _ = expose_and_patch(self, inputs, res)
+        z = self.hook_z(z)
+        return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O

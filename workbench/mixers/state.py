@@ -1,0 +1,186 @@
+"""Fast-weight states at chosen positions, and state patches applied inside a mixer's forward.
+
+Every fast-weight mixer owns a :class:`Recurrence` (``run`` over a sequence from an optional initial
+state, ``read`` of a state at one position). On that alone this module builds, for any memory:
+
+``states_at`` reads W_t after the write at each requested position from the recurrence's chunk-start
+snapshots plus at most ``chunk_size`` reference steps, so memory is O(pos/C · d_k · d_v).
+
+A :class:`StateRequest` on a mixer (set by ``HookedFastWeightLM.expose_states``) makes the mixer fire
+``hook_state`` with those states; if a hook edits them, the edit is applied in one of two modes:
+  - ``readout``: only the outputs at the patched positions change (o_t = read(W'_t, inputs_t));
+  - ``carry``:   the edited W_t is the state from which all later positions are recomputed
+                 (one position per run: later states depend on the edit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Protocol, runtime_checkable
+
+import torch
+from jaxtyping import Float
+
+from ..kernels import RecurrenceOutput
+
+MODES = ("readout", "carry")
+
+
+@dataclass(frozen=True)
+class RecurrenceInputs:
+    """The named tensors a recurrence consumes, each ``[batch, pos, ...]`` (or None when unused).
+
+    The built-in recurrences read ``q [batch, pos, head, d_k]`` (already scaled), ``k [batch, pos, head,
+    d_k]``, ``v [batch, pos, head, d_v]``, ``beta`` and ``g`` ``[batch, pos, head]``; a new memory may
+    name its own. ``inputs.q`` reads a field; ``inputs.at(slice)`` cuts every field along ``pos``.
+    """
+
+    fields: Mapping[str, Optional[torch.Tensor]]
+
+    def __getattr__(self, name: str) -> Optional[torch.Tensor]:
+        fields = object.__getattribute__(self, "fields")
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"these recurrence inputs have no field {name!r} (fields: {sorted(fields)})")
+
+    @property
+    def n_pos(self) -> int:
+        return next(t for t in self.fields.values() if t is not None).shape[1]
+
+    def at(self, sl: slice) -> "RecurrenceInputs":
+        return RecurrenceInputs({n: None if t is None else t[:, sl] for n, t in self.fields.items()})
+
+    def position(self, p: int) -> dict[str, Optional[torch.Tensor]]:
+        """Every field at position ``p`` (the ``pos`` axis removed)."""
+        return {n: None if t is None else t[:, p] for n, t in self.fields.items()}
+
+
+@runtime_checkable
+class Recurrence(Protocol):
+    """A fast-weight recurrence. States are ``[batch, head, d_k, d_v]`` float32."""
+
+    def run(self, inputs: RecurrenceInputs, *, initial_state: Optional[torch.Tensor] = None,
+            chunk_size: int = 64, backend: str = "chunk", output_final_state: bool = False,
+            output_chunk_states: bool = False, output_delta: bool = False) -> RecurrenceOutput:
+        """Outputs ``[batch, pos, head, d_out]`` (and the requested states / per-position writes)."""
+
+    def read(self, inputs_t: dict[str, Optional[torch.Tensor]], state: torch.Tensor) -> torch.Tensor:
+        """The output at one position ``[batch, head, d_out]`` read from ``state`` with that position's inputs."""
+
+    def effective_attention(self, inputs: RecurrenceInputs) -> torch.Tensor:
+        """``[batch, head, pos, pos]`` A with output = A · v, or raise ``NotDefinedForMixer``."""
+
+
+def run_steps(write: Callable, read: Callable, inputs: RecurrenceInputs, initial_state: torch.Tensor,
+              chunk_size: int, output_final_state: bool = False, output_chunk_states: bool = False
+              ) -> RecurrenceOutput:
+    """A reference loop for a recurrence given by one step: ``state = write(state, inputs_t)`` then
+    ``o_t = read(inputs_t, state)`` (read after write). Snapshots every ``chunk_size`` steps."""
+    state, outs, snaps = initial_state.float(), [], []
+    for t in range(inputs.n_pos):
+        if t % chunk_size == 0:
+            snaps.append(state)
+        x_t = inputs.position(t)
+        state = write(state, x_t)
+        outs.append(read(x_t, state))
+    return RecurrenceOutput(torch.stack(outs, 1), state if output_final_state else None,
+                            torch.stack(snaps, 1) if output_chunk_states else None)
+
+
+@dataclass(frozen=True)
+class StateRequest:
+    positions: tuple[int, ...]  # as given; negative positions count from the end
+    mode: str = "readout"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "carry" and len(self.positions) != 1:
+            raise ValueError(
+                "carry mode takes exactly one position (the states after it depend on the edit); "
+                "patch one position per run, or use mode='readout'"
+            )
+        check_positions(self.positions, None)
+
+    def resolve(self, n_pos: int) -> list[int]:
+        return check_positions(self.positions, n_pos)
+
+
+def check_positions(positions, n_pos: Optional[int]) -> list[int]:
+    """Positions (an int, a list of ints or a tensor) as ints in [0, n_pos); negative ones count from the
+    end. With ``n_pos`` None only the types are checked. ValueError names the bad position."""
+    if isinstance(positions, torch.Tensor):
+        positions = positions.tolist()
+    if isinstance(positions, int) and not isinstance(positions, bool):
+        positions = [positions]
+    try:
+        positions = list(positions)
+    except TypeError:
+        raise ValueError(f"positions must be an int or a list of ints, got {positions!r}") from None
+    if not positions:
+        raise ValueError("positions is empty; pass at least one position")
+    out = []
+    for p in positions:
+        if not isinstance(p, int) or isinstance(p, bool):
+            raise ValueError(f"positions must be ints, got {p!r}")
+        if n_pos is not None:
+            if not -n_pos <= p < n_pos:
+                raise ValueError(f"position {p} is outside the sequence of {n_pos} tokens (valid: 0..{n_pos - 1})")
+            p %= n_pos
+        out.append(p)
+    return out
+
+
+def states_at(recurrence: Recurrence, inputs: RecurrenceInputs, positions: list[int], chunk_size: int,
+              backend: str = "chunk") -> Float[torch.Tensor, "batch n_positions head d_k d_v"]:
+    """States after the write at each position (float32)."""
+    starts = recurrence.run(inputs, chunk_size=chunk_size, backend=backend, output_chunk_states=True).chunk_states
+    out: list[Optional[torch.Tensor]] = [None] * len(positions)
+    for c in sorted({p // chunk_size for p in positions}):
+        want = [i for i, p in enumerate(positions) if p // chunk_size == c]
+        lo = c * chunk_size
+        res = recurrence.run(inputs.at(slice(lo, max(positions[i] for i in want) + 1)), initial_state=starts[:, c],
+                             chunk_size=1, backend="reference", output_chunk_states=True, output_final_state=True)
+        after = torch.cat([res.chunk_states[:, 1:], res.final_state[:, None]], dim=1)
+        for i in want:
+            out[i] = after[:, positions[i] - lo]
+    return torch.stack(out, dim=1)
+
+
+def apply_state_patch(recurrence: Recurrence, inputs: RecurrenceInputs, base: RecurrenceOutput,
+                      positions: list[int], states: torch.Tensor, mode: str, chunk_size: int, backend: str
+                      ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Output (and per-position writes) of the layer when W at ``positions`` is replaced by ``states``."""
+    out = base.output.clone()
+    for i, p in enumerate(positions):
+        out[:, p] = recurrence.read(inputs.position(p), states[:, i]).to(out.dtype)
+    delta = base.delta
+    p = positions[0]
+    if mode == "carry" and p + 1 < inputs.n_pos:
+        rest = recurrence.run(inputs.at(slice(p + 1, None)), initial_state=states[:, 0].float(),
+                              chunk_size=chunk_size, backend=backend, output_delta=delta is not None)
+        out = torch.cat([out[:, : p + 1], rest.output], dim=1)
+        if delta is not None:
+            delta = torch.cat([delta[:, : p + 1], rest.delta], dim=1)
+    return out, delta
+
+
+def expose_and_patch(mixer, inputs: RecurrenceInputs, base: RecurrenceOutput
+                     ) -> tuple[torch.Tensor, Optional[torch.Tensor], bool]:
+    """Fire ``mixer.hook_state`` if states were requested; apply an edit. Returns (output, delta, patched)."""
+    request: Optional[StateRequest] = mixer.state_request
+    if request is None:
+        return base.output, base.delta, False
+    cfg = mixer.model_cfg
+    positions = request.resolve(inputs.n_pos)
+    states = states_at(mixer.recurrence, inputs, positions, cfg.chunk_size, cfg.backend)
+    version = states._version
+    patched = mixer.hook_state(states)
+    if patched is states and patched._version == version:
+        return base.output, base.delta, False
+    if not isinstance(patched, torch.Tensor) or patched.shape != states.shape:
+        got = tuple(patched.shape) if isinstance(patched, torch.Tensor) else type(patched).__name__
+        raise ValueError(f"a hook_state patch must keep the shape {tuple(states.shape)}, got {got}")
+    out, delta = apply_state_patch(mixer.recurrence, inputs, base, positions, patched, request.mode,
+                                   cfg.chunk_size, cfg.backend)
+    return out, delta, True
