@@ -12,6 +12,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from workbench.app_support.launch import APP_SCRIPT
 from workbench.paths import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ WEIGHTS = (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
 
 
 def open_app(page: str = "overview") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120).run()  # page paths are relative to it
     if page != "overview":
         at.switch_page(f"app_pages/{page}.py").run()
     return at
@@ -85,6 +86,15 @@ def test_every_page_renders_on_the_bundled_checkpoint(page):
         assert "canaries-delta" in at.info[0].value
         assert [m.label for m in at.metric][:3] == ["Held-out perplexity", "Strict recitation",
                                                    "Top-10 agreement with the unedited model"]
+
+
+def test_the_checkouts_app_py_serves_the_installed_app():  # `streamlit run app.py` from the repository root
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert_ok(at)
+    assert "toy-delta" in at.sidebar.caption[0].value and metric(at, "Recall accuracy") == "100%"
+    at.switch_page(str(APP_SCRIPT.parent / "app_pages" / "attention.py")).run()
+    assert_ok(at)
+    assert len(charts(at)) == 4
 
 
 # ---------------------------------------------------------------------- widgets change the output
