@@ -25,6 +25,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync"]
 ARTIFACTS = os.environ.get("WORKBENCH_SCREENSHOT_DIR")  # set to keep the screenshot outside tmp_path
 
+pytestmark = pytest.mark.integration
+
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'")
