@@ -214,6 +214,7 @@ def strict_recitation(at: AppTest) -> list[str]:
     return [m.value for m in at.metric if m.label == "Strict recitation"]
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     at = open_app()
     at.sidebar.selectbox(key="checkpoint").set_value("canaries-delta").run()
@@ -243,6 +244,7 @@ def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     assert [b.label for b in at.get("download_button")] == ["config.json", "model.safetensors"]
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_kfac_bad_choices_show_an_error_and_the_page_recovers():
     at = open_app("kfac")
     for widget, bad, message in [("kfac_rho", 0.0, "ρ must be in (0, 1]"), ("kfac_rho", 1.5, "ρ must be in (0, 1]"),
@@ -319,6 +321,7 @@ def test_uploads_good_and_bad():
     assert len(charts(at)) == 5
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_fresh_configs_good_and_bad():
     at = open_app()
     at.sidebar.radio(key="model_source").set_value("Fresh model (random init)").run()
@@ -367,6 +370,7 @@ def test_the_shared_model_is_never_changed_by_a_session():
     assert all(block.attn.state_request is None for block in lm.model.blocks)
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_a_kfac_edit_lives_only_in_its_own_session():
     from workbench.app_support import caching, sources
 
