@@ -54,6 +54,21 @@ def test_pyproject_lists_every_package_folder():
     assert not listed - found, f"pyproject.toml lists packages with no folder: {sorted(listed - found)}"
 
 
+def test_workbench_kernels_comes_from_this_checkout():
+    """An editable install of another checkout (or one from before kernels/ was mapped) would give this checkout's
+    workbench another checkout's kernels, or none."""
+    import workbench
+
+    if Path(workbench.__file__).resolve().parent != ROOT / "workbench":
+        pytest.skip(f"workbench is imported from {workbench.__file__}, not this checkout")
+    try:
+        import workbench.kernels
+    except ModuleNotFoundError:
+        pytest.fail(f"no workbench.kernels: pip install -e . from {ROOT} (kernels/ is mapped by the install)")
+    assert Path(workbench.kernels.__file__).resolve().parent == ROOT / "kernels", (
+        f"workbench.kernels comes from {workbench.kernels.__file__}: pip install -e . from {ROOT}")
+
+
 def test_no_symlinks_in_the_repository():
     tracked_files()  # skips outside a git checkout
     modes = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
