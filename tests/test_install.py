@@ -112,13 +112,13 @@ def copy_checkout(dest: Path) -> Path:
 
 def fresh_venv(venv: Path) -> tuple[Path, Path]:
     """(python, site-packages) of a new venv that sees the running interpreter's dependencies (pip and setuptools
-    included) through a .pth file, but not the checkout or its editable finder."""
+    included) through a .pth file: their site-packages folders only, whose own .pth files (an editable finder of
+    the checkout) do not run there."""
     run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=venv.parent)
     python = venv / "bin" / "python"
     site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=venv.parent)
                 .stdout.strip())
-    deps = [p for p in sys.path if ("site-packages" in p or "dist-packages" in p) and os.path.isdir(p)
-            and not Path(p).resolve().is_relative_to(ROOT)]
+    deps = [p for p in sys.path if ("site-packages" in p or "dist-packages" in p) and os.path.isdir(p)]
     (site / "_running_interpreter_deps.pth").write_text("\n".join(deps) + "\n")
     return python, site
 
