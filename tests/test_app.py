@@ -12,6 +12,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from workbench.app_support.launch import APP_SCRIPT
 from workbench.paths import DEFAULT_CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ WEIGHTS = (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
 
 
 def open_app(page: str = "overview") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120).run()  # page paths are relative to it
     if page != "overview":
         at.switch_page(f"app_pages/{page}.py").run()
     return at
@@ -85,6 +86,15 @@ def test_every_page_renders_on_the_bundled_checkpoint(page):
         assert "canaries-delta" in at.info[0].value
         assert [m.label for m in at.metric][:3] == ["Held-out perplexity", "Strict recitation",
                                                    "Top-10 agreement with the unedited model"]
+
+
+def test_the_checkouts_app_py_serves_the_installed_app():  # `streamlit run app.py` from the repository root
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert_ok(at)
+    assert "toy-delta" in at.sidebar.caption[0].value and metric(at, "Recall accuracy") == "100%"
+    at.switch_page(str(APP_SCRIPT.parent / "app_pages" / "attention.py")).run()
+    assert_ok(at)
+    assert len(charts(at)) == 4
 
 
 # ---------------------------------------------------------------------- widgets change the output
@@ -204,6 +214,7 @@ def strict_recitation(at: AppTest) -> list[str]:
     return [m.value for m in at.metric if m.label == "Strict recitation"]
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     at = open_app()
     at.sidebar.selectbox(key="checkpoint").set_value("canaries-delta").run()
@@ -233,6 +244,7 @@ def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     assert [b.label for b in at.get("download_button")] == ["config.json", "model.safetensors"]
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_kfac_bad_choices_show_an_error_and_the_page_recovers():
     at = open_app("kfac")
     for widget, bad, message in [("kfac_rho", 0.0, "ρ must be in (0, 1]"), ("kfac_rho", 1.5, "ρ must be in (0, 1]"),
@@ -309,6 +321,7 @@ def test_uploads_good_and_bad():
     assert len(charts(at)) == 5
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_fresh_configs_good_and_bad():
     at = open_app()
     at.sidebar.radio(key="model_source").set_value("Fresh model (random init)").run()
@@ -357,6 +370,7 @@ def test_the_shared_model_is_never_changed_by_a_session():
     assert all(block.attn.state_request is None for block in lm.model.blocks)
 
 
+@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_a_kfac_edit_lives_only_in_its_own_session():
     from workbench.app_support import caching, sources
 

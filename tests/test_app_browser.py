@@ -1,5 +1,5 @@
-"""The app in a real browser: `workbench app` serves it (streamlit run app.py, headless, on a free port),
-headless Chromium (Debian's /usr/bin/chromium driven by playwright) opens the fast-weights page, moves
+"""The app in a real browser: `workbench app` serves it (streamlit run, headless, on a free port, from a temporary
+directory), headless Chromium (Debian's /usr/bin/chromium driven by playwright) opens the fast-weights page, moves
 the position slider, checks that the heatmap is redrawn for the new position, saves a screenshot and
 times how long an interaction takes to re-render on the bundled checkpoint.
 
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench.app_support.launch import find_app_script
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 ARTIFACTS = os.environ.get("WORKBENCH_SCREENSHOT_DIR")  # set to keep the screenshot outside tmp_path
+
+pytestmark = pytest.mark.integration
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)", allow_module_level=True)
@@ -52,8 +52,8 @@ def server(tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     command = [sys.executable, "-m", "workbench.cli", "app", "--port", str(port), "--address", "127.0.0.1", "--headless"]
-    with open(log_path, "w") as log:  # `workbench app` execs `streamlit run app.py`: proc is the server itself
-        proc = subprocess.Popen(command, cwd=find_app_script().parent, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as log:  # `workbench app` execs `streamlit run`: proc is the server itself
+        proc = subprocess.Popen(command, cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from workbench import CheckpointError, HookedFastWeightLM, ModelConfig, save
 from workbench.app_support import attention_maps, edits, launch, predictions, probing, sequences, sources, trajectory
-from workbench.paths import DEFAULT_CHECKPOINT
+from workbench.paths import DEFAULT_CHECKPOINT, PACKAGE_DIR
 from workbench.plots import per_head_over_positions
 
 CONFIG_BYTES = (DEFAULT_CHECKPOINT / "config.json").read_bytes()
@@ -247,17 +248,26 @@ def test_edits_change_the_prediction_and_leave_the_model_alone(toy):
 # ---------------------------------------------------------------------- launch and plots
 def test_launch_command_line(tmp_path):
     script = launch.find_app_script()
-    assert script.name == "app.py" and (script.parent / "app_pages").is_dir()
+    assert script == PACKAGE_DIR / "streamlit_app" / "main.py" and (script.parent / "app_pages").is_dir()
     argv = launch.streamlit_argv(script, port=8642, headless=True)
     assert argv[1:5] == ["-m", "streamlit", "run", str(script)]
     flags = dict(zip(argv[5::2], argv[6::2]))
-    assert flags == {"--server.port": "8642", "--server.headless": "true", "--browser.gatherUsageStats": "false",
-                     "--browser.serverAddress": "localhost"}
+    assert flags == {"--server.port": "8642", "--server.headless": "true", "--browser.serverAddress": "localhost",
+                     **{f"--{k}": v for k, v in launch.APP_OPTIONS.items()}}
+    assert flags["--server.fileWatcherType"] == "none" and flags["--browser.gatherUsageStats"] == "false"
     assert launch.streamlit_argv(script, address="127.0.0.1")[-2:] == ["--server.address", "127.0.0.1"]
     with pytest.raises(ValueError, match="port must be"):
         launch.streamlit_argv(script, port=70000)
-    with pytest.raises(FileNotFoundError, match="lives in the source checkout"):
+    with pytest.raises(FileNotFoundError, match="package data of workbench"):
         launch.find_app_script(tmp_path / "app.py")
+
+
+def test_launch_options_match_the_checkouts_streamlit_config():  # `streamlit run app.py` == `workbench app`
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+")
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    flat = {f"{section}.{key}": str(value).lower() if isinstance(value, bool) else str(value)
+            for section, options in config.items() for key, value in options.items()}
+    assert flat == {**launch.APP_OPTIONS, "browser.serverAddress": "localhost"}
 
 
 def test_per_head_curves_mark_the_position():
@@ -278,6 +288,6 @@ def test_workbench_app_command_help_and_errors(tmp_path, monkeypatch):
     assert res.exit_code == 0 and "--port" in res.output and "--headless" in res.output
     res = runner.invoke(app, ["app", "--port", "0"])
     assert res.exit_code == 2 and "port must be an int in [1, 65535]" in res.output
-    monkeypatch.setattr(launch, "APP_SCRIPT", tmp_path / "app.py")  # as in an install without the checkout
+    monkeypatch.setattr(launch, "APP_SCRIPT", tmp_path / "main.py")  # as in a broken install
     res = runner.invoke(app, ["app"])
-    assert res.exit_code == 2 and "lives in the source checkout" in res.output
+    assert res.exit_code == 2 and "package data of workbench" in res.output

@@ -82,6 +82,7 @@ def test_bad_configs():
         Canaries(repetitions=(0,))
 
 
+@pytest.mark.integration
 def test_demo_script_quick(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -266,6 +266,7 @@ def test_probe_reads_the_memory_with_each_answers_write_key():
     assert rows == len(df) == int(batch.query_mask.sum())
 
 
+@pytest.mark.integration
 def test_case_study_quick_mode_writes_results_and_figures(tmp_path):
     """End to end in seconds; PNGs are checked where a Chromium exists for kaleido (else HTML only)."""
     png = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))

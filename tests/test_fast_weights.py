@@ -210,6 +210,7 @@ def test_transformer_lens_heuristic_is_far_off_where_ours_is_exact():
     assert tl_err > 0.05, tl_err  # the documented O(1) gap of the heuristic
 
 
+@pytest.mark.integration
 def test_reading_states_at_8192_positions_does_not_allocate_the_trajectory():
     """2 layers, 4 heads of 64x64, T = 8192: the full trajectory would be 8192·4·64·64·4 B = 512 MiB."""
     script = textwrap.dedent("""

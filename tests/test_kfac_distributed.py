@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from workbench.analysis.kfac.distributed import collect_demo
 from workbench.analysis.kfac import KFACFactors
 
 
+@pytest.mark.integration
 def test_torchrun_two_processes_equal_one(tmp_path):
     out = tmp_path / "dist.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -56,6 +56,7 @@ def test_split_validation_halves_the_validation_windows():
     assert abs(len(a) - len(b)) <= 1 and torch.equal(torch.cat([a, b]), torch.cat(task.validation(16)))
 
 
+@pytest.mark.integration
 def test_recite_puts_the_prompt_after_validation_text_at_the_training_position():
     protocol = QUICK.protocol
     task = protocol.task()
@@ -111,6 +112,7 @@ def quick_run(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.integration
 def test_quick_mode_writes_results_figures_and_tables(quick_run):
     out, results = quick_run
     assert results["quick"] is True and results["command"].startswith("python -m case_studies.memorization --quick")
@@ -158,6 +160,7 @@ def test_quick_mode_writes_results_figures_and_tables(quick_run):
     assert (out / "tables.md").read_text() == tables(results)
 
 
+@pytest.mark.integration
 def test_replot_redraws_from_results_json(quick_run, tmp_path):
     out, results = quick_run
     (tmp_path / "results.json").write_text((out / "results.json").read_text())

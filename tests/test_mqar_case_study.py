@@ -177,6 +177,7 @@ def quick_run(tmp_path_factory):
     return out, json.loads((out / "results" / "results.json").read_text())
 
 
+@pytest.mark.integration
 def test_quick_mode_writes_results_figures_tables_and_checkpoints(quick_run):
     out, results = quick_run
     assert results["quick"] is True and results["command"].startswith("python -m case_studies.mqar --quick")
@@ -212,6 +213,7 @@ def test_quick_mode_writes_results_figures_tables_and_checkpoints(quick_run):
     assert (out / "results" / "tables.md").read_text() == tables(results)
 
 
+@pytest.mark.integration
 def test_quick_checkpoints_reproduce_their_recorded_accuracy(quick_run):
     out, results = quick_run
     protocol = QUICK.protocol
@@ -233,6 +235,7 @@ def test_quick_checkpoints_reproduce_their_recorded_accuracy(quick_run):
             assert evaluate(model, batches)["eval_acc"] == pytest.approx(a["accuracy"], abs=1e-12)
 
 
+@pytest.mark.integration
 def test_a_quick_recipe_json_retrains_the_same_weights(quick_run):
     out, results = quick_run
     directory = out / "ckpt" / results["runs"][0]["name"]
@@ -251,6 +254,7 @@ def test_every_full_run_model_is_shipped():
     assert total < 8e6, f"shipped MQAR checkpoints take {total / 1e6:.1f} MB"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("directory", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_checkpoint_reaches_its_reported_accuracy_on_fresh_sequences(directory):
     """Fresh sequences (a seed the run never used), 256 per setting. Tolerance: 4 standard errors of

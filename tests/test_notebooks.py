@@ -32,6 +32,7 @@ def test_every_case_study_has_its_notebook():
     assert studies <= {p.stem for p in NOTEBOOKS}, f"no notebook for {studies - {p.stem for p in NOTEBOOKS}}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", _params())
 def test_notebook_runs_without_errors(path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny tensors: one thread is faster on a shared 2-core machine
@@ -46,6 +47,7 @@ def test_notebook_is_committed_without_outputs(path):
     assert not has_outputs(path), f"{path} holds outputs; run: python -m workbench.notebooks strip {path.stem}"
 
 
+@pytest.mark.integration
 def test_runner_sets_quick_mode_and_folder_and_fails_on_a_cell_error(tmp_path):
     ok = tmp_path / "ok.ipynb"
     nbformat.write(new_notebook(cells=[new_code_cell(

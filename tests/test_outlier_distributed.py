@@ -14,6 +14,7 @@ from workbench.analysis.outliers import OutlierStats
 from workbench.analysis.outliers.distributed import all_reduce_stats, collect, summaries
 
 
+@pytest.mark.integration
 def test_torchrun_two_processes_match_one(tmp_path):
     out = tmp_path / "dist.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -42,6 +43,7 @@ def test_all_reduce_needs_a_process_group():
         all_reduce_stats(OutlierStats(4).update(torch.ones(1, 2, 4)))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_torchrun_trace_of_the_bundled_checkpoint_matches_one_process(tmp_path):
     out = tmp_path / "dist.json"

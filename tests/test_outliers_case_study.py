@@ -49,6 +49,7 @@ def quick_run(tmp_path_factory):
     return out, json.loads((out / "results" / "results.json").read_text()), time.perf_counter() - start
 
 
+@pytest.mark.integration
 def test_quick_mode_is_fast_and_writes_results_figures_and_tables(quick_run):
     out, results, seconds = quick_run
     # < 60 s is the target on an idle machine (about 25 s here); CPU time is what a busy machine cannot inflate
@@ -71,6 +72,7 @@ def test_quick_mode_is_fast_and_writes_results_figures_and_tables(quick_run):
     assert (out / "results" / "tables.md").read_text() == tables(results)
 
 
+@pytest.mark.integration
 def test_quick_checkpoints_reproduce_their_recorded_numbers(quick_run):
     out, results, _ = quick_run
     r = next(r for r in results["runs"] if r["name"] == "delta-op-soap")
@@ -91,6 +93,7 @@ def test_quick_checkpoints_reproduce_their_recorded_numbers(quick_run):
     assert float(kurtosis(x.reshape(-1, x.shape[-1]))) == pytest.approx(want[0], rel=1e-4)
 
 
+@pytest.mark.integration
 def test_replot_redraws_from_results_json(quick_run):
     out, results, _ = quick_run
     (out / "results" / "tables.md").unlink()

@@ -21,6 +21,7 @@ def config(mixer: str) -> ModelConfig:
                        chunk_size=16)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mixer", ["softmax", "linear", "delta", "gated_delta"])
 def test_every_mixer_learns_the_toy_task(mixer):
     result = train(config(mixer), TASK, FAST, progress=False)
@@ -72,6 +73,7 @@ def test_bad_train_configs_and_inputs():
         train(ModelConfig(d_vocab=10, n_ctx=16), TASK, FAST, progress=False)
 
 
+@pytest.mark.integration
 def test_soap_learns_is_bit_identical_and_differs_from_adamw():
     from pytorch_optimizer import SOAP
 

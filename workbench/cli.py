@@ -94,7 +94,7 @@ def case_study(ctx: typer.Context,
 def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
                 address: str = typer.Option("", help="address to bind (default: streamlit's, all interfaces)"),
                 headless: bool = typer.Option(False, "--headless", help="do not open a browser window")) -> None:
-    """Open the browser app (streamlit run app.py) on the bundled checkpoint."""
+    """Open the browser app (streamlit run on the installed workbench/streamlit_app/main.py) on the bundled checkpoint."""
     import os
     import sys
 
@@ -108,7 +108,6 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
         raise typer.Exit(code=2)
     typer.echo(f"serving the workbench app on http://localhost:{port} (Ctrl-C stops it)")
     sys.stdout.flush()
-    os.chdir(script.parent)  # streamlit reads .streamlit/config.toml from here
     os.execv(argv[0], argv)  # become the server: signals (Ctrl-C, kill) reach streamlit itself
 
 

@@ -1,4 +1,4 @@
-"""How the browser app is started: ``streamlit run app.py`` from the source checkout."""
+"""How the browser app is started: ``streamlit run`` on the app installed with the package, from any directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,22 @@ from typing import Optional
 
 from ..paths import PACKAGE_DIR
 
-APP_SCRIPT = PACKAGE_DIR.parent / "app.py"
+APP_SCRIPT = PACKAGE_DIR / "streamlit_app" / "main.py"  # its pages: streamlit_app/app_pages/
+
+# Streamlit reads .streamlit/config.toml from the current directory only, so `workbench app` passes these as flags
+# wherever it is started; the checkout's .streamlit/config.toml (for `streamlit run app.py`) holds the same.
+APP_OPTIONS = {
+    "browser.gatherUsageStats": "false",  # nothing leaves the machine
+    # No file watching: on a busy directory (a .venv, training runs writing files) the watcher's inotify queue
+    # overflows and it re-walks the tree, costing more CPU than the app itself. Developers editing pages can
+    # pass --server.fileWatcherType auto to streamlit run.
+    "server.fileWatcherType": "none",
+    "server.showEmailPrompt": "false",  # no first-run terminal prompt: just serve
+    # No full gc.collect() after every rerun: with torch, transformer_lens, pandas and plotly loaded it takes
+    # about 0.2 s of CPU each time, most of the time a slider move costs. Python's own collector still runs.
+    "runner.postScriptGC": "false",
+    "client.toolbarMode": "minimal",  # no deploy button
+}
 
 
 def find_app_script(script: Optional[Path] = None) -> Path:
@@ -16,20 +31,21 @@ def find_app_script(script: Optional[Path] = None) -> Path:
     script = APP_SCRIPT if script is None else Path(script)
     if not script.is_file():
         raise FileNotFoundError(
-            f"the app script {script} is missing: the app (app.py and app_pages/) lives in the source "
-            "checkout; run this from a clone of the repository installed with `pip install -e .`"
+            f"the app script {script} is missing: it is package data of workbench (streamlit_app/); reinstall the "
+            "package (pip install --force-reinstall --no-deps fastweight-workbench, or pip install -e . in a checkout)"
         )
     return script
 
 
 def streamlit_argv(script: Path, port: int = 8501, address: Optional[str] = None, headless: bool = False) -> list[str]:
-    """The command line that serves ``script`` on ``port``. Usage statistics are off and the printed address is
-    given, so nothing leaves the machine (streamlit would otherwise look up its external IP)."""
+    """The command line that serves ``script`` on ``port`` with :data:`APP_OPTIONS`. The printed address is given,
+    so nothing leaves the machine (streamlit would otherwise look up its external IP)."""
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise ValueError(f"port must be an int in [1, 65535], got {port!r}")
     argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-            "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false",
-            "--browser.serverAddress", address or "localhost"]
+            "--server.headless", "true" if headless else "false", "--browser.serverAddress", address or "localhost"]
+    for key, value in APP_OPTIONS.items():
+        argv += [f"--{key}", value]
     if address:
         argv += ["--server.address", address]
     return argv
