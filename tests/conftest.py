@@ -1,6 +1,10 @@
 import os
 import sys
 
+# beartype (tests/test_shapes.py) must be imported before nnsight: nnsight mounts methods on builtin types,
+# after which beartype's import-time table of slot wrappers fails with "unhashable type: 'instancemethod'"
+from beartype import beartype  # noqa: E402,F401
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 
