@@ -18,9 +18,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.retriever import HookedRetriever, RetrieverConfig, orthogonal_features
-from workbench.retriever_probe import probe_memory, summarize_probe
-from workbench.retriever_training import RetrieverTrainConfig, evaluate_retriever, retrieval_loss, train_retriever
+from workbench.retrieval.model import HookedRetriever, RetrieverConfig, orthogonal_features
+from workbench.retrieval.probe import probe_memory, summarize_probe
+from workbench.retrieval.training import RetrieverTrainConfig, evaluate_retriever, retrieval_loss, train_retriever
 from workbench.tasks import Retrieval
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ from case_studies.outliers.run import QUANTISATIONS, SITES, trace_batches
 from case_studies.outliers.tables import PAPER, paper_table, tables
 from workbench import load
 from workbench.analysis.outliers import kurtosis, quantize_w8a8
-from workbench.run_config import load_run_config
-from workbench.studies import available_case_studies
+from workbench.training.run_config import load_run_config
+from workbench.cli.studies import available_case_studies
 from workbench.text import evaluate_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from workbench import HookedFastWeightLM, ModelConfig, lm_loss
-from workbench.run_config import run_config_from_dict
+from workbench.training.run_config import run_config_from_dict
 from workbench.tasks import TextLM, task_from_dict
 from workbench.text import (BPETokenizer, ByteTokenizer, evaluate_text, load_corpus, split_documents,
                             tokenizer_from_json, validation_windows)
-from workbench.text.run import main, run_text
+from workbench.training.text import main, run_text
 from workbench.training import TrainConfig
 
 

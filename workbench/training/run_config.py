@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from .checkpoint import save
-from .config import ModelConfig
-from .tasks import TASKS, Task, task_from_dict
-from .training import TrainConfig, train
+from ..checkpoint import save
+from ..config import ModelConfig
+from ..tasks import TASKS, Task, task_from_dict
+from .trainer import TrainConfig, train
 
 SECTIONS = ("model", "task", "train")
 DESCRIPTIVE_KEYS = ("recipe", "final", "command", "config")  # written into recipe.json; ignored on reading

@@ -32,9 +32,9 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .components.feature_maps import FeatureMap
-from .dataclass_io import check_int_fields, check_keys
-from .kernels import delta_rule, linear_attention
+from ..components.feature_maps import FeatureMap
+from ..dataclass_io import check_int_fields, check_keys
+from ..kernels import delta_rule, linear_attention
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
 UPDATES = ("sum", "delta")

@@ -1,6 +1,6 @@
 """Named training recipes: a model config, a task and a train config, as data.
 
-    python -m workbench.recipes toy-delta --out workbench/checkpoints/toy-delta
+    python -m workbench.training.recipes toy-delta --out workbench/checkpoints/toy-delta
 
 writes the checkpoint (``final/`` contents moved to ``--out``) plus ``recipe.json`` and ``history.json``.
 """
@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelConfig
-from .tasks import MQAR
-from .training import TrainConfig, train
+from ..config import ModelConfig
+from ..tasks import MQAR
+from .trainer import TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def run_recipe(name: str, out: Path, progress: bool = True) -> dict:
         for f in ("config.json", "model.safetensors"):
             shutil.copy(Path(tmp) / "final" / f, out / f)
     summary = {"recipe": name, **recipe.to_dict(), "final": result.history[-1],
-               "command": f"python -m workbench.recipes {name} --out {out}"}
+               "command": f"python -m workbench.training.recipes {name} --out {out}"}
     (out / "recipe.json").write_text(json.dumps(summary, indent=2))
     (out / "history.json").write_text(json.dumps(result.history))
     return summary

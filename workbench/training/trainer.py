@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import save
-from .config import ModelConfig
-from .model import HookedFastWeightLM
-from .tasks.base import Task, TaskBatch
-from .dataclass_io import JsonConfig, check_int_fields
+from ..checkpoint import save
+from ..config import ModelConfig
+from ..model import HookedFastWeightLM
+from ..tasks.base import Task, TaskBatch
+from ..dataclass_io import JsonConfig, check_int_fields
 
 
 OPTIMIZERS = ("adamw", "soap")

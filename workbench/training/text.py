@@ -1,6 +1,6 @@
 """Train a small language model on real text and report validation perplexity at every checkpoint.
 
-    python -m workbench.text.run --out runs/text-delta-op --mixer delta --block outlier_protected \\
+    python -m workbench.training.text --out runs/text-delta-op --mixer delta --block outlier_protected \\
         --steps 600 --save-every 200
 
 Any mixer (softmax, linear, delta, gated_delta) and either block style (pre_norm, outlier_protected).
@@ -19,8 +19,8 @@ from typing import Any, Optional
 from ..checkpoint import load
 from ..config import ModelConfig
 from ..tasks.text import TextLM
-from ..training import TrainConfig, train
-from .evaluate import evaluate_text
+from .trainer import TrainConfig, train
+from ..text.evaluate import evaluate_text
 
 
 def checkpoint_steps(out: Path) -> list[tuple[int, Path]]:
@@ -60,7 +60,7 @@ def run_text(model_cfg: ModelConfig, task: TextLM, train_cfg: TrainConfig, out: 
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="Train a small LM on real text (python -m workbench.text.run --help)")
+    p = argparse.ArgumentParser(description="Train a small LM on real text (python -m workbench.training.text --help)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics)")
     p.add_argument("--mixer", default="delta", choices=["softmax", "linear", "delta", "gated_delta"])
     p.add_argument("--block", default="pre_norm", choices=["pre_norm", "outlier_protected"])

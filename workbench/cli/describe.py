@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Union
 
-from .checkpoint import load
+from ..checkpoint import load
 
 _BLOCK = re.compile(r"^blocks\.\d+\.")
 
