@@ -32,9 +32,9 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from ..components.feature_maps import FeatureMap
+from ..components.feature_maps import FeatureMap, favor_map, feature_dim, orthogonal_features
 from ..dataclass_io import check_int_fields, check_keys
-from ..kernels import delta_rule, linear_attention
+from ..kernels import delta_rule, linear_attention, solve_unit_lower
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
 UPDATES = ("sum", "delta")
@@ -88,12 +88,10 @@ class RetrieverConfig:
 
     @property
     def d_key(self) -> int:
-        """d_dot: the width of φ(k), i.e. the number of rows of the memory W."""
-        if self.feature_map in ("softmax", "identity", "elu1"):
+        """d_dot: the width of φ(k), i.e. the number of rows of the memory W (softmax: of k itself)."""
+        if self.feature_map == "softmax":
             return self.d_head
-        if self.feature_map == "dpfp":
-            return 2 * self.d_head * self.dpfp_nu
-        return 2 * self.favor_features
+        return feature_dim(self.feature_map, self.d_head, self.dpfp_nu, self.favor_features)
 
     @property
     def label(self) -> str:
@@ -119,24 +117,6 @@ def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1
     Wᵀk, divided by the normaliser column (zᵀk + eps) for the sum rule."""
     r = torch.einsum("bkv,bnk->bnv", W, keys.to(W.dtype))
     return r[..., :-1] / (r[..., -1:] + eps) if update == "sum" else r
-
-
-def orthogonal_features(d: int, m: int, generator: torch.Generator) -> torch.Tensor:
-    """``[d, m]`` random projection of FAVOR+ (Choromanski et al. 2021): columns orthonormal within each block
-    of d, each then scaled to the norm of an independent d-dim standard Gaussian (so marginally Gaussian)."""
-    blocks = []
-    for start in range(0, m, d):
-        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator))  # [d, d], orthonormal columns
-        norms = torch.randn(d, d, generator=generator).norm(dim=0)  # [d], chi(d)
-        blocks.append((q * norms)[:, : min(d, m - start)])
-    return torch.cat(blocks, dim=1)
-
-
-def favor_map(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    """φ(x) = exp([xW, −xW] − ‖x‖²/2) / √(2m) for ``x [..., d]``, ``projection W [d, m]`` → ``[..., 2m]``."""
-    u = x @ projection
-    sq = x.pow(2).sum(-1, keepdim=True) / 2
-    return torch.cat([(u - sq).exp(), (-u - sq).exp()], dim=-1) / (2 * projection.shape[1]) ** 0.5
 
 
 class HookedRetriever(HookedRootModule):
@@ -268,7 +248,7 @@ class HookedRetriever(HookedRootModule):
             return s / (s.sum(-1, keepdim=True) + self.cfg.eps)
         L = k.shape[1]
         M = torch.eye(L, dtype=k.dtype) + (beta[:, :, None] * (k @ k.transpose(1, 2))).tril(-1)  # [batch, pos, pos]
-        y = torch.linalg.solve_triangular(M.transpose(1, 2), s.transpose(1, 2), upper=True, unitriangular=True)
+        y = solve_unit_lower(M, s.transpose(1, 2), transpose=True)  # M⁻ᵀ sᵀ: [batch, pos, query]
         return (beta[:, :, None] * y).transpose(1, 2)
 
     def write(self, k: torch.Tensor, v: torch.Tensor, beta: Optional[torch.Tensor] = None) -> torch.Tensor:
