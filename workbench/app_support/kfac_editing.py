@@ -18,6 +18,7 @@ import torch
 from ..analysis.kfac import KINDS, KFACConfig, KFACFactors, collect_kfac, curvature_spectrum, kfac_edit, linear_sites
 from ..analysis.kfac import check_rho, svd_edit  # check_rho: the app's pages check ρ through this module
 from ..analysis.memorization import held_out_perplexity, recitation_table, summarize, topk_agreement
+from ..model import lm_loss
 from ..tasks import Canaries, task_from_dict
 from .sequences import TokenSequence, check_sequence, parse_token_ids
 from .token_streams import TokenStream, task_stream
@@ -187,8 +188,7 @@ def perplexity(model, stream: TokenStream) -> float:
         return held_out_perplexity(model, stream.tensors())
     total, n = 0.0, 0
     for tokens, mask in zip(stream.tensors(), stream.masks()):
-        logp = model(tokens)[:, :-1].float().log_softmax(-1)
-        nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
+        nll = lm_loss(model(tokens), tokens, reduction="none")  # [batch, pos-1]
         total += float(nll[mask].double().sum())
         n += int(mask.sum())
     if n == 0:

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import save
 from ..config import ModelConfig
-from ..model import HookedFastWeightLM
+from ..model import HookedFastWeightLM, lm_loss
 from ..tasks.base import Task, TaskBatch
 from ..dataclass_io import JsonConfig, check_int_fields
 
@@ -90,10 +89,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def masked_loss(model: HookedFastWeightLM, batch: TaskBatch) -> torch.Tensor:
     """Mean next-token cross-entropy over the predictions the batch's loss_mask selects."""
-    logits = model(batch.tokens)[:, :-1]  # [batch, pos-1, vocab]
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.tokens[:, 1:].flatten(), reduction="none")
-    mask = batch.loss_mask.flatten().float()
-    return (nll * mask).sum() / mask.sum().clamp_min(1.0)
+    return lm_loss(model(batch.tokens), batch.tokens, mask=batch.loss_mask)
 
 
 @torch.no_grad()
@@ -103,11 +99,10 @@ def evaluate(model: HookedFastWeightLM, batches: list[TaskBatch]) -> dict[str, f
     model.eval()
     loss_sum, n, correct = 0.0, 0, 0
     for b in batches:
-        logits = model(b.tokens)[:, :-1]
+        logits = model(b.tokens)
         mask = b.loss_mask
-        nll = F.cross_entropy(logits[mask].float(), b.tokens[:, 1:][mask], reduction="sum")
-        loss_sum += float(nll)
-        correct += int((logits[mask].argmax(-1) == b.tokens[:, 1:][mask]).sum())
+        loss_sum += float(lm_loss(logits, b.tokens, mask=mask, reduction="sum"))
+        correct += int((logits[:, :-1][mask].argmax(-1) == b.tokens[:, 1:][mask]).sum())
         n += int(mask.sum())
     model.train(was_training)
     return {"eval_loss": loss_sum / max(n, 1), "eval_acc": correct / max(n, 1)}
