@@ -77,7 +77,7 @@ def test_quick_checkpoints_reproduce_their_recorded_numbers(quick_run):
     directory = out / "ckpt" / r["name"]
     recipe = load_run_config(directory / "recipe.json")  # a valid run config for `workbench train`
     assert recipe.train.optimizer == "soap" and recipe.model.block == "outlier_protected"
-    final = load(directory / "final")
+    final = load(directory)  # the run directory: the final model at its top
     task = QUICK.protocol.task()
     assert evaluate_text(final, task)["val_ppl"] == pytest.approx(r["val_ppl"], rel=1e-5)
     ppl = evaluate_text(quantize_w8a8(final), task)["val_ppl"]

@@ -44,14 +44,15 @@ def test_training_is_bit_identical_and_leaves_the_input_model_alone(tmp_path):
     assert not all(torch.equal(sa[k], before[k]) for k in sa)
     untimed = lambda hist: [{k: v for k, v in h.items() if k != "seconds"} for h in hist]  # noqa: E731
     assert untimed(a.history) == untimed(b.history)
-    for name in ("step_6", "step_12", "final"):
+    for name in ("step_6", "step_12", "."):
         assert (tmp_path / name / "model.safetensors").is_file()
-    reloaded = load(tmp_path / "final")
+    reloaded = load(tmp_path)  # the run directory: the final model at its top
     tokens = TASK.sample(2, torch.Generator().manual_seed(0)).tokens
     assert torch.equal(reloaded(tokens), a.model(tokens))
     hist = json.loads((tmp_path / "history.json").read_text())
     assert [h["step"] for h in hist] == list(range(1, 13))
-    assert json.loads((tmp_path / "task.json").read_text())["name"] == "mqar"
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    assert recipe["task"]["name"] == "mqar" and recipe["train"]["out_dir"] is None and recipe["final"]["step"] == 12
 
 
 def test_schedule_is_warmup_then_cosine():

@@ -14,6 +14,7 @@ import torch
 from ..analysis import aggregate, probe_associations
 from ..checkpoint import load
 from ..paths import DEFAULT_CHECKPOINT
+from ..run_dir import RECIPE_FILE
 from ..tasks import task_from_dict
 
 
@@ -23,7 +24,7 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, out=print) -> dict:
     cfg = model.cfg
     out(f"checkpoint {checkpoint}: {cfg.n_layers} x {cfg.mixer}, d_model {cfg.d_model}, {cfg.n_heads} heads "
         f"x {cfg.d_head}, vocab {cfg.d_vocab}, {model.num_params():,} parameters")
-    recipe = checkpoint / "recipe.json"
+    recipe = checkpoint / RECIPE_FILE
     if recipe.is_file():
         task = task_from_dict(json.loads(recipe.read_text())["task"])
     else:

@@ -43,13 +43,18 @@ def demo(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint 
 @app.command("train-recipe")
 def train_recipe(name: str = typer.Argument(..., help="recipe name, e.g. toy-delta"),
                  out: Path = typer.Option(..., help="directory to write the checkpoint to")) -> None:
-    """Train one of the named recipes (workbench/training/recipes.py) and save the checkpoint."""
+    """Train one of the named recipes (workbench/training/recipes.py) and write its run directory to --out."""
+    from ..run_dir import RunDirError
     from ..training.recipes import RECIPES, run_recipe
 
     if name not in RECIPES:
         typer.echo(f"error: unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}", err=True)
         raise typer.Exit(code=2)
-    summary = run_recipe(name, out)
+    try:
+        summary = run_recipe(name, out)
+    except RunDirError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
     typer.echo(f"final eval loss {summary['final']['eval_loss']:.4f}, accuracy {summary['final']['eval_acc']:.3f}")
 
 
@@ -59,12 +64,13 @@ def train_command(config: Path = typer.Argument(..., help='JSON file {"model": {
                   out: Path = typer.Option(..., help="directory to write the checkpoint, recipe.json and history.json to"),
                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
     """Train a model from a JSON run config and save the checkpoint to --out."""
+    from ..run_dir import RunDirError
     from ..training.run_config import RunConfigError, load_run_config, train_run
 
     try:
         run = load_run_config(config)
         summary = train_run(run, out, command=f"workbench train {config} --out {out}", progress=progress)
-    except RunConfigError as e:
+    except (RunConfigError, RunDirError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
     final = summary["final"]
