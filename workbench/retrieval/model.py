@@ -21,7 +21,6 @@ fast. The loss is 0.5‖onehot(target) − ŷ‖².
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -33,7 +32,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from ..components.feature_maps import FeatureMap, favor_map, feature_dim, orthogonal_features
-from ..dataclass_io import check_int_fields, check_keys
+from ..dataclass_io import JsonConfig, check_int_fields
 from ..kernels import delta_rule, linear_attention, solve_unit_lower
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
@@ -41,7 +40,7 @@ UPDATES = ("sum", "delta")
 
 
 @dataclass(frozen=True)
-class RetrieverConfig:
+class RetrieverConfig(JsonConfig):
     """``num_keys`` = S keys and S values; keys embedded in ``d_embed`` dims, projected to ``d_head`` (the
     paper's d = 64), then φ = ``feature_map`` (``dpfp_nu``, ``favor_features`` = m) and the ``update`` rule.
     FAVOR+ features are fixed, drawn once from ``seed`` (the workbench's FeatureMap, input scaled by d^-¼),
@@ -100,16 +99,8 @@ class RetrieverConfig:
                 "dpfp": f"DPFP-{self.dpfp_nu}",
                 "favor": f"FAVOR+ ({self.favor_features}{', redrawn' if self.favor_redraw else ''})"}[self.feature_map]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RetrieverConfig":
-        data = check_keys(cls, data)
-        return cls(**data)
 
 
 def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1e-6) -> torch.Tensor:
