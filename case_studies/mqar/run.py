@@ -21,12 +21,6 @@ from .evaluation import accuracy_by_lag, accuracy_by_pair, readout_by_lag, score
 from .probe import by_lag, by_n_stored, by_pair, probe_task, write_strength
 
 
-def train_config(protocol: Protocol) -> TrainConfig:
-    return TrainConfig(steps=protocol.steps, batch_size=protocol.batch_size, lr=protocol.lr,
-                       warmup_steps=protocol.warmup_steps, eval_every=protocol.eval_every, eval_batches=4,
-                       seed=protocol.seed)
-
-
 def eval_seed(protocol: Protocol, setting: Setting) -> int:
     """The seed of the evaluation sample of one setting (distinct from training's and from every other)."""
     return protocol.seed + 1_000_000 + 1_000 * setting.seq_len + setting.num_kv_pairs
@@ -56,7 +50,7 @@ def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], 
     """Train, score and probe one run; save its checkpoint under ``checkpoint_dir / run.name`` if given.
     Returns the run's entry of results.json."""
     mixture = MQARMixture(tuple(protocol.tasks()))
-    cfg = train_config(protocol)
+    cfg = protocol.train
     start, cpu_start = time.perf_counter(), time.process_time()
     result = train(run.model_config(protocol), mixture, cfg, progress=progress)
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
