@@ -83,3 +83,12 @@ def test_refusals(tmp_path):
     with pytest.raises(RunDirError, match="plain name"):
         write_run(tmp_path / "x", HookedFastWeightLM(CFG), RUN, HISTORY, files={"recipe.json": {}})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "home"]
+
+
+def test_run_checkpoints_reads_runs_written_before_this_layout(tmp_path):
+    from workbench import save
+
+    save(HookedFastWeightLM(CFG), tmp_path / "step_3")
+    save(HookedFastWeightLM(CFG), tmp_path / "final")
+    (tmp_path / "train_config.json").write_text(json.dumps({"steps": 5}))
+    assert run_checkpoints(tmp_path) == {3: tmp_path / "step_3", 5: tmp_path / "final"}

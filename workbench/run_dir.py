@@ -63,8 +63,9 @@ def run_checkpoints(directory: PathLike) -> dict[int, Path]:
     recipe, legacy = directory / RECIPE_FILE, directory / "train_config.json"
     if (directory / CONFIG_FILE).is_file() and recipe.is_file():
         data = json.loads(recipe.read_text())
-        last = (data.get("final") or {}).get("step") or data["train"]["steps"]
-        found.setdefault(int(last), directory)
+        last = (data.get("final") or {}).get("step") or (data.get("train") or {}).get("steps")
+        if last is not None:
+            found.setdefault(int(last), directory)
     elif (directory / "final").is_dir() and legacy.is_file():
         found.setdefault(int(json.loads(legacy.read_text())["steps"]), directory / "final")
     return dict(sorted(found.items()))
