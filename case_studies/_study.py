@@ -7,15 +7,16 @@
         protocol: Protocol
         runs: tuple[RunConfig, ...]
 
-``Protocol`` and ``RunConfig`` need ``to_dict``/``from_dict`` (e.g. ``workbench.dataclass_io.JsonConfig``);
-runs need a ``name``.
+``Protocol`` and ``RunConfig`` need ``to_dict``/``from_dict`` (e.g. ``workbench.dataclass_io.JsonConfig``;
+a protocol that trains: :class:`ProtocolBase`, which holds a ``TrainConfig``); runs need a ``name``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from workbench.dataclass_io import check_keys
+from workbench.dataclass_io import JsonConfig, check_keys
+from workbench.training import TrainConfig
 
 
 class StudyBase:
@@ -38,3 +39,35 @@ class StudyBase:
     def from_dict(cls, data: Any):
         data = check_keys(cls, data)
         return cls(data["protocol"], tuple(data["runs"]))
+
+
+class ProtocolBase(JsonConfig):
+    """A study protocol that trains with a :class:`~workbench.training.TrainConfig` held in its field ``train``
+    (its ``seed`` is the study's seed: :attr:`seed`). ``from_dict`` also reads the protocols of
+    ``results.json`` files written when the training fields stood flat in the protocol: the keys of
+    ``FLAT_TRAIN_KEYS`` found there become ``train``, via :meth:`train_from_flat`."""
+
+    FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    def _check_train(self) -> None:
+        """For ``__post_init__``: ``train`` as a TrainConfig (a dict is read), with no ``out_dir``."""
+        train = self.train if isinstance(self.train, TrainConfig) else TrainConfig.from_dict(self.train)
+        if train.out_dir is not None:
+            raise ValueError(f"{type(self).__name__}.train.out_dir must be None; the study chooses where runs go")
+        object.__setattr__(self, "train", train)
+
+    @classmethod
+    def train_from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
+        """The ``train`` of an old flat protocol's training keys ``flat``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: Any):
+        if isinstance(data, dict) and "train" not in data and any(k in data for k in cls.FLAT_TRAIN_KEYS):
+            data = dict(data)
+            data["train"] = cls.train_from_flat({k: data.pop(k) for k in cls.FLAT_TRAIN_KEYS if k in data})
+        return cls(**check_keys(cls, data))

@@ -6,6 +6,7 @@ readable loop over positions; ``"chunk"``: chunkwise-parallel), and returns a
 """
 
 from ._common import BACKENDS, RecurrenceOutput
+from ._triangular import solve_unit_lower
 from .delta_rule import delta_rule, delta_rule_chunk, delta_rule_reference
 from .linear_attention import linear_attention, linear_attention_chunk, linear_attention_reference
 
@@ -18,4 +19,5 @@ __all__ = [
     "linear_attention",
     "linear_attention_chunk",
     "linear_attention_reference",
+    "solve_unit_lower",
 ]

@@ -1,4 +1,5 @@
-"""Inverse of a batch of unit lower-triangular matrices by doubling the block size.
+"""Unit lower-triangular systems: a solve (:func:`solve_unit_lower`, public) and the inverse by doubling the
+block size (:func:`unit_lower_inverse`, what the chunked kernels use).
 
 For a unit lower-triangular matrix split into blocks ``[[A, 0], [B, D]]``,
 
@@ -13,6 +14,20 @@ dependent row updates of forward substitution, and instead of one LAPACK ``trsm`
 from __future__ import annotations
 
 import torch
+
+
+def solve_unit_lower(L: torch.Tensor, B: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """X with ``(I + tril(L, −1)) X = B``, or with ``transpose``: ``(I + tril(L, −1))ᵀ X = B``.
+
+    ``L [..., n, n]`` (only its strict lower triangle is read: the diagonal is taken as ones), ``B [..., n, k]``
+    → ``[..., n, k]``, by ``torch.linalg.solve_triangular`` (differentiable). The UT form of the delta rule
+    solves such a system: the effective attention of a delta-rule memory, the W·Y form of its chunks.
+    """
+    if L.dim() < 2 or L.shape[-1] != L.shape[-2]:
+        raise ValueError(f"solve_unit_lower needs square matrices L [..., n, n], got {tuple(L.shape)}")
+    if B.dim() < 2 or B.shape[-2] != L.shape[-1]:
+        raise ValueError(f"B must be [..., n, k] with n = {L.shape[-1]} (the size of L), got {tuple(B.shape)}")
+    return torch.linalg.solve_triangular(L.mT if transpose else L, B, upper=transpose, unitriangular=True)
 
 
 def unit_lower_inverse(M: torch.Tensor) -> torch.Tensor:

@@ -285,7 +285,7 @@ def test_recitation_bars_and_checkpoint_files():
 def test_the_shipped_canary_checkpoint_is_its_recipe():
     from workbench import load
     from workbench.paths import CHECKPOINTS_DIR
-    from workbench.run_config import load_run_config
+    from workbench.training.run_config import load_run_config
 
     run = load_run_config(CHECKPOINTS_DIR / "canaries-delta" / "recipe.json")
     assert run.model == load(CHECKPOINTS_DIR / "canaries-delta").cfg and run.task.to_dict()["name"] == "canaries"

@@ -18,9 +18,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.retriever import HookedRetriever, RetrieverConfig, orthogonal_features
-from workbench.retriever_probe import probe_memory, summarize_probe
-from workbench.retriever_training import RetrieverTrainConfig, evaluate_retriever, retrieval_loss, train_retriever
+from workbench.components.feature_maps import orthogonal_features
+from workbench.retrieval.model import HookedRetriever, RetrieverConfig
+from workbench.retrieval.probe import probe_memory, summarize_probe
+from workbench.retrieval.training import RetrieverTrainConfig, evaluate_retriever, retrieval_loss, train_retriever
 from workbench.tasks import Retrieval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,6 +326,18 @@ def test_every_hook_fires_with_its_documented_shape(kw):
         shapes = dict(expect, **({"hook_memory": (b, d_key, S + (cfg.update == "sum"))} if form == "memory"
                                  else {"hook_pattern": (b, n, L)}))
         assert {k: tuple(v.shape) for k, v in cache.items()} == shapes
+
+
+def test_d_key_is_the_feature_map_modules():
+    from workbench.components.feature_maps import feature_dim
+
+    for fm, kw in (("elu1", {}), ("identity", {}), ("dpfp", {"dpfp_nu": 3}), ("favor", {"favor_features": 40})):
+        cfg = RetrieverConfig.paper(10, feature_map=fm, **kw)
+        assert cfg.d_key == feature_dim(fm, cfg.d_head, cfg.dpfp_nu, cfg.favor_features)
+    assert feature_dim("dpfp", 64, 3) == 384 and feature_dim("favor", 64, m=512) == 1024
+    assert RetrieverConfig.paper(10, feature_map="softmax").d_key == 64
+    with pytest.raises(ValueError, match="feature map must be one of"):
+        feature_dim("softmax", 64)
 
 
 def test_orthogonal_features_are_orthogonal_within_blocks_with_gaussian_norms():

@@ -123,3 +123,21 @@ def test_finish_writes_results_then_figures_and_tables_from_what_was_written(tmp
     assert written == on_disk and seen == [on_disk]
     assert on_disk["command"] == "python -m x" and on_disk["cpu_seconds"] >= 0 and on_disk["runs"][0]["x"] == 0.5
     assert (tmp_path / "tables.md").read_text() == "| 0.5 |\n"
+
+
+def test_protocols_hold_a_train_config_and_read_the_flat_protocols_of_older_results():
+    """The committed results.json files hold protocols with the training fields flat; they still load, to
+    the protocol that holds the same TrainConfig the study trains with."""
+    from case_studies.memorization.config import QUICK as MEM
+    from case_studies.mqar.config import QUICK as MQAR
+    from case_studies.outliers.config import QUICK as OUT
+    from workbench.training import TrainConfig
+
+    for name, study in (("memorization", MEM), ("mqar", MQAR), ("outliers", OUT)):
+        protocol = study.protocol
+        assert isinstance(protocol.train, TrainConfig) and protocol.seed == protocol.train.seed
+        flat = {k: v for k, v in protocol.to_dict().items() if k != "train"}
+        flat.update({k: getattr(protocol.train, k) for k in type(protocol).FLAT_TRAIN_KEYS})
+        assert type(protocol).from_dict(json.loads(json.dumps(flat))) == protocol, name
+        with pytest.raises(ValueError, match="out_dir must be None"):
+            dataclasses.replace(protocol, train=dataclasses.replace(protocol.train, out_dir="x"))

@@ -12,12 +12,12 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-import workbench.studies as studies
+import workbench.cli.studies as studies
 from workbench import HookedFastWeightLM, ModelConfig, load, save
 from workbench.cli import app
 from workbench.paths import DEFAULT_CHECKPOINT
-from workbench.recipes import RECIPES
-from workbench.run_config import load_run_config, run_config_from_dict
+from workbench.training.recipes import RECIPES
+from workbench.training.run_config import load_run_config, run_config_from_dict
 from workbench.tasks import MQAR
 from workbench.training import TrainConfig, train
 

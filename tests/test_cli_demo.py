@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from workbench.cli import app
-from workbench.demo import run_demo
+from workbench.cli.demo import run_demo
 from workbench.paths import DEFAULT_CHECKPOINT
 
 

@@ -207,3 +207,19 @@ def test_unit_lower_inverse_matches_dense_inverse_and_gradcheck(C):
     if C <= 16:
         x = M[0, 0].clone().requires_grad_()
         assert torch.autograd.gradcheck(unit_lower_inverse, (x,))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_solve_unit_lower_against_a_dense_solve(transpose):
+    from workbench.kernels import solve_unit_lower
+
+    g = torch.Generator().manual_seed(0)
+    L = torch.randn(3, 7, 7, generator=g, dtype=torch.float64)  # its diagonal and upper triangle are ignored
+    B = torch.randn(3, 7, 5, generator=g, dtype=torch.float64)
+    M = torch.eye(7, dtype=torch.float64) + L.tril(-1)
+    want = torch.linalg.solve(M.mT if transpose else M, B)
+    torch.testing.assert_close(solve_unit_lower(L, B, transpose=transpose), want, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="square"):
+        solve_unit_lower(L[..., :6], B)
+    with pytest.raises(ValueError, match=r"\[\.\.\., n, k\] with n = 7"):
+        solve_unit_lower(L, B[..., :6, :])

@@ -82,7 +82,7 @@ def test_configs_round_trip_and_reject_bad_input():
     for study in (FULL, QUICK):
         assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
     assert [r.name for r in FULL.runs] == ["mem-delta", "mem-softmax"]
-    assert FULL.protocol.task().n_rows == FULL.protocol.steps * FULL.protocol.batch_size
+    assert FULL.protocol.task().n_rows == FULL.protocol.train.steps * FULL.protocol.train.batch_size
     with pytest.raises(ValueError, match="mixer"):
         RunConfig("mamba")
     with pytest.raises(ValueError, match="fit in canary_len"):
@@ -141,7 +141,7 @@ def test_quick_mode_writes_results_figures_and_tables(quick_run):
         assert set(layers[layers.variant.str.contains("last layer")].layer) == {1}
         heldout = sum(len(b) for b in split_validation(protocol.task())[0]) * protocol.seq_len
         assert run["kfac_tokens"] == {"heldout": heldout,
-                                      "train": protocol.kfac_batches * protocol.batch_size * protocol.seq_len}
+                                      "train": protocol.kfac_batches * protocol.train.batch_size * protocol.seq_len}
         offsets = pd.DataFrame(run["by_offset"])
         assert sorted(set(offsets.offset)) == list(protocol.offsets) and offsets.n.sum() == len(canaries) * len(
             protocol.offsets)

@@ -23,7 +23,7 @@ from case_studies.mqar.run import eval_seed
 from case_studies.mqar.tables import tables
 from workbench import HookedFastWeightLM, ModelConfig, load, train
 from workbench.paths import CHECKPOINTS_DIR
-from workbench.run_config import load_run_config
+from workbench.training.run_config import load_run_config
 from workbench.tasks import MQAR, MQARMixture, TaskBatch
 from workbench.training import evaluate
 

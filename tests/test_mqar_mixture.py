@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from workbench import ModelConfig, TrainConfig
-from workbench.run_config import run_config_from_dict
+from workbench.training.run_config import run_config_from_dict
 from workbench.tasks import MQAR, MQARMixture, task_from_dict
 
 

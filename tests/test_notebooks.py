@@ -11,8 +11,8 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
-from workbench.notebooks import execute_notebook, has_outputs, notebook_paths, strip_outputs
-from workbench.studies import available_case_studies
+from workbench.cli.notebooks import execute_notebook, has_outputs, notebook_paths, strip_outputs
+from workbench.cli.studies import available_case_studies
 
 NOTEBOOKS = notebook_paths()
 SLOW: set[str] = set()
@@ -44,7 +44,7 @@ def test_notebook_runs_without_errors(path, monkeypatch):
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in NOTEBOOKS])
 def test_notebook_is_committed_without_outputs(path):
-    assert not has_outputs(path), f"{path} holds outputs; run: python -m workbench.notebooks strip {path.stem}"
+    assert not has_outputs(path), f"{path} holds outputs; run: python -m workbench.cli.notebooks strip {path.stem}"
 
 
 @pytest.mark.integration

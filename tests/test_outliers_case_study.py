@@ -17,8 +17,8 @@ from case_studies.outliers.run import QUANTISATIONS, SITES, trace_batches
 from case_studies.outliers.tables import PAPER, paper_table, tables
 from workbench import load
 from workbench.analysis.outliers import kurtosis, quantize_w8a8
-from workbench.run_config import load_run_config
-from workbench.studies import available_case_studies
+from workbench.training.run_config import load_run_config
+from workbench.cli.studies import available_case_studies
 from workbench.text import evaluate_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,8 @@ def test_quick_mode_is_fast_and_writes_results_figures_and_tables(quick_run):
     assert results["quick"] is True and results["command"].startswith("python -m case_studies.outliers --quick")
     assert Study.from_dict(results["study"]) == QUICK
     assert [r["name"] for r in results["runs"]] == [r.name for r in QUICK.runs]
-    steps = list(range(QUICK.protocol.save_every, QUICK.protocol.steps + 1, QUICK.protocol.save_every))
+    train = QUICK.protocol.train
+    steps = list(range(train.save_every, train.steps + 1, train.save_every))
     for r in results["runs"]:
         t = r["over_training"]
         assert sorted(set(t["step"])) == steps and set(t["site"]) == set(SITES)
@@ -65,7 +66,7 @@ def test_quick_mode_is_fast_and_writes_results_figures_and_tables(quick_run):
         assert all(1 - 1e-6 <= k <= QUICK.protocol.d_mlp for k in t["kurtosis"])
         assert set(r["w8a8"]) == set(QUANTISATIONS)
         assert all(q["ppl_float"] == r["val_ppl"] for q in r["w8a8"].values())
-        assert len(r["train_loss"]) == QUICK.protocol.steps
+        assert len(r["train_loss"]) == train.steps
     for name in FIGURES:
         for ext in ("html", "png"):
             assert (out / "results" / f"{name}.{ext}").stat().st_size > 1000, (name, ext)
@@ -79,7 +80,7 @@ def test_quick_checkpoints_reproduce_their_recorded_numbers(quick_run):
     directory = out / "ckpt" / r["name"]
     recipe = load_run_config(directory / "recipe.json")  # a valid run config for `workbench train`
     assert recipe.train.optimizer == "soap" and recipe.model.block == "outlier_protected"
-    final = load(directory / "final")
+    final = load(directory)  # the run directory: the final model at its top
     task = QUICK.protocol.task()
     assert evaluate_text(final, task)["val_ppl"] == pytest.approx(r["val_ppl"], rel=1e-5)
     ppl = evaluate_text(quantize_w8a8(final), task)["val_ppl"]
@@ -89,7 +90,7 @@ def test_quick_checkpoints_reproduce_their_recorded_numbers(quick_run):
     x = cache[f"blocks.{QUICK.protocol.n_layers - 1}.hook_resid_post"]
     t = r["over_training"]
     want = [k for s, site, layer, k in zip(t["step"], t["site"], t["layer"], t["kurtosis"])
-            if s == QUICK.protocol.steps and site == "resid_post" and layer == QUICK.protocol.n_layers - 1]
+            if s == QUICK.protocol.train.steps and site == "resid_post" and layer == QUICK.protocol.n_layers - 1]
     assert float(kurtosis(x.reshape(-1, x.shape[-1]))) == pytest.approx(want[0], rel=1e-4)
 
 

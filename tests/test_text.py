@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from workbench import HookedFastWeightLM, ModelConfig, lm_loss
-from workbench.run_config import run_config_from_dict
+from workbench.training.run_config import run_config_from_dict
 from workbench.tasks import TextLM, task_from_dict
 from workbench.text import (BPETokenizer, ByteTokenizer, evaluate_text, load_corpus, split_documents,
                             tokenizer_from_json, validation_windows)
-from workbench.text.run import main, run_text
+from workbench.training.text import main, run_text
 from workbench.training import TrainConfig
 
 
@@ -115,7 +115,7 @@ def test_run_keeps_checkpoints_and_beats_uniform(tmp_path):
     report = run_text(cfg, task, TrainConfig(steps=40, batch_size=8, lr=1e-2, save_every=20, eval_every=20),
                       out=tmp_path / "run", progress=False)
     assert sorted(report["by_step"]) == [20, 40]
-    assert (tmp_path / "run" / "step_20" / "config.json").exists() and (tmp_path / "run" / "final").is_dir()
+    assert (tmp_path / "run" / "step_20" / "config.json").exists() and (tmp_path / "run" / "config.json").is_file()
     assert report["final"]["val_loss"] < math.log(256) - 1.0  # far better than uniform bytes
     saved = json.loads((tmp_path / "run" / "text_metrics.json").read_text())
     assert saved["final"]["val_ppl"] == pytest.approx(report["final"]["val_ppl"])

@@ -45,14 +45,15 @@ def test_training_is_bit_identical_and_leaves_the_input_model_alone(tmp_path):
     assert not all(torch.equal(sa[k], before[k]) for k in sa)
     untimed = lambda hist: [{k: v for k, v in h.items() if k != "seconds"} for h in hist]  # noqa: E731
     assert untimed(a.history) == untimed(b.history)
-    for name in ("step_6", "step_12", "final"):
+    for name in ("step_6", "step_12", "."):
         assert (tmp_path / name / "model.safetensors").is_file()
-    reloaded = load(tmp_path / "final")
+    reloaded = load(tmp_path)  # the run directory: the final model at its top
     tokens = TASK.sample(2, torch.Generator().manual_seed(0)).tokens
     assert torch.equal(reloaded(tokens), a.model(tokens))
     hist = json.loads((tmp_path / "history.json").read_text())
     assert [h["step"] for h in hist] == list(range(1, 13))
-    assert json.loads((tmp_path / "task.json").read_text())["name"] == "mqar"
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    assert recipe["task"]["name"] == "mqar" and recipe["train"]["out_dir"] is None and recipe["final"]["step"] == 12
 
 
 def test_schedule_is_warmup_then_cosine():
@@ -108,3 +109,34 @@ def test_optimizer_choice_defaults_to_adamw_and_old_configs_load():
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="precondition_frequency"):
         TrainConfig(optimizer="soap", precondition_frequency=0)
+
+
+def test_lm_loss_masks_and_reductions_are_the_formulas_they_replace():
+    import torch.nn.functional as F
+
+    from workbench import lm_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 9, 11, generator=g, requires_grad=True)
+    tokens = torch.randint(0, 11, (3, 9), generator=g)
+    mask = torch.rand(3, 8, generator=g) < 0.5
+    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
+    old_mean = (nll * mask.flatten().float()).sum() / mask.float().sum().clamp_min(1.0)  # the training loss
+    new_mean = lm_loss(logits, tokens, mask=mask)
+    assert torch.equal(old_mean, new_mean)
+    assert torch.equal(*(torch.autograd.grad(x, logits)[0] for x in (old_mean, new_mean)))
+    assert torch.equal(lm_loss(logits, tokens, mask=mask, reduction="sum"),
+                       F.cross_entropy(logits[:, :-1][mask], tokens[:, 1:][mask], reduction="sum"))
+    assert torch.equal(lm_loss(logits, tokens, reduction="sum"),  # text evaluation's total
+                       F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten(), reduction="sum"))
+    assert torch.equal(lm_loss(logits, tokens, reduction="none"), lm_loss(logits, tokens, per_token=True))
+    assert torch.equal(lm_loss(logits, tokens, reduction="none").view(-1), nll)
+    assert lm_loss(logits, tokens).item() == pytest.approx(nll.mean().item(), rel=1e-6)
+    assert lm_loss(logits, tokens, mask=torch.zeros_like(mask)).item() == 0.0
+    assert lm_loss(logits.double(), tokens).dtype == torch.float64  # upcast to float32, never down
+    with pytest.raises(ValueError, match="reduction must be"):
+        lm_loss(logits, tokens, reduction="max")
+    with pytest.raises(ValueError, match="mask must have the shape"):
+        lm_loss(logits, tokens, mask=mask[:, 1:])
+    with pytest.raises(ValueError, match="mask goes with reduction"):
+        lm_loss(logits, tokens, mask=mask, reduction="none")

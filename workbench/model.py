@@ -249,10 +249,37 @@ class HookedFastWeightLM(HookedRootModule):
             return HookedFastWeightLM(cfg, init=False).num_params()
 
 
-def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, per_token: bool = False) -> torch.Tensor:
-    """Next-token cross-entropy: logits[:, t] predicts tokens[:, t+1]."""
+def lm_loss(logits: torch.Tensor, tokens: torch.Tensor, per_token: bool = False, *,
+            mask: Optional[torch.Tensor] = None, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy: logits[:, t] predicts tokens[:, t+1]; computed in float32 (or the logits'
+    dtype if wider).
+
+    ``reduction``: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the ``[batch, pos-1]`` losses; also
+    ``per_token=True``). ``mask``: ``[batch, pos-1]`` bool, the predictions that count (e.g. a task's
+    ``loss_mask``): ``"mean"`` is then Σ mask·nll / max(Σ mask, 1) and ``"sum"`` Σ nll[mask].
+    """
     if tokens.shape[1] < 2:
         raise ValueError("the loss needs at least two tokens per sequence")
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]  # [batch, pos-1]
-    return nll if per_token else nll.mean()
+    if per_token:
+        reduction = "none"
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    logits, target = logits[:, :-1], tokens[:, 1:]
+    logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # [batch, pos-1, vocab]
+    if mask is not None:
+        if mask.shape != target.shape:
+            raise ValueError(f"mask must have the shape of the predictions {tuple(target.shape)}, got "
+                             f"{tuple(mask.shape)}")
+        if reduction == "none":
+            raise ValueError("mask goes with reduction 'mean' or 'sum'; for the losses, index lm_loss(..., "
+                             "reduction='none') with it")
+    if reduction == "sum":
+        selected = (logp.flatten(0, 1), target.flatten()) if mask is None else (logp[mask.bool()], target[mask.bool()])
+        return F.nll_loss(*selected, reduction="sum")
+    nll = -logp.gather(-1, target[..., None])[..., 0]  # [batch, pos-1]
+    if reduction == "none":
+        return nll
+    if mask is None:
+        return nll.mean()
+    weight = mask.float()
+    return (nll * weight).sum() / weight.sum().clamp_min(1.0)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from workbench.retriever import RetrieverConfig
-from workbench.retriever_training import RetrieverTrainConfig
+from workbench.retrieval.model import RetrieverConfig
+from workbench.retrieval.training import RetrieverTrainConfig
 
 
 @dataclass(frozen=True)

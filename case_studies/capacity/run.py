@@ -6,8 +6,8 @@ import time
 
 import torch
 
-from workbench.retriever_probe import probe_memory, summarize_probe
-from workbench.retriever_training import evaluate_retriever, train_retriever
+from workbench.retrieval.probe import probe_memory, summarize_probe
+from workbench.retrieval.training import evaluate_retriever, train_retriever
 from workbench.tasks import Retrieval
 
 from .config import Run, Study

@@ -10,16 +10,18 @@ JSON round-trippable; ``FULL`` and ``QUICK`` are the two studies ``python -m cas
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 from workbench import ModelConfig
 from workbench.mixers import names
 from workbench.analysis.kfac import KINDS
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import TextCanaries
+from workbench.training import TrainConfig
 
-from .._study import StudyBase
+from .._study import ProtocolBase, StudyBase
 
 
 
@@ -75,13 +77,16 @@ VARIANTS = (Variant("kfac", MLP, LAST, stats="heldout"), Variant("svd", MLP, LAS
             Variant("kfac", MLP, stats="heldout"), Variant("svd", MLP))
 
 
+TRAIN = TrainConfig(steps=1500, batch_size=16, lr=3e-3, warmup_steps=100, eval_every=1500, eval_batches=2, seed=0)
+
+
 @dataclass(frozen=True)
-class Protocol(JsonConfig):
+class Protocol(ProtocolBase):
     """How every run is trained, edited and probed.
 
-    Data: :class:`TextCanaries` with these fields (``n_rows = steps × batch_size``, so each canary is
-    seen exactly its repetition count). Training: ``steps`` AdamW steps (``lr``, linear warmup over
-    ``warmup_steps``, cosine to lr/10, clip 1, weight decay 0.1), the rows in order.
+    Data: :class:`TextCanaries` with these fields (``n_rows = train.steps × train.batch_size``, so each
+    canary is seen exactly its repetition count). Training: ``train`` (AdamW, linear warmup, cosine to
+    lr/10, clip 1, weight decay 0.1), the rows in order; ``train.seed`` is the study's seed (:attr:`seed`).
 
     Recitation (greedy): main probe ``prefix_len`` → ``suffix_len`` at offset 0 with the prompt at
     position 0; by prefix length over ``prefix_lens`` (suffix ``suffix_len``); the offset probe of Xu
@@ -102,10 +107,7 @@ class Protocol(JsonConfig):
     repetitions: tuple[int, ...] = (1, 4, 16, 64, 128)
     positions: tuple[int, ...] = (0, 64)
     canaries_per_level: int = 4
-    steps: int = 1500
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup_steps: int = 100
+    train: TrainConfig = TRAIN
     prefix_len: int = 16
     suffix_len: int = 16
     prefix_lens: tuple[int, ...] = (4, 8, 16)
@@ -117,9 +119,16 @@ class Protocol(JsonConfig):
     labels: str = "sampled"
     rhos: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
     ppl_budget: float = 1.2
-    seed: int = 0
+
+    FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ("steps", "batch_size", "lr", "warmup_steps", "seed")
+
+    @classmethod
+    def train_from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
+        """Training was evaluated once, at the end: ``eval_every = steps``."""
+        return dataclasses.replace(TRAIN, **flat, eval_every=flat.get("steps", TRAIN.steps))
 
     def __post_init__(self) -> None:
+        self._check_train()
         for name in ("repetitions", "positions", "prefix_lens", "offsets"):
             object.__setattr__(self, name, _ints(getattr(self, name)))
         object.__setattr__(self, "variants", tuple(v if isinstance(v, Variant) else Variant(**v)
@@ -127,8 +136,7 @@ class Protocol(JsonConfig):
         if not self.variants or len(set(self.variants)) != len(self.variants):
             raise ValueError(f"Protocol.variants must be distinct Variants, got {self.variants!r}")
         object.__setattr__(self, "rhos", tuple(float(r) for r in self.rhos))
-        check_int_fields(self, ("steps", "batch_size", "prefix_len", "suffix_len", "offset_prefix_len",
-                                "offset_suffix_len", "kfac_batches"))
+        check_int_fields(self, ("prefix_len", "suffix_len", "offset_prefix_len", "offset_suffix_len", "kfac_batches"))
         if not self.rhos or any(not 0 < r < 1 for r in self.rhos):
             raise ValueError(f"Protocol.rhos must be numbers in (0, 1), got {self.rhos!r}")
         if self.labels not in ("sampled", "gold"):
@@ -143,7 +151,7 @@ class Protocol(JsonConfig):
     def task(self) -> TextCanaries:
         return TextCanaries(vocab_size=self.vocab_size, seq_len=self.seq_len, canary_len=self.canary_len,
                             repetitions=self.repetitions, positions=self.positions,
-                            canaries_per_level=self.canaries_per_level, n_rows=self.steps * self.batch_size,
+                            canaries_per_level=self.canaries_per_level, n_rows=self.train.steps * self.train.batch_size,
                             seed=self.seed)
 
 
@@ -187,7 +195,9 @@ FULL = Study(protocol=Protocol(), runs=(RunConfig("delta"), RunConfig("softmax")
 
 QUICK = Study(
     protocol=Protocol(vocab_size=512, seq_len=48, canary_len=16, repetitions=(1, 8), positions=(0, 16),
-                      canaries_per_level=2, steps=30, batch_size=8, warmup_steps=5, prefix_len=8, suffix_len=8,
+                      canaries_per_level=2,
+                      train=dataclasses.replace(TRAIN, steps=30, batch_size=8, warmup_steps=5, eval_every=30),
+                      prefix_len=8, suffix_len=8,
                       prefix_lens=(4, 8), offsets=(0, 2, 4), offset_prefix_len=4, offset_suffix_len=4,
                       kfac_batches=2, rhos=(0.9, 0.6),
                       variants=(Variant("kfac", MLP, LAST, stats="heldout"), Variant("svd", MLP, LAST),

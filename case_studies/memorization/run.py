@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 import pandas as pd
 import torch
 
-from workbench import TrainConfig, train
+from workbench import train
 from workbench.analysis.kfac import KFACConfig, collect_kfac, curvature_spectrum, kfac_edit, linear_sites, svd_edit
 from workbench.analysis.memorization import held_out_perplexity, recitation_table, summarize, topk_agreement
 from workbench.plots.kfac import thin_spectrum
@@ -19,12 +19,6 @@ from .._report import records
 from .config import Protocol, RunConfig, Variant
 
 METRICS = ["strict_acc", "loose_acc", "mean_norm_distance", "n"]
-
-
-def train_config(protocol: Protocol) -> TrainConfig:
-    return TrainConfig(steps=protocol.steps, batch_size=protocol.batch_size, lr=protocol.lr,
-                       warmup_steps=protocol.warmup_steps, eval_every=protocol.steps, eval_batches=2,
-                       seed=protocol.seed)
 
 
 def filler(task: TextCanaries, canary: int, length: int) -> torch.Tensor:
@@ -105,8 +99,8 @@ def execute(run: RunConfig, protocol: Protocol, progress: bool = True) -> dict[s
     task = protocol.task()
     model_cfg = run.model_config(protocol, task.d_vocab)
     start = time.perf_counter()
-    result = train(model_cfg, task, train_config(protocol), progress=progress,
-                   batches=lambda step: task.train_batch(step, protocol.batch_size))
+    result = train(model_cfg, task, protocol.train, progress=progress,
+                   batches=lambda step: task.train_batch(step, protocol.train.batch_size))
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     entry = analyse(result.model.eval(), protocol)
@@ -138,7 +132,7 @@ def analyse(model, protocol: Protocol) -> dict[str, Any]:
         return tuple(s.param for s in linear_sites(model, layers=v.layers, kinds=v.kinds))
 
     gen = torch.Generator().manual_seed(protocol.seed + 10_000)
-    stats_batches = {"train": [task.sample(protocol.batch_size, gen).tokens for _ in range(protocol.kfac_batches)],
+    stats_batches = {"train": [task.sample(protocol.train.batch_size, gen).tokens for _ in range(protocol.kfac_batches)],
                      "heldout": stats_val}
     factors = {}
     for stats in dict.fromkeys(v.stats for v in protocol.variants if v.stats):

@@ -8,15 +8,17 @@ probed. Everything here is frozen and JSON round-trippable; ``FULL`` and ``QUICK
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from workbench import ModelConfig
 from workbench.mixers import mixer_config, mixer_fields, names
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import MQAR
+from workbench.training import TrainConfig
 
-from .._study import StudyBase
+from .._study import ProtocolBase, StudyBase
 
 MIXERS_STUDIED = ("delta", "gated_delta", "linear", "softmax")  # the runs of the study (data, in table order)
 
@@ -33,14 +35,17 @@ class Setting:
         return f"T={self.seq_len}, kv={self.num_kv_pairs}"
 
 
+TRAIN = TrainConfig(steps=2000, batch_size=16, lr=3e-3, warmup_steps=100, eval_every=250, eval_batches=4, seed=0)
+
+
 @dataclass(frozen=True)
-class Protocol(JsonConfig):
+class Protocol(ProtocolBase):
     """How every run is trained, evaluated and probed.
 
-    Training: ``steps`` AdamW steps (``lr``, linear warmup, cosine to lr/10, clip 1, weight decay 0.1) on
-    batches drawn from ``train_settings`` (one setting per step, chosen at random; ``batch_size`` counts
-    sequences of the longest setting, shorter settings get proportionally more, so every step holds the
-    same number of tokens). Evaluation: ``eval_sequences`` fresh sequences per setting (each setting
+    Training: ``train`` (AdamW, linear warmup, cosine to lr/10, clip 1, weight decay 0.1) on batches drawn
+    from ``train_settings`` (one setting per step, chosen at random; ``train.batch_size`` counts sequences
+    of the longest setting, shorter settings get proportionally more, so every step holds the same number
+    of tokens); ``train.seed`` is the study's seed (:attr:`seed`, also of the evaluation samples). Evaluation: ``eval_sequences`` fresh sequences per setting (each setting
     its own seed, see ``run.eval_seed``). Capacity sweep: ``sweep_sequences`` sequences of length
     ``sweep_seq_len`` with each of ``sweep_kv`` pairs.
     Probes: ``probe_sequences`` sequences of ``probe_lag_setting`` (by lag) and of
@@ -51,11 +56,7 @@ class Protocol(JsonConfig):
     train_settings: tuple[Setting, ...] = (Setting(64, 4), Setting(128, 8), Setting(256, 16))
     random_non_queries: bool = False
     power_a: float = 0.01
-    steps: int = 2000
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup_steps: int = 100
-    eval_every: int = 250
+    train: TrainConfig = TRAIN
     eval_sequences: int = 1024
     sweep_seq_len: int = 256
     sweep_kv: tuple[int, ...] = (4, 8, 16, 24, 32, 48, 64)
@@ -63,9 +64,15 @@ class Protocol(JsonConfig):
     probe_sequences: int = 8
     probe_lag_setting: Setting = Setting(256, 16)
     probe_capacity_setting: Setting = Setting(256, 64)
-    seed: int = 0
+
+    FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ("steps", "batch_size", "lr", "warmup_steps", "eval_every", "seed")
+
+    @classmethod
+    def train_from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
+        return dataclasses.replace(TRAIN, **flat)
 
     def __post_init__(self) -> None:
+        self._check_train()
         object.__setattr__(self, "train_settings", tuple(
             s if isinstance(s, Setting) else Setting(**s) for s in self.train_settings))
         object.__setattr__(self, "sweep_kv", tuple(int(k) for k in self.sweep_kv))
@@ -74,8 +81,7 @@ class Protocol(JsonConfig):
             object.__setattr__(self, name, s if isinstance(s, Setting) else Setting(**s))
         if not self.train_settings:
             raise ValueError("Protocol.train_settings is empty; give at least one Setting(seq_len, num_kv_pairs)")
-        check_int_fields(self, ("steps", "batch_size", "eval_every", "eval_sequences", "sweep_sequences",
-                                "probe_sequences"))
+        check_int_fields(self, ("eval_sequences", "sweep_sequences", "probe_sequences"))
         for s in self.tasks() + self.sweep_tasks():  # MQAR validates every (T, kv, vocab) combination
             if s.seq_len > self.max_seq_len:
                 raise ValueError(f"{s} is longer than the longest training setting ({self.max_seq_len}); the "
@@ -146,9 +152,9 @@ FULL = Study(
 )
 
 QUICK = Study(
-    protocol=Protocol(vocab_size=48, train_settings=(Setting(16, 2), Setting(32, 4)), steps=40, batch_size=8,
-                      lr=3e-3, warmup_steps=5, eval_every=20, eval_sequences=32, sweep_seq_len=32, sweep_kv=(2, 4, 8),
-                      sweep_sequences=16,
+    protocol=Protocol(vocab_size=48, train_settings=(Setting(16, 2), Setting(32, 4)),
+                      train=dataclasses.replace(TRAIN, steps=40, batch_size=8, warmup_steps=5, eval_every=20),
+                      eval_sequences=32, sweep_seq_len=32, sweep_kv=(2, 4, 8), sweep_sequences=16,
                       probe_sequences=2, probe_lag_setting=Setting(32, 4), probe_capacity_setting=Setting(32, 8)),
     runs=tuple(RunConfig(mixer, d, chunk_size=16) for d in (16, 32) for mixer in MIXERS_STUDIED),
 )

@@ -3,7 +3,6 @@ probe its fast weights, and save it as a workbench checkpoint with its recipe.""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -11,19 +10,15 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from workbench import HookedFastWeightLM, TrainConfig, save, train
+from workbench import HookedFastWeightLM, TrainConfig, train
+from workbench.run_dir import write_run
 from workbench.tasks import MQARMixture
+from workbench.training import run_record
 
 from .._report import records
 from .config import Protocol, RunConfig, Setting
 from .evaluation import accuracy_by_lag, accuracy_by_pair, readout_by_lag, score_task
 from .probe import by_lag, by_n_stored, by_pair, probe_task, write_strength
-
-
-def train_config(protocol: Protocol) -> TrainConfig:
-    return TrainConfig(steps=protocol.steps, batch_size=protocol.batch_size, lr=protocol.lr,
-                       warmup_steps=protocol.warmup_steps, eval_every=protocol.eval_every, eval_batches=4,
-                       seed=protocol.seed)
 
 
 def eval_seed(protocol: Protocol, setting: Setting) -> int:
@@ -55,7 +50,7 @@ def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], 
     """Train, score and probe one run; save its checkpoint under ``checkpoint_dir / run.name`` if given.
     Returns the run's entry of results.json."""
     mixture = MQARMixture(tuple(protocol.tasks()))
-    cfg = train_config(protocol)
+    cfg = protocol.train
     start, cpu_start = time.perf_counter(), time.process_time()
     result = train(run.model_config(protocol), mixture, cfg, progress=progress)
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -109,19 +104,16 @@ def execute(run: RunConfig, protocol: Protocol, checkpoint_dir: Optional[Path], 
 
 def write_checkpoint(model: HookedFastWeightLM, directory: Path, entry: dict, mixture: MQARMixture,
                      cfg: TrainConfig, command: str) -> Path:
-    """``save`` the model, plus ``recipe.json`` — a run config (model, task = the mixture it was trained
-    on, train) with its final training record and ``command``, so ``workbench train recipe.json``
-    retrains the same weights — ``evaluation.json`` (accuracy per setting and on the capacity sweep,
-    with the seeds and sample sizes) and ``history.json`` (the evaluation steps of training)."""
-    save(model, directory)
-    recipe = {"recipe": entry["name"], "model": entry["model"], "task": mixture.to_dict(), "train": cfg.to_dict(),
-              "final": entry["history"][-1], "command": command}
+    """The run directory (:mod:`workbench.run_dir`) of a run: the model, its ``recipe.json`` — a run config
+    (model, task = the mixture it was trained on, train) with its final training record and ``command``,
+    so ``workbench train recipe.json`` retrains the same weights — ``history.json`` (the evaluation steps
+    of training) and ``evaluation.json`` (accuracy per setting and on the capacity sweep, with the seeds
+    and sample sizes)."""
     evaluation = {"accuracy": entry["accuracy"], "capacity_sweep": entry["capacity_sweep"],
                   "train_seconds": entry["train_seconds"], "train_cpu_seconds": entry["train_cpu_seconds"],
                   "command": command,
                   "note": "MQAR case study (case_studies/mqar/README.md): accuracy over n_sequences fresh sequences "
                           "per setting, drawn with the given seed"}
-    (directory / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
-    (directory / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    (directory / "history.json").write_text(json.dumps(entry["history"]) + "\n")
+    write_run(directory, model, run_record(model.cfg, mixture, cfg), entry["history"], name=entry["name"],
+              command=command, files={"evaluation.json": evaluation})
     return directory

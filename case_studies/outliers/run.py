@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -41,13 +41,13 @@ def _round(x: float, digits: int = 6) -> float:
 
 
 def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: bool = True) -> dict[str, Any]:
-    """Train ``run`` (checkpoints in ``checkpoints/<name>``), then measure it; returns its results entry."""
+    """Train ``run`` (its run directory is ``checkpoints/<name>``), then measure it; returns its results entry."""
     task = protocol.task()
     out = Path(checkpoints) / run.name
     train_cfg = run.train_config(protocol)
     start = time.perf_counter()
-    result = train(run.model_config(protocol, task.d_vocab), task,
-                   type(train_cfg).from_dict({**train_cfg.to_dict(), "out_dir": str(out)}), progress=progress)
+    result = train(run.model_config(protocol, task.d_vocab), task, dataclasses.replace(train_cfg, out_dir=str(out)),
+                   progress=progress)  # the run directory out: final model, step_N/ checkpoints, recipe.json
     train_seconds = time.perf_counter() - start
     table = trace_over_training(out, trace_batches(protocol, task), sites=SITES, progress=False)
     over_training = {"step": table.step.tolist(), "layer": table.layer.tolist(), "site": table.site.tolist(),
@@ -58,9 +58,6 @@ def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: boo
         ppl = evaluate_text(quantize_w8a8(result.model, **kwargs), task)["val_ppl"]
         quant[key] = {"ppl_float": float_ppl, "ppl_w8a8": ppl, "ppl_ratio": ppl / float_ppl}
     last = table[table.step == table.step.max()]
-    recipe = {"model": result.model.cfg.to_dict(), "task": task.to_dict(),
-              "train": {k: v for k, v in train_cfg.to_dict().items() if k != "out_dir"}}
-    (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
     return {
         "name": run.name,
         "run": run.to_dict(),

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 
 from ..analysis.kfac import KINDS, KFACConfig, KFACFactors, collect_kfac, curvature_spectrum, kfac_edit, linear_sites
-from ..analysis.kfac import svd_edit
+from ..analysis.kfac import check_rho, svd_edit  # check_rho: the app's pages check ρ through this module
 from ..analysis.memorization import held_out_perplexity, recitation_table, summarize, topk_agreement
+from ..model import lm_loss
 from ..tasks import Canaries, task_from_dict
 from .sequences import TokenSequence, check_sequence, parse_token_ids
 from .token_streams import TokenStream, task_stream
@@ -55,14 +56,6 @@ def site_names(model, layers: Sequence[int], kinds: Sequence[str]) -> tuple[str,
                          f"{[KIND_LABELS.get(k, k) for k in kinds]} in layer(s) {list(layers)}; its linear layers are "
                          f"{[KIND_LABELS.get(k, k) for k in available_kinds(model)]}")
     return tuple(s.param for s in sites)
-
-
-def check_rho(rho) -> float:
-    """ρ, the fraction of curvature mass the edit keeps, in (0, 1]."""
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
-        raise ValueError(f"ρ must be in (0, 1] (the fraction of curvature mass to keep; 1 keeps the weights as they "
-                         f"are, smaller removes more), got {rho!r}")
-    return float(rho)
 
 
 def collect_factors(model, batches: Sequence[torch.Tensor], sites: Sequence[str], labels: str = "sampled",
@@ -201,8 +194,7 @@ def perplexity(model, stream: TokenStream) -> float:
         return held_out_perplexity(model, stream.tensors())
     total, n = 0.0, 0
     for tokens, mask in zip(stream.tensors(), stream.masks()):
-        logp = model(tokens)[:, :-1].float().log_softmax(-1)
-        nll = -logp.gather(-1, tokens[:, 1:, None])[..., 0]
+        nll = lm_loss(model(tokens), tokens, reduction="none")  # [batch, pos-1]
         total += float(nll[mask].double().sum())
         n += int(mask.sum())
     if n == 0:

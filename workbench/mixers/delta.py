@@ -38,7 +38,7 @@ from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, delta_rule
 from ..kernels._decay import decay_matrix
-from ..kernels._triangular import unit_lower_inverse
+from ..kernels._triangular import solve_unit_lower
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
@@ -85,8 +85,8 @@ class DeltaRule:
             decay = decay_matrix(inputs.g.double().cumsum(1).transpose(1, 2))
             qk, kk = qk * decay, kk * decay
         beta = inputs.beta.double().transpose(1, 2)  # [batch, head, pos]
-        inverse = unit_lower_inverse(beta[..., :, None] * kk)
-        return (qk.tril() @ (inverse * beta[..., None, :])).float()
+        t_mat = solve_unit_lower(beta[..., :, None] * kk, torch.diag_embed(beta))  # L⁻¹ diag(β)
+        return (qk.tril() @ t_mat).float()
 
 
 def readout_from_writes(

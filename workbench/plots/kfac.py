@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from ..analysis.kfac.edit import check_rho
+
 SPECTRUM_COLUMNS = ("rank", "curvature", "cumulative")
 
 
@@ -32,13 +34,10 @@ def kept_components(spectrum: pd.DataFrame, rho: float) -> int:
     """How many components the edit keeps at ``rho``: the fewest largest whose cumulative fraction
     reaches ρ (the rule of :func:`workbench.analysis.kfac.curvature_mask`, up to float round-off). On a
     thinned table (some ranks left out), the first listed rank that reaches ρ, an upper bound."""
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
-        raise ValueError(f"rho must be a number in [0, 1], got {rho!r}")
+    rho = check_rho(rho)
     cum = spectrum["cumulative"].to_numpy()
     if rho == 1:
         return len(cum)
-    if rho == 0:
-        return 0
     at = min(int(np.searchsorted(cum, rho, side="left")), len(cum) - 1)
     return int(spectrum["rank"].iloc[at]) + 1
 

@@ -1,7 +1,7 @@
 """Seeded tasks (synthetic, and real text). Each is a frozen dataclass with ``sample(batch_size, generator)``."""
 
 from .associative_recall import AssociativeRecall
-from .base import Task, TaskBatch
+from .base import Task, TaskBatch, TaskConfig
 from .canaries import Canaries
 from .mqar import MQAR
 from .mqar_mixture import MQARMixture
@@ -9,7 +9,7 @@ from .retrieval import Retrieval, RetrievalBatch
 from .text import TextLM
 from .text_canaries import TextCanaries
 
-TASKS = {"associative_recall": AssociativeRecall, "canaries": Canaries, "mqar": MQAR, "mqar_mixture": MQARMixture, "retrieval": Retrieval, "text": TextLM, "text_canaries": TextCanaries}
+TASKS = {cls.NAME: cls for cls in (AssociativeRecall, Canaries, MQAR, MQARMixture, Retrieval, TextLM, TextCanaries)}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -21,4 +21,5 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["AssociativeRecall", "Canaries", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextCanaries", "TextLM", "Task", "TaskBatch", "task_from_dict"]
+__all__ = ["AssociativeRecall", "Canaries", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextCanaries", "TextLM", "Task", "TaskBatch", "TaskConfig",
+           "task_from_dict"]

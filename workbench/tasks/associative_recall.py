@@ -13,16 +13,19 @@ With ``num_queries=1`` this is the retrieval task of Schlag, Irie & Schmidhuber 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from ..dataclass_io import check_int_fields
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 
 
 @dataclass(frozen=True)
-class AssociativeRecall:
+class AssociativeRecall(TaskConfig):
+    NAME: ClassVar[str] = "associative_recall"
+
     num_pairs: int = 4
     num_keys: int = 16
     num_values: int = 16
@@ -63,6 +66,3 @@ class AssociativeRecall:
         loss_mask[:, ctx::2] = True  # the logits at each query predict its answer
         pairs = [[(2 * i, 2 * i + 1) for i in range(n)] for _ in range(batch_size)]
         return TaskBatch(tokens=tokens, loss_mask=loss_mask, pairs=pairs)
-
-    def to_dict(self) -> dict:
-        return {"name": "associative_recall", **asdict(self)}

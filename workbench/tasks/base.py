@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, runtime_checkable
+from typing import Any, ClassVar, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -22,6 +23,17 @@ class TaskBatch:
         b, t = self.tokens.shape
         if tuple(self.loss_mask.shape) != (b, t - 1):
             raise ValueError(f"loss_mask must be [batch, pos-1] = {(b, t - 1)}, got {tuple(self.loss_mask.shape)}")
+
+
+class TaskConfig:
+    """``to_dict`` of a task dataclass: ``{"name": NAME, **its fields}``, tuples as lists (what JSON reads
+    back); :func:`workbench.tasks.task_from_dict` inverts it."""
+
+    NAME: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
+        return {"name": self.NAME, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}}
 
 
 @runtime_checkable

@@ -13,13 +13,14 @@ exact number in a seeded run. Every next-token prediction is scored.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import torch
 
 from ..dataclass_io import check_int_fields
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,7 +35,9 @@ def _transitions(vocab_size: int, branching: int, seed: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Canaries:
+class Canaries(TaskConfig):
+    NAME: ClassVar[str] = "canaries"
+
     vocab_size: int = 64
     seq_len: int = 32
     canary_len: int = 24
@@ -109,9 +112,6 @@ class Canaries:
         rows = (which < self.n_canaries).nonzero()[:, 0]
         tokens[rows, self.offset:self.offset + self.canary_len] = self.canaries()[which[rows]]
         return TaskBatch(tokens=tokens, loss_mask=torch.ones(batch_size, self.seq_len - 1, dtype=torch.bool))
-
-    def to_dict(self) -> dict:
-        return {"name": "canaries", **asdict(self), "repetitions": list(self.repetitions)}
 
 
 def realized_repetitions(task: Canaries, steps: int, batch_size: int, seed: int) -> pd.DataFrame:

@@ -10,15 +10,18 @@ vocabulary (``random_non_queries``) or 0. Needs ``seq_len`` even, V > seq_len an
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 
 
 @dataclass(frozen=True)
-class MQAR:
+class MQAR(TaskConfig):
+    NAME: ClassVar[str] = "mqar"
+
     vocab_size: int = 64
     seq_len: int = 32
     num_kv_pairs: int = 4
@@ -69,6 +72,3 @@ class MQAR:
         mask.scatter_(1, qpos, True)
         pairs = [[(2 * i, 2 * i + 1) for i in range(n)] for _ in range(batch_size)]
         return TaskBatch(tokens=tokens, loss_mask=mask, pairs=pairs)
-
-    def to_dict(self) -> dict:
-        return {"name": "mqar", **asdict(self)}

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 from .mqar import MQAR
 
 
 @dataclass(frozen=True)
-class MQARMixture:
+class MQARMixture(TaskConfig):
     """A task drawing each batch from one of ``tasks`` (uniformly, with the batch's generator).
     ``batch_size`` counts sequences of the longest task; a task of length T gets
     ``batch_size · T_max // T`` sequences, so every batch holds the same number of tokens.
     ``tasks`` may be given as MQAR objects or as their ``to_dict()`` (as in a run config)."""
+
+    NAME: ClassVar[str] = "mqar_mixture"
 
     tasks: tuple[MQAR, ...]
 
@@ -50,4 +53,4 @@ class MQARMixture:
         return task.sample(max(1, batch_size * self.seq_len // task.seq_len), generator)
 
     def to_dict(self) -> dict:
-        return {"name": "mqar_mixture", "tasks": [t.to_dict() for t in self.tasks]}
+        return {"name": self.NAME, "tasks": [t.to_dict() for t in self.tasks]}

@@ -24,13 +24,13 @@ The retrieval model of the paper reads the structured fields of :class:`Retrieva
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 
 from ..dataclass_io import check_int_fields
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 
 
 @dataclass(kw_only=True)
@@ -61,7 +61,9 @@ def last_occurrence(keys: torch.Tensor, num_keys: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Retrieval:
+class Retrieval(TaskConfig):
+    NAME: ClassVar[str] = "retrieval"
+
     num_keys: int = 20
     setting: int = 1
     num_queries: int = 1
@@ -140,6 +142,3 @@ class Retrieval:
             tokens=tokens, loss_mask=loss_mask, pairs=pairs, keys=keys, values=values, queries=queries,
             targets=targets, target_pos=target_pos, query_mask=query_mask,
         )
-
-    def to_dict(self) -> dict:
-        return {"name": "retrieval", **asdict(self)}

@@ -3,13 +3,13 @@ documents; validation is the held-out documents (see :func:`workbench.text.evalu
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 
 TOKENIZERS = ("bytes", "bpe")
 
@@ -37,10 +37,12 @@ def text_data(corpus: str, tokenizer: str, vocab_size: int, val_fraction: float)
 
 
 @dataclass(frozen=True)
-class TextLM:
+class TextLM(TaskConfig):
     """Language modelling on ``corpus`` (``python-topics`` or ``file:PATH``, see :mod:`workbench.text.corpus`)
     with a ``bytes`` or ``bpe`` tokenizer (``vocab_size`` tokens, trained on the training documents);
     sequences of ``seq_len`` tokens; every next-token prediction counts. With ``bytes``, vocab_size is 256."""
+
+    NAME: ClassVar[str] = "text"
 
     corpus: str = "python-topics"
     tokenizer: str = "bpe"
@@ -73,6 +75,3 @@ class TextLM:
         starts = torch.randint(0, len(ids) - self.seq_len + 1, (batch_size,), generator=generator)
         tokens = ids[starts[:, None] + torch.arange(self.seq_len)]
         return TaskBatch(tokens, torch.ones(batch_size, self.seq_len - 1, dtype=torch.bool))
-
-    def to_dict(self) -> dict:
-        return {"name": "text", **dataclasses.asdict(self)}

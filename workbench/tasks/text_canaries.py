@@ -17,15 +17,15 @@ loss). Everything is a function of the config; the config is frozen and JSON rou
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import torch
 
 from ..dataclass_io import check_int_fields
-from .base import TaskBatch
+from .base import TaskBatch, TaskConfig
 from .text import TOKENIZERS, TextData, text_data
 
 
@@ -43,7 +43,9 @@ def _layout(task: "TextCanaries") -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class TextCanaries:
+class TextCanaries(TaskConfig):
+    NAME: ClassVar[str] = "text_canaries"
+
     corpus: str = "python-topics"
     tokenizer: str = "bpe"
     vocab_size: int = 1024
@@ -146,10 +148,6 @@ class TextCanaries:
             raise ValueError(f"the validation text has {len(ids)} tokens, fewer than seq_len = {self.seq_len}")
         windows = ids[:n * self.seq_len].view(n, self.seq_len)
         return list(windows.split(batch_size))
-
-    def to_dict(self) -> dict:
-        return {"name": "text_canaries", **dataclasses.asdict(self), "repetitions": list(self.repetitions),
-                "positions": list(self.positions)}
 
 
 def occurrences(task: TextCanaries, tokens: torch.Tensor) -> pd.DataFrame:

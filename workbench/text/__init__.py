@@ -1,8 +1,8 @@
 """Real English text for language models that train on 2 CPU cores: corpus, tokenizers, evaluation.
 
 ``corpus``: text that ships with Python (or your own files), split by document; ``tokenizer``: bytes or
-a byte-level BPE trained offline; ``evaluate``: validation perplexity and bits per byte; ``run``: the
-command that trains a model of any mixer and block style on it (``python -m workbench.text.run``).
+a byte-level BPE trained offline; ``evaluate``: validation perplexity and bits per byte. The command
+that trains a model on it is :mod:`workbench.training.text` (``python -m workbench.training.text``).
 The task itself is :class:`workbench.tasks.text.TextLM` (``{"name": "text", …}`` in run configs).
 """
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from ..model import lm_loss
 
 
 def validation_windows(ids: torch.Tensor, seq_len: int) -> list[torch.Tensor]:
@@ -32,8 +33,7 @@ def evaluate_text(model, task, batch_size: int = 16, progress: bool = False) -> 
     groups = [torch.stack(full[i: i + batch_size]) for i in range(0, len(full), batch_size)]
     groups += [w[None] for w in windows if len(w) != task.seq_len]
     for tokens in tqdm(groups, desc="validation", disable=not progress):
-        logits = model(tokens)[:, :-1].float()
-        total += float(F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten(), reduction="sum"))
+        total += float(lm_loss(model(tokens), tokens, reduction="sum"))
         count += tokens[:, 1:].numel()
     model.train(was_training)
     first_bytes = len(data.tokenizer.decode([int(data.val_ids[0])]).encode("utf-8"))

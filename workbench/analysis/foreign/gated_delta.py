@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import torch
 
 from ...kernels import RecurrenceOutput, delta_rule
-from ..outliers.nnsight_trace import _module
+from ..module_paths import module_at
 
 CALL = "torch_chunk_gated_delta_rule_0"  # the first call of the chunked rule in the layer's forward
 RULE_ARGS = ("query", "key", "value", "g", "beta", "chunk_size", "initial_state", "output_final_state",
@@ -120,7 +120,7 @@ def capture_gated_delta(model, input_ids: torch.Tensor, modules: Optional[Sequen
     calls = {}
     for path in modules:
         try:
-            calls[path] = getattr(_module(wrapped, path).source, CALL)
+            calls[path] = getattr(module_at(wrapped, path).source, CALL)
         except AttributeError:
             raise ValueError(f"{path}.forward does not call torch_chunk_gated_delta_rule (no {CALL!r} in nnsight's "
                              f"source view); print(model.{path}.source) to see its operations") from None

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from ..outliers.decompose import SITES
-from ..outliers.nnsight_trace import _module
+from ..module_paths import module_at
 
 
 @dataclass(frozen=True)
@@ -129,11 +129,11 @@ def decompose_residual_nnsight(model, input_ids: torch.Tensor, neuron: int, laye
     root = _root(wrapped)
     if layout is None:
         layout = gpt2_layout(root) if getattr(root.config, "model_type", "") == "gpt2" else llama_style_layout(root)
-    n_layers = len(_module(root, layout.blocks))
+    n_layers = len(module_at(root, layout.blocks))
     if not isinstance(layer, int) or isinstance(layer, bool) or not -n_layers <= layer < n_layers:
         raise ValueError(f"layer must be an int in [0, {n_layers - 1}] (or negative from the end), got {layer!r}")
     layer %= n_layers
-    d_model = _module(root, next(iter(layout.embeddings.values()))).weight.shape[-1]
+    d_model = module_at(root, next(iter(layout.embeddings.values()))).weight.shape[-1]
     if not isinstance(neuron, int) or isinstance(neuron, bool) or not 0 <= neuron < d_model:
         raise ValueError(f"neuron must be an int in [0, {d_model - 1}] (a residual-stream dimension), got {neuron!r}")
     last_attn = layer if site != "resid_pre" else layer - 1
@@ -141,7 +141,7 @@ def decompose_residual_nnsight(model, input_ids: torch.Tensor, neuron: int, laye
 
     projections = []  # (path, n_heads) of block i's attention output projection
     for i in range(last_attn + 1):
-        block = _module(root, f"{layout.blocks}.{i}")
+        block = module_at(root, f"{layout.blocks}.{i}")
         found = [(p, h) for p, h in layout.attn_out.items() if _has(block, p)]
         if not found:
             raise ValueError(f"block {i} has none of the attention output projections {list(layout.attn_out)}")
@@ -151,19 +151,19 @@ def decompose_residual_nnsight(model, input_ids: torch.Tensor, neuron: int, laye
     try:
         with wrapped.trace(input_ids):
             for name, path in layout.embeddings.items():
-                saved[("embed", name)] = _module(wrapped, path).output.save()
+                saved[("embed", name)] = module_at(wrapped, path).output.save()
             for i in range(layer + 1):
                 block = f"{layout.blocks}.{i}"
                 if i == layer and site == "resid_pre":
-                    saved["resid"] = _module(wrapped, block).input.save()
+                    saved["resid"] = module_at(wrapped, block).input.save()
                     break
-                saved[("attn", i)] = _module(wrapped, f"{block}.{projections[i][0]}").input.save()
+                saved[("attn", i)] = module_at(wrapped, f"{block}.{projections[i][0]}").input.save()
                 if i == layer and site == "resid_mid":
-                    saved["resid"] = _module(wrapped, f"{block}.{layout.mid_norm}").input.save()
+                    saved["resid"] = module_at(wrapped, f"{block}.{layout.mid_norm}").input.save()
                     break
-                saved[("mlp", i)] = _module(wrapped, f"{block}.{layout.mlp}").output.save()
+                saved[("mlp", i)] = module_at(wrapped, f"{block}.{layout.mlp}").output.save()
                 if i == layer:
-                    saved["resid"] = _module(wrapped, block).output.save()
+                    saved["resid"] = module_at(wrapped, block).output.save()
     except Exception as e:
         if type(e).__name__ == "OutOfOrderError":
             raise ValueError(f"layout.embeddings must be listed in the order the model runs them ({e})") from None
@@ -175,7 +175,7 @@ def decompose_residual_nnsight(model, input_ids: torch.Tensor, neuron: int, laye
         parts[(name, name, -1, -1)] = _first(saved[("embed", name)])[..., neuron].double().expand(b, p)
     for i in range(last_attn + 1):  # in the order of the residual stream: block i's heads, then its MLP
         path, n_heads = projections[i]
-        W, bias = _projection_matrix(_module(root, f"{layout.blocks}.{i}.{path}"), path)
+        W, bias = _projection_matrix(module_at(root, f"{layout.blocks}.{i}.{path}"), path)
         z = _first(saved[("attn", i)]).double()  # [batch, pos, head·d_head]
         if z.shape[-1] % n_heads:
             raise ValueError(f"block {i}: {path} reads {z.shape[-1]} channels, not divisible by {n_heads} heads")
@@ -207,7 +207,7 @@ def decompose_residual_nnsight(model, input_ids: torch.Tensor, neuron: int, laye
 
 def _has(module: torch.nn.Module, path: str) -> bool:
     try:
-        _module(module, path)
+        module_at(module, path)
     except ValueError:
         return False
     return True

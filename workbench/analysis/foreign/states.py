@@ -7,7 +7,7 @@ whole ``[pos, d_k, d_v]`` trajectory. Per layer, head and position, averaged ove
 
   frobenius       ‖S_t‖_F
   sigma_1..n      the n largest singular values of S_t
-  effective_rank  exp(−Σ_i p_i log p_i), p_i = σ_i / Σ_j σ_j      (as in :mod:`..outliers.states`)
+  effective_rank  exp(−Σ_i p_i log p_i), p_i = σ_i / Σ_j σ_j      (:mod:`workbench.analysis.state_spectra`)
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ...mixers import RecurrenceInputs, check_positions, states_at
 from ...mixers.delta import DeltaRule
-from ..outliers.states import spectrum_stats
+from ..state_spectra import check_n_singular, mean_state_spectra, spectrum_stats
 from .gated_delta import GatedDeltaCapture, capture_gated_delta
 
 
@@ -45,36 +44,16 @@ def state_statistics(model, batches: Iterable[torch.Tensor], positions: Optional
     sigma_1..sigma_n, effective_rank, n_sequences`` (the columns of :func:`..outliers.state_statistics`
     plus the module path).
     """
-    if not isinstance(n_singular, int) or isinstance(n_singular, bool) or n_singular < 1:
-        raise ValueError(f"n_singular must be a positive int, got {n_singular!r}")
-    sums: dict[str, dict[str, torch.Tensor]] = {}
+    check_n_singular(n_singular)
     layer_of: dict[str, int] = {}
-    count, seq_len, chosen = 0, None, None
-    total = len(batches) if hasattr(batches, "__len__") else None
-    for ids in tqdm(batches, total=total, desc="fast-weight states (foreign)", disable=not progress):
-        if seq_len is None:
-            seq_len = ids.shape[1]
-            chosen = list(range(seq_len)) if positions is None else check_positions(positions, seq_len)
-        elif ids.shape[1] != seq_len:
-            raise ValueError(f"all batches must have one length; got {ids.shape[1]} after {seq_len}")
+
+    def batch_stats(ids: torch.Tensor, chosen: list[int]) -> dict[str, dict[str, torch.Tensor]]:
+        stats = {}
         for path, cap in capture_gated_delta(model, ids, modules).items():
-            st = spectrum_stats(fast_weights_at(cap, chosen, chunk_size), n_singular)  # [batch, n_pos, head(, n)]
-            acc = sums.setdefault(path, {k: torch.zeros_like(v[0]) for k, v in st.items()})
-            for k, v in st.items():
-                acc[k] += v.sum(0)
+            stats[path] = spectrum_stats(fast_weights_at(cap, chosen, chunk_size), n_singular)
             layer_of[path] = cap.layer
-        count += ids.shape[0]
-    if count == 0:
-        raise ValueError("batches is empty; pass at least one [batch, pos] token tensor")
-    rows = []
-    for path, acc in sums.items():
-        acc = {k: v / count for k, v in acc.items()}
-        for pi, pos in enumerate(chosen):
-            for h in range(acc["frobenius"].shape[1]):
-                row = {"module": path, "layer": layer_of[path], "head": h, "pos": pos,
-                       "frobenius": float(acc["frobenius"][pi, h])}
-                row.update({f"sigma_{j + 1}": float(acc["sigma"][pi, h, j]) for j in range(n_singular)})
-                row["effective_rank"] = float(acc["effective_rank"][pi, h])
-                row["n_sequences"] = count
-                rows.append(row)
-    return pd.DataFrame(rows)
+        return stats
+
+    return mean_state_spectra(batches, positions, n_singular, batch_stats,
+                              lambda path: {"module": path, "layer": layer_of[path]}, "fast-weight states (foreign)",
+                              progress)

@@ -8,11 +8,11 @@
 """
 
 from .capture import capture_linear, fisher_loss, sample_labels
-from .edit import curvature_mask, curvature_spectrum, kfac_edit, kfac_project
+from .edit import check_rho, curvature_mask, curvature_spectrum, kfac_edit, kfac_project
 from .sites import KINDS, LinearSite, flat_weight, linear_sites, resolve_sites, unflatten_weight
 from .stats import KFACConfig, KFACFactors, batch_generator, collect_kfac
 from .svd import svd_edit, svd_truncate
 
 __all__ = ["KINDS", "KFACConfig", "KFACFactors", "LinearSite", "batch_generator", "capture_linear", "collect_kfac",
-           "curvature_mask", "curvature_spectrum", "fisher_loss", "flat_weight", "kfac_edit", "kfac_project",
+           "check_rho", "curvature_mask", "curvature_spectrum", "fisher_loss", "flat_weight", "kfac_edit", "kfac_project",
            "linear_sites", "resolve_sites", "sample_labels", "svd_edit", "svd_truncate", "unflatten_weight"]

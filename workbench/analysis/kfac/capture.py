@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ...model import lm_loss
 from .sites import LinearSite, resolve_sites
 
 LABELS = ("sampled", "gold")
@@ -33,16 +34,16 @@ def sample_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Ten
 def fisher_loss(logits: torch.Tensor, tokens: torch.Tensor, labels: str,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Σ over predictions of −log p(label): sampled labels at every position, or gold next tokens."""
-    logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     if labels == "sampled":
         if generator is None:
             raise ValueError("labels='sampled' needs a torch.Generator (seeded) to draw the labels with")
         target = sample_labels(logits, generator)
+        logp = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
         return -logp.gather(-1, target[..., None]).sum()
     if labels == "gold":
         if tokens.shape[1] < 2:
             raise ValueError("labels='gold' needs sequences of at least two tokens")
-        return -logp[:, :-1].gather(-1, tokens[:, 1:, None]).sum()
+        return lm_loss(logits, tokens, reduction="sum")
     raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
 
 

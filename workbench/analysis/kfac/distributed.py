@@ -20,7 +20,7 @@ from typing import Mapping, Optional
 import torch
 import torch.distributed as dist
 
-from ...torchrun import process_group
+from ..torchrun import process_group
 from .stats import KFACConfig, KFACFactors, collect_kfac
 
 

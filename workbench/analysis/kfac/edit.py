@@ -27,8 +27,12 @@ REPORT_COLUMNS = ["param", "kind", "layer", "method", "rho", "components", "kept
 
 
 def check_rho(rho) -> float:
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 <= rho <= 1:
-        raise ValueError(f"rho must be a number in [0, 1] (the fraction of mass to keep), got {rho!r}")
+    """ρ, the fraction of curvature mass (or spectral energy) an edit keeps, in (0, 1]: 1 keeps the weights,
+    smaller removes more; 0 would remove the whole weight, which is no edit to study. The one check of ρ
+    (K-FAC, SVD, the spectrum plot, the app)."""
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
+        raise ValueError(f"ρ must be in (0, 1] (the fraction of curvature mass to keep; 1 keeps the weights as they "
+                         f"are, smaller removes more), got {rho!r}")
     return float(rho)
 
 
@@ -46,7 +50,7 @@ def curvature_mask(lam: torch.Tensor, mu: torch.Tensor, rho: float) -> torch.Ten
     if rho == 1.0:
         return mask.fill_(True).view(len(lam), len(mu))
     total = float(lam.double().sum() * mu.double().sum())
-    if rho == 0.0 or total == 0.0:
+    if total == 0.0:
         return mask.view(len(lam), len(mu))
     order = torch.sort(Pi, descending=True, stable=True).indices
     cum = Pi[order].cumsum(0)

@@ -16,7 +16,7 @@ from typing import Iterable, Literal, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ...dataclass_io import check_int_fields
+from ...dataclass_io import JsonConfig, check_int_fields
 from .capture import LABELS, capture_linear
 from .sites import resolve_sites
 
@@ -85,7 +85,7 @@ class KFACFactors:
 
 
 @dataclass(frozen=True)
-class KFACConfig:
+class KFACConfig(JsonConfig):
     """What to collect: ``sites`` (parameter names; empty = every linear layer), ``labels`` ("sampled":
     true Fisher, labels drawn from the model; "gold": the next token) and the sampling ``seed``."""
 
@@ -101,15 +101,6 @@ class KFACConfig:
             raise ValueError(f"KFACConfig.labels must be one of {LABELS}, got {self.labels!r}")
         check_int_fields(self, ("seed",), minimum=0)
 
-    def to_dict(self) -> dict:
-        return {"sites": list(self.sites), "labels": self.labels, "seed": self.seed}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "KFACConfig":
-        unknown = sorted(set(data) - {"sites", "labels", "seed"})
-        if unknown:
-            raise ValueError(f"unknown KFACConfig keys {unknown}; known keys are ['labels', 'seed', 'sites']")
-        return cls(**{**data, "sites": tuple(data.get("sites", ()))})
 
 
 def batch_generator(seed: int, index: int, device="cpu") -> torch.Generator:

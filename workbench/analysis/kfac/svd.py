@@ -38,7 +38,7 @@ def svd_truncate(W: torch.Tensor, rho: float, budget: Literal["energy", "rank"] 
         r = n
     elif budget == "rank":
         r = int(round(rho * n))
-    elif rho == 0.0 or total == 0.0:
+    elif total == 0.0:
         r = 0
     else:
         cum = energy.cumsum(0)

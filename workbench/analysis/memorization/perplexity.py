@@ -7,6 +7,8 @@ from typing import Iterable
 
 import torch
 
+from ...model import lm_loss
+
 
 def _batches(batches) -> Iterable[torch.Tensor]:
     if isinstance(batches, torch.Tensor):
@@ -23,9 +25,7 @@ def held_out_perplexity(model, batches) -> float:
         tokens = model.check_tokens(tokens)
         if tokens.shape[1] < 2:
             raise ValueError("perplexity needs sequences of at least two tokens")
-        logits = model(tokens)[:, :-1]
-        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
-        total += float(-logp.gather(-1, tokens[:, 1:, None]).double().sum())
+        total += float(lm_loss(model(tokens), tokens, reduction="none").double().sum())
         n += tokens[:, 1:].numel()
     if n == 0:
         raise ValueError("no tokens: pass at least one batch")

@@ -17,7 +17,8 @@ from .metrics import (check_activations, kurtosis, kurtosis_from_rms, massive_ma
 from .nnsight_trace import gpt2_sites, trace_nnsight
 from .over_training import run_checkpoints, trace_over_training
 from .quantize import quantize_activation, quantize_w8a8, quantize_weight, w8a8_perplexity
-from .states import spectrum_stats, state_statistics
+from ..state_spectra import spectrum_stats
+from .states import state_statistics
 from .stats import OutlierStats, OutlierSummary
 from .trace import DEFAULT_SITES, SITE_HOOKS, hot_channels, outlier_table, top_neurons, trace_outliers
 

@@ -21,7 +21,7 @@ from typing import Mapping, Union
 import torch
 import torch.distributed as dist
 
-from ...torchrun import process_group
+from ..torchrun import process_group
 from .stats import OutlierStats
 
 StatsLike = Union[OutlierStats, Mapping[str, OutlierStats]]

@@ -15,18 +15,8 @@ from typing import Iterable, Mapping
 import torch
 from tqdm.auto import tqdm
 
+from ..module_paths import module_at
 from .stats import OutlierStats
-
-
-def _module(wrapped, path: str):
-    mod = wrapped
-    for part in path.split("."):
-        try:
-            mod = mod[int(part)] if part.isdigit() else getattr(mod, part)
-        except (AttributeError, IndexError, TypeError):
-            raise ValueError(f"the model has no module {path!r} (failed at {part!r}); print the model to see "
-                             "its module names") from None
-    return mod
 
 
 def parse_site(spec: str) -> tuple[str, str]:
@@ -68,7 +58,7 @@ def trace_nnsight(model, batches: Iterable, sites: Mapping[str, str], top_k: int
         raise ValueError("sites is empty; pass {name: 'module.path[:input|:output]'}")
     wrapped = model if isinstance(model, nnsight.NNsight) else nnsight.NNsight(model)
     parsed = {name: parse_site(spec) for name, spec in sites.items()}
-    modules = {name: _module(wrapped, path) for name, (path, _) in parsed.items()}
+    modules = {name: module_at(wrapped, path) for name, (path, _) in parsed.items()}
     stats: dict[str, OutlierStats] = {}
     total = len(batches) if hasattr(batches, "__len__") else None
     for batch in tqdm(batches, total=total, desc="tracing outliers (nnsight)", disable=not progress):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
@@ -10,25 +9,23 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ...run_dir import run_checkpoints as all_checkpoints
 from .trace import DEFAULT_SITES, outlier_table, trace_outliers
 
 PathLike = Union[str, Path]
 
 
 def run_checkpoints(run_dir: PathLike) -> dict[int, Path]:
-    """``{step: directory}`` of a training run's ``step_{N}/`` checkpoints, plus ``final/`` at the run's
-    ``steps`` (from ``train_config.json``) when no ``step_{steps}/`` exists."""
+    """``{step: directory}`` of a training run's checkpoints: its ``step_{N}/`` ones and its final model
+    (:func:`workbench.run_dir.run_checkpoints`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir} is not a directory; pass a training run's output directory")
-    found = {int(d.name[5:]): d for d in run_dir.glob("step_*") if d.name[5:].isdigit() and d.is_dir()}
-    final, cfg = run_dir / "final", run_dir / "train_config.json"
-    if final.is_dir() and cfg.is_file():
-        found.setdefault(int(json.loads(cfg.read_text())["steps"]), final)
+    found = all_checkpoints(run_dir)
     if not found:
-        raise ValueError(f"{run_dir} holds no step_N/ checkpoints (train with save_every > 0) and no final/ "
-                         "with train_config.json")
-    return dict(sorted(found.items()))
+        raise ValueError(f"{run_dir} holds no step_N/ checkpoints (train with save_every > 0) and no final model "
+                         "with recipe.json")
+    return found
 
 
 def trace_over_training(checkpoints: Union[PathLike, Mapping[int, PathLike]], batches: Sequence[torch.Tensor],

@@ -7,22 +7,19 @@ same model, task and config give bit-identical weights on CPU.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoint import save
-from .config import ModelConfig
-from .model import HookedFastWeightLM
-from .tasks.base import Task, TaskBatch
-from .dataclass_io import JsonConfig, check_int_fields
+from ..config import ModelConfig
+from ..dataclass_io import JsonConfig, check_int_fields
+from ..model import HookedFastWeightLM, lm_loss
+from ..run_dir import RunWriter
+from ..tasks.base import Task, TaskBatch
 
 
 OPTIMIZERS = ("adamw", "soap")
@@ -32,9 +29,10 @@ OPTIMIZERS = ("adamw", "soap")
 class TrainConfig(JsonConfig):
     """steps of ``optimizer`` (lr, betas, weight_decay) with linear warmup over ``warmup_steps`` then cosine
     decay to ``lr·min_lr_ratio``; gradients clipped to norm ``grad_clip`` (0 = off); eval on ``eval_batches``
-    fixed batches every ``eval_every`` steps; checkpoints every ``save_every`` steps (0 = only the final
-    one) into ``out_dir`` (None = none). Weight decay (decoupled) applies to matrices only, not to biases,
-    norm weights, embeddings or decay parameters.
+    fixed batches every ``eval_every`` steps; with ``out_dir`` (None = none) the run directory is written
+    there (:mod:`workbench.run_dir`), with checkpoints every ``save_every`` steps (0 = only the final one).
+    Weight decay (decoupled) applies to matrices only, not to biases, norm weights, embeddings or decay
+    parameters.
 
     ``optimizer``: ``"adamw"`` (``torch.optim.AdamW``) or ``"soap"`` (Vyas et al. 2024, Adam in the
     eigenbasis of Shampoo's preconditioner; ``pytorch_optimizer.SOAP`` with eigenbases refreshed every
@@ -78,6 +76,12 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
+def run_record(model: ModelConfig, task: Task, cfg: TrainConfig) -> dict[str, Any]:
+    """The ``model``, ``task`` and ``train`` sections of a run directory's ``recipe.json`` (a run config:
+    ``out_dir`` is not part of a run)."""
+    return {"model": model.to_dict(), "task": task.to_dict(), "train": {**cfg.to_dict(), "out_dir": None}}
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate used for update ``step`` (0-based): linear warmup, then cosine to lr·min_lr_ratio."""
     if step < cfg.warmup_steps:
@@ -90,10 +94,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def masked_loss(model: HookedFastWeightLM, batch: TaskBatch) -> torch.Tensor:
     """Mean next-token cross-entropy over the predictions the batch's loss_mask selects."""
-    logits = model(batch.tokens)[:, :-1]  # [batch, pos-1, vocab]
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.tokens[:, 1:].flatten(), reduction="none")
-    mask = batch.loss_mask.flatten().float()
-    return (nll * mask).sum() / mask.sum().clamp_min(1.0)
+    return lm_loss(model(batch.tokens), batch.tokens, mask=batch.loss_mask)
 
 
 @torch.no_grad()
@@ -103,11 +104,10 @@ def evaluate(model: HookedFastWeightLM, batches: list[TaskBatch]) -> dict[str, f
     model.eval()
     loss_sum, n, correct = 0.0, 0, 0
     for b in batches:
-        logits = model(b.tokens)[:, :-1]
+        logits = model(b.tokens)
         mask = b.loss_mask
-        nll = F.cross_entropy(logits[mask].float(), b.tokens[:, 1:][mask], reduction="sum")
-        loss_sum += float(nll)
-        correct += int((logits[mask].argmax(-1) == b.tokens[:, 1:][mask]).sum())
+        loss_sum += float(lm_loss(logits, b.tokens, mask=mask, reduction="sum"))
+        correct += int((logits[:, :-1][mask].argmax(-1) == b.tokens[:, 1:][mask]).sum())
         n += int(mask.sum())
     model.train(was_training)
     return {"eval_loss": loss_sum / max(n, 1), "eval_acc": correct / max(n, 1)}
@@ -141,6 +141,7 @@ def train(
     *,
     progress: bool = True,
     batches: Optional[Callable[[int], TaskBatch]] = None,
+    writer: Optional[RunWriter] = None,
 ) -> TrainResult:
     """Train a copy of the model (or a fresh model from a config) on ``task``; return it with its history.
 
@@ -149,9 +150,16 @@ def train(
     eval batches still come from ``task.sample``.
 
     The history is a list of dicts (step, train_loss, lr, and at eval steps eval_loss, eval_acc,
-    seconds); with ``cfg.out_dir`` it is also written to ``history.json`` next to the checkpoints
-    ``step_{N}/`` and ``final/``.
+    seconds). With ``cfg.out_dir`` the run directory (final model, ``recipe.json``, ``history.json``,
+    ``step_{N}/`` every ``save_every`` steps) is written there atomically. ``writer``: an open
+    :class:`~workbench.run_dir.RunWriter` that receives the ``step_{N}/`` checkpoints; its caller writes
+    the run when it has added what it measures (``cfg.out_dir`` is then not used).
     """
+    if writer is None and cfg.out_dir:
+        with RunWriter(cfg.out_dir) as writer:
+            result = train(model_or_config, task, cfg, progress=progress, batches=batches, writer=writer)
+            writer.write(result.model, run_record(result.model.cfg, task, cfg), result.history)
+        return result
     if isinstance(model_or_config, ModelConfig):
         model = HookedFastWeightLM(model_or_config)
     elif isinstance(model_or_config, HookedFastWeightLM):
@@ -160,7 +168,6 @@ def train(
         raise TypeError(f"train needs a HookedFastWeightLM or a ModelConfig, got {type(model_or_config).__name__}")
     if task.d_vocab > model.cfg.d_vocab:
         raise ValueError(f"the task uses {task.d_vocab} token ids but the model's d_vocab is {model.cfg.d_vocab}")
-    out = Path(cfg.out_dir) if cfg.out_dir else None
     data_gen = torch.Generator().manual_seed(cfg.seed)
     eval_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
     eval_batches = [task.sample(cfg.batch_size, eval_gen) for _ in range(cfg.eval_batches)]
@@ -185,12 +192,7 @@ def train(
             record.update(evaluate(model, eval_batches), seconds=time.perf_counter() - start)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", eval=f"{record['eval_loss']:.3f}")
         history.append(record)
-        if out and cfg.save_every and (step + 1) % cfg.save_every == 0:
-            save(model, out / f"step_{step + 1}")
+        if writer is not None and cfg.save_every and (step + 1) % cfg.save_every == 0:
+            writer.save_step(model, step + 1)
     model.eval()
-    if out:
-        save(model, out / "final")
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        (out / "task.json").write_text(json.dumps(task.to_dict(), indent=2))
     return TrainResult(model=model, history=history)

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Union
 
-from .checkpoint import load
+from ..checkpoint import load
+from ..run_dir import RECIPE_FILE
 
 _BLOCK = re.compile(r"^blocks\.\d+\.")
 
@@ -42,7 +43,7 @@ def hook_names(model) -> tuple[list[str], list[str]]:
 
 
 def describe_recipe(directory: Path) -> list[str]:
-    path = Path(directory) / "recipe.json"
+    path = Path(directory) / RECIPE_FILE
     if not path.is_file():
         return ["task and training: unknown (no recipe.json next to the checkpoint)"]
     try:

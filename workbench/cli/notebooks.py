@@ -1,9 +1,9 @@
 """Run and clean the notebooks in ``notebooks/``: headless execution (what the tests do) and output stripping.
 
-    python -m workbench.notebooks run              # execute every notebook with WORKBENCH_QUICK=1
-    python -m workbench.notebooks run tour --full  # one notebook, full settings
-    python -m workbench.notebooks run --save DIR   # also write the executed copies (with outputs) to DIR
-    python -m workbench.notebooks strip            # remove outputs in place (notebooks are committed clean)
+    python -m workbench.cli.notebooks run              # execute every notebook with WORKBENCH_QUICK=1
+    python -m workbench.cli.notebooks run tour --full  # one notebook, full settings
+    python -m workbench.cli.notebooks run --save DIR   # also write the executed copies (with outputs) to DIR
+    python -m workbench.cli.notebooks strip            # remove outputs in place (notebooks are committed clean)
 
 A notebook reads ``os.environ.get("WORKBENCH_QUICK") == "1"`` to shrink its work. Needs the dev extra
 (``pip install -e ".[dev]"``: nbclient, nbformat, ipykernel).
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .paths import PACKAGE_DIR
+from ..paths import PACKAGE_DIR
 
 NOTEBOOKS_DIR = PACKAGE_DIR.parent / "notebooks"
 QUICK_ENV = "WORKBENCH_QUICK"

@@ -1,67 +1,55 @@
 """Train a small language model on real text and report validation perplexity at every checkpoint.
 
-    python -m workbench.text.run --out runs/text-delta-op --mixer delta --block outlier_protected \\
+    python -m workbench.training.text --out runs/text-delta-op --mixer delta --block outlier_protected \\
         --steps 600 --save-every 200
 
 Any registered mixer (``workbench.mixers.names()``) and either block style (pre_norm, outlier_protected).
-Writes into ``--out``: ``step_{N}/`` and ``final/`` checkpoints, ``history.json``, ``recipe.json`` (the
-run config: model, task, train), ``tokenizer.json`` and ``text_metrics.json`` (validation loss,
-perplexity and bits per byte of every checkpoint, by step).
+Writes the run directory ``--out`` (:mod:`workbench.run_dir`: the final checkpoint, ``step_{N}/``
+checkpoints, ``recipe.json``, ``history.json``) plus ``tokenizer.json`` and ``text_metrics.json``
+(validation loss, perplexity and bits per byte of every checkpoint, by step).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..checkpoint import load
 from ..config import ModelConfig
 from ..mixers import names
+from ..run_dir import RunWriter, step_checkpoints
 from ..tasks.text import TextLM
-from ..training import TrainConfig, train
-from .evaluate import evaluate_text
+from ..text.evaluate import evaluate_text
+from .run_config import check_fits
+from .trainer import TrainConfig, run_record, train
 
 
-def checkpoint_steps(out: Path) -> list[tuple[int, Path]]:
-    """(step, directory) of the intermediate checkpoints ``step_{N}/`` in ``out``, by step."""
-    found = [(int(d.name[5:]), d) for d in out.glob("step_*") if d.name[5:].isdigit()]
-    return sorted(found)
-
-
-def run_text(model_cfg: ModelConfig, task: TextLM, train_cfg: TrainConfig, out: Optional[str] = None,
-             progress: bool = True) -> dict[str, Any]:
+def run_text(model_cfg: ModelConfig, task: TextLM, train_cfg: TrainConfig, out: Optional[Union[str, Path]] = None,
+             progress: bool = True, command: str = "") -> dict[str, Any]:
     """Train ``model_cfg`` on ``task``; evaluate the validation split at each saved checkpoint and at the
     end. Returns ``{"final": {...}, "by_step": {step: {...}}, "history": [...]}`` and, with ``out``,
-    writes the files listed in the module docstring."""
-    if model_cfg.d_vocab < task.d_vocab:
-        raise ValueError(f"ModelConfig.d_vocab is {model_cfg.d_vocab} but the tokenizer has {task.d_vocab} tokens; "
-                         f"set d_vocab={task.d_vocab}")
-    if model_cfg.positional == "learned" and model_cfg.n_ctx < task.seq_len:
-        raise ValueError(f"ModelConfig.n_ctx {model_cfg.n_ctx} < seq_len {task.seq_len}; raise n_ctx")
-    if out is not None:
-        train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "out_dir": str(out)})
-    result = train(model_cfg, task, train_cfg, progress=progress)
-    by_step: dict[int, dict] = {}
-    if out is not None:
-        out = Path(out)
-        for step, d in checkpoint_steps(out):
-            by_step[step] = evaluate_text(load(d), task)
-    final = evaluate_text(result.model, task)
-    by_step[train_cfg.steps] = final
-    report = {"final": final, "by_step": by_step, "history": result.history}
-    if out is not None:
-        (out / "tokenizer.json").write_text(task.data.tokenizer.to_json())
-        train_dict = {k: v for k, v in train_cfg.to_dict().items() if k != "out_dir"}  # a valid run config
-        recipe = {"model": model_cfg.to_dict(), "task": task.to_dict(), "train": train_dict}
-        (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
-        (out / "text_metrics.json").write_text(json.dumps({"final": final, "by_step": by_step}, indent=1))
-    return report
+    writes the run directory described in the module docstring (``command`` goes into its recipe)."""
+    check_fits(model_cfg, task, "run_text")
+    train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "out_dir": None})
+    if out is None:
+        result = train(model_cfg, task, train_cfg, progress=progress)
+        final = evaluate_text(result.model, task)
+        return {"final": final, "by_step": {train_cfg.steps: final}, "history": result.history}
+    with RunWriter(out) as writer:
+        result = train(model_cfg, task, train_cfg, progress=progress, writer=writer)
+        by_step = {step: evaluate_text(load(d), task) for step, d in step_checkpoints(writer.path).items()}
+        final = by_step[train_cfg.steps] = evaluate_text(result.model, task)
+        writer.write(result.model, run_record(model_cfg, task, train_cfg), result.history, command=command,
+                     files={"tokenizer.json": task.data.tokenizer.to_json(),
+                            "text_metrics.json": {"final": final, "by_step": by_step}})
+    return {"final": final, "by_step": by_step, "history": result.history}
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="Train a small LM on real text (python -m workbench.text.run --help)")
+    p = argparse.ArgumentParser(description="Train a small LM on real text (python -m workbench.training.text --help)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics)")
     p.add_argument("--mixer", default="delta", choices=names(), help="a registered mixer (workbench.mixers)")
     p.add_argument("--block", default="pre_norm", choices=["pre_norm", "outlier_protected"])
@@ -89,7 +77,8 @@ def main(argv=None) -> None:
                                        "seed": args.seed, **extra})
     train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, save_every=args.save_every,
                             seed=args.seed, eval_every=max(args.steps // 10, 1))
-    report = run_text(model_cfg, task, train_cfg, out=args.out)
+    command = " ".join(["python -m workbench.training.text", *(sys.argv[1:] if argv is None else argv)])
+    report = run_text(model_cfg, task, train_cfg, out=args.out, command=command)
     for step, m in sorted(report["by_step"].items()):
         print(f"step {step:6d}  val loss {m['val_loss']:.4f}  ppl {m['val_ppl']:.2f}  bits/byte {m['val_bpb']:.4f}")
 

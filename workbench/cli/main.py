@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .paths import DEFAULT_CHECKPOINT
+from ..paths import DEFAULT_CHECKPOINT
 from .studies import available_case_studies
 
 app = typer.Typer(help="Fast-weight interpretability workbench.", no_args_is_help=True, add_completion=False)
@@ -16,7 +16,7 @@ app = typer.Typer(help="Fast-weight interpretability workbench.", no_args_is_hel
 @app.command()
 def info(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint directory")) -> None:
     """Print a checkpoint's summary: config, parameter count, hooks, and its task and final metrics (recipe.json)."""
-    from .checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError
     from .describe import describe_checkpoint
 
     try:
@@ -30,7 +30,7 @@ def info(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint 
 @app.command()
 def demo(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint directory")) -> None:
     """Load a checkpoint, run it with every hook cached on one of its task's sequences, print what it exposes."""
-    from .checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError
     from .demo import run_demo
 
     try:
@@ -43,13 +43,18 @@ def demo(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint 
 @app.command("train-recipe")
 def train_recipe(name: str = typer.Argument(..., help="recipe name, e.g. toy-delta"),
                  out: Path = typer.Option(..., help="directory to write the checkpoint to")) -> None:
-    """Train one of the named recipes (workbench/recipes.py) and save the checkpoint."""
-    from .recipes import RECIPES, run_recipe
+    """Train one of the named recipes (workbench/training/recipes.py) and write its run directory to --out."""
+    from ..run_dir import RunDirError
+    from ..training.recipes import RECIPES, run_recipe
 
     if name not in RECIPES:
         typer.echo(f"error: unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}", err=True)
         raise typer.Exit(code=2)
-    summary = run_recipe(name, out)
+    try:
+        summary = run_recipe(name, out)
+    except RunDirError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
     typer.echo(f"final eval loss {summary['final']['eval_loss']:.4f}, accuracy {summary['final']['eval_acc']:.3f}")
 
 
@@ -59,12 +64,13 @@ def train_command(config: Path = typer.Argument(..., help='JSON file {"model": {
                   out: Path = typer.Option(..., help="directory to write the checkpoint, recipe.json and history.json to"),
                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
     """Train a model from a JSON run config and save the checkpoint to --out."""
-    from .run_config import RunConfigError, load_run_config, train_run
+    from ..run_dir import RunDirError
+    from ..training.run_config import RunConfigError, load_run_config, train_run
 
     try:
         run = load_run_config(config)
         summary = train_run(run, out, command=f"workbench train {config} --out {out}", progress=progress)
-    except RunConfigError as e:
+    except (RunConfigError, RunDirError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
     final = summary["final"]
@@ -98,7 +104,7 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
     import os
     import sys
 
-    from .app_support.launch import find_app_script, streamlit_argv
+    from ..app_support.launch import find_app_script, streamlit_argv
 
     try:
         script = find_app_script()

@@ -1,6 +1,6 @@
 """A terminal tour of a checkpoint: what it exposes and what its fast weights hold.
 
-    python -m workbench.demo [CHECKPOINT_DIR]      (default: the bundled toy-delta checkpoint)
+    python -m workbench.cli.demo [CHECKPOINT_DIR]      (default: the bundled toy-delta checkpoint)
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .analysis import aggregate, probe_associations
-from .checkpoint import load
-from .paths import DEFAULT_CHECKPOINT
-from .tasks import task_from_dict
+from ..analysis import aggregate, probe_associations
+from ..checkpoint import load
+from ..paths import DEFAULT_CHECKPOINT
+from ..run_dir import RECIPE_FILE
+from ..tasks import task_from_dict
 
 
 def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, out=print) -> dict:
@@ -23,11 +24,11 @@ def run_demo(checkpoint: Path = DEFAULT_CHECKPOINT, out=print) -> dict:
     cfg = model.cfg
     out(f"checkpoint {checkpoint}: {cfg.n_layers} layers ({cfg.mixer_label}), d_model {cfg.d_model}, {cfg.n_heads} heads "
         f"x {cfg.d_head}, vocab {cfg.d_vocab}, {model.num_params():,} parameters")
-    recipe = checkpoint / "recipe.json"
+    recipe = checkpoint / RECIPE_FILE
     if recipe.is_file():
         task = task_from_dict(json.loads(recipe.read_text())["task"])
     else:
-        from .tasks import MQAR
+        from ..tasks import MQAR
 
         task = MQAR(vocab_size=cfg.d_vocab, seq_len=min(cfg.n_ctx, cfg.d_vocab - 1) // 2 * 2,
                     num_kv_pairs=max(1, min(cfg.n_ctx, cfg.d_vocab - 1) // 8))

@@ -21,7 +21,6 @@ fast. The loss is 0.5‖onehot(target) − ŷ‖².
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -32,16 +31,16 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .components.feature_maps import FeatureMap
-from .dataclass_io import check_int_fields, check_keys
-from .kernels import delta_rule, linear_attention
+from ..components.feature_maps import FeatureMap, favor_map, feature_dim, orthogonal_features
+from ..dataclass_io import JsonConfig, check_int_fields
+from ..kernels import delta_rule, linear_attention, solve_unit_lower
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
 UPDATES = ("sum", "delta")
 
 
 @dataclass(frozen=True)
-class RetrieverConfig:
+class RetrieverConfig(JsonConfig):
     """``num_keys`` = S keys and S values; keys embedded in ``d_embed`` dims, projected to ``d_head`` (the
     paper's d = 64), then φ = ``feature_map`` (``dpfp_nu``, ``favor_features`` = m) and the ``update`` rule.
     FAVOR+ features are fixed, drawn once from ``seed`` (the workbench's FeatureMap, input scaled by d^-¼),
@@ -88,12 +87,10 @@ class RetrieverConfig:
 
     @property
     def d_key(self) -> int:
-        """d_dot: the width of φ(k), i.e. the number of rows of the memory W."""
-        if self.feature_map in ("softmax", "identity", "elu1"):
+        """d_dot: the width of φ(k), i.e. the number of rows of the memory W (softmax: of k itself)."""
+        if self.feature_map == "softmax":
             return self.d_head
-        if self.feature_map == "dpfp":
-            return 2 * self.d_head * self.dpfp_nu
-        return 2 * self.favor_features
+        return feature_dim(self.feature_map, self.d_head, self.dpfp_nu, self.favor_features)
 
     @property
     def label(self) -> str:
@@ -102,16 +99,8 @@ class RetrieverConfig:
                 "dpfp": f"DPFP-{self.dpfp_nu}",
                 "favor": f"FAVOR+ ({self.favor_features}{', redrawn' if self.favor_redraw else ''})"}[self.feature_map]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RetrieverConfig":
-        data = check_keys(cls, data)
-        return cls(**data)
 
 
 def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1e-6) -> torch.Tensor:
@@ -119,24 +108,6 @@ def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1
     Wᵀk, divided by the normaliser column (zᵀk + eps) for the sum rule."""
     r = torch.einsum("bkv,bnk->bnv", W, keys.to(W.dtype))
     return r[..., :-1] / (r[..., -1:] + eps) if update == "sum" else r
-
-
-def orthogonal_features(d: int, m: int, generator: torch.Generator) -> torch.Tensor:
-    """``[d, m]`` random projection of FAVOR+ (Choromanski et al. 2021): columns orthonormal within each block
-    of d, each then scaled to the norm of an independent d-dim standard Gaussian (so marginally Gaussian)."""
-    blocks = []
-    for start in range(0, m, d):
-        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator))  # [d, d], orthonormal columns
-        norms = torch.randn(d, d, generator=generator).norm(dim=0)  # [d], chi(d)
-        blocks.append((q * norms)[:, : min(d, m - start)])
-    return torch.cat(blocks, dim=1)
-
-
-def favor_map(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    """φ(x) = exp([xW, −xW] − ‖x‖²/2) / √(2m) for ``x [..., d]``, ``projection W [d, m]`` → ``[..., 2m]``."""
-    u = x @ projection
-    sq = x.pow(2).sum(-1, keepdim=True) / 2
-    return torch.cat([(u - sq).exp(), (-u - sq).exp()], dim=-1) / (2 * projection.shape[1]) ** 0.5
 
 
 class HookedRetriever(HookedRootModule):
@@ -268,7 +239,7 @@ class HookedRetriever(HookedRootModule):
             return s / (s.sum(-1, keepdim=True) + self.cfg.eps)
         L = k.shape[1]
         M = torch.eye(L, dtype=k.dtype) + (beta[:, :, None] * (k @ k.transpose(1, 2))).tril(-1)  # [batch, pos, pos]
-        y = torch.linalg.solve_triangular(M.transpose(1, 2), s.transpose(1, 2), upper=True, unitriangular=True)
+        y = solve_unit_lower(M, s.transpose(1, 2), transpose=True)  # M⁻ᵀ sᵀ: [batch, pos, query]
         return (beta[:, :, None] * y).transpose(1, 2)
 
     def write(self, k: torch.Tensor, v: torch.Tensor, beta: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -3,7 +3,7 @@
     {"model": {...ModelConfig...}, "task": {"name": "mqar", ...}, "train": {...TrainConfig...}}
 
     run = load_run_config("run.json")              # RunConfigError (a ValueError) names the file and the fix
-    summary = train_run(run, Path("runs/mine"))    # checkpoint + recipe.json + history.json in runs/mine
+    summary = train_run(run, Path("runs/mine"))    # the run directory (workbench.run_dir) runs/mine
 
 ``workbench train run.json --out runs/mine`` does both. The ``recipe.json`` a bundled checkpoint keeps
 is a valid run file too (its descriptive keys — recipe, final, command, config — are ignored).
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
-from .checkpoint import save
-from .config import ModelConfig
-from .tasks import TASKS, Task, task_from_dict
-from .training import TrainConfig, train
+from ..config import ModelConfig
+from ..run_dir import RunWriter
+from ..tasks import TASKS, Task, task_from_dict
+from .trainer import TrainConfig, run_record, train
 
 SECTIONS = ("model", "task", "train")
 DESCRIPTIVE_KEYS = ("recipe", "final", "command", "config")  # written into recipe.json; ignored on reading
@@ -39,7 +38,7 @@ class RunConfig:
     train: TrainConfig
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "task": self.task.to_dict(), "train": self.train.to_dict()}
+        return run_record(self.model, self.task, self.train)
 
 
 def load_run_config(path: Union[str, Path]) -> RunConfig:
@@ -78,13 +77,19 @@ def run_config_from_dict(data: Any, where: str = "run config") -> RunConfig:
     if train_dict.pop("out_dir", None) is not None:
         raise RunConfigError(f"{where}: remove 'out_dir' from 'train'; the output directory is given by --out")
     train_cfg = _section(where, "train", lambda: TrainConfig.from_dict(train_dict))
+    check_fits(model, task, where)
+    return RunConfig(model, task, train_cfg)
+
+
+def check_fits(model: ModelConfig, task: Task, where: str = "run config") -> None:
+    """The model can read the task: every token id below ``d_vocab`` and, with learned positions, every
+    sequence within ``n_ctx``; else :class:`RunConfigError` naming ``where`` and the fix."""
     if task.d_vocab > model.d_vocab:
         raise RunConfigError(f"{where}: the task uses {task.d_vocab} token ids but model.d_vocab is {model.d_vocab}; "
                              f"set model.d_vocab to at least {task.d_vocab}")
     if model.positional == "learned" and task.seq_len > model.n_ctx:
         raise RunConfigError(f"{where}: the task's sequences have {task.seq_len} tokens but model.n_ctx is "
                              f"{model.n_ctx}; set model.n_ctx to at least {task.seq_len}")
-    return RunConfig(model, task, train_cfg)
 
 
 def _section(where: str, key: str, build):
@@ -105,19 +110,12 @@ def _task(data: dict) -> Task:
     return task_from_dict(data)
 
 
-def train_run(run: RunConfig, out: Union[str, Path], command: str = "", progress: bool = True) -> dict[str, Any]:
-    """Train ``run`` and write the checkpoint (``config.json``, ``model.safetensors``) to ``out`` with
-    ``recipe.json`` (the run, its final metrics and ``command``) and ``history.json``. With
-    ``train.save_every`` the intermediate checkpoints go to ``out/step_N``. Returns the recipe dict."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunConfigError(f"--out {out} is a file; pass a directory")
-    cfg = dataclasses.replace(run.train, out_dir=str(out) if run.train.save_every else None)
-    result = train(run.model, run.task, cfg, progress=progress)
-    if run.train.save_every:
-        shutil.rmtree(out / "final", ignore_errors=True)  # the final model is saved at the top of out
-    save(result.model, out)
-    summary = {**run.to_dict(), "final": result.history[-1], "command": command}
-    (out / "recipe.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "history.json").write_text(json.dumps(result.history))
-    return summary
+def train_run(run: RunConfig, out: Union[str, Path], command: str = "", progress: bool = True,
+              name: Optional[str] = None) -> dict[str, Any]:
+    """Train ``run`` and write its run directory to ``out`` (:mod:`workbench.run_dir`: the checkpoint,
+    ``recipe.json`` with the run, its final metrics, ``name`` and ``command``, ``history.json``, and with
+    ``train.save_every`` the intermediate checkpoints ``step_N/``). Returns the recipe dict."""
+    with RunWriter(out) as writer:
+        result = train(run.model, run.task, dataclasses.replace(run.train, out_dir=None), progress=progress,
+                       writer=writer)
+        return writer.write(result.model, run.to_dict(), result.history, name=name, command=command)

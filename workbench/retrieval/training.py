@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .retriever import HookedRetriever, RetrieverConfig
-from .tasks.retrieval import Retrieval, RetrievalBatch
-from .dataclass_io import JsonConfig, check_int_fields
+from .model import HookedRetriever, RetrieverConfig
+from ..tasks.retrieval import Retrieval, RetrievalBatch
+from ..dataclass_io import JsonConfig, check_int_fields
 
 
 @dataclass(frozen=True)

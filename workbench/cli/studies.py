@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .paths import PACKAGE_DIR
+from ..paths import PACKAGE_DIR
 
 CASE_STUDIES_DIR = PACKAGE_DIR.parent / "case_studies"
 

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .retriever import HookedRetriever, read_memory
-from .tasks.retrieval import RetrievalBatch
+from .model import HookedRetriever, read_memory
+from ..tasks.retrieval import RetrievalBatch
 
 
 @torch.no_grad()

@@ -1,0 +1,9 @@
+"""Training: the loop (``trainer``), runs as data (``run_config``: one JSON file per run; ``recipes``: the
+named runs of the bundled checkpoints) and the text-model command (``text``). Every entry point writes its
+run directory through :mod:`workbench.run_dir`."""
+
+from .trainer import (OPTIMIZERS, TrainConfig, TrainResult, evaluate, lr_at, make_optimizer, masked_loss, run_record,
+                      train)
+
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "evaluate", "lr_at", "make_optimizer", "masked_loss", "run_record",
+           "train"]

@@ -1,0 +1,54 @@
+"""Named training recipes: the run configs (model, task, train) of the bundled checkpoints, as data.
+
+    python -m workbench.training.recipes toy-delta --out workbench/checkpoints/toy-delta
+
+writes the run directory (:mod:`workbench.run_dir`: the checkpoint, ``recipe.json``, ``history.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import ModelConfig
+from ..tasks import MQAR
+from .run_config import RunConfig, train_run
+from .trainer import TrainConfig
+
+
+def _mqar_recipe(mixer: str, **model_kw) -> RunConfig:
+    task = MQAR(vocab_size=64, seq_len=48, num_kv_pairs=6)
+    model = ModelConfig(d_vocab=64, d_model=64, n_layers=2, n_heads=2, d_head=32, d_mlp=128, n_ctx=task.seq_len,
+                        mixer=mixer, chunk_size=16, **model_kw)
+    return RunConfig(model, task, TrainConfig(steps=1500, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=250,
+                                              eval_batches=8, seed=0))
+
+
+RECIPES = {
+    "toy-delta": _mqar_recipe("delta"),
+    "toy-gated-delta": _mqar_recipe("gated_delta"),
+    "toy-linear": _mqar_recipe("linear"),
+    "toy-softmax": _mqar_recipe("softmax"),
+}
+
+
+def run_recipe(name: str, out: Path, progress: bool = True) -> dict:
+    """Train recipe ``name`` and write its run directory to ``out``; returns the recipe dict."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    return train_run(RECIPES[name], out, command=f"python -m workbench.training.recipes {name} --out {out}",
+                     progress=progress, name=name)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", choices=sorted(RECIPES))
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    summary = run_recipe(args.name, args.out)
+    print(json.dumps(summary["final"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
