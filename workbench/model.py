@@ -1,7 +1,7 @@
 """HookedFastWeightLM: a decoder-only language model whose every activation is a TransformerLens hook.
 
     x = embed(tokens) + pos_embed(tokens)          (Outlier Protected block: x = ln_input(x))
-    for block in blocks:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))     (see components/block.py)
+    for block in blocks:  x = x + attn(ln1(x));  x = x + mlp(ln2(x))     (see block.py)
     logits = unembed(ln_final(x))
 
 Built on TransformerLens' ``HookedRootModule``, so ``run_with_cache``, ``run_with_hooks``,
@@ -20,7 +20,7 @@ from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from .components import TransformerBlock
+from .block import TransformerBlock
 from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig

@@ -1,5 +1,3 @@
-"""Model components other than the mixers (:mod:`workbench.mixers`), one concept per file."""
-
-from .block import TransformerBlock
-
-__all__ = ["TransformerBlock"]
+"""The parts models and mixers are built from (norms, MLPs, embeddings, short convolutions, feature maps),
+one concept per file; they import nothing of the workbench but each other. The mixers are in
+:mod:`workbench.mixers`, the block that combines a mixer and an MLP in :mod:`workbench.block`."""

@@ -15,9 +15,9 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from ..mixers import mixer_class
-from .mlp import MLP
-from .norms import make_norm
+from .components.mlp import MLP
+from .components.norms import make_norm
+from .mixers import mixer_class
 
 
 class TransformerBlock(nn.Module):
