@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from serving import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_ROOTS = {"workbench": ROOT / "workbench", "workbench.kernels": ROOT / "kernels"}  # pyproject's package-dir
@@ -89,12 +89,6 @@ def test_nothing_imports_top_level_kernels():
 
 
 # ---------------------------------------------------------------------- a fresh non-editable install
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(argv: list, cwd: Path, timeout: float = 300, ok: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if ok:
@@ -192,30 +186,7 @@ def test_installed_app_runs_and_serves(installed):
     assert run([python, "-c", smoke], cwd=work).stdout.strip().endswith("ok")
 
     port = free_port()
-    log_path = work / "server.log"
-    with open(log_path, "w") as log:  # `workbench app` execs streamlit: proc is the server itself
-        proc = subprocess.Popen([bin_dir / "workbench", "app", "--headless", "--port", str(port), "--address",
-                                 "127.0.0.1"], cwd=work, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the installed app did not come up on {url}:\n{log_path.read_text()}")
-            time.sleep(0.5)
+    command = [bin_dir / "workbench", "app", "--headless", "--port", str(port), "--address", "127.0.0.1"]
+    with serving(command, port, work, timeout=60) as url:
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert r.status == 200 and b"<noscript>" in r.read()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in log_path.read_text()

@@ -19,6 +19,7 @@ from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, config_from
 from ..config import ModelConfig
 from ..model import HookedFastWeightLM
 from ..paths import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
+from ..run_dir import RECIPE_FILE
 
 MAX_PARAMS = 20_000_000  # the app runs on a CPU next to other users: bigger models belong in a notebook
 
@@ -60,7 +61,7 @@ def load_shipped(name: str, root: Union[str, Path] = CHECKPOINTS_DIR) -> LoadedM
 def recipe_task(directory: Path) -> Optional[dict]:
     """The ``task`` of the directory's recipe.json, or None when there is none or it is unreadable."""
     try:
-        task = json.loads((Path(directory) / "recipe.json").read_text()).get("task")
+        task = json.loads((Path(directory) / RECIPE_FILE).read_text()).get("task")
     except (OSError, ValueError, AttributeError):
         return None
     return task if isinstance(task, dict) else None
