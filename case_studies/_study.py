@@ -16,7 +16,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from workbench.dataclass_io import JsonConfig, check_keys
+from workbench.mixers import names
 from workbench.training import TrainConfig
+
+
+def check_model_run(run) -> None:
+    """A study's run of one model: its ``mixer`` is a registered mixer and ``d_model`` splits into ``n_heads``."""
+    if run.mixer not in names():
+        raise ValueError(f"RunConfig.mixer must be one of the mixers {names()}, got {run.mixer!r}")
+    if run.d_model % run.n_heads:
+        raise ValueError(f"RunConfig.d_model ({run.d_model}) must be divisible by n_heads ({run.n_heads})")
 
 
 class StudyBase:

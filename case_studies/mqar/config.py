@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from workbench import ModelConfig
-from workbench.mixers import mixer_config, mixer_fields, names
+from workbench.mixers import mixer_config, mixer_fields
 from workbench.dataclass_io import JsonConfig, check_int_fields
 from workbench.tasks import MQAR
 from workbench.training import TrainConfig
 
-from .._study import ProtocolBase, StudyBase
+from .._study import ProtocolBase, StudyBase, check_model_run
 
 MIXERS_STUDIED = ("delta", "gated_delta", "linear", "softmax")  # the runs of the study (data, in table order)
 
@@ -117,10 +117,7 @@ class RunConfig(JsonConfig):
     model_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.mixer not in names():
-            raise ValueError(f"RunConfig.mixer must be one of the mixers {names()}, got {self.mixer!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"RunConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        check_model_run(self)
 
     @property
     def name(self) -> str:
