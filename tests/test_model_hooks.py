@@ -24,6 +24,8 @@ VARIANTS = {
     "softmax_outlier_protected": dict(mixer="softmax", block="outlier_protected"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
+    "rec_delta": dict(mixer="rec_delta"),
+    "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
 }
 
 
