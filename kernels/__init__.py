@@ -10,6 +10,7 @@ from ._triangular import solve_unit_lower
 from .delta_rule import delta_rule, delta_rule_chunk, delta_rule_reference
 from .linear_attention import linear_attention, linear_attention_chunk, linear_attention_reference
 from .rec_delta import rec_delta  # noqa: E402  (Recurrent Delta Net; reference only)
+from .delta_rnn import delta_rnn  # noqa: E402  (Delta RNN; reference only)
 
 __all__ = [
     "BACKENDS",

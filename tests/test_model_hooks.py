@@ -26,6 +26,7 @@ VARIANTS = {
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
     "rec_delta": dict(mixer="rec_delta"),
     "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
+    "delta_rnn": dict(mixer="delta_rnn"),
 }
 
 

@@ -16,6 +16,7 @@ from .linear import LinearAttention, LinearConfig  # noqa: E402
 from .delta import DeltaConfig, DeltaNet  # noqa: E402
 from .gated_delta import GatedDeltaConfig, GatedDeltaNet  # noqa: E402
 from .rec_delta import RecDeltaConfig, RecurrentDeltaNet  # noqa: E402
+from .delta_rnn import DeltaRNN, DeltaRNNConfig  # noqa: E402
 
 __all__ = [
     "Mixer", "MixerConfig", "LinearSite", "NotDefinedForMixer", "RecurrenceInputs", "StateRequest",
