@@ -21,7 +21,9 @@ recurrent.
 Hooks. The fast nets' inputs (``hook_q`` … ``hook_rec_beta``) are recurrence inputs: patching them
 re-runs it. ``hook_delta``, ``hook_v_old``, ``hook_ff``, ``hook_feedback``, ``hook_rec_delta``,
 ``hook_rec_v_old`` and ``hook_rec_read`` are computed inside the recurrence; they fire after it from its
-per-position record (carried across a ``carry`` patch by the state machinery) and refuse an edit.
+per-position record (carried across a ``carry`` patch by the state machinery; the retrieved values as
+v_t − u_t/β_t) and refuse an edit. At a ``carry``-patched position itself the record is the run's before
+the patch (the patched read-out is ``hook_z``).
 Effective attention is not defined: y reads softmax(y_{t-1}).
 """
 

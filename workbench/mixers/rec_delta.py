@@ -23,7 +23,8 @@ Hooks. ``hook_q_pre``, ``hook_k_pre``, ``hook_v_pre``, ``hook_beta_pre`` (the sl
 recurrence's inputs: patching them changes the run. ``hook_feedback`` (f_t), ``hook_q``, ``hook_k``,
 ``hook_v``, ``hook_beta``, ``hook_v_old`` (v̄_t) and ``hook_delta`` (u_t) are computed inside the
 recurrence from y_{t-1}; they fire after it, from the run's own outputs (so also after a ``carry``
-patch), and a hook that edits one of them raises a ValueError that names what to patch instead.
+patch; v̄_t as v_t − u_t/β_t), and a hook that edits one of them raises a ValueError that names what to patch
+instead.
 Effective attention is not defined: the recurrent terms make y non-linear in the values.
 """
 
