@@ -9,6 +9,9 @@ from ._common import BACKENDS, RecurrenceOutput
 from ._triangular import solve_unit_lower
 from .delta_rule import delta_rule, delta_rule_chunk, delta_rule_reference
 from .linear_attention import linear_attention, linear_attention_chunk, linear_attention_reference
+from .rec_delta import rec_delta  # noqa: E402  (Recurrent Delta Net; reference only)
+from .delta_rnn import delta_rnn  # noqa: E402  (Delta RNN; reference only)
+from .delta_lstm import delta_lstm  # noqa: E402  (Delta LSTM; reference only)
 
 __all__ = [
     "BACKENDS",

@@ -24,6 +24,10 @@ VARIANTS = {
     "softmax_outlier_protected": dict(mixer="softmax", block="outlier_protected"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
+    "rec_delta": dict(mixer="rec_delta"),
+    "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
+    "delta_rnn": dict(mixer="delta_rnn"),
+    "delta_lstm": dict(mixer="delta_lstm"),
 }
 
 
@@ -70,6 +74,7 @@ def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
         "batch": batch, "pos": pos, "head": cfg.n_heads, "d_model": cfg.d_model, "d_head": cfg.d_head,
         "d_k": cfg.mixer.d_k(cfg.d_head), "d_v": cfg.d_head, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
         "n_positions": 2,
+        "gate": 3,  # the Delta LSTM's gates
     }[axis]
 
 

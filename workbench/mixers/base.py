@@ -12,7 +12,11 @@ its class or name, so a new kind of memory is one new module:
     its fast weights     ``recurrence`` (None: no fast-weight state), ``d_k``/``d_v`` (the state is
                          ``[d_k, d_v]`` per head), ``input_hooks`` and ``recurrence_inputs`` (what the
                          kernel sees, read back from a cache), ``state_request`` (set by
-                         ``HookedFastWeightLM.expose_states``)
+                         ``HookedFastWeightLM.expose_states``); a recurrence whose inputs at t depend on
+                         its previous output y_{t-1} sets ``feeds_back_output = True`` and takes
+                         ``previous_output`` in ``run`` and ``read``: the state machinery passes it when it
+                         restarts from a snapshot or a patched state (:mod:`.state`); anything else it
+                         carries (a second fast matrix, a cell state) is packed into its state tensor
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
                          (the linear layers K-FAC may edit)

@@ -11,6 +11,17 @@ A :class:`StateRequest` on a mixer (set by ``HookedFastWeightLM.expose_states``)
   - ``readout``: only the outputs at the patched positions change (o_t = read(W'_t, inputs_t));
   - ``carry``:   the edited W_t is the state from which all later positions are recomputed
                  (one position per run: later states depend on the edit).
+
+Recurrences that feed back their own output. Some memories (the recurrent fast weight programmers of
+Irie et al. 2021) compute position t's inputs from the previous output y_{t-1}, so a fast-weight matrix
+alone cannot restart them. Such a :class:`Recurrence` sets ``feeds_back_output = True``; ``run`` then
+takes ``previous_output`` (y just before the first position; None: zeros, the start of a sequence) and
+``read`` takes ``previous_output`` (y_{t-1}). The machinery here passes it generically: ``states_at``
+restarts chunk c from its snapshot with the run's own output at c·C − 1; a ``readout`` patch reads with
+the unpatched y_{t-1}; a ``carry`` patch restarts after t from the patched state and the *patched*
+read-out y_t. Anything else a recurrence must carry (a second fast matrix, a cell state) goes into its
+state tensor with a layout its module documents. Recurrences without the flag are called exactly as
+before.
 """
 
 from __future__ import annotations
@@ -57,7 +68,10 @@ class RecurrenceInputs:
 
 @runtime_checkable
 class Recurrence(Protocol):
-    """A fast-weight recurrence. States are ``[batch, head, d_k, d_v]`` float32."""
+    """A fast-weight recurrence. States are ``[batch, head, d_k, d_v]`` float32.
+
+    Optional attribute ``feeds_back_output`` (default False): True when position t's inputs depend on the
+    previous output y_{t-1}; ``run`` and ``read`` then also take ``previous_output`` (module docstring)."""
 
     def run(self, inputs: RecurrenceInputs, *, initial_state: Optional[torch.Tensor] = None,
             chunk_size: int = 64, backend: str = "chunk", output_final_state: bool = False,
@@ -85,6 +99,20 @@ def run_steps(write: Callable, read: Callable, inputs: RecurrenceInputs, initial
         outs.append(read(x_t, state))
     return RecurrenceOutput(torch.stack(outs, 1), state if output_final_state else None,
                             torch.stack(snaps, 1) if output_chunk_states else None)
+
+
+def feeds_back_output(recurrence: Recurrence) -> bool:
+    """Whether ``recurrence`` needs the previous output to continue (see the module docstring)."""
+    return bool(getattr(recurrence, "feeds_back_output", False))
+
+
+def previous_output(recurrence: Recurrence, output: torch.Tensor, p: int) -> dict[str, Optional[torch.Tensor]]:
+    """Keyword arguments that continue ``recurrence`` at position ``p`` of a run with outputs ``output
+    [batch, pos, head, d_out]``: ``{"previous_output": y_{p-1}}`` (None at p = 0) for a recurrence that
+    feeds back its output, ``{}`` for any other."""
+    if not feeds_back_output(recurrence):
+        return {}
+    return {"previous_output": None if p == 0 else output[:, p - 1]}
 
 
 @dataclass(frozen=True)
@@ -134,13 +162,15 @@ def check_positions(positions, n_pos: Optional[int]) -> list[int]:
 def states_at(recurrence: Recurrence, inputs: RecurrenceInputs, positions: list[int], chunk_size: int,
               backend: str = "chunk") -> Float[torch.Tensor, "batch n_positions head d_k d_v"]:
     """States after the write at each position (float32)."""
-    starts = recurrence.run(inputs, chunk_size=chunk_size, backend=backend, output_chunk_states=True).chunk_states
+    full = recurrence.run(inputs, chunk_size=chunk_size, backend=backend, output_chunk_states=True)
+    starts = full.chunk_states
     out: list[Optional[torch.Tensor]] = [None] * len(positions)
     for c in sorted({p // chunk_size for p in positions}):
         want = [i for i, p in enumerate(positions) if p // chunk_size == c]
         lo = c * chunk_size
         res = recurrence.run(inputs.at(slice(lo, max(positions[i] for i in want) + 1)), initial_state=starts[:, c],
-                             chunk_size=1, backend="reference", output_chunk_states=True, output_final_state=True)
+                             chunk_size=1, backend="reference", output_chunk_states=True, output_final_state=True,
+                             **previous_output(recurrence, full.output, lo))
         after = torch.cat([res.chunk_states[:, 1:], res.final_state[:, None]], dim=1)
         for i in want:
             out[i] = after[:, positions[i] - lo]
@@ -150,15 +180,19 @@ def states_at(recurrence: Recurrence, inputs: RecurrenceInputs, positions: list[
 def apply_state_patch(recurrence: Recurrence, inputs: RecurrenceInputs, base: RecurrenceOutput,
                       positions: list[int], states: torch.Tensor, mode: str, chunk_size: int, backend: str
                       ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Output (and per-position writes) of the layer when W at ``positions`` is replaced by ``states``."""
+    """Output (and per-position writes) of the layer when W at ``positions`` is replaced by ``states``.
+    A recurrence that feeds back its output reads with the unpatched y_{p-1} and, in ``carry`` mode,
+    continues from the patched state and the patched read-out y_p."""
     out = base.output.clone()
     for i, p in enumerate(positions):
-        out[:, p] = recurrence.read(inputs.position(p), states[:, i]).to(out.dtype)
+        out[:, p] = recurrence.read(inputs.position(p), states[:, i],
+                                    **previous_output(recurrence, base.output, p)).to(out.dtype)
     delta = base.delta
     p = positions[0]
     if mode == "carry" and p + 1 < inputs.n_pos:
         rest = recurrence.run(inputs.at(slice(p + 1, None)), initial_state=states[:, 0].float(),
-                              chunk_size=chunk_size, backend=backend, output_delta=delta is not None)
+                              chunk_size=chunk_size, backend=backend, output_delta=delta is not None,
+                              **previous_output(recurrence, out, p + 1))
         out = torch.cat([out[:, : p + 1], rest.output], dim=1)
         if delta is not None:
             delta = torch.cat([delta[:, : p + 1], rest.delta], dim=1)
