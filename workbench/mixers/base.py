@@ -12,7 +12,9 @@ its class or name, so a new kind of memory is one new module:
     its fast weights     ``recurrence`` (None: no fast-weight state), ``d_k``/``d_v`` (the state is
                          ``[d_k, d_v]`` per head), ``input_hooks`` and ``recurrence_inputs`` (what the
                          kernel sees, read back from a cache), ``state_request`` (set by
-                         ``HookedFastWeightLM.expose_states``)
+                         ``HookedFastWeightLM.expose_states``); ``key_value_state`` (None, or why the
+                         state is not a ``[d_k, d_v]`` matrix read as Wᵀk, e.g. a third-order tensor:
+                         the recall probe and association edits then refuse with that reason)
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
                          (the linear layers K-FAC may edit)
@@ -144,6 +146,11 @@ class Mixer(nn.Module):
     def d_v(self) -> int:
         """Width of a state row (the value width, plus any extra columns the recurrence keeps)."""
         return self.d_head
+
+    def key_value_state(self) -> Optional[str]:
+        """None when the state is a ``[d_k, d_v]`` matrix per head read as Wᵀk (what the recall probe and
+        association edits assume); otherwise why it is not (they raise NotDefinedForMixer with it)."""
+        return None
 
     input_hooks: ClassVar[tuple[str, ...]] = ()  # the hooks recurrence_inputs reads
 
