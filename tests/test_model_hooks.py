@@ -24,6 +24,8 @@ VARIANTS = {
     "softmax_outlier_protected": dict(mixer="softmax", block="outlier_protected"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
+    "fwm": dict(mixer={"kind": "fwm", "n_reads": 2}),
+    "fwm_one_read_bare": dict(mixer={"kind": "fwm", "n_reads": 1, "residual": False}, norm="none", mlp="none"),
 }
 
 
@@ -70,6 +72,7 @@ def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
         "batch": batch, "pos": pos, "head": cfg.n_heads, "d_model": cfg.d_model, "d_head": cfg.d_head,
         "d_k": cfg.mixer.d_k(cfg.d_head), "d_v": cfg.d_head, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
         "n_positions": 2,
+        "d_s": cfg.d_head, "d_r": cfg.d_head, "d_t": cfg.d_head, "hop": getattr(cfg.mixer, "n_reads", 1),
     }[axis]
 
 

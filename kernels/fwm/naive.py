@@ -11,7 +11,7 @@ Followed (read, not copied): ischlag/Fast-Weight-Memory-public, ``catbAbI/models
                                                          LN without affine, eps 1e-5, as nn.LayerNorm)
 
 ``writes`` (given) replaces u_t (then v_old is not used): how a patch of the writes is fed back.
-Computes in float32 and returns the dtype of ``s``.
+Computes in float32 (float64 inputs stay float64, for gradcheck) and returns the dtype of ``s``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ LN_EPS = 1e-5  # torch.nn.LayerNorm's default, which the authors' ln_read uses
 def fwm_read(state: torch.Tensor, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     """Every hop's result ``[..., hop, d_t]`` from ``state [..., d_s, d_r, d_t]``, the first query
     ``q [..., d_s]`` and the hop relations ``e [..., hop, d_r]`` (broadcasting over leading axes)."""
-    n, hops = q.float(), []
+    ct = torch.promote_types(torch.promote_types(state.dtype, q.dtype), torch.float32)
+    n, hops = q.to(ct), []
     for j in range(e.shape[-2]):
-        n = torch.einsum("...srt,...s,...r->...t", state.float(), n, e[..., j, :].float())
+        n = torch.einsum("...srt,...s,...r->...t", state.to(ct), n, e[..., j, :].to(ct))
         n = F.layer_norm(n, n.shape[-1:], eps=LN_EPS)
         hops.append(n)
     return torch.stack(hops, dim=-2)
@@ -54,8 +55,9 @@ def fwm_reference(
     b, t_len, h, ds = s.shape
     dr, dt = r.shape[-1], t.shape[-1]
     dtype = s.dtype
-    s, r, t, beta = s.float(), r.float(), t.float(), beta.float()
-    Fw = s.new_zeros(b, h, ds, dr, dt) if initial_state is None else initial_state.float()
+    ct = torch.promote_types(dtype, torch.float32)  # the compute dtype
+    s, r, t, beta = s.to(ct), r.to(ct), t.to(ct), beta.to(ct)
+    Fw = s.new_zeros(b, h, ds, dr, dt) if initial_state is None else initial_state.to(ct)
     outs, deltas, snaps = [], [], []
     for i in range(t_len):
         if i % chunk_size == 0:
@@ -64,7 +66,7 @@ def fwm_reference(
             v_old = torch.einsum("bhsrt,bhs,bhr->bht", Fw, s[:, i], r[:, i])
             u = beta[:, i, :, None] * (t[:, i] - v_old) / dt
         else:
-            u = writes[:, i].float()
+            u = writes[:, i].to(ct)
         Fw = Fw + torch.einsum("bhs,bhr,bht->bhsrt", s[:, i], r[:, i], u)
         norm = Fw.flatten(2).norm(dim=-1)  # [batch, head]
         Fw = Fw / norm.clamp_min(1.0)[..., None, None, None]
