@@ -290,3 +290,15 @@ def test_training_steps_lower_the_loss():
         opt.step()
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_state_statistics_read_the_key_unfolding_of_the_third_order_state():
+    from workbench.analysis.outliers import state_statistics
+
+    m = model()
+    stats = state_statistics(m, [TOKENS], positions=[2, 8], progress=False)
+    W = fast_weights(m, TOKENS, 0, [8])[:, 0].double()  # [batch, head, d_s, d_r, d_t]
+    want = W.flatten(2).norm(dim=-1).mean(0)  # ‖F_8‖ per head, mean over sequences
+    got = stats[(stats.layer == 0) & (stats.pos == 8)].sort_values("head").frobenius.to_numpy()
+    assert set(stats.layer) == {0, 1} and torch.allclose(torch.tensor(got), want, rtol=1e-5)
+    assert stats.effective_rank.gt(0).all()

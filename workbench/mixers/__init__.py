@@ -4,6 +4,7 @@
     linear        the sum rule with a feature map (Schlag et al. 2021)
     delta         DeltaNet, the delta rule
     gated_delta   Gated DeltaNet, the delta rule with a decay
+    fwm           Fast Weight Memory, an LSTM writing a third-order fast tensor (Schlag et al. 2021)
 
 ``names()`` lists the registered mixers; ``register`` adds one (see :mod:`.registry`).
 """

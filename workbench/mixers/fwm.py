@@ -16,7 +16,9 @@ consumes is computed before the recurrence: the recurrence is F alone (kernels/f
 output ``z + linear(q)`` lives in the LSTM's hidden space; here that space is d_model, so the output
 goes straight to the residual stream. The authors read only at answer positions in their
 "ra" mode; as a language model (their LM mode) every position reads, as here. Initialisation is the
-workbench's (seeded normal); the constant +1 on β and on the forget gate are kept.
+workbench's (seeded normal); the constant +1 on β and on the forget gate are kept. The authors have one
+F (here: n_heads = 1); with several heads each head's F is rescaled by its own norm. Their training
+loss may add ‖F‖ as a regulariser; the workbench's language-model loss does not.
 
 Patching: ``hook_s``, ``hook_r``, ``hook_t``, ``hook_beta``, ``hook_q``, ``hook_e`` feed the recurrence;
 ``hook_v_old`` and ``hook_write`` feed given writes back (u = β(t − v_old')/d_t, resp. u'), holding
