@@ -8,6 +8,7 @@ readable loop over positions; ``"chunk"``: chunkwise-parallel), and returns a
 from ._common import BACKENDS, RecurrenceOutput
 from ._triangular import solve_unit_lower
 from .delta_rule import delta_rule, delta_rule_chunk, delta_rule_reference
+from .fwm import fwm, fwm_reference
 from .linear_attention import linear_attention, linear_attention_chunk, linear_attention_reference
 from .rec_delta import rec_delta  # noqa: E402  (Recurrent Delta Net; reference only)
 from .delta_rnn import delta_rnn  # noqa: E402  (Delta RNN; reference only)
@@ -19,6 +20,8 @@ __all__ = [
     "delta_rule",
     "delta_rule_chunk",
     "delta_rule_reference",
+    "fwm",
+    "fwm_reference",
     "linear_attention",
     "linear_attention_chunk",
     "linear_attention_reference",

@@ -28,6 +28,8 @@ VARIANTS = {
     "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
     "delta_rnn": dict(mixer="delta_rnn"),
     "delta_lstm": dict(mixer="delta_lstm"),
+    "fwm": dict(mixer={"kind": "fwm", "n_reads": 2}),
+    "fwm_one_read_bare": dict(mixer={"kind": "fwm", "n_reads": 1, "residual": False}, norm="none", mlp="none"),
 }
 
 
@@ -75,6 +77,7 @@ def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
         "d_k": cfg.mixer.d_k(cfg.d_head), "d_v": cfg.d_head, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
         "n_positions": 2,
         "gate": 3,  # the Delta LSTM's gates
+        "d_s": cfg.d_head, "d_r": cfg.d_head, "d_t": cfg.d_head, "hop": getattr(cfg.mixer, "n_reads", 1),
     }[axis]
 
 

@@ -10,6 +10,7 @@ from typing import Optional, Union
 import torch
 from jaxtyping import Float
 
+from ..mixers import NotDefinedForMixer
 from .layer_inputs import fast_weight_mixer
 
 
@@ -65,6 +66,9 @@ def edit_association(
     model itself is untouched.
     """
     attn = fast_weight_mixer(model, layer)
+    if (why := attn.key_value_state()) is not None:
+        raise NotDefinedForMixer(f"an association edit writes key → value into a [d_k, d_v] state; layer {layer} "
+                                 f"({attn.label(attn.cfg)}) has none: {why}")
     n_heads = model.cfg.n_heads
     d_k, d_v = attn.d_k, attn.d_v
     if head is not None and not (isinstance(head, int) and 0 <= head < n_heads):

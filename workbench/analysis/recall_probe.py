@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 
 from .fast_weights import fast_weights
+from ..mixers import NotDefinedForMixer
 from .layer_inputs import fast_weight_mixer
 
 
@@ -66,6 +67,9 @@ def probe_associations(
     """
     attn = fast_weight_mixer(model, layer)
     layer = layer % model.cfg.n_layers
+    if (why := attn.key_value_state()) is not None:
+        raise NotDefinedForMixer(f"the associative-recall probe reads W_tᵀk from a [d_k, d_v] state; it does not "
+                                 f"apply to layer {layer} ({attn.label(attn.cfg)}): {why}")
     tokens = model.check_tokens(tokens)
     b, n_pos = tokens.shape
     pairs = check_pairs(pairs, b, n_pos)

@@ -4,6 +4,7 @@
     linear        the sum rule with a feature map (Schlag et al. 2021)
     delta         DeltaNet, the delta rule
     gated_delta   Gated DeltaNet, the delta rule with a decay
+    fwm           Fast Weight Memory, an LSTM writing a third-order fast tensor (Schlag et al. 2021)
 
 ``names()`` lists the registered mixers; ``register`` adds one (see :mod:`.registry`).
 """
@@ -18,6 +19,7 @@ from .gated_delta import GatedDeltaConfig, GatedDeltaNet  # noqa: E402
 from .rec_delta import RecDeltaConfig, RecurrentDeltaNet  # noqa: E402
 from .delta_rnn import DeltaRNN, DeltaRNNConfig  # noqa: E402
 from .delta_lstm import DeltaLSTM, DeltaLSTMConfig  # noqa: E402
+from .fwm import FastWeightMemory, FWMConfig  # noqa: E402,F401
 
 __all__ = [
     "Mixer", "MixerConfig", "LinearSite", "NotDefinedForMixer", "RecurrenceInputs", "StateRequest",

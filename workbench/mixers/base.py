@@ -16,7 +16,10 @@ its class or name, so a new kind of memory is one new module:
                          its previous output y_{t-1} sets ``feeds_back_output = True`` and takes
                          ``previous_output`` in ``run`` and ``read``: the state machinery passes it when it
                          restarts from a snapshot or a patched state (:mod:`.state`); anything else it
-                         carries (a second fast matrix, a cell state) is packed into its state tensor
+                         carries (a second fast matrix, a cell state) is packed into its state tensor;
+                         ``key_value_state`` (None, or why the state is not a ``[d_k, d_v]`` matrix
+                         read as Wᵀk, e.g. a third-order tensor: the recall probe and association
+                         edits then refuse with that reason)
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
                          (the linear layers K-FAC may edit)
@@ -148,6 +151,11 @@ class Mixer(nn.Module):
     def d_v(self) -> int:
         """Width of a state row (the value width, plus any extra columns the recurrence keeps)."""
         return self.d_head
+
+    def key_value_state(self) -> Optional[str]:
+        """None when the state is a ``[d_k, d_v]`` matrix per head read as Wᵀk (what the recall probe and
+        association edits assume); otherwise why it is not (they raise NotDefinedForMixer with it)."""
+        return None
 
     input_hooks: ClassVar[tuple[str, ...]] = ()  # the hooks recurrence_inputs reads
 

@@ -5,7 +5,9 @@ For each fast-weight layer, head and requested position t, averaged over all seq
 (formulas in :mod:`workbench.analysis.state_spectra`, whose loop this uses).
 
 W_t is read through ``blocks.{i}.attn.hook_state`` inside ``model.expose_states`` (the state after the
-write at t; for sum-normalised linear attention the normaliser column z_t is dropped). Each batch's
+write at t; for sum-normalised linear attention the normaliser column z_t is dropped; a state with
+several key axes, as the Fast Weight Memory's [d_s, d_r, d_t], is taken as its unfolding [d_s·d_r, d_t],
+the key s⊗r → value map its writes add to). Each batch's
 states are reduced to these numbers inside the hook, so only ``[batch, positions, head]`` values are kept.
 """
 
@@ -44,7 +46,8 @@ def state_statistics(model, batches: Iterable[torch.Tensor], positions: Optional
         stats = {}
 
         def record(W: torch.Tensor, hook) -> None:  # [batch, n_positions, head, d_key, d_v(+1)]
-            stats[int(hook.name.split(".")[1])] = spectrum_stats(W[..., :d_v], n_singular)
+            # a state with several key axes (FWM's [d_s, d_r, d_t]) is taken as its unfolding [d_s·d_r, d_t]
+            stats[int(hook.name.split(".")[1])] = spectrum_stats(W.flatten(3, -2)[..., :d_v], n_singular)
 
         with model.expose_states(chosen, layers=layers):
             model.run_with_hooks(tokens, return_type=None,

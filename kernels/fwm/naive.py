@@ -1,0 +1,80 @@
+"""Fast Weight Memory (Schlag, Munkhdalai & Schmidhuber, ICLR 2021), one position at a time: the reference.
+
+Followed (read, not copied): ischlag/Fast-Weight-Memory-public, ``catbAbI/models/lm_fwm.py``,
+``TPRRNNCell.forward``. Per head, the state is a third-order tensor F ``[d_s, d_r, d_t]``:
+
+    v_old_t = F_{t-1} ×₁ s_t ×₂ r_t                     what the memory returns for the key s_t ⊗ r_t
+    u_t     = β_t (t_t − v_old_t) / d_t                  the write (the code divides by t_size)
+    F'_t    = F_{t-1} + s_t ⊗ r_t ⊗ u_t
+    F_t     = F'_t / max(1, ‖F'_t‖_F)                    (the code: F / (relu(‖F‖ − 1) + 1))
+    n⁰_t    = q_t;   nʲ_t = LN(F_t ×₁ nʲ⁻¹_t ×₂ e_{t,j})  for j = 1..n_hops (read after write;
+                                                         LN without affine, eps 1e-5, as nn.LayerNorm)
+
+``writes`` (given) replaces u_t (then v_old is not used): how a patch of the writes is fed back.
+Computes in float32 (float64 inputs stay float64, for gradcheck) and returns the dtype of ``s``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .._common import RecurrenceOutput
+
+LN_EPS = 1e-5  # torch.nn.LayerNorm's default, which the authors' ln_read uses
+
+
+def fwm_read(state: torch.Tensor, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Every hop's result ``[..., hop, d_t]`` from ``state [..., d_s, d_r, d_t]``, the first query
+    ``q [..., d_s]`` and the hop relations ``e [..., hop, d_r]`` (broadcasting over leading axes)."""
+    ct = torch.promote_types(torch.promote_types(state.dtype, q.dtype), torch.float32)
+    n, hops = q.to(ct), []
+    for j in range(e.shape[-2]):
+        n = torch.einsum("...srt,...s,...r->...t", state.to(ct), n, e[..., j, :].to(ct))
+        n = F.layer_norm(n, n.shape[-1:], eps=LN_EPS)
+        hops.append(n)
+    return torch.stack(hops, dim=-2)
+
+
+def fwm_reference(
+    s: torch.Tensor,  # [batch, pos, head, d_s]
+    r: torch.Tensor,  # [batch, pos, head, d_r]
+    t: torch.Tensor,  # [batch, pos, head, d_t]
+    beta: torch.Tensor,  # [batch, pos, head]
+    q: torch.Tensor,  # [batch, pos, head, d_s]
+    e: torch.Tensor,  # [batch, pos, head, hop, d_r]
+    writes: Optional[torch.Tensor] = None,  # [batch, pos, head, d_t]
+    initial_state: Optional[torch.Tensor] = None,  # [batch, head, d_s, d_r, d_t]
+    chunk_size: int = 64,
+    output_final_state: bool = False,
+    output_chunk_states: bool = False,
+    output_delta: bool = False,
+) -> RecurrenceOutput:
+    b, t_len, h, ds = s.shape
+    dr, dt = r.shape[-1], t.shape[-1]
+    dtype = s.dtype
+    ct = torch.promote_types(dtype, torch.float32)  # the compute dtype
+    s, r, t, beta = s.to(ct), r.to(ct), t.to(ct), beta.to(ct)
+    Fw = s.new_zeros(b, h, ds, dr, dt) if initial_state is None else initial_state.to(ct)
+    outs, deltas, snaps = [], [], []
+    for i in range(t_len):
+        if i % chunk_size == 0:
+            snaps.append(Fw)
+        if writes is None:
+            v_old = torch.einsum("bhsrt,bhs,bhr->bht", Fw, s[:, i], r[:, i])
+            u = beta[:, i, :, None] * (t[:, i] - v_old) / dt
+        else:
+            u = writes[:, i].to(ct)
+        Fw = Fw + torch.einsum("bhs,bhr,bht->bhsrt", s[:, i], r[:, i], u)
+        norm = Fw.flatten(2).norm(dim=-1)  # [batch, head]
+        Fw = Fw / norm.clamp_min(1.0)[..., None, None, None]
+        outs.append(fwm_read(Fw, q[:, i], e[:, i]))
+        deltas.append(u)
+    return RecurrenceOutput(
+        output=torch.stack(outs, dim=1).to(dtype),
+        final_state=Fw if output_final_state else None,
+        chunk_states=torch.stack(snaps, dim=1) if output_chunk_states else None,
+        delta=torch.stack(deltas, dim=1).to(dtype) if output_delta else None,
+    )
