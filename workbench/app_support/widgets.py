@@ -127,6 +127,12 @@ def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> in
     return st.selectbox("Layer", layers, format_func=label, key="layer")
 
 
+def key_value_reason(lm: sources.LoadedModel, layer: int) -> Optional[str]:
+    """None if the layer's state is a [d_k, d_v] matrix read as Wᵀk (probes and association edits apply),
+    else the mixer's reason why not."""
+    return lm.model.mixer(layer).key_value_state()
+
+
 def choose_head(lm: sources.LoadedModel, allow_all: bool = False, label: str = "Head") -> Optional[int]:
     options = ([None] if allow_all else []) + list(range(lm.model.cfg.n_heads))
     return st.selectbox(label, options, format_func=lambda h: "all heads" if h is None else f"head {h}", key="head")

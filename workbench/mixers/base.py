@@ -157,6 +157,8 @@ class Mixer(nn.Module):
         association edits assume); otherwise why it is not (they raise NotDefinedForMixer with it)."""
         return None
 
+    state_axes: ClassVar[tuple[str, ...]] = ("d_k", "d_v")  # names of a head's state axes (plots, the app)
+
     input_hooks: ClassVar[tuple[str, ...]] = ()  # the hooks recurrence_inputs reads
 
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
@@ -183,6 +185,11 @@ class Mixer(nn.Module):
         ``hook_z``) given the mixer input ``x [..., d_model]`` (for gates): ``[..., head, d_model]``;
         no output bias."""
         return torch.einsum("...hd,hdm->...hm", z, self.W_O)
+
+    def output_bias(self) -> Optional[torch.Tensor]:
+        """The ``[d_model]`` bias added to the summed head outputs (default: the parameter ``b_O`` if the mixer
+        has one). Whatever else a mixer adds to its output is what is left of it beside heads and bias."""
+        return self._parameters.get("b_O")
 
     def linear_sites(self) -> list[LinearSite]:
         """The linear layers of this mixer K-FAC may edit (default: none)."""

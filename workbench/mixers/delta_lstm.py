@@ -144,6 +144,10 @@ class DeltaLSTM(Mixer):
         return 6 * self.d_head + 1
 
     # -- the interface --------------------------------------------------------------------------
+    def key_value_state(self) -> Optional[str]:
+        return ("its fast weights hold gate pre-activations (input gate, update, output gate) packed as "
+                "[W^i | W^u | W^o | R^i | R^u | R^o | c], not values read as Wᵀk")
+
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs({n: get(f"hook_{n}") for n in FIELDS})
 

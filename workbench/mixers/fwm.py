@@ -81,6 +81,7 @@ class FWMRecurrence:
 @register
 class FastWeightMemory(Mixer):
     Config = FWMConfig
+    state_axes: ClassVar[tuple[str, ...]] = ("d_s", "d_r", "d_t")
     recurrence = FWMRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_s", "hook_r", "hook_t", "hook_beta", "hook_q", "hook_e")
 

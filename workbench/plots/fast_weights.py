@@ -8,15 +8,18 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 
 
-def fast_weight_heatmap(W: Float[torch.Tensor, "d_k d_v"], title: str = "W_t") -> go.Figure:
-    """One head's fast-weight matrix ``[d_k, d_v]`` (rows: key dims, columns: value dims)."""
+def fast_weight_heatmap(W: Float[torch.Tensor, "d_k d_v"], title: str = "W_t",
+                        axes: tuple[str, str] = ("d_k", "d_v")) -> go.Figure:
+    """One head's fast-weight matrix ``[d_k, d_v]`` (rows: key dims, columns: value dims), or any 2-D view of
+    a state whose ``axes`` (row, column) are named otherwise (e.g. a slice of a third-order state)."""
     if W.dim() != 2:
         raise ValueError(f"W must be one head's [d_k, d_v] matrix, got {tuple(W.shape)}")
+    rows, cols = axes
     w = W.detach().float().cpu()
     lim = float(w.abs().max()) or 1.0
     fig = go.Figure(go.Heatmap(z=w.numpy(), colorscale="RdBu", reversescale=True, zmin=-lim, zmax=lim, zmid=0,
-                               hovertemplate="d_k %{y}<br>d_v %{x}<br>%{z:.4f}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="d_v", yaxis_title="d_k", yaxis_autorange="reversed",
+                               hovertemplate=f"{rows} %{{y}}<br>{cols} %{{x}}<br>%{{z:.4f}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=cols, yaxis_title=rows, yaxis_autorange="reversed",
                       margin=dict(l=40, r=10, t=40, b=40))
     return fig
 

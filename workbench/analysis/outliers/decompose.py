@@ -4,9 +4,12 @@ The residual stream is a sum of what each component adds to it, so for one neuro
 
   resid_post[i]_j = embed_j + pos_embed_j + Σ_{l ≤ i} (Σ_h head_{l,h,j} + b_O[l]_j + mlp_out[l]_j)
 
-exactly, with head_{l,h} = out_z[l, h] · W_O[l, h, :, j] the h-th head's share of the mixer output
-(out_z = hook_z for softmax and linear attention; the per-head output norm, and gate, applied to hook_z
-for the delta mixers). ``resid_pre[i]`` stops before block i, ``resid_mid[i]`` after block i's mixer.
+exactly, with head_{l,h} the h-th head's share of the mixer output, as the mixer maps its read-out
+``hook_z`` to the residual (``Mixer.head_outputs``: z · W_O[l, h, :, j], after the per-head output norm
+and gate for the delta mixers), and b_O its ``output_bias``. A mixer that adds something else to its
+output (the Fast Weight Memory's residual LSTM state) gets one more component per layer, ``attn_other``:
+the mixer output less its heads and bias. ``resid_pre[i]`` stops before block i, ``resid_mid[i]`` after
+block i's mixer.
 In the Outlier Protected block the branches carry their weight β, and the blocks start from the
 normalised embedding LN(embed + pos_embed), which is one component (``input_norm``) instead of two.
 """
@@ -57,14 +60,23 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
 
     def heads(i):
         attn = model.blocks[i].attn
-        scale = getattr(model.blocks[i], "branch_scale", 1.0)
+        scale = model.blocks[i].branch_scale
 
-        def hook(z, hook):  # [batch, pos, head, d_head]
-            out = attn.output_norm(z, mixer_input[i]) if hasattr(attn, "output_norm") else z
-            per_head = torch.einsum("bphd,hd->bph", out.double(), attn.W_O[:, :, neuron].double()) * scale
+        def hook(z, hook):  # [batch, pos, head, d_v]
+            per_head = attn.head_outputs(z, mixer_input[i])[..., neuron].double() * scale  # [batch, pos, head]
             for h in range(cfg.n_heads):
                 parts[("head", i, h)] = per_head[..., h]
-            parts[("attn_bias", i, -1)] = (attn.b_O[neuron].double() * scale).expand(per_head.shape[:2])
+            bias = attn.output_bias()
+            if bias is not None:
+                parts[("attn_bias", i, -1)] = (bias[neuron].double() * scale).expand(per_head.shape[:2])
+        return hook
+
+    def rest(i):  # what the mixer adds beside its heads and its bias (nothing, for most mixers)
+        def hook(out, hook):  # [batch, pos, d_model]: the branch added to the residual
+            other = out[..., neuron].double() - sum(v for (k, l, _), v in parts.items()
+                                                    if l == i and k in ("head", "attn_bias"))
+            if float(other.abs().max()) > 1e-6 * max(float(out[..., neuron].double().abs().max()), 1.0):
+                parts[("attn_other", i, -1)] = other
         return hook
 
     if "ln_input.hook_normalized" in model.hook_dict:  # Outlier Protected block: the blocks start from LN(x)
@@ -78,6 +90,7 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
         for i in range(last_attn + 1):
             handles.append(model.blocks[i].attn.register_forward_pre_hook(keep_input(i)))
             fwd_hooks.append((f"blocks.{i}.attn.hook_z", heads(i)))
+            fwd_hooks.append((f"blocks.{i}.hook_attn_out", rest(i)))
         for i in range(last_mlp + 1):
             if cfg.mlp != "none":
                 fwd_hooks.append((f"blocks.{i}.hook_mlp_out", take("mlp", i)))
@@ -89,7 +102,8 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     frames = []
     for (kind, i, h), value in parts.items():
         name = {"embed": "embed", "pos_embed": "pos_embed", "input_norm": "normalised embedding",
-                "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias", "mlp": f"L{i} mlp"}[kind]
+                "head": f"L{i}H{h}", "attn_bias": f"L{i} attn bias", "attn_other": f"L{i} attn other",
+                "mlp": f"L{i} mlp"}[kind]
         frames.append(pd.DataFrame({"component": name, "kind": kind, "layer": i, "head": h,
                                     "batch": torch.arange(b).repeat_interleave(p).tolist(),
                                     "pos": torch.arange(p).repeat(b).tolist(),

@@ -43,13 +43,18 @@ def head_width(cfg, site: str, width: int) -> Optional[int]:
     return width // cfg.n_heads if site in PER_HEAD else None
 
 
-def site_width(model, name: str) -> int:
-    """Channels of the activation at hook ``name`` (per-head sites flattened): asked of the mixer's d_k / d_v."""
-    cfg = model.cfg
-    layer, site = parse_hook(name)
-    if site in PER_HEAD:
-        return cfg.n_heads * (model.blocks[layer].attn.d_k if site in ("q", "k") else cfg.d_head)
-    return cfg.d_mlp if site == "mlp_hidden" else cfg.d_model
+@torch.no_grad()
+def site_widths(model, names: Sequence[str]) -> dict[str, int]:
+    """Channels of the activation at each hook (everything after ``[batch, pos]`` flattened, head-major), read
+    from the model itself on one token, so every mixer's own widths (d_k, a gate axis, …) are right."""
+    widths: dict[str, int] = {}
+
+    def grab(act: torch.Tensor, hook) -> None:
+        widths[hook.name] = act[0, 0].numel()
+
+    tokens = torch.zeros(1, 1, dtype=torch.long, device=model.unembed.W_U.device)
+    model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(n, grab) for n in names])
+    return widths
 
 
 def parse_hook(name: str) -> tuple[int, str]:
@@ -89,7 +94,8 @@ def trace_outliers(model, batches: Iterable[torch.Tensor], sites: Sequence[str] 
     tabulate with :func:`outlier_table` and :func:`top_neurons`. The model is not changed.
     """
     names = site_hooks(model, sites, layers)
-    stats = {n: OutlierStats(site_width(model, n), top_k=top_k) for n in names}
+    widths = site_widths(model, names)
+    stats = {n: OutlierStats(widths[n], top_k=top_k) for n in names}
 
     def record(act: torch.Tensor, hook) -> None:
         stats[hook.name].update(act.reshape(act.shape[0], act.shape[1], -1))

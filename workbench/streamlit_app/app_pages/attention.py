@@ -5,6 +5,7 @@ import streamlit as st
 import torch
 
 from workbench.app_support import caching, widgets
+from workbench.mixers import NotDefinedForMixer
 from workbench.plots import attention_heatmap, head_scores_bar
 
 st.title("Attention")
@@ -17,10 +18,14 @@ heads = st.multiselect("Heads", list(range(lm.model.cfg.n_heads)), default=list(
                        format_func=lambda h: f"head {h}", key="heads")
 magnitude = st.toggle("Show |A| (magnitude only)", key="magnitude")
 
-with st.spinner("Computing the effective attention…"):
-    A = caching.attention(lm, seq, layer)
+try:
+    with st.spinner("Computing the effective attention…"):
+        A = caching.attention(lm, seq, layer)
+except NotDefinedForMixer as e:  # the layer's output is not linear in its values: say so, show the rest
+    st.info(str(e))
+    A = None
 cols = st.columns(2)
-for i, h in enumerate(heads):
+for i, h in enumerate(heads if A is not None else []):
     shown = A[h].abs() if magnitude else A[h]
     cols[i % 2].plotly_chart(attention_heatmap(shown, widgets.token_labels(seq), title=f"layer {layer}, head {h}"),
                              key=f"attention-{h}")
@@ -28,6 +33,11 @@ for i, h in enumerate(heads):
 st.subheader("Head scores on |A|")
 with st.spinner("Scoring every head…"):
     scores = caching.head_scores(lm, seq)
-for name in ("previous_token", "induction"):
-    grid = torch.tensor(scores.pivot(index="layer", columns="head", values=name).values)
-    st.plotly_chart(head_scores_bar(grid, name), key=f"scores-{name}")
+if scores.empty:
+    st.info("No layer of this model has an exact effective attention to score.")
+else:
+    if scores.layer.nunique() < lm.model.cfg.n_layers:
+        st.caption(f"Layers with an exact effective attention only: {sorted(scores.layer.unique().tolist())}.")
+    for name in ("previous_token", "induction"):
+        grid = torch.tensor(scores.pivot(index="layer", columns="head", values=name).values)
+        st.plotly_chart(head_scores_bar(grid, name), key=f"scores-{name}")

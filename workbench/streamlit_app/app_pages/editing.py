@@ -18,6 +18,9 @@ with controls[1]:
 mode = controls[2].radio("Mode", ["carry", "readout"], horizontal=True, key="mode",
                          help="carry: later positions read the edited memory; readout: only position t does")
 
+if action == ACTIONS[0] and (why := widgets.key_value_reason(lm, layer)) is not None:
+    st.info(f"A rank-one association edit does not apply to layer {layer}: {why}. Wiping the memory does.")
+    st.stop()
 first = seq.scored[0] if seq.scored else len(seq) - 1
 position = widgets.choose_position(seq, "Edit the memory after the write at position t (★: a scored query)",
                                    first, "position")

@@ -17,22 +17,40 @@ with controls[1]:
 with st.spinner("Reading the fast weights at every position…"):
     traj = caching.fast_weight_trajectory(lm, seq, layer)
 
+fixed, index, axes = None, 0, traj.axes  # a state of more than two axes is drawn one slice at a time
+if len(traj.axes) > 2:
+    slicing = st.columns(2)
+    fixed = slicing[0].selectbox(
+        "Slice the state along", list(range(len(traj.axes))), format_func=lambda a: traj.axes[a], key="slice_axis",
+        help=f"the state of a head is {' × '.join(traj.axes)}; the matrices show it with one axis fixed")
+    index = slicing[1].slider(f"index along {traj.axes[fixed]}", 0, int(traj.W.shape[2 + fixed]) - 1, 0,
+                              key=f"slice_index-{fixed}")
+    axes = tuple(a for i, a in enumerate(traj.axes) if i != fixed)
+    if len(axes) > 2:  # more axes still: the rows unfold all but the last
+        axes = (" · ".join(axes[:-1]), axes[-1])
+    st.caption(f"Showing {traj.axes[fixed]} = {index}: a {axes[0]} × {axes[1]} slice of each head's "
+               f"{' × '.join(traj.axes)} state; the spectra below are of its unfolding "
+               f"[{' · '.join(traj.axes[:-1])}, {traj.axes[-1]}].")
+
 
 @st.fragment  # moving the slider reruns (and redraws) only this part of the page
 def scrub_positions():
     t = st.slider("Position t", 0, len(seq) - 1, seq.scored[0] if seq.scored else len(seq) // 2,
                   key=f"position-{len(seq)}")
-    W, write = traj.W[t, head], traj.W[t, head] - traj.before(t)[head]
+    W = traj.matrix(traj.W[t, head], fixed, index)
+    write = W - traj.matrix(traj.before(t)[head], fixed, index)
     stats = st.columns(5)
     stats[0].metric("token at t", seq.tokens[t])
-    stats[1].metric("β_t (write strength)", "—" if traj.beta is None else f"{float(traj.beta[t, head]):.3f}")
-    stats[2].metric("‖u_t‖ (hook_delta)", "—" if traj.delta is None else f"{float(traj.delta[t, head].norm()):.3f}")
-    stats[3].metric("‖W_t‖_F", f"{float(W.norm()):.3f}")
+    beta_label = "β_t (write strength)" if traj.beta is None or traj.beta.dim() == 2 else "β_t (mean over gates)"
+    stats[1].metric(beta_label, "—" if traj.beta is None else f"{float(traj.beta_per_head[t, head]):.3f}")
+    stats[2].metric("‖u_t‖ (hook_delta)", "—" if traj.delta is None else f"{float(traj.delta_norm[t, head]):.3f}")
+    stats[3].metric("‖W_t‖_F", f"{float(traj.W[t, head].norm()):.3f}")
     stats[4].metric("σ₁(W_t)", f"{float(traj.singular_values(head)[t, 0]):.3f}")
     left, right = st.columns(2)
-    left.plotly_chart(fast_weight_heatmap(W, title=f"W_t of layer {layer}, head {head}, after the write at pos {t}"),
-                      key="state")
-    right.plotly_chart(fast_weight_heatmap(write, title=f"the write at pos {t}: W_t − W_(t−1)"), key="update")
+    left.plotly_chart(fast_weight_heatmap(W, title=f"W_t of layer {layer}, head {head}, after the write at pos {t}",
+                                          axes=axes), key="state")
+    right.plotly_chart(fast_weight_heatmap(write, title=f"the write at pos {t}: W_t − W_(t−1)", axes=axes),
+                       key="update")
 
 
 scrub_positions()
@@ -40,9 +58,11 @@ scrub_positions()
 st.subheader("Along the sequence")
 st.caption("The values at the slider's position are the numbers above the matrices.")
 curves = st.columns(3 if traj.beta is not None else 1)
-curves[0].plotly_chart(singular_values_over_positions(traj.W[:, head], title=f"singular values of W_t, head {head}"),
-                       key="spectrum")
+W_head = traj.W[:, head]
+curves[0].plotly_chart(singular_values_over_positions(W_head.reshape(W_head.shape[0], -1, W_head.shape[-1]),
+                                                      title=f"singular values of W_t, head {head}"), key="spectrum")
 if traj.beta is not None:
-    curves[1].plotly_chart(per_head_over_positions(traj.beta, None, "β_t", "write strength"), key="beta")
-    curves[2].plotly_chart(per_head_over_positions(traj.delta.norm(dim=-1), None, "‖u_t‖ = ‖hook_delta‖", "norm"),
-                           key="delta")
+    curves[1].plotly_chart(per_head_over_positions(traj.beta_per_head, None, "β_t", "write strength"), key="beta")
+    if traj.delta is not None:
+        curves[2].plotly_chart(per_head_over_positions(traj.delta_norm, None, "‖u_t‖ = ‖hook_delta‖", "norm"),
+                               key="delta")

@@ -16,6 +16,10 @@ lm, seq = widgets.current()
 controls = st.columns(3)
 with controls[0]:
     layer = widgets.choose_layer(lm, fast_weights_only=True)
+if (why := widgets.key_value_reason(lm, layer)) is not None:
+    st.info(f"The associative-recall probe does not apply to layer {layer}: {why}. The Fast weights page shows "
+            "its state.")
+    st.stop()
 by = controls[1].selectbox("Group by", ["lag", "n_stored", "key_overlap"], key="by")
 metric = controls[2].selectbox("Metric", ["fidelity", "retrieval_error", "decodes"], key="metric")
 
