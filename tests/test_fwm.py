@@ -302,3 +302,15 @@ def test_state_statistics_read_the_key_unfolding_of_the_third_order_state():
     got = stats[(stats.layer == 0) & (stats.pos == 8)].sort_values("head").frobenius.to_numpy()
     assert set(stats.layer) == {0, 1} and torch.allclose(torch.tensor(got), want, rtol=1e-5)
     assert stats.effective_rank.gt(0).all()
+
+
+def test_the_kernel_signature_annotations_hold():
+    """The jaxtyping annotations of fwm(), checked with beartype (import it before nnsight, as conftest does)."""
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    checked = jaxtyped(typechecker=beartype)(fwm)
+    s, r, t, beta, q, e = inputs(ds=5, dr=3, hops=2)
+    checked(s, r, t, beta, q, e, initial_state=torch.zeros(2, 2, 5, 3, 5))
+    with pytest.raises(TypeCheckError):
+        checked(s, r, t, beta, q, e[..., :2])  # e's d_r disagrees with r's
