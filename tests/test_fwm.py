@@ -252,6 +252,13 @@ def test_analyses_that_assume_a_matrix_state_say_why_not():
         probe_associations(m, TOKENS, 0, [(1, 2)])
     with pytest.raises(NotDefinedForMixer, match="third-order"):
         edit_association(m, TOKENS, 0, 3, torch.randn(2, 4), torch.randn(2, 4))
+    from workbench.app_support.edits import redirect_recall
+    from workbench.app_support.trajectory import fast_weight_trajectory
+
+    with pytest.raises(NotDefinedForMixer, match="third-order"):
+        fast_weight_trajectory(m, TOKENS[:1], 1)
+    with pytest.raises(NotDefinedForMixer, match="third-order"):
+        redirect_recall(m, TOKENS[:1], 1, 5, 2)
 
 
 def test_kfac_sites_exist_and_collect():

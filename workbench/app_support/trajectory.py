@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from ..analysis.layer_inputs import fast_weight_mixer
+from ..mixers import NotDefinedForMixer
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class FastWeightTrajectory:
 
 @torch.no_grad()
 def fast_weight_trajectory(model, tokens, layer: int) -> FastWeightTrajectory:
-    fast_weight_mixer(model, layer)
+    if (why := fast_weight_mixer(model, layer).key_value_state()) is not None:
+        raise NotDefinedForMixer(f"the fast-weight trajectory shows a [d_k, d_v] matrix per head; layer {layer}: {why}")
     layer = layer % model.cfg.n_layers
     tokens = model.check_tokens(tokens)
     if tokens.shape[0] != 1:
