@@ -321,3 +321,26 @@ def test_the_kernel_signature_annotations_hold():
     checked(s, r, t, beta, q, e, initial_state=torch.zeros(2, 2, 5, 3, 5))
     with pytest.raises(TypeCheckError):
         checked(s, r, t, beta, q, e[..., :2])  # e's d_r disagrees with r's
+
+
+def test_read_side_patches():
+    """A query patch changes only that position's read (reads never write); a hook_read patch reaches the
+    output through its last hop."""
+    m = model()
+    _, cache = m.run_with_cache(TOKENS)
+
+    def new_query(q, hook):
+        q[:, 7] = 1.0
+        return q
+
+    with m.hooks(fwd_hooks=[("blocks.0.attn.hook_q", new_query)]):
+        _, patched = m.run_with_cache(TOKENS)
+    z0, z1 = cached(cache, 0, "z"), cached(patched, 0, "z")
+    assert torch.equal(z0[:, :7], z1[:, :7]) and torch.equal(z0[:, 8:], z1[:, 8:]) and not torch.equal(z0[:, 7], z1[:, 7])
+    assert torch.equal(cached(patched, 0, "write"), cached(cache, 0, "write"))
+    last = lambda n, hook: torch.cat([n[..., :-1, :], torch.zeros_like(n[..., -1:, :])], dim=-2)  # noqa: E731
+    with m.hooks(fwd_hooks=[("blocks.0.attn.hook_read", last)]):
+        _, patched = m.run_with_cache(TOKENS)
+    assert cached(patched, 0, "z").abs().max() == 0
+    attn = m.blocks[0].attn
+    assert rel_err(patched["blocks.0.hook_attn_out"], cached(cache, 0, "h") + attn.b_O) < 1e-6
