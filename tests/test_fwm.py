@@ -252,6 +252,14 @@ def test_analyses_that_assume_a_matrix_state_say_why_not():
         probe_associations(m, TOKENS, 0, [(1, 2)])
     with pytest.raises(NotDefinedForMixer, match="third-order"):
         edit_association(m, TOKENS, 0, 3, torch.randn(2, 4), torch.randn(2, 4))
+    from workbench.app_support.edits import redirect_recall
+    from workbench.app_support.trajectory import fast_weight_trajectory
+
+    traj = fast_weight_trajectory(m, TOKENS[:1], 1)  # the app draws a third-order state slice by slice
+    assert traj.axes == ("d_s", "d_r", "d_t") and traj.W.dim() == 5
+    assert torch.equal(traj.matrix(traj.W[4, 1], 1, 2), traj.W[4, 1, :, 2, :])
+    with pytest.raises(NotDefinedForMixer, match="third-order"):
+        redirect_recall(m, TOKENS[:1], 1, 5, 2)
 
 
 def test_kfac_sites_exist_and_collect():
@@ -302,3 +310,38 @@ def test_state_statistics_read_the_key_unfolding_of_the_third_order_state():
     got = stats[(stats.layer == 0) & (stats.pos == 8)].sort_values("head").frobenius.to_numpy()
     assert set(stats.layer) == {0, 1} and torch.allclose(torch.tensor(got), want, rtol=1e-5)
     assert stats.effective_rank.gt(0).all()
+
+
+def test_the_kernel_signature_annotations_hold():
+    """The jaxtyping annotations of fwm(), checked with beartype (import it before nnsight, as conftest does)."""
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    checked = jaxtyped(typechecker=beartype)(fwm)
+    s, r, t, beta, q, e = inputs(ds=5, dr=3, hops=2)
+    checked(s, r, t, beta, q, e, initial_state=torch.zeros(2, 2, 5, 3, 5))
+    with pytest.raises(TypeCheckError):
+        checked(s, r, t, beta, q, e[..., :2])  # e's d_r disagrees with r's
+
+
+def test_read_side_patches():
+    """A query patch changes only that position's read (reads never write); a hook_read patch reaches the
+    output through its last hop."""
+    m = model()
+    _, cache = m.run_with_cache(TOKENS)
+
+    def new_query(q, hook):
+        q[:, 7] = 1.0
+        return q
+
+    with m.hooks(fwd_hooks=[("blocks.0.attn.hook_q", new_query)]):
+        _, patched = m.run_with_cache(TOKENS)
+    z0, z1 = cached(cache, 0, "z"), cached(patched, 0, "z")
+    assert torch.equal(z0[:, :7], z1[:, :7]) and torch.equal(z0[:, 8:], z1[:, 8:]) and not torch.equal(z0[:, 7], z1[:, 7])
+    assert torch.equal(cached(patched, 0, "write"), cached(cache, 0, "write"))
+    last = lambda n, hook: torch.cat([n[..., :-1, :], torch.zeros_like(n[..., -1:, :])], dim=-2)  # noqa: E731
+    with m.hooks(fwd_hooks=[("blocks.0.attn.hook_read", last)]):
+        _, patched = m.run_with_cache(TOKENS)
+    assert cached(patched, 0, "z").abs().max() == 0
+    attn = m.blocks[0].attn
+    assert rel_err(patched["blocks.0.hook_attn_out"], cached(cache, 0, "h") + attn.b_O) < 1e-6

@@ -14,6 +14,7 @@ import torch
 from ..analysis import edit_association, patch_fast_weights
 from ..analysis.fast_weights import check_positions
 from ..analysis.layer_inputs import fast_weight_mixer
+from ..mixers import NotDefinedForMixer
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def redirect_recall(model, tokens, layer: int, position: int, source: int, head:
     """Rank-one edit of the memory written by ``position``: the key read at ``position`` now returns what
     the memory returns for the key read at ``source`` (so a recall at ``position`` answers like one at
     ``source``). ``head=None`` edits every head. ``target`` is the model's own prediction at ``source``."""
-    fast_weight_mixer(model, layer)
+    if (why := fast_weight_mixer(model, layer).key_value_state()) is not None:
+        raise NotDefinedForMixer(f"redirecting a recall edits a [d_k, d_v] state read as Wᵀq; layer {layer}: {why}")
     tokens = model.check_tokens(tokens)
     position, source = check_positions([position, source], tokens.shape[1])
     head = _head(model, head)
