@@ -9,6 +9,7 @@ from ._common import BACKENDS, RecurrenceOutput
 from ._triangular import solve_unit_lower
 from .delta_rule import delta_rule, delta_rule_chunk, delta_rule_reference
 from .linear_attention import linear_attention, linear_attention_chunk, linear_attention_reference
+from .srwm import srwm, srwm_reference, srwm_trace
 
 __all__ = [
     "BACKENDS",
