@@ -12,7 +12,8 @@ its class or name, so a new kind of memory is one new module:
     its fast weights     ``recurrence`` (None: no fast-weight state), ``d_k``/``d_v`` (the state is
                          ``[d_k, d_v]`` per head), ``input_hooks`` and ``recurrence_inputs`` (what the
                          kernel sees, read back from a cache), ``state_request`` (set by
-                         ``HookedFastWeightLM.expose_states``)
+                         ``HookedFastWeightLM.expose_states``); a recurrence that reads before it writes
+                         (o_t from W_{t-1}) sets ``read_offset = 1`` so a readout patch of W_t changes o_{t+1}
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
                          (the linear layers K-FAC may edit)
