@@ -24,6 +24,9 @@ VARIANTS = {
     "softmax_outlier_protected": dict(mixer="softmax", block="outlier_protected"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
+    "srwm": dict(mixer="srwm"),
+    "srwm_identity_outlier_protected": dict(mixer={"kind": "srwm", "input_softmax": False}, block="outlier_protected",
+                                            norm="none", positional="none"),
 }
 
 
@@ -70,6 +73,7 @@ def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
         "batch": batch, "pos": pos, "head": cfg.n_heads, "d_model": cfg.d_model, "d_head": cfg.d_head,
         "d_k": cfg.mixer.d_k(cfg.d_head), "d_v": cfg.d_head, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
         "n_positions": 2,
+        "d_out": 3 * cfg.d_head + 4,  # the srwm's W output: y, q, k (d_head each) and 4 β logits
     }[axis]
 
 

@@ -15,6 +15,7 @@ from .softmax import SoftmaxAttention, SoftmaxConfig  # noqa: E402  (registratio
 from .linear import LinearAttention, LinearConfig  # noqa: E402
 from .delta import DeltaConfig, DeltaNet  # noqa: E402
 from .gated_delta import GatedDeltaConfig, GatedDeltaNet  # noqa: E402
+from .srwm import SRWM, SRWMConfig  # noqa: E402
 
 __all__ = [
     "Mixer", "MixerConfig", "LinearSite", "NotDefinedForMixer", "RecurrenceInputs", "StateRequest",
