@@ -280,3 +280,17 @@ def test_carried_segments_pass_gradients_to_the_slow_weights_and_validate():
             pass
     with pytest.raises(ValueError, match="no SRWM layer"):
         run_segment(model_of(mixer="delta"), TOKENS)
+
+
+def test_head_outputs_and_an_association_edit():
+    from workbench.analysis import edit_association
+
+    model = model_of()
+    logits, cache = model.run_with_cache(TOKENS)
+    attn = model.mixer(0)
+    per_head = attn.head_outputs(cache["blocks.0.attn.hook_z"], cache["blocks.0.ln1.hook_normalized"])
+    assert rel_err(per_head.sum(-2), cache["blocks.0.hook_attn_out"]) < 1e-5
+    g = torch.Generator().manual_seed(1)
+    key, value = torch.softmax(torch.randn(2, 4, generator=g), -1), torch.randn(2, 16, generator=g)
+    edited = edit_association(model, TOKENS, 0, 4, key, value)
+    assert torch.equal(edited[:, :5], logits[:, :5]) and not torch.allclose(edited[:, 5:], logits[:, 5:])
