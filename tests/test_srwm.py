@@ -294,3 +294,19 @@ def test_head_outputs_and_an_association_edit():
     key, value = torch.softmax(torch.randn(2, 4, generator=g), -1), torch.randn(2, 16, generator=g)
     edited = edit_association(model, TOKENS, 0, 4, key, value)
     assert torch.equal(edited[:, :5], logits[:, :5]) and not torch.allclose(edited[:, 5:], logits[:, 5:])
+
+
+def test_outlier_and_state_statistics_run_on_an_srwm_model():
+    from workbench.analysis.outliers import outlier_table, state_statistics, trace_outliers
+
+    model = model_of()
+    stats = trace_outliers(model, [TOKENS], progress=False)  # default sites, hook_v 3·d_head + 4 wide per head
+    assert stats["blocks.0.attn.hook_v"].width == 2 * 16 and set(outlier_table(stats).layer) == {0, 1}
+    states = state_statistics(model, [TOKENS], positions=[2, 8], progress=False)
+    assert set(states.layer) == {0, 1} and states.frobenius.gt(0).all()
+    from workbench.analysis.outliers import decompose_residual
+
+    _, cache = model.run_with_cache(TOKENS)
+    df = decompose_residual(model, TOKENS, neuron=3, layer=1)  # the SRWM's output projection has no bias
+    total = df.groupby(["batch", "pos"]).value.sum().to_numpy().reshape(2, 13)
+    assert rel_err(torch.tensor(total), cache["blocks.1.hook_resid_post"][..., 3]) < 1e-5

@@ -64,7 +64,8 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
             per_head = torch.einsum("bphd,hd->bph", out.double(), attn.W_O[:, :, neuron].double()) * scale
             for h in range(cfg.n_heads):
                 parts[("head", i, h)] = per_head[..., h]
-            parts[("attn_bias", i, -1)] = (attn.b_O[neuron].double() * scale).expand(per_head.shape[:2])
+            if getattr(attn, "b_O", None) is not None:  # a mixer may have no output bias (the SRWM's has none)
+                parts[("attn_bias", i, -1)] = (attn.b_O[neuron].double() * scale).expand(per_head.shape[:2])
         return hook
 
     if "ln_input.hook_normalized" in model.hook_dict:  # Outlier Protected block: the blocks start from LN(x)

@@ -89,15 +89,16 @@ def trace_outliers(model, batches: Iterable[torch.Tensor], sites: Sequence[str] 
     tabulate with :func:`outlier_table` and :func:`top_neurons`. The model is not changed.
     """
     names = site_hooks(model, sites, layers)
-    stats = {n: OutlierStats(site_width(model, n), top_k=top_k) for n in names}
+    stats: dict[str, OutlierStats] = {}
 
-    def record(act: torch.Tensor, hook) -> None:
-        stats[hook.name].update(act.reshape(act.shape[0], act.shape[1], -1))
+    def record(act: torch.Tensor, hook) -> None:  # sized by the activation (an SRWM's hook_v is wider than d_head)
+        flat = act.reshape(act.shape[0], act.shape[1], -1)
+        stats.setdefault(hook.name, OutlierStats(flat.shape[-1], top_k=top_k)).update(flat)
 
     total = len(batches) if hasattr(batches, "__len__") else None
     for tokens in tqdm(batches, total=total, desc="tracing outliers", disable=not progress):
         model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(n, record) for n in names])
-    return stats
+    return {n: stats[n] if n in stats else OutlierStats(site_width(model, n), top_k=top_k) for n in names}
 
 
 def outlier_table(stats: dict[str, OutlierStats]) -> pd.DataFrame:
