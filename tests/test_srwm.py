@@ -310,3 +310,10 @@ def test_outlier_and_state_statistics_run_on_an_srwm_model():
     df = decompose_residual(model, TOKENS, neuron=3, layer=1)  # the SRWM's output projection has no bias
     total = df.groupby(["batch", "pos"]).value.sum().to_numpy().reshape(2, 13)
     assert rel_err(torch.tensor(total), cache["blocks.1.hook_resid_post"][..., 3]) < 1e-5
+
+
+def test_the_apps_head_scores_leave_an_srwm_layer_nan():
+    from workbench.app_support.attention_maps import head_score_table
+
+    df = head_score_table(model_of(mixer=["delta", "srwm"]), TOKENS[0])
+    assert df[df.layer == 1].induction.isna().all() and df[df.layer == 0].induction.notna().all()

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from ..analysis import induction_score, previous_token_score
+from ..mixers import NotDefinedForMixer
 
 
 @torch.no_grad()
@@ -16,11 +17,17 @@ def attention_maps(model, tokens, layer: int) -> torch.Tensor:
 
 @torch.no_grad()
 def head_score_table(model, tokens) -> pd.DataFrame:
-    """One row per (layer, head): previous-token and induction scores on |A| of this sequence."""
+    """One row per (layer, head): previous-token and induction scores on |A| of this sequence (NaN in a layer
+    without effective attention)."""
     tokens = model.check_tokens(tokens)
     rows = []
     for layer in range(model.cfg.n_layers):
-        A = model.effective_attention(tokens, layer)
+        try:
+            A = model.effective_attention(tokens, layer)
+        except NotDefinedForMixer:  # no effective attention in this layer (e.g. an SRWM): NaN scores
+            rows += [dict(layer=layer, head=h, previous_token=float("nan"), induction=float("nan"))
+                     for h in range(model.cfg.n_heads)]
+            continue
         prev = previous_token_score(A)[0] if tokens.shape[1] > 1 else torch.full((A.shape[1],), float("nan"))
         ind = induction_score(A, tokens)[0]
         for h in range(A.shape[1]):

@@ -17,7 +17,7 @@ heads = st.multiselect("Heads", list(range(lm.model.cfg.n_heads)), default=list(
                        format_func=lambda h: f"head {h}", key="heads")
 magnitude = st.toggle("Show |A| (magnitude only)", key="magnitude")
 
-with st.spinner("Computing the effective attention…"):
+with st.spinner("Computing the effective attention…"), widgets.errors_shown():  # a memory may not have one (SRWM)
     A = caching.attention(lm, seq, layer)
 cols = st.columns(2)
 for i, h in enumerate(heads):
