@@ -13,6 +13,7 @@ from .linear_attention import linear_attention, linear_attention_chunk, linear_a
 from .rec_delta import rec_delta  # noqa: E402  (Recurrent Delta Net; reference only)
 from .delta_rnn import delta_rnn  # noqa: E402  (Delta RNN; reference only)
 from .delta_lstm import delta_lstm  # noqa: E402  (Delta LSTM; reference only)
+from .srwm import srwm, srwm_reference, srwm_trace
 
 __all__ = [
     "BACKENDS",

@@ -30,6 +30,9 @@ VARIANTS = {
     "delta_lstm": dict(mixer="delta_lstm"),
     "fwm": dict(mixer={"kind": "fwm", "n_reads": 2}),
     "fwm_one_read_bare": dict(mixer={"kind": "fwm", "n_reads": 1, "residual": False}, norm="none", mlp="none"),
+    "srwm": dict(mixer="srwm"),
+    "srwm_identity_outlier_protected": dict(mixer={"kind": "srwm", "input_softmax": False}, block="outlier_protected",
+                                            norm="none", positional="none"),
 }
 
 
@@ -78,6 +81,7 @@ def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
         "n_positions": 2,
         "gate": 3,  # the Delta LSTM's gates
         "d_s": cfg.d_head, "d_r": cfg.d_head, "d_t": cfg.d_head, "hop": getattr(cfg.mixer, "n_reads", 1),
+        "d_out": 3 * cfg.d_head + 4,  # the srwm's W output: y, q, k (d_head each) and 4 β logits
     }[axis]
 
 

@@ -20,6 +20,7 @@ from .rec_delta import RecDeltaConfig, RecurrentDeltaNet  # noqa: E402
 from .delta_rnn import DeltaRNN, DeltaRNNConfig  # noqa: E402
 from .delta_lstm import DeltaLSTM, DeltaLSTMConfig  # noqa: E402
 from .fwm import FastWeightMemory, FWMConfig  # noqa: E402,F401
+from .srwm import SRWM, SRWMConfig  # noqa: E402
 
 __all__ = [
     "Mixer", "MixerConfig", "LinearSite", "NotDefinedForMixer", "RecurrenceInputs", "StateRequest",

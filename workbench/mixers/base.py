@@ -19,7 +19,9 @@ its class or name, so a new kind of memory is one new module:
                          carries (a second fast matrix, a cell state) is packed into its state tensor;
                          ``key_value_state`` (None, or why the state is not a ``[d_k, d_v]`` matrix
                          read as Wᵀk, e.g. a third-order tensor: the recall probe and association
-                         edits then refuse with that reason)
+                         edits then refuse with that reason);
+                         a recurrence that reads before it writes (o_t from W_{t-1}) sets ``read_offset = 1``
+                         so a readout patch of W_t changes o_{t+1}
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
                          (the linear layers K-FAC may edit)

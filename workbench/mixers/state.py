@@ -8,7 +8,8 @@ snapshots plus at most ``chunk_size`` reference steps, so memory is O(pos/C · d
 
 A :class:`StateRequest` on a mixer (set by ``HookedFastWeightLM.expose_states``) makes the mixer fire
 ``hook_state`` with those states; if a hook edits them, the edit is applied in one of two modes:
-  - ``readout``: only the outputs at the patched positions change (o_t = read(W'_t, inputs_t));
+  - ``readout``: only the outputs that read the patched states change (o_t = read(W'_t, inputs_t); for a
+                 read-before-write recurrence, ``read_offset = 1``, W'_t is read by o_{t+1});
   - ``carry``:   the edited W_t is the state from which all later positions are recomputed
                  (one position per run: later states depend on the edit).
 
@@ -71,7 +72,12 @@ class Recurrence(Protocol):
     """A fast-weight recurrence. States are ``[batch, head, d_k, d_v]`` float32.
 
     Optional attribute ``feeds_back_output`` (default False): True when position t's inputs depend on the
-    previous output y_{t-1}; ``run`` and ``read`` then also take ``previous_output`` (module docstring)."""
+    previous output y_{t-1}; ``run`` and ``read`` then also take ``previous_output`` (module docstring).
+
+    ``read_offset`` (optional attribute, default 0): 0 when o_t is read from W_t, the state after the write
+    at t (read after write, every built-in memory); 1 when o_t is read from W_{t-1}, before t's write
+    (the self-referential weight matrix), so the state after the write at t is first read at t+1.
+    """
 
     def run(self, inputs: RecurrenceInputs, *, initial_state: Optional[torch.Tensor] = None,
             chunk_size: int = 64, backend: str = "chunk", output_final_state: bool = False,
@@ -184,9 +190,11 @@ def apply_state_patch(recurrence: Recurrence, inputs: RecurrenceInputs, base: Re
     A recurrence that feeds back its output reads with the unpatched y_{p-1} and, in ``carry`` mode,
     continues from the patched state and the patched read-out y_p."""
     out = base.output.clone()
+    offset = getattr(recurrence, "read_offset", 0)  # 1: W_t is read at t+1 (read before write)
     for i, p in enumerate(positions):
-        out[:, p] = recurrence.read(inputs.position(p), states[:, i],
-                                    **previous_output(recurrence, base.output, p)).to(out.dtype)
+        if p + offset < inputs.n_pos:
+            out[:, p + offset] = recurrence.read(inputs.position(p + offset), states[:, i],
+                                                 **previous_output(recurrence, base.output, p + offset)).to(out.dtype)
     delta = base.delta
     p = positions[0]
     if mode == "carry" and p + 1 < inputs.n_pos:
