@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 
 import streamlit as st
 
+from ..mixers import NotDefinedForMixer
 from ..mixers import describe as describe_mixer
 from ..mixers import names as mixer_names
 from . import caching, kfac_editing, sequences, sources, token_streams
@@ -28,9 +29,13 @@ STREAM_SOURCES = ("Batches of the model's task", "The sidebar's sequence")
 
 @contextmanager
 def errors_shown() -> Iterator[None]:
-    """Show a ValueError raised inside as ``st.error`` and stop this run of the page."""
+    """Show a ValueError raised inside as ``st.error`` and stop this run of the page; a view that does not
+    apply to the chosen layer's memory (``NotDefinedForMixer``) is said as ``st.info`` instead."""
     try:
         yield
+    except NotDefinedForMixer as e:
+        st.info(str(e))
+        st.stop()
     except ValueError as e:
         st.error(str(e))
         st.stop()

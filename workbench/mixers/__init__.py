@@ -4,7 +4,11 @@
     linear        the sum rule with a feature map (Schlag et al. 2021)
     delta         DeltaNet, the delta rule
     gated_delta   Gated DeltaNet, the delta rule with a decay
+    rec_delta     Recurrent Delta Net: q, k, v, β also read the previous output (Irie et al. 2021)
+    delta_rnn     Delta RNN: the fast net is itself recurrent, a second fast matrix (Irie et al. 2021)
+    delta_lstm    Delta LSTM: an LSTM whose weights are fast weights (Irie et al. 2021)
     fwm           Fast Weight Memory, an LSTM writing a third-order fast tensor (Schlag et al. 2021)
+    srwm          the modern self-referential weight matrix (Irie et al. 2022)
 
 ``names()`` lists the registered mixers; ``register`` adds one (see :mod:`.registry`).
 """
