@@ -91,6 +91,28 @@ def check_state(initial_state: Optional[torch.Tensor], b: int, h: int, dk: int, 
         raise ValueError(f"initial_state is on {initial_state.device} but q is on {ref.device}")
 
 
+def check_reference_only(kernel: str, backend: str, why: str) -> None:
+    """For a recurrence with no chunkwise form: ``backend`` must be ``"reference"``; ``why`` says what makes
+    it sequential (never a silent switch to another backend)."""
+    check_backend(backend)
+    if backend != "reference":
+        raise ValueError(f"{kernel} has no chunkwise form ({why}); pass backend='reference'")
+
+
+def check_tensor(name: str, x, shape: tuple[int, ...], ref: torch.Tensor, axes: str = "", dtype: bool = False) -> None:
+    """``x`` is a tensor of ``shape`` (named ``[axes]`` in the message) on ``ref``'s device (and of its dtype
+    with ``dtype``); else TypeError / ValueError naming ``name``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if tuple(x.shape) != tuple(shape):
+        named = f"[{axes}] = " if axes else ""
+        raise ValueError(f"{name} must have shape {named}{tuple(shape)}, got {tuple(x.shape)}")
+    if x.device != ref.device:
+        raise ValueError(f"{name} is on {x.device} but the inputs are on {ref.device}")
+    if dtype and x.dtype != ref.dtype:
+        raise ValueError(f"{name} must have the inputs' dtype {ref.dtype}, got {x.dtype}")
+
+
 def check_chunk_size(chunk_size: int) -> None:
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import BACKENDS, RecurrenceOutput, check_chunk_size, check_state
+from .._common import RecurrenceOutput, check_chunk_size, check_reference_only, check_state
 from .naive import GATES, delta_lstm_cell, delta_lstm_reference, pack_state, unpack_state
 
 __all__ = ["GATES", "delta_lstm", "delta_lstm_cell", "delta_lstm_reference", "pack_state", "unpack_state"]
@@ -48,10 +48,7 @@ def delta_lstm(
     Returns:
         :class:`RecurrenceOutput` with h ``[batch, pos, head, d_v]``. Differentiable in every input.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "reference":
-        raise ValueError("delta_lstm has no chunkwise form (the gates read softmax(h_{t-1})); pass backend='reference'")
+    check_reference_only("delta_lstm", backend, "the gates read softmax(h_{t-1})")
     for name, x in (("q", q), ("k", k), ("v", v), ("rec_k", rec_k), ("rec_v", rec_v)):
         if not isinstance(x, torch.Tensor) or x.dim() != 5 or x.shape[3] != 3:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import BACKENDS, RecurrenceOutput, check_chunk_size, check_per_head, check_qkv, check_state
+from .._common import RecurrenceOutput, check_chunk_size, check_reference_only, check_per_head, check_qkv, check_state
 from .naive import delta_rnn_read, delta_rnn_reference
 
 __all__ = ["delta_rnn", "delta_rnn_read", "delta_rnn_reference"]
@@ -48,11 +48,7 @@ def delta_rnn(
     Returns:
         :class:`RecurrenceOutput` with y ``[batch, pos, head, d_v]``. Differentiable in every input.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "reference":
-        raise ValueError("delta_rnn has no chunkwise form (each output reads softmax(y_{t-1})); "
-                         "pass backend='reference'")
+    check_reference_only("delta_rnn", backend, "each output reads softmax(y_{t-1})")
     b, t, h, dk, dv = check_qkv(q, k, v)
     if dk != dv:
         raise ValueError(f"delta_rnn needs d_k = d_v (R's rows sit beside W's in the state), got {dk} and {dv}")

@@ -12,23 +12,10 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import RecurrenceOutput, check_chunk_size, check_per_head
+from .._common import RecurrenceOutput, check_chunk_size, check_per_head, check_reference_only, check_tensor
 from .naive import LN_EPS, fwm_read, fwm_reference
 
 __all__ = ["fwm", "fwm_read", "fwm_reference", "LN_EPS"]
-
-BACKENDS = ("reference",)
-
-
-def _check(name: str, x, want: tuple, ref: torch.Tensor, axes: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if tuple(x.shape) != want:
-        raise ValueError(f"{name} must have shape [{axes}] = {want}, got {tuple(x.shape)}")
-    if x.dtype != ref.dtype or x.device != ref.device:
-        raise ValueError(f"{name} must share the dtype and device of s ({ref.dtype}, {ref.device}), "
-                         f"got {x.dtype}, {x.device}")
-
 
 def fwm(
     s: Float[torch.Tensor, "batch pos head d_s"],
@@ -67,9 +54,7 @@ def fwm(
         :class:`RecurrenceOutput` with ``output`` = every hop's result ``[batch, pos, head, hop, d_t]``
         (the last hop is the read-out); states float32. Differentiable in every input.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"the fwm kernel has only backend='reference' (its norm rescaling after every write "
-                         f"has no chunkwise form), got backend={backend!r}")
+    check_reference_only("the fwm kernel", backend, "its norm rescaling after every write has no closed form over a chunk")
     if not isinstance(s, torch.Tensor) or s.dim() != 4:
         got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
         raise ValueError(f"s must have shape [batch, pos, head, d_s] (4 dims), got {got}")
@@ -81,13 +66,13 @@ def fwm(
     if not isinstance(r, torch.Tensor) or r.dim() != 4 or not isinstance(t, torch.Tensor) or t.dim() != 4:
         raise ValueError("r and t must have shape [batch, pos, head, d_r] and [batch, pos, head, d_t]")
     dr, dt = r.shape[-1], t.shape[-1]
-    _check("r", r, (b, n, h, dr), s, "batch, pos, head, d_r")
-    _check("t", t, (b, n, h, dt), s, "batch, pos, head, d_t")
-    _check("q", q, (b, n, h, ds), s, "batch, pos, head, d_s")
+    check_tensor("r", r, (b, n, h, dr), s, "batch, pos, head, d_r", dtype=True)
+    check_tensor("t", t, (b, n, h, dt), s, "batch, pos, head, d_t", dtype=True)
+    check_tensor("q", q, (b, n, h, ds), s, "batch, pos, head, d_s", dtype=True)
     if not isinstance(e, torch.Tensor) or e.dim() != 5:
         raise ValueError("e must have shape [batch, pos, head, hop, d_r] (one relation per read hop); "
                          "for a single hop use e.unsqueeze(3)")
-    _check("e", e, (b, n, h, e.shape[3], dr), s, "batch, pos, head, hop, d_r")
+    check_tensor("e", e, (b, n, h, e.shape[3], dr), s, "batch, pos, head, hop, d_r", dtype=True)
     if e.shape[3] == 0:
         raise ValueError("e has no hops; pass at least one read relation per position")
     if e.shape[3] > 1 and ds != dt:
@@ -97,7 +82,7 @@ def fwm(
         raise ValueError("beta is required: pass torch.ones(batch, pos, head) for full-strength writes")
     check_per_head("beta", beta, b, n, h, s)
     if writes is not None:
-        _check("writes", writes, (b, n, h, dt), s, "batch, pos, head, d_t")
+        check_tensor("writes", writes, (b, n, h, dt), s, "batch, pos, head, d_t", dtype=True)
     if initial_state is not None:
         if not isinstance(initial_state, torch.Tensor) or tuple(initial_state.shape) != (b, h, ds, dr, dt):
             got = tuple(initial_state.shape) if isinstance(initial_state, torch.Tensor) else type(initial_state).__name__

@@ -9,19 +9,10 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import BACKENDS, RecurrenceOutput, check_chunk_size, check_per_head, check_qkv, check_state
+from .._common import RecurrenceOutput, check_chunk_size, check_reference_only, check_tensor, check_per_head, check_qkv, check_state
 from .naive import rec_delta_inputs, rec_delta_reference
 
 __all__ = ["rec_delta", "rec_delta_inputs", "rec_delta_reference"]
-
-
-def _check_param(name: str, x: torch.Tensor, shape: tuple[int, ...], ref: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if tuple(x.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape} ([head, ...] as documented), got {tuple(x.shape)}")
-    if x.device != ref.device:
-        raise ValueError(f"{name} is on {x.device} but q is on {ref.device}")
 
 
 def rec_delta(
@@ -62,22 +53,19 @@ def rec_delta(
         :class:`RecurrenceOutput`; ``output`` is y ``[batch, pos, head, d_v]`` in q's dtype, states in
         float32 (float64 for float64 inputs). Differentiable in every input.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "reference":
-        raise ValueError("rec_delta has no chunkwise form (q_t, k_t, v_t, β_t depend on tanh(y_{t-1}), so the "
-                         "recurrence is not linear in the state); pass backend='reference'")
+    check_reference_only("rec_delta", backend, "q_t, k_t, v_t, β_t depend on tanh(y_{t-1}), so the recurrence is "
+                         "not linear in the state")
     b, t, h, dk, dv = check_qkv(q, k, v)
     if beta is None:
         raise ValueError("beta is required: the slow net's β̃ [batch, pos, head] (before the sigmoid)")
     check_per_head("beta", beta, b, t, h, q)
-    _check_param("R_q", R_q, (h, dv, dk), q)
-    _check_param("R_k", R_k, (h, dv, dk), q)
-    _check_param("R_v", R_v, (h, dv, dv), q)
-    _check_param("r_beta", r_beta, (h, dv), q)
+    check_tensor("R_q", R_q, (h, dv, dk), q)
+    check_tensor("R_k", R_k, (h, dv, dk), q)
+    check_tensor("R_v", R_v, (h, dv, dv), q)
+    check_tensor("r_beta", r_beta, (h, dv), q)
     check_state(initial_state, b, h, dk, dv, q)
     if previous_output is not None:
-        _check_param("previous_output", previous_output, (b, h, dv), q)
+        check_tensor("previous_output", previous_output, (b, h, dv), q)
     check_chunk_size(chunk_size)
     return rec_delta_reference(
         q, k, v, beta, R_q, R_k, R_v, r_beta, initial_state=initial_state, previous_output=previous_output,
