@@ -375,6 +375,26 @@ def test_study_configs_are_data_and_capacity_reads_the_grid():
     assert capacity({20: 0.001, 40: 0.002}) == "≥ 40"
 
 
+def test_merge_adds_runs_by_name_in_the_full_studys_order():
+    from case_studies.capacity.config import FULL
+    from case_studies.capacity.merge import merge
+
+    names = [r.name for r in FULL.runs]
+    base = {"command": "python -m case_studies.capacity", "wall_seconds": 1.0, "study": {}, "quick": False,
+            "runs": [{"name": names[0], "x": 0}, {"name": names[-2], "x": 0}]}
+    extra = {"command": "python -m case_studies.capacity --only ...", "wall_seconds": 2.0, "train_cpu_seconds": 1.5,
+             "written": "now", "quick": False, "study": FULL.to_dict(),
+             "runs": [{"name": names[-1], "x": 1}, {"name": names[-2], "x": 1}, {"name": names[1], "x": 1}]}
+    merged = merge(base, [extra])
+    assert [r["name"] for r in merged["runs"]] == [names[0], names[1], names[-2], names[-1]]
+    assert [r["x"] for r in merged["runs"]] == [0, 1, 1, 1] and merged["command"] == base["command"]
+    assert merged["added_runs"][0]["runs"] == [names[-1], names[-2], names[1]] and merged["study"] == FULL.to_dict()
+    with pytest.raises(ValueError, match="not in config.FULL"):
+        merge(base, [dict(extra, runs=[{"name": "s9-S1-x"}])])
+    with pytest.raises(ValueError, match="protocol"):
+        merge(base, [dict(extra, quick=True)])
+
+
 @pytest.mark.parametrize("kw", [dict(update="sum"), dict(update="delta"), dict(update="fwm"), dict(feature_map="softmax")])
 def test_every_hook_fires_with_its_documented_shape(kw):
     S, b, L, n = 6, 2, 12, 5
