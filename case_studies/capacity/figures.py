@@ -30,8 +30,8 @@ def _style(i: int, run: dict, setting: int) -> dict:
     Setting 1: one colour per model."""
     if setting == 2:
         colour = {"elu1": 0, "dpfp": 1 + run["model"].startswith("dpfp2")}.get(run["feature_map"], 6)
-        if run["update"] == "fwm":
-            return dict(color=PALETTE[colour + 3], dash="dot")
+        if run["update"] == "fwm":  # red, purple, black: apart from the blue, pink and green of sum/delta
+            return dict(color=PALETTE[{0: 3, 1: 7, 2: 5}.get(colour, 9)], dash="dot")
         return dict(color=PALETTE[colour], dash="solid" if run["update"] == "delta" else "dash")
     return dict(color=PALETTE[i % len(PALETTE)])
 
