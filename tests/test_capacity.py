@@ -1,7 +1,7 @@
 """The retrieval model of Schlag et al. 2021, its training, its memory probe and the ``capacity`` case study.
 
 The model is checked against the paper's equations written out here as loops over positions in float64
-(input concatenation, feature maps, sum rule / delta rule, reads) — nothing of the model's own code.
+(input concatenation, feature maps, sum rule / delta rule / the FWM rule, reads) — nothing of the model's own code.
 """
 
 from __future__ import annotations
@@ -51,13 +51,22 @@ def _phi(x: torch.Tensor, cfg: RetrieverConfig, model: HookedRetriever) -> torch
                         dtype=torch.float64) / math.sqrt(2 * m)
 
 
-def _paper_loop(model: HookedRetriever, keys, values, queries):
-    """W (and ŷ) by the paper's equations, one sequence and one position at a time, in float64."""
+def _layer_norm(r: torch.Tensor) -> torch.Tensor:
+    """(r − mean) / √(biased variance + 1e-5): torch's layer_norm without weights, as the paper's FWM read."""
+    mean = sum(float(x) for x in r) / len(r)
+    var = sum((float(x) - mean) ** 2 for x in r) / len(r)
+    return (r - mean) / math.sqrt(var + 1e-5)
+
+
+def _paper_loop(model: HookedRetriever, keys, values, queries, scales: list | None = None):
+    """W (and ŷ) by the paper's equations, one sequence and one position at a time, in float64; ``scales``
+    (fwm) collects each sequence's rescale factors c_t."""
     cfg = model.cfg
     S = cfg.num_keys
     E, WK, bK, WQ, bQ = (p.detach().double() for p in (model.W_E, model.W_K, model.b_K, model.W_Q, model.b_Q))
     memories, outputs = [], []
     for b in range(keys.shape[0]):
+        cs = []
         d_key = cfg.d_key
         W = torch.zeros(d_key, S, dtype=torch.float64)
         z = torch.zeros(d_key, dtype=torch.float64)
@@ -70,6 +79,16 @@ def _paper_loop(model: HookedRetriever, keys, values, queries):
             if cfg.update == "sum":
                 W = W + torch.outer(k, v)
                 z = z + k
+            elif cfg.update == "fwm":
+                # Schlag, Munkhdalai & Schmidhuber 2021's rule as the paper's baseline runs it: the old value
+                # under k is replaced by the β-mix of new and old, then W is scaled back to Frobenius norm ≤ 1
+                # (from the second write on); keys are φ(k), unnormalised
+                beta = torch.sigmoid(x @ model.w_beta.detach().double() + model.b_beta.detach().double())
+                v_old = W.T @ k
+                W = W - torch.outer(k, v_old) + torch.outer(k, beta * v + (1 - beta) * v_old)
+                c = max(1.0, float(torch.linalg.matrix_norm(W))) if t > 0 else 1.0
+                W = W / c
+                cs.append(c)
             else:
                 k = k / (k.sum() + cfg.eps)
                 beta = torch.sigmoid(x @ model.w_beta.detach().double() + model.b_beta.detach().double())
@@ -82,8 +101,12 @@ def _paper_loop(model: HookedRetriever, keys, values, queries):
             q = _phi(E[q_id] @ WQ + bQ, cfg, model)
             if cfg.update == "sum":
                 ys.append(W.T @ q / (z @ q + cfg.eps))
+            elif cfg.update == "fwm":
+                ys.append(_layer_norm(W.T @ q))
             else:
                 ys.append(W.T @ (q / (q.sum() + cfg.eps)))
+        if scales is not None:
+            scales.append(cs)
         memories.append(torch.cat([W, z[:, None]], 1) if cfg.update == "sum" else W)
         outputs.append(torch.stack(ys))
     return torch.stack(memories), torch.stack(outputs)
@@ -97,6 +120,8 @@ CASES = [
     dict(feature_map="elu1", update="delta"),
     dict(feature_map="dpfp", dpfp_nu=1, update="delta"),
     dict(feature_map="dpfp", dpfp_nu=3, update="delta"),
+    dict(feature_map="elu1", update="fwm"),
+    dict(feature_map="dpfp", dpfp_nu=2, update="fwm"),
 ]
 
 
@@ -136,7 +161,7 @@ def test_softmax_matches_the_papers_equations_and_has_no_memory():
         probe_memory(model, batch)
 
 
-@pytest.mark.parametrize("update", ["sum", "delta"])
+@pytest.mark.parametrize("update", ["sum", "delta", "fwm"])
 def test_patching_the_memory_changes_what_every_query_reads(update):
     S = 6
     model = HookedRetriever(RetrieverConfig(num_keys=S, d_embed=5, d_head=4, update=update))
@@ -148,7 +173,9 @@ def test_patching_the_memory_changes_what_every_query_reads(update):
     W_other = cache["hook_memory"].flip(0).double()
     r = torch.einsum("bkv,bnk->bnv", W_other, q)
     expected = r[..., :-1] / (r[..., -1:] + 1e-6) if update == "sum" else r
-    assert torch.allclose(swapped.double(), expected, atol=1e-6)
+    if update == "fwm":
+        expected = torch.stack([torch.stack([_layer_norm(x) for x in row]) for row in r])
+    assert torch.allclose(swapped.double(), expected, atol=1e-5 if update == "fwm" else 1e-6)
 
 
 @pytest.mark.parametrize("update", ["sum", "delta"])
@@ -174,6 +201,40 @@ def test_delta_rule_overwrites_where_the_sum_rule_accumulates(update):
     else:
         expected = torch.tensor([0.5, 0, 0, 0.5], dtype=torch.float64)
     assert torch.allclose(y, expected, atol=1e-5)
+
+
+def test_fwm_rescales_after_every_write_but_the_first_and_its_dual_form_has_the_same_gradients():
+    """The FWM rule (update="fwm"): the rescale factors c_t at hook_scale are the loop's, 1 at the first write
+    and > 1 somewhere after it; W ends with ‖W‖_F ≤ 1; the attention form (the gated delta rule's UT form with
+    α = 1/c) gives the same ŷ and the same gradients; it trains in the memory form; the probe reads
+    LayerNorm(Wᵀk_i) as the model reads LayerNorm(Wᵀq)."""
+    S = 9
+    model = HookedRetriever(RetrieverConfig(num_keys=S, d_embed=7, d_head=6, feature_map="dpfp", update="fwm", seed=3))
+    batch = Retrieval(num_keys=S, setting=2).sample(3, torch.Generator().manual_seed(4), all_queries=True)
+    scales: list = []
+    W_loop, y_loop = _paper_loop(model, batch.keys, batch.values, batch.queries, scales)
+    y, cache = model.run_with_cache(batch.keys, batch.values, batch.queries)
+    c = cache["hook_scale"].double()
+    assert torch.allclose(c, torch.tensor(scales, dtype=torch.float64), rtol=1e-5)
+    assert bool((c[:, 0] == 1).all()) and float(c[:, 1:].max()) > 1.01
+    assert float(cache["hook_memory"].flatten(1).norm(dim=-1).max()) <= 1 + 1e-5
+    assert model.train_form == "memory"
+    assert HookedRetriever(RetrieverConfig(num_keys=S, d_embed=7, update="delta")).train_form == "attention"
+    grads = []
+    for form in ("memory", "attention"):
+        model.zero_grad()
+        retrieval_loss(model(batch.keys, batch.values, batch.queries, form=form), batch.targets, batch.query_mask).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for g_mem, g_att in zip(*grads):
+        assert float((g_mem - g_att).abs().max()) <= 1e-4 * float(g_mem.abs().max()) + 1e-7
+    df = probe_memory(model, batch)
+    E, WK, bK = (p.detach().double() for p in (model.W_E, model.W_K, model.b_K))
+    for (b, j), row in zip(batch.query_mask.nonzero().tolist(), df.itertuples()):
+        p = int(batch.target_pos[b, j])
+        v = F.one_hot(batch.values[b, p], S).double()
+        r = _layer_norm(W_loop[b].T @ _phi(torch.cat([v, E[batch.keys[b, p]]]) @ WK + bK, model.cfg, model))
+        assert row.probe_decodes == (int(r.argmax()) == int(batch.targets[b, j]))
+        assert row.fidelity == pytest.approx(float(F.cosine_similarity(r, F.one_hot(batch.targets[b, j], S).double(), 0)), abs=1e-4)
 
 
 def test_input_errors_say_what_to_do():
@@ -281,6 +342,7 @@ def test_case_study_quick_mode_writes_results_and_figures(tmp_path):
     runs = results["runs"]
     assert {r["setting"] for r in runs} == {1, 2} and all(0 <= r["final_eval_loss"] for r in runs)
     assert any(r["update"] == "delta" for r in runs) and any(r["feature_map"] == "softmax" for r in runs)
+    assert any(r["update"] == "fwm" for r in runs)
     probed = [r for r in runs if r["feature_map"] != "softmax"]
     assert probed and all(0 <= r["probe"]["probe_decodes"] <= 1 for r in probed)
     for name in results["figures"]:
@@ -304,12 +366,36 @@ def test_study_configs_are_data_and_capacity_reads_the_grid():
     assert {r.model.label for r in FULL.runs if r.setting == 1} == {
         "Linear", "DPFP-1", "DPFP-2", "DPFP-3", "FAVOR+ (64)", "FAVOR+ (128)", "FAVOR+ (512)", "Softmax",
         "FAVOR+ (64, redrawn)", "FAVOR+ (128, redrawn)", "FAVOR+ (512, redrawn)"}
+    setting2 = {(r.num_keys, r.model.feature_map, r.model.dpfp_nu, r.model.update) for r in FULL.runs if r.setting == 2}
+    sums = {(S, fm, nu) for S, fm, nu, u in setting2 if u == "sum"}
+    assert {(S, fm, nu) for S, fm, nu, u in setting2 if u == "fwm"} == sums == {
+        (S, fm, nu) for S, fm, nu, u in setting2 if u == "delta"}
     assert capacity({20: 0.0009, 40: 0.0008, 60: 0.0246, 120: 0.2}) == "40 (fails at 60)"
     assert capacity({20: 0.02, 40: 0.03}) == "none (fails at 20)"
     assert capacity({20: 0.001, 40: 0.002}) == "≥ 40"
 
 
-@pytest.mark.parametrize("kw", [dict(update="sum"), dict(update="delta"), dict(feature_map="softmax")])
+def test_merge_adds_runs_by_name_in_the_full_studys_order():
+    from case_studies.capacity.config import FULL
+    from case_studies.capacity.merge import merge
+
+    names = [r.name for r in FULL.runs]
+    base = {"command": "python -m case_studies.capacity", "wall_seconds": 1.0, "study": {}, "quick": False,
+            "runs": [{"name": names[0], "x": 0}, {"name": names[-2], "x": 0}]}
+    extra = {"command": "python -m case_studies.capacity --only ...", "wall_seconds": 2.0, "train_cpu_seconds": 1.5,
+             "written": "now", "quick": False, "study": FULL.to_dict(),
+             "runs": [{"name": names[-1], "x": 1}, {"name": names[-2], "x": 1}, {"name": names[1], "x": 1}]}
+    merged = merge(base, [extra])
+    assert [r["name"] for r in merged["runs"]] == [names[0], names[1], names[-2], names[-1]]
+    assert [r["x"] for r in merged["runs"]] == [0, 1, 1, 1] and merged["command"] == base["command"]
+    assert merged["added_runs"][0]["runs"] == [names[-1], names[-2], names[1]] and merged["study"] == FULL.to_dict()
+    with pytest.raises(ValueError, match="not in config.FULL"):
+        merge(base, [dict(extra, runs=[{"name": "s9-S1-x"}])])
+    with pytest.raises(ValueError, match="protocol"):
+        merge(base, [dict(extra, quick=True)])
+
+
+@pytest.mark.parametrize("kw", [dict(update="sum"), dict(update="delta"), dict(update="fwm"), dict(feature_map="softmax")])
 def test_every_hook_fires_with_its_documented_shape(kw):
     S, b, L, n = 6, 2, 12, 5
     cfg = RetrieverConfig(num_keys=S, d_embed=4, d_head=3, **{"feature_map": "dpfp", **kw})
@@ -318,8 +404,10 @@ def test_every_hook_fires_with_its_documented_shape(kw):
     queries = torch.arange(n).remainder(S).expand(b, n)
     d_key = cfg.d_key
     expect = {"hook_k": (b, L, d_key), "hook_v": (b, L, S), "hook_q": (b, n, d_key), "hook_out": (b, n, S)}
-    if cfg.update == "delta":
+    if cfg.update in ("delta", "fwm"):
         expect["hook_beta"] = (b, L)
+    if cfg.update == "fwm":
+        expect["hook_scale"] = (b, L)
     forms = ["attention"] if cfg.feature_map == "softmax" else ["memory", "attention"]
     for form in forms:
         _, cache = model.run_with_cache(batch.keys, batch.values, queries, form=form)

@@ -74,6 +74,9 @@ SOFTMAX = Model("softmax")
 SETTING1_MODELS = (LINEAR, *DPFP, *FAVOR, *FAVOR_PAPER, SOFTMAX)
 SETTING2_MODELS = tuple(Model(m.feature_map, update, m.dpfp_nu) for m in (LINEAR, DPFP[0], DPFP[1])
                         for update in ("sum", "delta"))
+# The paper's baseline in setting 2 (its Figure 3): the update rule of Fast Weight Memory (Schlag, Munkhdalai &
+# Schmidhuber 2021) as its code runs it (RetrieverConfig(update="fwm")); appended so the earlier runs keep their order.
+FWM_MODELS = tuple(Model(m.feature_map, "fwm", m.dpfp_nu) for m in (LINEAR, DPFP[0], DPFP[1]))
 
 # The S grids and the 2000-step cap fit a ~50-minute single-thread budget on a 2-core CPU (see README); the
 # paper swept S in steps of 20 up to 600 (setting 1) and 200 (setting 2) with up to 100k steps on a GPU.
@@ -87,14 +90,15 @@ SETTING2_S = (20, 40, 80)
 
 FULL = Study(
     runs=tuple(Run(1, S, m) for m in SETTING1_MODELS for S in SETTING1_S_BY_MODEL.get(m, SETTING1_S))
-    + tuple(Run(2, S, m) for m in SETTING2_MODELS for S in SETTING2_S),
+    + tuple(Run(2, S, m) for m in SETTING2_MODELS for S in SETTING2_S)
+    + tuple(Run(2, S, m) for m in FWM_MODELS for S in SETTING2_S),
     train=RetrieverTrainConfig(max_steps=2000, seed=1),
 )
 
 QUICK = Study(
     runs=(Run(1, 6, LINEAR), Run(1, 12, LINEAR), Run(1, 12, DPFP[1]), Run(1, 12, FAVOR[0]), Run(1, 12, FAVOR_PAPER[0]),
           Run(1, 12, SOFTMAX),
-          Run(2, 6, Model("elu1", "sum")), Run(2, 6, Model("elu1", "delta"))),
+          Run(2, 6, Model("elu1", "sum")), Run(2, 6, Model("elu1", "delta")), Run(2, 6, Model("elu1", "fwm"))),
     train=RetrieverTrainConfig(max_steps=200, eval_every=50, eval_sequences=4, seed=1),
     probe_sequences=4,
 )

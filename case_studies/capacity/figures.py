@@ -26,9 +26,12 @@ def _name(run: dict, setting: int) -> str:
 
 
 def _style(i: int, run: dict, setting: int) -> dict:
-    """Setting 2: one colour per φ, solid delta, dashed sum. Setting 1: one colour per model."""
+    """Setting 2: one colour per φ, solid delta, dashed sum; fwm dotted in a colour of its own per φ.
+    Setting 1: one colour per model."""
     if setting == 2:
-        colour = {"elu1": 0, "dpfp": 1 + run["model"].startswith("dpfp2")}.get(run["feature_map"], 3)
+        colour = {"elu1": 0, "dpfp": 1 + run["model"].startswith("dpfp2")}.get(run["feature_map"], 6)
+        if run["update"] == "fwm":  # red, purple, black: apart from the blue, pink and green of sum/delta
+            return dict(color=PALETTE[{0: 3, 1: 7, 2: 5}.get(colour, 9)], dash="dot")
         return dict(color=PALETTE[colour], dash="solid" if run["update"] == "delta" else "dash")
     return dict(color=PALETTE[i % len(PALETTE)])
 
@@ -41,7 +44,7 @@ def _settings(runs: list[dict[str, Any]]) -> list[int]:
 
 
 LEGEND = dict(font=dict(size=9), tracegroupgap=0)  # ~20 entries fit the 550-px PNG
-TITLES = {1: "setting 1: each key once", 2: "setting 2: keys re-bound, sum vs delta"}
+TITLES = {1: "setting 1: each key once", 2: "setting 2: keys re-bound, sum vs delta vs FWM"}
 
 
 def loss_vs_keys(runs: list[dict[str, Any]], paper: dict[int, dict[str, dict[int, float]]] | None = None) -> go.Figure:

@@ -9,14 +9,28 @@ One memory, one query read, no layers. For stored pairs (key id κ_i, value inde
     sum rule:    W = Σ_i φ(k_i) v_iᵀ,  z = Σ_i φ(k_i);     ŷ = Wᵀφ(q) / (zᵀφ(q) + eps)
     delta rule:  k̂ = φ(k)/(Σφ(k) + eps), β_i = σ(x_i·w_β + b_β);  for i = 1 … L:  W += β_i (v_i − Wᵀk̂_i) k̂_iᵀ
                  ŷ = Wᵀ q̂,  q̂ = φ(q)/(Σφ(q) + eps)
+    fwm:         β_i as above, φ(k) unnormalised;  W_1 = β_1 φ(k_1) v_1ᵀ,  for i = 2 … L:
+                 W ← W + β_i φ(k_i)(v_i − Wᵀφ(k_i))ᵀ,  then W ← W / c_i,  c_i = max(1, ‖W‖_F)
+                 ŷ = LayerNorm(Wᵀφ(q))   (no affine, eps 1e-5) — the update rule of Fast Weight Memory
+                 (Schlag, Munkhdalai & Schmidhuber 2021) as the paper's code runs it as a baseline
     softmax:     ŷ = Σ_i softmax_i(q·k_i / √d_head) v_i      (no memory matrix)
 
 φ ∈ identity, elu+1 ("linear" in the paper), DPFP-ν, FAVOR+ (:mod:`workbench.components.feature_maps`).
 The memory is built by :func:`workbench.kernels.linear_attention` (with its normaliser column z, so W is
-``[batch, d_key, d_v + 1]``) or :func:`workbench.kernels.delta_rule` (``[batch, d_key, d_v]``) and exposed at
-``hook_memory``; patching that hook changes what every query reads. ``form="attention"`` computes the same ŷ
-in the dual form ŷ = A v (A: the exact effective attention, at ``hook_pattern``), which is how it is trained
-fast. The loss is 0.5‖onehot(target) − ŷ‖².
+``[batch, d_key, d_v + 1]``) or :func:`workbench.kernels.delta_rule` (``[batch, d_key, d_v]``; fwm: by its own
+loop over positions, :meth:`HookedRetriever.write_fwm`) and exposed at ``hook_memory``; patching that hook
+changes what every query reads.
+``form="attention"`` computes the same ŷ in the dual form ŷ = A v (fwm: ŷ = LayerNorm(A v); A: the exact
+effective attention, at ``hook_pattern``), which is how the sum and delta rules are trained fast. The loss
+is 0.5‖onehot(target) − ŷ‖².
+
+The FWM rule, as settled from the authors' code (github.com/ischlag/fast-weight-transformers@ebe13ea,
+``synthetic/linearAttention.py`` lines 245–268 for the write and 299–301 for the read): it is the delta
+rule on unnormalised keys φ(k), the whole matrix divided by max(1, ‖W‖_F) after every write but the first
+(line 266: ``relu(norm − 1) + 1``), and the read is layer-normalised over the values (line 301). Dividing
+by c_i is a decay α_i = 1/c_i of the gated delta rule with values v_i/c_i, so given the c_i (``hook_scale``)
+the memory is a gated delta-rule memory and its effective attention has the UT form; but c_i depends on the
+state it rescales, so no chunked kernel can compute it: the memory is written position by position.
 """
 
 from __future__ import annotations
@@ -36,7 +50,8 @@ from ..dataclass_io import JsonConfig, check_int_fields
 from ..kernels import delta_rule, linear_attention, solve_unit_lower
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
-UPDATES = ("sum", "delta")
+UPDATES = ("sum", "delta", "fwm")
+FWM_LN_EPS = 1e-5  # the eps of torch's layer_norm, which the paper's FWM read uses (linearAttention.py:301)
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,10 @@ class RetrieverConfig(JsonConfig):
 
 def read_memory(W: torch.Tensor, keys: torch.Tensor, update: str, eps: float = 1e-6) -> torch.Tensor:
     """What memory ``W: [batch, d_key, d_v (+1)]`` returns for ``keys: [batch, n, d_key]`` → ``[batch, n, d_v]``:
-    Wᵀk, divided by the normaliser column (zᵀk + eps) for the sum rule."""
+    Wᵀk, divided by the normaliser column (zᵀk + eps) for the sum rule, layer-normalised for fwm."""
     r = torch.einsum("bkv,bnk->bnv", W, keys.to(W.dtype))
+    if update == "fwm":
+        return F.layer_norm(r, r.shape[-1:], eps=FWM_LN_EPS)
     return r[..., :-1] / (r[..., -1:] + eps) if update == "sum" else r
 
 
@@ -124,7 +141,7 @@ class HookedRetriever(HookedRootModule):
         self.b_K = nn.Parameter(torch.empty(d))
         self.W_Q = nn.Parameter(torch.empty(e, d))
         self.b_Q = nn.Parameter(torch.empty(d))
-        if cfg.update == "delta":
+        if cfg.update in ("delta", "fwm"):
             self.w_beta = nn.Parameter(torch.empty(S + e))
             self.b_beta = nn.Parameter(torch.empty(()))
         if cfg.favor_redraw:  # the paper's FAVOR+: a fresh projection at every forward call
@@ -133,12 +150,13 @@ class HookedRetriever(HookedRootModule):
             self.phi = FeatureMap(cfg.feature_map, d, 1, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
         self.hook_k = HookPoint()  # [batch, pos, d_key]  what W is written with: φ(k) (delta: k̂); softmax: k
         self.hook_v = HookPoint()  # [batch, pos, d_v]    onehot(value)
-        self.hook_beta = HookPoint()  # [batch, pos]       write strength β (delta only)
+        self.hook_beta = HookPoint()  # [batch, pos]       write strength β (delta and fwm)
+        self.hook_scale = HookPoint()  # [batch, pos]      fwm: c_i = max(1, ‖W‖_F), what W is divided by after write i
         self.hook_memory = HookPoint()  # [batch, d_key, d_v (+1: z, sum rule)]  W after every write (form='memory')
         self.hook_q = HookPoint()  # [batch, query, d_key]  what W is read with: φ(q) (delta: q̂); softmax: q
         self.hook_pattern = HookPoint()  # [batch, query, pos]  A with ŷ = A v: softmax weights, or the exact
         #                                    effective attention of the memory (form='attention')
-        self.hook_out = HookPoint()  # [batch, query, d_v]  ŷ
+        self.hook_out = HookPoint()  # [batch, query, d_v]  ŷ (fwm: after the LayerNorm)
         self.init_weights()
         self.setup()
 
@@ -159,7 +177,7 @@ class HookedRetriever(HookedRootModule):
             else:
                 uniform(W, self.cfg.d_head ** -0.5)
             uniform(b, fan_in ** -0.5)
-        if self.cfg.update == "delta":
+        if self.cfg.update in ("delta", "fwm"):
             uniform(self.w_beta, self.w_beta.shape[0] ** -0.5)
             uniform(self.b_beta, self.w_beta.shape[0] ** -0.5)
 
@@ -209,9 +227,18 @@ class HookedRetriever(HookedRootModule):
         if cfg.update == "delta":
             k = k / (k.sum(-1, keepdim=True) + cfg.eps)
             q = q / (q.sum(-1, keepdim=True) + cfg.eps)
+        if cfg.update in ("delta", "fwm"):
             logit = self.w_beta[:S][values] + (self.W_E @ self.w_beta[S:])[keys] + self.b_beta
             beta = self.hook_beta(torch.sigmoid(logit))  # [batch, pos]
         k, q = self.hook_k(k), self.hook_q(q)
+        if cfg.update == "fwm":
+            W, scale = self.write_fwm(k, v, beta)
+            scale = self.hook_scale(scale)  # [batch, pos]
+            if form == "memory":
+                W = self.hook_memory(W)  # [batch, d_key, d_v]
+                return self.hook_out(read_memory(W, q, cfg.update, cfg.eps))
+            pattern = self.hook_pattern(self.effective_attention(k, q, beta, scale))  # [batch, query, pos]
+            return self.hook_out(F.layer_norm(pattern @ v, (S,), eps=FWM_LN_EPS))
         if form == "memory":
             W = self.hook_memory(self.write(k, v, beta))  # [batch, d_key, d_v (+1)]
             return self.hook_out(read_memory(W, q, cfg.update, cfg.eps))
@@ -227,19 +254,38 @@ class HookedRetriever(HookedRootModule):
             raise ValueError("softmax attention keeps no memory matrix; use form='attention' (or None)")
         return form
 
-    def effective_attention(self, k: torch.Tensor, q: torch.Tensor, beta: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """A ``[batch, query, pos]`` with ŷ = A v exactly, from k ``[batch, pos, d_key]``, q ``[batch, query, d_key]``.
+    @property
+    def train_form(self) -> str:
+        """The form that trains fastest on one query per sequence: ``"attention"``, except fwm, whose rescale
+        factors need the position-by-position memory anyway (its attention form rebuilds them)."""
+        return "memory" if self.cfg.update == "fwm" else self.check_form("attention")
+
+    def effective_attention(self, k: torch.Tensor, q: torch.Tensor, beta: Optional[torch.Tensor] = None,
+                            scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """A ``[batch, query, pos]`` with ŷ = A v exactly (fwm: ŷ = LayerNorm(A v)), from k ``[batch, pos, d_key]``,
+        q ``[batch, query, d_key]`` (and for fwm the rescale factors ``scale`` = c ``[batch, pos]``).
 
         sum rule:   A_qi = qᵀk_i / (Σ_j qᵀk_j + eps)
         delta rule: A_qi = β_i k_iᵀ (I − β_{i+1}k_{i+1}k_{i+1}ᵀ) ⋯ (I − β_L k_L k_Lᵀ) q, computed as
                     A = (β ⊙ M⁻ᵀ K q)ᵀ with M = I + tril(diag(β) K Kᵀ, −1) (the UT form of the recurrence).
+        fwm:        the gated delta rule with α_i = 1/c_i and values v_i/c_i: with Γ_ij = Π_{l=j+1..i} α_l,
+                    A = (β α ⊙ M⁻ᵀ (Γ_L ⊙ K q))ᵀ, M = I + tril(diag(β)(Γ ⊙ K Kᵀ), −1).
         """
         s = torch.einsum("bqk,bpk->bqp", q, k)  # [batch, query, pos]
         if self.cfg.update == "sum":
             return s / (s.sum(-1, keepdim=True) + self.cfg.eps)
         L = k.shape[1]
-        M = torch.eye(L, dtype=k.dtype) + (beta[:, :, None] * (k @ k.transpose(1, 2))).tril(-1)  # [batch, pos, pos]
+        kk = k @ k.transpose(1, 2)  # [batch, pos, pos]
+        if self.cfg.update == "fwm":
+            log_alpha = -scale.log()  # [batch, pos]
+            cum = log_alpha.cumsum(-1)
+            gamma = (cum[:, :, None] - cum[:, None, :]).tril().exp().tril()  # Γ_ij, i ≥ j  [batch, pos, pos]
+            kk = kk * gamma
+            s = s * (cum[:, -1:] - cum).exp()[:, None, :]  # Γ_Lj qᵀk_j
+        M = torch.eye(L, dtype=k.dtype) + (beta[:, :, None] * kk).tril(-1)  # [batch, pos, pos]
         y = solve_unit_lower(M, s.transpose(1, 2), transpose=True)  # M⁻ᵀ sᵀ: [batch, pos, query]
+        if self.cfg.update == "fwm":
+            beta = beta / scale  # β α: each write is scaled by its own 1/c too
         return (beta[:, :, None] * y).transpose(1, 2)
 
     def write(self, k: torch.Tensor, v: torch.Tensor, beta: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -255,3 +301,32 @@ class HookedRetriever(HookedRootModule):
             res = delta_rule(k4, k4, v4, beta[:, :, None], chunk_size=cfg.chunk_size, backend=cfg.backend,
                              output_final_state=True)
         return res.final_state[:, 0]
+
+    def write_fwm(self, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The FWM memory: ``k [batch, pos, d_key]`` (unnormalised φ(k)), ``v [batch, pos, d_v]``, ``beta
+        [batch, pos]`` → (W ``[batch, d_key, d_v]``, c ``[batch, pos]``).
+
+        One delta-rule step per position (r = Wᵀk, u = β(v − r), W ← W + k uᵀ), then W ← W / c with
+        c = max(1, ‖W‖_F), except after the first write (the paper's loop rescales from its second position
+        on: linearAttention.py:256–267). ‖W + k uᵀ‖²_F = ‖W‖² + 2 rᵀu + ‖k‖²‖u‖² is carried along instead of
+        re-reading W (the same function, so the same gradient). Written out here rather than as a call of
+        :func:`workbench.kernels.delta_rule` per position: c depends on the state it rescales, so the chunked
+        kernel cannot run it, and a one-position kernel call per step trained 2–4× slower."""
+        b, L, d_key = k.shape
+        W = k.new_zeros(b, d_key, v.shape[-1])
+        norm2 = k.new_zeros(b)  # ‖W‖²_F
+        kk = (k * k).sum(-1)  # [batch, pos]
+        scales = [torch.ones_like(norm2)]
+        for t in range(L):
+            k_t = k[:, t]
+            r = torch.bmm(k_t[:, None, :], W)[:, 0]  # Wᵀk_t: [batch, d_v]
+            u = beta[:, t, None] * (v[:, t] - r)  # the delta error
+            norm2 = norm2 + 2 * (r * u).sum(-1) + kk[:, t] * (u * u).sum(-1)
+            if t == 0:
+                W = torch.baddbmm(W, k_t[:, :, None], u[:, None, :])
+                continue
+            scales.append(norm2.clamp_min(1.0).sqrt())
+            inv = 1 / scales[-1]
+            W = torch.baddbmm(W * inv[:, None, None], k_t[:, :, None], (u * inv[:, None])[:, None, :])
+            norm2 = norm2 * inv * inv
+        return W, torch.stack(scales, 1)

@@ -7,7 +7,7 @@ probe reads W (at ``hook_memory``, after every pair is written) with each answer
 does not find it" (the query projection failed). Per real query of a batch sampled with
 ``all_queries=True``:
 
-    probe_decodes    argmax read(W, k_i) == target          read = Wᵀk (÷ zᵀk for the sum rule)
+    probe_decodes    argmax read(W, k_i) == target          read = Wᵀk (÷ zᵀk for the sum rule; fwm: LayerNorm)
     fidelity         cos(read(W, k_i), onehot(target))
     retrieval_error  ‖read(W, k_i) − onehot(target)‖
     model_correct    argmax ŷ(query) == target;  model_loss = 0.5‖onehot(target) − ŷ‖²

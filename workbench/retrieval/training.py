@@ -101,7 +101,7 @@ def train_retriever(
     data_gen = torch.Generator().manual_seed(cfg.seed)
     eval_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    train_form = "attention"
+    train_form = model.train_form  # the dual (attention) form, or the memory form where it is no faster (fwm)
     history: list[dict[str, float]] = []
     best, strikes, stop, running, n_running = float("inf"), 0, "max_steps", 0.0, 0
     start = time.perf_counter()
