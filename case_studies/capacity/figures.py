@@ -43,7 +43,8 @@ def _settings(runs: list[dict[str, Any]]) -> list[int]:
     return present
 
 
-LEGEND = dict(font=dict(size=9), tracegroupgap=0)  # ~20 entries fit the 550-px PNG
+LEGEND = dict(font=dict(size=9), tracegroupgap=0)
+HEIGHT = 650  # px: the 23 legend entries (setting 2 with FWM) fit
 TITLES = {1: "setting 1: each key once", 2: "setting 2: keys re-bound, sum vs delta vs FWM"}
 
 
@@ -70,7 +71,7 @@ def loss_vs_keys(runs: list[dict[str, Any]], paper: dict[int, dict[str, dict[int
         fig.add_hline(y=SUCCESS, line=dict(color="grey", dash="dot"), row=1, col=col)
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(title="Final eval loss vs number of keys S (lines: ours; open circles: the paper's logs; "
-                            "dotted: 0.01)", legend=LEGEND)
+                            "dotted: 0.01)", legend=LEGEND, height=HEIGHT)
     return fig
 
 
@@ -100,7 +101,7 @@ def probe_vs_accuracy(runs: list[dict[str, Any]]) -> go.Figure:
                                      legendgroup=f"{setting}{name}", showlegend=False, line=dict(color=colour)), row=row, col=2)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(title="What W holds vs what the model retrieves<br><sup>accuracy: model (solid) and probe "
-                            "argmax Wᵀk_i = v_i (dotted); fidelity: cos(Wᵀk_i, onehot v_i)</sup>", legend=LEGEND)
+                            "argmax Wᵀk_i = v_i (dotted); fidelity: cos(Wᵀk_i, onehot v_i)</sup>", legend=LEGEND, height=HEIGHT)
     return fig
 
 
@@ -120,5 +121,5 @@ def learning_curves(runs: list[dict[str, Any]]) -> go.Figure:
                                          hovertext=f"S = {r['num_keys']} ({r['stop']})"), row=1, col=col)
         fig.add_hline(y=SUCCESS, line=dict(color="grey", dash="dot"), row=1, col=col)
     fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_layout(title="Eval loss during training, one line per run (hover: S and why it stopped)", legend=LEGEND)
+    fig.update_layout(title="Eval loss during training, one line per run (hover: S and why it stopped)", legend=LEGEND, height=HEIGHT)
     return fig
