@@ -15,6 +15,8 @@ from streamlit.testing.v1 import AppTest
 from workbench.app_support.launch import APP_SCRIPT
 from workbench.paths import DEFAULT_CHECKPOINT
 
+pytestmark = pytest.mark.integration  # each test drives the whole app through AppTest (seconds each)
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "kfac"]
 CONFIG_TEXT = (DEFAULT_CHECKPOINT / "config.json").read_text()
@@ -214,7 +216,6 @@ def strict_recitation(at: AppTest) -> list[str]:
     return [m.value for m in at.metric if m.label == "Strict recitation"]
 
 
-@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     at = open_app()
     at.sidebar.selectbox(key="checkpoint").set_value("canaries-delta").run()
@@ -244,7 +245,6 @@ def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     assert [b.label for b in at.get("download_button")] == ["config.json", "model.safetensors"]
 
 
-@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_kfac_bad_choices_show_an_error_and_the_page_recovers():
     at = open_app("kfac")
     for widget, bad, message in [("kfac_rho", 0.0, "ρ must be in (0, 1]"), ("kfac_rho", 1.5, "ρ must be in (0, 1]"),
@@ -321,7 +321,6 @@ def test_uploads_good_and_bad():
     assert len(charts(at)) == 5
 
 
-@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_fresh_configs_good_and_bad():
     at = open_app()
     at.sidebar.radio(key="model_source").set_value("Fresh model (random init)").run()
@@ -370,7 +369,6 @@ def test_the_shared_model_is_never_changed_by_a_session():
     assert all(block.attn.state_request is None for block in lm.model.blocks)
 
 
-@pytest.mark.integration  # seconds: K-FAC collection or several fresh models
 def test_a_kfac_edit_lives_only_in_its_own_session():
     from workbench.app_support import caching, sources
 
