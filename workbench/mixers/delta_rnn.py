@@ -10,7 +10,9 @@
 Followed from IDSIA/recurrent-fwp ``algorithmic/layers.py`` (``FastRNNlayer``: one bias-free slow
 projection to q, k, v, kʳ, vʳ, β, βʳ; elu+1 and sum-normalised q, k; softmax kʳ; a bias-free output
 projection) and the loops checking ``fast_weight_delta`` and ``fast_rnn_v2`` (see
-``workbench.kernels.delta_rnn``). Their layer's pre-LayerNorm and residual are the block's here.
+``workbench.kernels.delta_rnn``). Their layer's pre-LayerNorm and residual are the block's here. (The
+language-modelling layer ``CudaFastRNNv2Layer`` in ``language_modeling/src/utils/cuda_fast_weight_layer.py``
+also scales y by 1/√d_head before its output projection; the algorithmic layer followed here does not.)
 
 The state: ``[d_k, 2·d_v]`` per head, the columns ``[W | R]`` (so ``d_v`` of this mixer is 2·d_head; a
 key k_t indexes W's rows, s_t = softmax(y_{t-1}) indexes R's). To continue from a position the
