@@ -13,6 +13,7 @@ a protocol that trains: :class:`ProtocolBase`, which holds a ``TrainConfig``); r
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 from workbench.dataclass_io import JsonConfig, check_keys
@@ -71,8 +72,9 @@ class ProtocolBase(JsonConfig):
 
     @classmethod
     def train_from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
-        """The ``train`` of an old flat protocol's training keys ``flat``."""
-        raise NotImplementedError
+        """The ``train`` of an old flat protocol's training keys ``flat``: the protocol's default ``train``
+        with those keys (a protocol overrides this where the old format implied more, e.g. ``eval_every``)."""
+        return dataclasses.replace(cls.__dataclass_fields__["train"].default, **flat)
 
     @classmethod
     def from_dict(cls, data: Any):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from workbench import ModelConfig
 from workbench.mixers import mixer_config, mixer_fields
@@ -66,10 +66,6 @@ class Protocol(ProtocolBase):
     probe_capacity_setting: Setting = Setting(256, 64)
 
     FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ("steps", "batch_size", "lr", "warmup_steps", "eval_every", "seed")
-
-    @classmethod
-    def train_from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
-        return dataclasses.replace(TRAIN, **flat)
 
     def __post_init__(self) -> None:
         self._check_train()
