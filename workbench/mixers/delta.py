@@ -1,11 +1,18 @@
 """DeltaNet (Schlag et al. 2021; Yang et al. 2024), laid out as in flash-linear-attention.
 
-    q, k, v = act(conv(x W_Q)), act(conv(x W_K)), act(conv(x W_V))     act = SiLU, conv optional
-    q, k    = qk_norm(q), qk_norm(k)                                     L2 (default), sum or none
+    q, k    = act(conv(x W_Q)), act(conv(x W_K))    act = qk_activation (SiLU default), conv optional
+    v       = SiLU(conv(x W_V))
+    q, k    = qk_norm(q), qk_norm(k)                                     L2 (default), L1, sum or none
     (Outlier Protected block: q = w_q ⊙ q/‖q‖, k = k/‖k‖ — QK-norm with a learned gain on q only)
-    β       = sigmoid(x W_β + b_β)        (×2 with allow_neg_eigval)
+    β       = sigmoid(x W_β + b_β)        (×2 with allow_neg_eigval; 1 without use_beta)
     u_t     = β_t (v_t − S_{t-1}ᵀ k_t);   S_t = S_{t-1} + k_t u_tᵀ;   z_t = S_tᵀ (q_t / √d_head)
-    out     = RMSNorm_head(z) W_O + b_O
+    out     = (RMSNorm_head(z) ⊙ gate(x W_G)) W_O + b_O                  (the gate only with output_gate)
+
+Widths: q and k have ``d_head`` channels per head, v and the read-out ``d_head_v`` (0: d_head), as fla's
+``expand_k``/``expand_v``. Grouped value heads (fla's ``num_v_heads > num_heads``): with ``n_qk_heads``
+< n_heads, W_Q and W_K have ``n_qk_heads`` heads and value head i reads and writes with q/k head
+i // (n_heads / n_qk_heads); ``hook_q``/``hook_k`` show the ``n_qk_heads`` heads, the recurrence (and
+``fast_weights``) has ``n_heads`` states.
 
 QK-norm in the Outlier Protected block. The delta rule is stable only while β_t‖k_t‖² ≤ 2 (the
 transition I − β_t k_t k_tᵀ has eigenvalue 1 − β_t‖k_t‖² along k_t, and β_t ∈ (0, 1), or (0, 2) with
@@ -43,27 +50,51 @@ from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
-QKNorm = Literal["l2", "sum", "none"]
+QKNorm = Literal["l2", "l2_rsqrt", "l1", "sum", "none"]
+QKActivation = Literal["silu", "relu", "elu1", "identity"]
+GateActivation = Literal["silu", "sigmoid"]
+_QK_NORMS = ("l2", "l2_rsqrt", "l1", "sum", "none")
+_QK_ACTIVATIONS = ("silu", "relu", "elu1", "identity")
 
 
 @dataclass(frozen=True)
 class DeltaConfig(MixerConfig):
-    """DeltaNet options: ``qk_norm`` of q and k ("l2", "sum" or "none"; "l2" in the Outlier Protected
-    block), short causal conv of ``conv_size`` taps (0: none), β ∈ (0, 2) with ``allow_neg_eigval``."""
+    """DeltaNet options: ``qk_norm`` of q and k — "l2" (x / max(‖x‖, 1e-6)), "l2_rsqrt" (x / √(‖x‖² + 1e-6),
+    fla's kernels), "l1" (x / max(Σ|x|, 1e-6), fla's ``sum_norm``), "sum" (x / (Σx + 1e-6)) or "none"; "l2"
+    in the Outlier Protected block; ``qk_activation`` of q and k after the conv ("silu", "relu", "elu1" =
+    elu + 1, "identity"); short causal conv of ``conv_size`` taps (0: none); β ∈ (0, 2) with
+    ``allow_neg_eigval``, β = 1 without ``use_beta``; ``output_gate`` (``gate_activation`` of x W_G times
+    the normed read-out); ``d_head_v`` value width per head (0: d_head); ``n_qk_heads`` query/key heads
+    shared by groups of value heads (0: n_heads)."""
 
     kind: ClassVar[str] = "delta"
     qk_norm: QKNorm = "l2"
     conv_size: int = 4
     allow_neg_eigval: bool = False
+    qk_activation: QKActivation = "silu"
+    use_beta: bool = True
+    output_gate: bool = False
+    gate_activation: GateActivation = "silu"
+    d_head_v: int = 0
+    n_qk_heads: int = 0
 
     def check(self, model, qk_norm: bool = False) -> None:
-        if self.qk_norm not in ("l2", "sum", "none"):
-            raise ValueError(f"{type(self).__name__}.qk_norm must be one of ('l2', 'sum', 'none'), got {self.qk_norm!r}")
-        check_int_fields(self, ("conv_size",), minimum=0)
-        if not isinstance(self.allow_neg_eigval, bool):
-            raise ValueError(f"{type(self).__name__}.allow_neg_eigval must be a bool, got {self.allow_neg_eigval!r}")
+        name = type(self).__name__
+        if self.qk_norm not in _QK_NORMS:
+            raise ValueError(f"{name}.qk_norm must be one of {_QK_NORMS}, got {self.qk_norm!r}")
+        if self.qk_activation not in _QK_ACTIVATIONS:
+            raise ValueError(f"{name}.qk_activation must be one of {_QK_ACTIVATIONS}, got {self.qk_activation!r}")
+        if self.gate_activation not in ("silu", "sigmoid"):
+            raise ValueError(f"{name}.gate_activation must be 'silu' or 'sigmoid', got {self.gate_activation!r}")
+        check_int_fields(self, ("conv_size", "d_head_v", "n_qk_heads"), minimum=0)
+        for flag in ("allow_neg_eigval", "use_beta", "output_gate"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{name}.{flag} must be a bool, got {getattr(self, flag)!r}")
+        if self.n_qk_heads and model.n_heads % self.n_qk_heads:
+            raise ValueError(f"{name}.n_qk_heads = {self.n_qk_heads} must divide n_heads = {model.n_heads} (each "
+                             "query/key head serves a group of value heads)")
         if qk_norm and self.qk_norm != "l2":
-            raise ValueError(f"{type(self).__name__}.qk_norm must be 'l2' for the {self.kind} mixer in the Outlier "
+            raise ValueError(f"{name}.qk_norm must be 'l2' for the {self.kind} mixer in the Outlier "
                              f"Protected block (its QK-norm keeps the keys unit-norm), got {self.qk_norm!r}")
 
 
@@ -111,31 +142,53 @@ class DeltaNet(Mixer):
     def __init__(self, cfg: DeltaConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
-        self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
-        self.W_K = nn.Parameter(torch.empty(h, dm, dh))
-        self.W_V = nn.Parameter(torch.empty(h, dm, dh))
-        self.W_beta = nn.Parameter(torch.empty(dm, h))
-        self.b_beta = nn.Parameter(torch.zeros(h))
-        self.W_O = nn.Parameter(torch.empty(h, dh, dm))
+        hk, dv = self.n_qk_heads, self.d_v
+        self.W_Q = nn.Parameter(torch.empty(hk, dm, dh))
+        self.W_K = nn.Parameter(torch.empty(hk, dm, dh))
+        self.W_V = nn.Parameter(torch.empty(h, dm, dv))
+        if cfg.use_beta:
+            self.W_beta = nn.Parameter(torch.empty(dm, h))
+            self.b_beta = nn.Parameter(torch.zeros(h))
+        self.W_O = nn.Parameter(torch.empty(h, dv, dm))
         self.b_O = nn.Parameter(torch.zeros(dm))
-        self.w_norm = nn.Parameter(torch.ones(dh))  # per-head output RMSNorm weight (shared by heads)
+        self.w_norm = nn.Parameter(torch.ones(dv))  # per-head output RMSNorm weight (shared by heads)
+        self.add_decay_()
+        if cfg.output_gate:
+            self.W_G = nn.Parameter(torch.empty(h, dm, dv))
         if cfg.conv_size > 0:
-            self.conv_q = ShortConv(h * dh, cfg.conv_size)
-            self.conv_k = ShortConv(h * dh, cfg.conv_size)
-            self.conv_v = ShortConv(h * dh, cfg.conv_size)
+            self.conv_q = ShortConv(hk * dh, cfg.conv_size)
+            self.conv_k = ShortConv(hk * dh, cfg.conv_size)
+            self.conv_v = ShortConv(h * dv, cfg.conv_size)
         self.scale = dh ** -0.5
-        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and SiLU
-        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and SiLU
-        self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  x W_V, before conv and SiLU
-        self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid
-        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU, qk_norm (and gain); read with scale·q
-        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU and qk_norm
+        self.hook_q_pre = HookPoint()  # [batch, pos, qk_head, d_head]  x W_Q, before conv and activation
+        self.hook_k_pre = HookPoint()  # [batch, pos, qk_head, d_head]  x W_K, before conv and activation
+        self.hook_v_pre = HookPoint()  # [batch, pos, head, d_v]  x W_V, before conv and SiLU
+        self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid (with use_beta)
+        self.hook_q = HookPoint()  # [batch, pos, qk_head, d_k]  after conv, activation, qk_norm (and gain); read with scale·q
+        self.hook_k = HookPoint()  # [batch, pos, qk_head, d_k]  after conv, activation and qk_norm
         self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
         self.hook_delta = HookPoint()  # [batch, pos, head, d_v]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
         self.hook_state = HookPoint()  # [batch, n_positions, head, d_k, d_v]  W_t; only inside expose_states
         self.hook_z = HookPoint()  # [batch, pos, head, d_v]  memory read-out S_tᵀ(scale·q_t)
         self.hook_o_in = HookPoint()  # [batch, pos, head, d_v]  RMSNorm_head(z) (⊙ gate): what W_O reads
+
+    def add_decay_(self) -> None:
+        """Register the parameters of a decay (none here; Gated DeltaNet adds W_a, A_log, dt_bias), before W_G
+        so that the seeded initialisation draws them in the order it always did."""
+
+    @property
+    def n_qk_heads(self) -> int:
+        return self.cfg.n_qk_heads or self.n_heads
+
+    @property
+    def d_v(self) -> int:
+        return self.cfg.d_head_v or self.d_head
+
+    def expand_qk(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., qk_head, d]`` → ``[..., head, d]``: value head i uses query/key head i // group."""
+        group = self.n_heads // self.n_qk_heads
+        return x if group == 1 else x.repeat_interleave(group, dim=-2)
 
     @classmethod
     def label(cls, cfg: DeltaConfig) -> str:
@@ -156,54 +209,81 @@ class DeltaNet(Mixer):
     def cached_log_decay(self, get: CacheGetter) -> Optional[torch.Tensor]:
         return None
 
-    def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_head]
-        return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+    def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_v]
+        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+        if self.cfg.output_gate:
+            gate = torch.einsum("...m,hmd->...hd", x, self.W_G)
+            z = z * (F.silu(gate) if self.cfg.gate_activation == "silu" else torch.sigmoid(gate))
+        return z
 
     # -- the interface --------------------------------------------------------------------------
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
-        return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v"),
+        return RecurrenceInputs(dict(q=self.expand_qk(get("hook_q")) * self.scale, k=self.expand_qk(get("hook_k")),
+                                     v=get("hook_v"),
                                      beta=get("hook_beta"), g=self.cached_log_decay(get)))
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(self.output_norm(z, x), x)
 
     def linear_sites(self) -> list[LinearSite]:
-        hd = self.n_heads * self.d_head
-        sites = [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}_pre", self.d_model, hd, "head_in_out")
-                 for kind in ("q", "k", "v")]
-        sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"))
-        sites.append(LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_o_in"))
+        hk, hv = self.n_qk_heads * self.d_head, self.n_heads * self.d_v
+        sites = [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}_pre", self.d_model, width, "head_in_out")
+                 for kind, width in (("q", hk), ("k", hk), ("v", hv))]
+        if self.cfg.use_beta:
+            sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"))
+        sites.append(LinearSite("o", "W_O", None, hv, self.d_model, "head_out", input_hook="hook_o_in"))
         return sites
 
     # -- forward --------------------------------------------------------------------------------
-    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint) -> torch.Tensor:
+    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint,
+                 act) -> torch.Tensor:
         b, p, _ = x.shape
-        y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, head·d_head]
-        y = hook(y.view(b, p, self.n_heads, self.d_head)).reshape(b, p, -1)
+        heads, width = W.shape[0], W.shape[2]
+        y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, heads·width]
+        y = hook(y.view(b, p, heads, width)).reshape(b, p, -1)
         if conv is not None:
             y = conv(y)
-        return F.silu(y).view(b, p, self.n_heads, self.d_head)
+        return act(y).view(b, p, heads, width)
+
+    def _qk_activation(self, x: torch.Tensor) -> torch.Tensor:
+        kind = self.cfg.qk_activation
+        if kind == "silu":
+            return F.silu(x)
+        if kind == "relu":
+            return F.relu(x)
+        if kind == "elu1":
+            return F.elu(x) + 1
+        return x
 
     def _qk_norm(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cfg.qk_norm == "l2":
+        kind = self.cfg.qk_norm
+        if kind == "l2":
             return F.normalize(x, dim=-1, eps=1e-6)
-        if self.cfg.qk_norm == "sum":
+        if kind == "l2_rsqrt":  # as fla's l2norm kernel (fla/modules/norm/l2norm.py)
+            return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + 1e-6)
+        if kind == "l1":  # as fla's sum_norm (fla/layers/delta_net.py)
+            return F.normalize(x, p=1, dim=-1, eps=1e-6)
+        if kind == "sum":
             return x / (x.sum(-1, keepdim=True) + 1e-6)
         return x
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         has_conv = self.cfg.conv_size > 0
-        q = self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre)
-        k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre)
+        act = self._qk_activation
+        q = self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre, act)
+        k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre, act)
         q = self.hook_q(self.q_norm(self._qk_norm(q)))
         k = self.hook_k(self.k_norm(self._qk_norm(k)))
-        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre))
-        beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))
+        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre, F.silu))
+        if self.cfg.use_beta:
+            beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))
+        else:
+            beta = x.new_ones(*x.shape[:-1], self.n_heads)
         if self.cfg.allow_neg_eigval:
             beta = 2 * beta
         beta = self.hook_beta(beta)
         g = self.log_decay(x)
-        q = q * self.scale
+        q, k = self.expand_qk(q) * self.scale, self.expand_qk(k)
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, g=g))
         cfg = self.model_cfg
         res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)

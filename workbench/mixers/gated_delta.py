@@ -3,6 +3,8 @@
     g_t = −exp(A_log) · softplus(x_t W_a + dt_bias)          log decay, α_t = exp(g_t) ∈ (0, 1]
     S_t = α_t S_{t-1};  u_t = β_t (v_t − S_tᵀ k_t);  S_t += k_t u_tᵀ
     out = (RMSNorm_head(z) ⊙ SiLU(x W_G)) W_O + b_O           (the gate only with output_gate)
+
+All of DeltaNet's options apply (:mod:`.delta`); the decay is per value head.
 """
 
 from __future__ import annotations
@@ -23,15 +25,9 @@ from .registry import register
 
 @dataclass(frozen=True)
 class GatedDeltaConfig(DeltaConfig):
-    """DeltaNet's options plus ``output_gate`` (a SiLU gate on the output)."""
+    """DeltaNet's options (``output_gate`` among them: a gate on the output); the decay has none."""
 
     kind: ClassVar[str] = "gated_delta"
-    output_gate: bool = False
-
-    def check(self, model, qk_norm: bool = False) -> None:
-        super().check(model, qk_norm)
-        if not isinstance(self.output_gate, bool):
-            raise ValueError(f"GatedDeltaConfig.output_gate must be a bool, got {self.output_gate!r}")
 
 
 @register
@@ -42,13 +38,13 @@ class GatedDeltaNet(DeltaNet):
 
     def __init__(self, cfg: GatedDeltaConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
-        h, dm, dh = self.n_heads, self.d_model, self.d_head
+        self.hook_log_decay = HookPoint()  # [batch, pos, head]  g_t = log α_t ≤ 0
+
+    def add_decay_(self) -> None:
+        h, dm = self.n_heads, self.d_model
         self.W_a = nn.Parameter(torch.empty(dm, h))
         self.A_log = nn.Parameter(torch.empty(h))
         self.dt_bias = nn.Parameter(torch.empty(h))
-        if cfg.output_gate:
-            self.W_G = nn.Parameter(torch.empty(h, dm, dh))
-        self.hook_log_decay = HookPoint()  # [batch, pos, head]  g_t = log α_t ≤ 0
 
     @classmethod
     def label(cls, cfg: GatedDeltaConfig) -> str:
@@ -60,12 +56,6 @@ class GatedDeltaNet(DeltaNet):
 
     def cached_log_decay(self, get: CacheGetter) -> Optional[torch.Tensor]:
         return get("hook_log_decay")
-
-    def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        z = super().output_norm(z, x)
-        if self.cfg.output_gate:
-            z = z * F.silu(torch.einsum("...m,hmd->...hd", x, self.W_G))
-        return z
 
     @torch.no_grad()
     def init_extra_(self, generator: torch.Generator) -> None:
