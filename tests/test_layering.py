@@ -16,7 +16,7 @@ LAYERS = {
     "dataclass_io": 1, "paths": 1, "components": 1,
     "mixers": 2,
     "config": 3, "block": 3, "model": 3, "checkpoint": 3, "tasks": 3, "text": 3,
-    "run_dir": 4, "training": 4, "retrieval": 4,
+    "run_dir": 4, "training": 4, "retrieval": 4, "pretrained": 4,
     "analysis": 5,
     "plots": 6,
     "app_support": 7, "streamlit_app": 7, "cli": 7,

@@ -19,6 +19,7 @@ _EXPORTS = {
     "CheckpointError": ".checkpoint",
     "train": ".training",
     "TrainConfig": ".training",
+    "from_pretrained": ".pretrained",
 }
 
 __all__ = sorted(_EXPORTS)

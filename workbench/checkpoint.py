@@ -1,6 +1,7 @@
 """Checkpoints: ``config.json`` + ``model.safetensors`` in a directory. Never pickle.
 
     save(model, "runs/toy")                       # writes runs/toy/config.json, runs/toy/model.safetensors
+                                                  # (and tokenizer.json when the model carries one)
     model = load("runs/toy")                      # a HookedFastWeightLM, weights checked strictly
     model = load_from_bytes(config_text, blob)    # the same from uploaded files (the app)
 
@@ -23,6 +24,8 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
 from .model import HookedFastWeightLM
+from .text.hf_tokenizer import FILE_NAME as TOKENIZER_FILE
+from .text.hf_tokenizer import HFTokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -49,7 +52,31 @@ def save(model: HookedFastWeightLM, directory: Union[str, Path]) -> Path:
     (directory / CONFIG_FILE).write_text(model.cfg.to_json() + "\n")
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "version": FORMAT_VERSION})
+    tokenizer = getattr(model, "tokenizer", None)
+    if isinstance(tokenizer, HFTokenizer):
+        (directory / TOKENIZER_FILE).write_text(tokenizer.to_json(), encoding="utf-8")
+        _write_json(directory / _TOKENIZER_META, {"bos_token_id": tokenizer.bos_token_id})
     return directory
+
+
+_TOKENIZER_META = "tokenizer_meta.json"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data) + "\n")
+
+
+def _read_tokenizer(directory: Path):
+    """The tokenizer saved next to a checkpoint (tokenizer.json), or None."""
+    path = directory / TOKENIZER_FILE
+    if not path.is_file():
+        return None
+    meta_path = directory / _TOKENIZER_META
+    bos = json.loads(meta_path.read_text()).get("bos_token_id") if meta_path.is_file() else None
+    try:
+        return HFTokenizer.from_file(path, bos_token_id=bos)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load(directory: Union[str, Path], device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
@@ -71,7 +98,9 @@ def load(directory: Union[str, Path], device: Union[str, torch.device] = "cpu") 
         raise CheckpointError(f"{w_path} is not a readable safetensors file ({e})") from None
     with open(w_path, "rb") as f:
         _check_format(f.read(_header_size(f.read(8))), str(w_path))
-    return model_from_tensors(cfg, tensors, str(w_path), device)
+    model = model_from_tensors(cfg, tensors, str(w_path), device)
+    model.tokenizer = _read_tokenizer(directory)
+    return model
 
 
 def load_from_bytes(
@@ -119,7 +148,7 @@ def config_from_text(text: Union[str, bytes], where: str = CONFIG_FILE) -> Model
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where: str = WEIGHTS_FILE,
                        device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
     """A model for ``cfg`` holding exactly ``tensors``: names, shapes and float dtypes must all match."""
-    model = HookedFastWeightLM(cfg)
+    model = HookedFastWeightLM(cfg, init=False)  # every parameter is loaded below (strict)
     expected = model.state_dict()
     tensors = {**_added_since_saved(model, set(tensors), expected), **tensors}
     missing = sorted(set(expected) - set(tensors))

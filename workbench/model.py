@@ -45,6 +45,7 @@ class HookedFastWeightLM(HookedRootModule):
         self.blocks = nn.ModuleList([TransformerBlock(cfg, i) for i in range(cfg.n_layers)])
         self.ln_final = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.unembed = Unembed(cfg.d_model, cfg.d_vocab)
+        self.tokenizer = None  # text ↔ ids (encode, decode, token_strings), e.g. a checkpoint's tokenizer.json
         if init:  # init=False leaves the parameters uninitialised (e.g. built on the meta device, or to be loaded)
             self.init_weights()
         self.setup()
@@ -233,6 +234,44 @@ class HookedFastWeightLM(HookedRootModule):
         attn = self.mixer(layer)
         hooks = attn.effective_attention_hooks or attn.input_hooks
         return attn.effective_attention(self.layer_cache(tokens, layer, hooks))
+
+    # ------------------------------------------------------------------ text (with a tokenizer attached)
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer: load a checkpoint directory that has tokenizer.json "
+                             "(workbench.from_pretrained) or set model.tokenizer; otherwise pass token ids")
+        return self.tokenizer
+
+    def to_tokens(self, text: str, prepend_bos: bool = False) -> torch.Tensor:
+        """``text`` → ``[1, pos]`` token ids on the model's device (``prepend_bos``: the tokenizer's BOS first)."""
+        tok = self._need_tokenizer()
+        ids = tok.encode(text)
+        if prepend_bos:
+            bos = getattr(tok, "bos_token_id", None)
+            if bos is None:
+                raise ValueError("prepend_bos=True, but the tokenizer has no bos_token_id")
+            ids = [bos] + ids
+        return self.check_tokens(torch.tensor([ids]))
+
+    def to_str_tokens(self, tokens: Union[str, torch.Tensor, list]) -> list[str]:
+        """Each token of ``tokens`` (text, ``[pos]`` or ``[1, pos]`` ids) as its string, for plot axes."""
+        tok = self._need_tokenizer()
+        if isinstance(tokens, str):
+            ids = tok.encode(tokens)
+        else:
+            ids = self.check_tokens(tokens)
+            if ids.shape[0] != 1:
+                raise ValueError(f"to_str_tokens takes one sequence, got a batch of {ids.shape[0]}")
+            ids = ids[0].tolist()
+        strings = getattr(tok, "token_strings", None)
+        return strings(ids) if strings is not None else [tok.decode([i]) for i in ids]
+
+    def to_string(self, tokens: Union[torch.Tensor, list]) -> str:
+        """Token ids ``[pos]`` or ``[1, pos]`` → text."""
+        ids = self.check_tokens(tokens)
+        if ids.shape[0] != 1:
+            raise ValueError(f"to_string takes one sequence, got a batch of {ids.shape[0]}")
+        return self._need_tokenizer().decode(ids[0].tolist())
 
     # ------------------------------------------------------------------ conveniences
     @property
