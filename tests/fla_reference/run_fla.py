@@ -1,9 +1,9 @@
 """Build a tiny random-weight flash-linear-attention model on the CPU, save it as fla saves it, and record
 its outputs: the subprocess half of tests/test_pretrained_fla.py.
 
-    python tests/fla_reference/run_fla.py SPEC.json
+    python tests/fla_reference/run_fla.py SPECS.json
 
-SPEC: {"model_type": "delta_net" | "gated_deltanet", "config": {...fla config kwargs...}, "seed": 0,
+SPECS: a list of {"model_type": "delta_net" | "gated_deltanet", "config": {...fla config kwargs...}, "seed": 0,
        "out": DIR, "tokens": [[...]], "state_positions": [...]}
 
 Writes DIR/model (``save_pretrained``: config.json + model.safetensors) and DIR/outputs.safetensors with
@@ -126,9 +126,13 @@ def randomise_(model, seed: int) -> None:
 
 
 def main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(1)
     patch_fla()
+    for spec in json.loads(Path(spec_path).read_text()):
+        run(spec)
+
+
+def run(spec: dict) -> None:
     from fla.models import DeltaNetConfig, DeltaNetForCausalLM, GatedDeltaNetConfig, GatedDeltaNetForCausalLM
 
     classes = {"delta_net": (DeltaNetConfig, DeltaNetForCausalLM),

@@ -160,12 +160,12 @@ class DeltaNet(Mixer):
             self.conv_k = ShortConv(hk * dh, cfg.conv_size)
             self.conv_v = ShortConv(h * dv, cfg.conv_size)
         self.scale = dh ** -0.5
-        self.hook_q_pre = HookPoint()  # [batch, pos, qk_head, d_head]  x W_Q, before conv and activation
-        self.hook_k_pre = HookPoint()  # [batch, pos, qk_head, d_head]  x W_K, before conv and activation
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and activation (n_qk_heads)
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and activation (n_qk_heads)
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_v]  x W_V, before conv and SiLU
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid (with use_beta)
-        self.hook_q = HookPoint()  # [batch, pos, qk_head, d_k]  after conv, activation, qk_norm (and gain); read with scale·q
-        self.hook_k = HookPoint()  # [batch, pos, qk_head, d_k]  after conv, activation and qk_norm
+        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, activation, qk_norm (and gain); n_qk_heads
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, activation and qk_norm (n_qk_heads)
         self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
         self.hook_delta = HookPoint()  # [batch, pos, head, d_v]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)

@@ -24,7 +24,8 @@ _QK_ACTIVATION = {"silu": "silu", "relu": "relu", "elu": "elu1", "identity": "id
 def _head_width(cfg, key: str, d_model: int, n_heads: int) -> int:
     width = d_model * cfg.get(key, 1.0)
     if not math.isclose(width, round(width)) or round(width) % n_heads:
-        raise ValueError(f"{cfg.where}: hidden_size · {key} = {width} must be a whole multiple of num_heads = {n_heads}")
+        raise ValueError(f"{cfg.where}: hidden_size · {key} = {width} must be a whole multiple of "
+                         f"num_heads = {n_heads}")
     return round(width) // n_heads
 
 
