@@ -196,3 +196,18 @@ def test_pickle_is_refused_and_offline_hub_ids_fail_at_once(fla_runs, tmp_path, 
 
 def test_registry_names_the_fla_architectures():
     assert {"delta_net", "gated_deltanet"} <= set(model_types())
+
+
+def test_the_readme_block_runs_on_an_fla_checkpoint(fla_runs, tmp_path):
+    """README.md's ``py`` block that opens a checkpoint (not run by tests/test_readme.py: it needs one)."""
+    import re
+
+    text = (HERE.parent / "README.md").read_text()
+    section = text[text.index("## Opening released checkpoints"):]
+    block = re.search(r"```py\n(.*?)```", section, flags=re.S).group(1)
+    src = tmp_path / "m"
+    shutil.copytree(fla_runs["delta_default"] / "model", src)
+    _write_tokenizer(src / "tokenizer.json")
+    scope = {"workbench": workbench}
+    exec(compile(block.replace('"path/to/delta_net-1.3B-100B"', repr(str(src))), "README.md", "exec"), scope)
+    assert scope["W"].shape == (1, 1, 2, 16, 16)
