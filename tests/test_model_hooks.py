@@ -22,6 +22,8 @@ VARIANTS = {
     "gated_delta": dict(mixer="gated_delta"),
     "gated_delta_bare": dict(mixer="gated_delta", norm="none", mlp="none", positional="none", output_gate=False),
     "softmax_outlier_protected": dict(mixer="softmax", block="outlier_protected"),
+    "softmax_rotary_window_bias": dict(mixer={"kind": "softmax", "rotary_base": 500.0, "window": 5, "qkv_bias": True},
+                                       positional="none"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
     "rec_delta": dict(mixer="rec_delta"),
@@ -66,6 +68,8 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
         if "SwiGLU" in cond and cfg.mlp != "swiglu":
             continue
         if "expose_states" in cond and not exposed:
+            continue
+        if "rotary_base" in cond and not getattr(cfg.mixer, "rotary_base", 0):
             continue
         axes = [a.strip() for a in shape.strip("[]").split(",")]
         names = [name.replace("{i}", str(i)) for i in range(cfg.n_layers)] if "{i}" in name else [name]

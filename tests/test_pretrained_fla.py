@@ -47,6 +47,11 @@ CASES = {
                                                  tie_word_embeddings=True)),
     "gated_sigmoid_noconv": ("gated_deltanet", dict(num_heads=4, head_dim=8, num_v_heads=8, expand_v=1.5,
                                                     use_short_conv=False, output_gate_activation="sigmoid")),
+    # hybrids: softmax attention (rotary, grouped KV heads, biases, a window) at layer 1 of 3
+    "delta_hybrid_attn": ("delta_net", dict(num_heads=2, num_hidden_layers=3, attn=dict(
+        layers=[1], num_heads=4, num_kv_heads=2, qkv_bias=True, window_size=16, rope_theta=500.0))),
+    "gated_hybrid_attn_own_heads": ("gated_deltanet", dict(num_heads=2, head_dim=8, num_v_heads=4,
+                                                           num_hidden_layers=3, attn=dict(layers=[1], num_heads=2))),
 }
 
 
@@ -86,7 +91,7 @@ def test_logits_layers_and_states_match_fla(fla_runs, name):
     for i in range(n):  # fla's hidden_states[i] is block i's input; the last is after the final norm
         assert rel(cache[f"blocks.{i}.hook_resid_pre"], ref[f"hidden_{i}"]) <= 1e-4, f"block {i}"
     assert rel(cache["ln_final.hook_normalized"], ref[f"hidden_{n}"]) <= 1e-4
-    for layer in range(n):
+    for layer in model.fast_weight_layers:
         ours = model.fast_weights(tokens, layer, STATE_POSITIONS)  # [batch, n_positions, head, d_k, d_v]
         for j, pos in enumerate(STATE_POSITIONS):
             assert rel(ours[:, j], ref[f"state_{layer}_{pos}"]) <= 1e-4, f"layer {layer} position {pos}"
@@ -169,7 +174,8 @@ def _edited(src: Path, dst: Path, **changes) -> Path:
 
 @pytest.mark.parametrize("changes, match", [
     (dict(model_type="mamba2"), "model_type 'mamba2'"),
-    (dict(attn={"layers": [1], "num_heads": 2}), "attn"),
+    (dict(attn={"layers": [1], "num_heads": 2, "qk_norm": True}), "qk_norm"),
+    (dict(attn={"layers": [5], "num_heads": 2}), "attn layers"),
     (dict(hidden_act="powlu"), "hidden_act"),
     (dict(qk_norm="rms"), "qk_norm"),
     (dict(some_new_option=3), "some_new_option"),

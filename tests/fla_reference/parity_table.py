@@ -39,7 +39,7 @@ def main(out: Path) -> None:
         layers = [t.rel(cache[f"blocks.{i}.hook_resid_pre"], ref[f"hidden_{i}"]) for i in range(1, n)]
         layers.append(t.rel(cache["ln_final.hook_normalized"], ref[f"hidden_{n}"]))
         states = [t.rel(model.fast_weights(tokens, layer, [p])[:, 0], ref[f"state_{layer}_{p}"])
-                  for layer in range(n) for p in t.STATE_POSITIONS]
+                  for layer in model.fast_weight_layers for p in t.STATE_POSITIONS]
         print(f"| {name} | {t.rel(logits, ref['logits']):.1e} | {max(layers):.1e} | {max(states):.1e} |")
 
 

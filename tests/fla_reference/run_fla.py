@@ -8,7 +8,7 @@ SPECS: a list of {"model_type": "delta_net" | "gated_deltanet", "config": {...fl
 
 Writes DIR/model (``save_pretrained``: config.json + model.safetensors) and DIR/outputs.safetensors with
 ``logits`` [batch, pos, vocab], ``hidden_{i}`` (fla's ``hidden_states``: the input of block i, the last one
-after the final norm) and ``state_{layer}_{pos}`` [batch, head, d_k, d_v] (the recurrent state in fla's
+after the final norm) and ``state_{layer}_{pos}`` [batch, head, d_k, d_v] (for each layer with one: the recurrent state in fla's
 cache after a forward over tokens[:, :pos + 1], in [K, V] layout).
 
 fla's Triton-only functions are swapped for fla's own references (``fla/ops/*/naive.py``,
@@ -37,10 +37,12 @@ def _l2norm(x):  # fla/modules/norm/l2norm.py: x / sqrt(sum x² + 1e-6)
 
 def patch_fla() -> None:
     """Swap every Triton-only function an fla DeltaNet / Gated DeltaNet forward calls."""
+    import fla.layers.attn as attn
     import fla.layers.delta_net as dn
     import fla.layers.gated_deltanet as gdn
     import fla.modules as fm
     from fla.modules.norm.layernorm import rms_norm_ref
+    from fla.modules.rotary.ops import rotary_embedding_ref
     from fla.ops.delta_rule.naive import delta_rule_recurrence
     from fla.ops.gated_delta_rule.gate import naive_gdn_gate
     from fla.ops.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
@@ -109,6 +111,36 @@ def patch_fla() -> None:
 
     fm.GatedMLP.forward = gated_mlp
 
+    def flash_attn_func(q, k, v, causal=True, window_size=(-1, -1), softmax_scale=None, **kwargs):
+        # flash_attn's flash_attn_func (which fla/layers/attn.py calls): causal softmax attention, query head i on
+        # key/value head i // (H / H_kv), scale d^-½, keys j ∈ [i − window_size[0], i] (bottom-right aligned)
+        assert causal and window_size[1] in (-1, 0) and softmax_scale is None
+        group = q.shape[2] // k.shape[2]
+        k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()) * q.shape[-1] ** -0.5
+        tq, tk = q.shape[1], k.shape[1]
+        i = torch.arange(tq)[:, None] + (tk - tq)
+        j = torch.arange(tk)[None]
+        mask = j > i
+        if window_size[0] >= 0:
+            mask = mask | (j < i - window_size[0])
+        pattern = scores.masked_fill(mask, float("-inf")).softmax(-1)
+        return torch.einsum("bhqk,bkhd->bqhd", pattern, v.float()).to(q.dtype)
+
+    attn.flash_attn_func = flash_attn_func
+
+    def rotary(self, q, k, seqlen_offset=0, cu_seqlens=None, max_seqlen=None, **kwargs):
+        # fla RotaryEmbedding.forward with its reference rotation instead of the Triton kernel
+        assert isinstance(seqlen_offset, int) and seqlen_offset == 0 and cu_seqlens is None
+        t = q.shape[1]
+        self._update_cos_sin_cache(max(max_seqlen or 0, t), device=q.device, dtype=q.dtype)
+        assert self.scale is None
+        cos, sin = self._cos_cached[:t], self._sin_cached[:t]
+        return (rotary_embedding_ref(q, cos, sin, interleaved=self.interleaved),
+                rotary_embedding_ref(k, cos, sin, interleaved=self.interleaved))
+
+    fm.RotaryEmbedding.forward = rotary
+
 
 def randomise_(model, seed: int) -> None:
     """Every parameter random and O(1)-relevant (fla's init leaves norms at 1 and matrices at std 0.02)."""
@@ -156,6 +188,8 @@ def run(spec: dict) -> None:
             cache = model(tokens[:, : pos + 1], use_cache=True).past_key_values
             for layer in range(model.config.num_hidden_layers):
                 state = cache[layer]["recurrent_state"]
+                if state is None:  # a softmax-attention layer of a hybrid
+                    continue
                 if spec["model_type"] == "gated_deltanet":  # fla keeps this layer's state as [V, K]
                     state = state.transpose(-1, -2)
                 results[f"state_{layer}_{pos}"] = state

@@ -1,5 +1,12 @@
 """Causal multi-head softmax attention: the baseline mixer (no fast-weight state; its memory is the
-key/value cache)."""
+key/value cache).
+
+Options (all off by default, which is the attention every checkpoint of ours was trained with): grouped
+key/value heads (``n_kv_heads``: query head i reads key/value head i // (heads / n_kv_heads)), rotary
+positions on q and k (``rotary_base``), biases on the q, k, v projections (``qkv_bias``), a sliding window
+(``window``: query t sees keys t − window + 1 … t), and a head count and width of its own (``n_heads``,
+``d_head``: a softmax layer in a hybrid model whose linear layers have other head sizes).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,42 @@ from typing import ClassVar
 
 import torch
 from jaxtyping import Float
+from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.rotary import rotate
+from ..dataclass_io import check_int_fields
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
 
 
 @dataclass(frozen=True)
 class SoftmaxConfig(MixerConfig):
-    """Softmax attention has no options of its own."""
+    """Softmax attention options: ``n_kv_heads`` (0: one key/value head per query head), ``rotary_base`` (0:
+    no rotary positions), ``qkv_bias``, ``window`` (0: the whole causal prefix), ``n_heads`` and ``d_head``
+    (0: the model's)."""
 
     kind: ClassVar[str] = "softmax"
+    n_kv_heads: int = 0
+    rotary_base: float = 0.0
+    qkv_bias: bool = False
+    window: int = 0
+    n_heads: int = 0
+    d_head: int = 0
+
+    def check(self, model, qk_norm: bool = False) -> None:
+        name = type(self).__name__
+        check_int_fields(self, ("n_kv_heads", "window", "n_heads", "d_head"), minimum=0)
+        heads = self.n_heads or model.n_heads
+        if self.n_kv_heads and heads % self.n_kv_heads:
+            raise ValueError(f"{name}.n_kv_heads = {self.n_kv_heads} must divide the {heads} query heads")
+        base = self.rotary_base
+        if not isinstance(base, (int, float)) or isinstance(base, bool) or base < 0:
+            raise ValueError(f"{name}.rotary_base must be a non-negative number (0: no rotary), got {base!r}")
+        if base and (self.d_head or model.d_head) % 2:
+            raise ValueError(f"{name}: rotary positions need an even d_head, got {self.d_head or model.d_head}")
+        if not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"{name}.qkv_bias must be a bool, got {self.qkv_bias!r}")
 
 
 @register
@@ -26,6 +58,8 @@ class SoftmaxAttention(Mixer):
     """z = softmax(q kᵀ / √d_head + causal mask) v per head; out = Σ_head z W_O + b_O.
 
     In the Outlier Protected block q and k are RMS-normalised per head (QK-norm) before hook_q/hook_k.
+    With ``n_kv_heads``, hook_k and hook_v hold the key/value heads; ``hook_z = pattern · v`` with v's heads
+    repeated to the query heads.
     """
 
     Config = SoftmaxConfig
@@ -33,14 +67,36 @@ class SoftmaxAttention(Mixer):
 
     def __init__(self, cfg: SoftmaxConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
-        self.add_qkvo_()
-        self.scale = self.d_head ** -0.5
+        self.n_heads, self.d_head = cfg.n_heads or model.n_heads, cfg.d_head or model.d_head
+        if qk_norm and (cfg.n_heads or cfg.d_head):
+            self.q_norm, self.k_norm = self.qk_norm_modules()  # sized for this layer's heads
+        h, hkv, dm, dh = self.n_heads, self.n_kv_heads, self.d_model, self.d_head
+        if hkv == h:
+            self.add_qkvo_()
+        else:
+            self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
+            self.W_K = nn.Parameter(torch.empty(hkv, dm, dh))
+            self.W_V = nn.Parameter(torch.empty(hkv, dm, dh))
+            self.W_O = nn.Parameter(torch.empty(h, dh, dm))
+            self.b_O = nn.Parameter(torch.zeros(dm))
+        if cfg.qkv_bias:
+            self.b_Q = nn.Parameter(torch.zeros(h, dh))
+            self.b_K = nn.Parameter(torch.zeros(hkv, dh))
+            self.b_V = nn.Parameter(torch.zeros(hkv, dh))
+        self.scale = dh ** -0.5
         self.hook_q = HookPoint()  # [batch, pos, head, d_k]
-        self.hook_k = HookPoint()  # [batch, pos, head, d_k]
-        self.hook_v = HookPoint()  # [batch, pos, head, d_v]
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  (n_kv_heads heads)
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  (n_kv_heads heads)
+        if cfg.rotary_base:
+            self.hook_rot_q = HookPoint()  # [batch, pos, head, d_k]  q after the rotary positions
+            self.hook_rot_k = HookPoint()  # [batch, pos, head, d_k]  k after the rotary positions
         self.hook_attn_scores = HookPoint()  # [batch, head, pos, pos]  (query, key) scaled, masked (-inf)
         self.hook_pattern = HookPoint()  # [batch, head, pos, pos]  (query, key)
         self.hook_z = HookPoint()  # [batch, pos, head, d_v]
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.cfg.n_kv_heads or self.n_heads
 
     @classmethod
     def label(cls, cfg: SoftmaxConfig) -> str:
@@ -50,18 +106,32 @@ class SoftmaxAttention(Mixer):
         return get("hook_pattern")
 
     def linear_sites(self) -> list[LinearSite]:
-        hd = self.n_heads * self.d_head
-        return [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}", self.d_model, hd, "head_in_out")
-                for kind in ("q", "k", "v")] + [
-                LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
+        hq, hkv = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+        return [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}", self.d_model, width, "head_in_out")
+                for kind, width in (("q", hq), ("k", hkv), ("v", hkv))] + [
+                LinearSite("o", "W_O", None, hq, self.d_model, "head_out", input_hook="hook_z")]
+
+    def _project(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        y = torch.einsum("bpm,hmd->bphd", x, getattr(self, f"W_{kind}"))
+        return y + getattr(self, f"b_{kind}") if self.cfg.qkv_bias else y
+
+    def _expand_kv(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, kv_head, d] -> [batch, pos, head, d]
+        group = self.n_heads // self.n_kv_heads
+        return x if group == 1 else x.repeat_interleave(group, dim=2)
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
-        q = self.hook_q(self.q_norm(torch.einsum("bpm,hmd->bphd", x, self.W_Q)))
-        k = self.hook_k(self.k_norm(torch.einsum("bpm,hmd->bphd", x, self.W_K)))
-        v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
+        q = self.hook_q(self.q_norm(self._project(x, "Q")))
+        k = self.hook_k(self.k_norm(self._project(x, "K")))
+        v = self.hook_v(self._project(x, "V"))
+        if self.cfg.rotary_base:
+            q = self.hook_rot_q(rotate(q, self.cfg.rotary_base))
+            k = self.hook_rot_k(rotate(k, self.cfg.rotary_base))
+        k, v = self._expand_kv(k), self._expand_kv(v)
         t = x.shape[1]
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
         mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+        if self.cfg.window:
+            mask = mask | torch.ones(t, t, dtype=torch.bool, device=x.device).tril(-self.cfg.window)
         scores = self.hook_attn_scores(scores.masked_fill(mask, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
         z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))

@@ -14,6 +14,7 @@ import torch
 
 from ..config import ModelConfig
 from ..mixers import MixerConfig
+from ..mixers.softmax import SoftmaxConfig
 from .source_config import SourceConfig
 from .tensors import Tensors
 
@@ -25,8 +26,6 @@ def read_common(cfg: SourceConfig) -> dict:
         "fuse_norm", "fuse_swiglu",  # fused Triton versions of the same norm and MLP
         "fuse_cross_entropy", "fuse_linear_cross_entropy", "use_l2warp",  # the training loss only
     )
-    cfg.refuse("attn", "hybrid models with softmax-attention layers (rotary, grouped KV heads) are not supported "
-                       "yet; open a model without an 'attn' config")
     cfg.refuse("attnres_block_size", "attention residuals (fla.ops.attnres) are not supported")
     d_model = cfg.get("hidden_size")
     cfg.get("hidden_act", "swish", allowed=["swish"])
@@ -42,8 +41,80 @@ def read_common(cfg: SourceConfig) -> dict:
     )
 
 
-def model_config(common: dict, n_heads: int, d_head: int, mixer: MixerConfig) -> ModelConfig:
-    return ModelConfig(**common, n_heads=n_heads, d_head=d_head, mixer=mixer)
+def model_config(cfg: SourceConfig, common: dict, n_heads: int, d_head: int, mixer: MixerConfig
+                 ) -> tuple[ModelConfig, set[int]]:
+    """One ``mixer`` per layer, except the softmax-attention layers of a hybrid (``attn``); and those layers."""
+    attention = attention_layers(cfg, common["n_layers"], common["d_model"], n_heads, d_head)
+    mixers = [attention.get(i, mixer) for i in range(common["n_layers"])]
+    return ModelConfig(**common, n_heads=n_heads, d_head=d_head, mixer=mixers), set(attention)
+
+
+_ATTN_KEYS = {"layers", "num_heads", "num_kv_heads", "qkv_bias", "window_size", "rope_theta"}
+
+
+def attention_layers(cfg: SourceConfig, n_layers: int, d_model: int, n_heads: int, d_head: int
+                     ) -> dict[int, SoftmaxConfig]:
+    """fla's ``attn``: softmax attention at the listed layers (fla/layers/attn.py: head width hidden / num_heads,
+    q/k/v/o projections, optional q/k/v biases, grouped KV heads, rotary positions on all of each head's
+    channels with base rope_theta, causal flash attention with an optional window)."""
+    attn = cfg.get("attn", None)
+    if attn is None:
+        return {}
+    specs = [attn] if isinstance(attn, dict) else attn
+    if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+        raise ValueError(f"{cfg.where}: attn must be a dict or a list of dicts, got {attn!r}")
+    out: dict[int, SoftmaxConfig] = {}
+    for spec in specs:
+        unknown = sorted(set(spec) - _ATTN_KEYS)
+        if unknown:
+            raise ValueError(f"{cfg.where}: attn options {unknown} are not supported by workbench (supported: "
+                             f"{sorted(_ATTN_KEYS)})")
+        heads = spec["num_heads"]
+        if d_model % heads:
+            raise ValueError(f"{cfg.where}: attn num_heads = {heads} must divide hidden_size = {d_model}")
+        width = d_model // heads
+        mixer = SoftmaxConfig(
+            n_kv_heads=0 if spec.get("num_kv_heads") in (None, heads) else spec["num_kv_heads"],
+            rotary_base=float(spec.get("rope_theta") or 10000.0),
+            qkv_bias=bool(spec.get("qkv_bias", False)),
+            window=spec.get("window_size") or 0,
+            n_heads=0 if heads == n_heads else heads,
+            d_head=0 if width == d_head else width,
+        )
+        for layer in spec["layers"]:
+            if not isinstance(layer, int) or not 0 <= layer < n_layers or layer in out:
+                raise ValueError(f"{cfg.where}: attn layers {spec['layers']} must be distinct layers in "
+                                 f"[0, {n_layers - 1}]")
+            out[layer] = mixer
+    return out
+
+
+def attention_tensors(mc: ModelConfig, src: Tensors, layer: int) -> dict[str, torch.Tensor]:
+    """One fla ``Attention`` layer's tensors as our softmax mixer's (biases fla lacks as zeros)."""
+    m = mc.layer_mixers[layer]
+    h, dh, dm = m.n_heads or mc.n_heads, m.d_head or mc.d_head, mc.d_model
+    hkv = m.n_kv_heads or h
+    p, q = f"model.layers.{layer}.attn.", f"blocks.{layer}.attn."
+    out = {
+        q + "W_Q": _heads_in(src.take(p + "q_proj.weight", (h * dh, dm)), h, dh),
+        q + "W_K": _heads_in(src.take(p + "k_proj.weight", (hkv * dh, dm)), hkv, dh),
+        q + "W_V": _heads_in(src.take(p + "v_proj.weight", (hkv * dh, dm)), hkv, dh),
+        q + "W_O": src.take(p + "o_proj.weight", (dm, h * dh)).T.reshape(h, dh, dm),
+        q + "b_O": torch.zeros(dm),
+    }
+    if m.qkv_bias:
+        for name, heads in (("Q", h), ("K", hkv), ("V", hkv)):
+            out[q + f"b_{name}"] = src.take(p + f"{name.lower()}_proj.bias", (heads * dh,)).view(heads, dh)
+    return out
+
+
+def mixer_tensors(mc: ModelConfig, src: Tensors, layer: int, attention: set[int], *, gated: bool
+                  ) -> dict[str, torch.Tensor]:
+    """The tensors of layer ``layer``'s mixer: fla's attention (the layers in ``attention``) or its
+    DeltaNet-family layer."""
+    if layer in attention:
+        return attention_tensors(mc, src, layer)
+    return delta_family_tensors(mc, src, layer, gated=gated)
 
 
 def common_tensors(cfg: SourceConfig, mc: ModelConfig, src: Tensors) -> dict[str, torch.Tensor]:

@@ -48,8 +48,8 @@ def convert(cfg, src):
     )
     if not use_conv:
         cfg.ignore("conv_size")
-    mc = _fla.model_config(common, n_heads, d_k, mixer)
+    mc, attention = _fla.model_config(cfg, common, n_heads, d_k, mixer)
     tensors = _fla.common_tensors(cfg, mc, src)
     for layer in range(mc.n_layers):
-        tensors.update(_fla.delta_family_tensors(mc, src, layer, gated=False))
+        tensors.update(_fla.mixer_tensors(mc, src, layer, attention, gated=False))
     return mc, tensors
