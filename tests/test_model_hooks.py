@@ -71,6 +71,8 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
             continue
         if "rotary_base" in cond and not getattr(cfg.mixer, "rotary_base", 0):
             continue
+        if "n_kv_heads" in cond and not getattr(cfg.mixer, "n_kv_heads", 0):
+            continue
         axes = [a.strip() for a in shape.strip("[]").split(",")]
         names = [name.replace("{i}", str(i)) for i in range(cfg.n_layers)] if "{i}" in name else [name]
         for n in names:

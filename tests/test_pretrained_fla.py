@@ -108,6 +108,32 @@ def test_grouped_value_heads_effective_attention_is_exact(fla_runs):
     assert rel(z, cache["blocks.1.attn.hook_z"]) <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["gated_grouped_negeig", "gated_hybrid_attn_own_heads", "delta_hybrid_attn",
+                                  "delta_gate_noconv_nobeta_expand_v2_relu_sum"])
+def test_the_analyses_run_on_imported_models(fla_runs, name):
+    """Grouped heads, d_v ≠ d_k, softmax layers with rotary / grouped KV heads: the analyses see one q, k, v,
+    state per head and run."""
+    from workbench.analysis import effective_attention, induction_score, probe_associations
+    from workbench.analysis.kfac import KFACConfig, collect_kfac
+    from workbench.analysis.outliers import outlier_table, state_statistics, trace_outliers
+
+    model = workbench.from_pretrained(fla_runs[name] / "model")
+    tokens = _tokens()[:, :24]
+    df = probe_associations(model, tokens, model.fast_weight_layers[-1], [[(1, 2), (4, 5)]] * BATCH)
+    assert len(df) and df.fidelity.notna().all() and set(df["head"]) == set(range(model.cfg.n_heads))
+    for layer in range(model.cfg.n_layers):
+        _, cache = model.run_with_cache(tokens)
+        a = effective_attention(model, tokens, layer)
+        z = torch.einsum("bhqk,bkhd->bqhd", a, cache[f"blocks.{layer}.attn.hook_v"])
+        assert rel(z, cache[f"blocks.{layer}.attn.hook_z"]) <= 1e-5, layer
+        assert induction_score(a, tokens).shape == (BATCH, a.shape[1])
+    stats = trace_outliers(model, [tokens], sites=("q", "k", "v", "resid_post"), progress=False)
+    assert set(outlier_table(stats).layer) == set(range(model.cfg.n_layers))
+    assert set(state_statistics(model, [tokens], positions=[2, 8], progress=False).layer) == set(model.fast_weight_layers)
+    factors = collect_kfac(model, [tokens], KFACConfig(), progress=False)  # every linear layer, grouped heads too
+    assert any(".attn.W_K" in name for name in factors) and any(".attn.W_V" in name for name in factors)
+
+
 def test_round_trip_in_our_format_is_bit_identical(fla_runs, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(fla_runs["gated_grouped_negeig"] / "model", src)

@@ -11,8 +11,8 @@
 Widths: q and k have ``d_head`` channels per head, v and the read-out ``d_head_v`` (0: d_head), as fla's
 ``expand_k``/``expand_v``. Grouped value heads (fla's ``num_v_heads > num_heads``): with ``n_qk_heads``
 < n_heads, W_Q and W_K have ``n_qk_heads`` heads and value head i reads and writes with q/k head
-i // (n_heads / n_qk_heads); ``hook_q``/``hook_k`` show the ``n_qk_heads`` heads, the recurrence (and
-``fast_weights``) has ``n_heads`` states.
+i // (n_heads / n_qk_heads); ``hook_q_pre``/``hook_k_pre`` show the ``n_qk_heads`` projections, ``hook_q``/
+``hook_k`` each value head's copy (so every analysis sees one q, k, v, β and state per head: ``n_heads``).
 
 QK-norm in the Outlier Protected block. The delta rule is stable only while β_t‖k_t‖² ≤ 2 (the
 transition I − β_t k_t k_tᵀ has eigenvalue 1 − β_t‖k_t‖² along k_t, and β_t ∈ (0, 1), or (0, 2) with
@@ -164,8 +164,8 @@ class DeltaNet(Mixer):
         self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and activation (n_qk_heads)
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_v]  x W_V, before conv and SiLU
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid (with use_beta)
-        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, activation, qk_norm (and gain); n_qk_heads
-        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, activation and qk_norm (n_qk_heads)
+        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, activation, qk_norm (and gain); per value head
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, activation and qk_norm; per value head
         self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
         self.hook_delta = HookPoint()  # [batch, pos, head, d_v]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
@@ -218,8 +218,7 @@ class DeltaNet(Mixer):
 
     # -- the interface --------------------------------------------------------------------------
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
-        return RecurrenceInputs(dict(q=self.expand_qk(get("hook_q")) * self.scale, k=self.expand_qk(get("hook_k")),
-                                     v=get("hook_v"),
+        return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v"),
                                      beta=get("hook_beta"), g=self.cached_log_decay(get)))
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -272,8 +271,8 @@ class DeltaNet(Mixer):
         act = self._qk_activation
         q = self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre, act)
         k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre, act)
-        q = self.hook_q(self.q_norm(self._qk_norm(q)))
-        k = self.hook_k(self.k_norm(self._qk_norm(k)))
+        q = self.hook_q(self.expand_qk(self.q_norm(self._qk_norm(q))))
+        k = self.hook_k(self.expand_qk(self.k_norm(self._qk_norm(k))))
         v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre, F.silu))
         if self.cfg.use_beta:
             beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))
@@ -283,7 +282,7 @@ class DeltaNet(Mixer):
             beta = 2 * beta
         beta = self.hook_beta(beta)
         g = self.log_decay(x)
-        q, k = self.expand_qk(q) * self.scale, self.expand_qk(k)
+        q = q * self.scale
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, g=g))
         cfg = self.model_cfg
         res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)

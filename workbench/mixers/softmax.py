@@ -58,8 +58,9 @@ class SoftmaxAttention(Mixer):
     """z = softmax(q kᵀ / √d_head + causal mask) v per head; out = Σ_head z W_O + b_O.
 
     In the Outlier Protected block q and k are RMS-normalised per head (QK-norm) before hook_q/hook_k.
-    With ``n_kv_heads``, hook_k and hook_v hold the key/value heads; ``hook_z = pattern · v`` with v's heads
-    repeated to the query heads.
+    With ``n_kv_heads``, hook_k and hook_v hold each query head's copy of its key/value head (so
+    ``hook_z = pattern · hook_v`` per head, as for every mixer); hook_k_pre / hook_v_pre hold the
+    ``n_kv_heads`` projections.
     """
 
     Config = SoftmaxConfig
@@ -84,9 +85,12 @@ class SoftmaxAttention(Mixer):
             self.b_K = nn.Parameter(torch.zeros(hkv, dh))
             self.b_V = nn.Parameter(torch.zeros(hkv, dh))
         self.scale = dh ** -0.5
+        if hkv != h:
+            self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K (+ b_K): the n_kv_heads heads
+            self.hook_v_pre = HookPoint()  # [batch, pos, head, d_v]  x W_V (+ b_V): the n_kv_heads heads
         self.hook_q = HookPoint()  # [batch, pos, head, d_k]
-        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  (n_kv_heads heads)
-        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  (n_kv_heads heads)
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]
         if cfg.rotary_base:
             self.hook_rot_q = HookPoint()  # [batch, pos, head, d_k]  q after the rotary positions
             self.hook_rot_k = HookPoint()  # [batch, pos, head, d_k]  k after the rotary positions
@@ -107,8 +111,9 @@ class SoftmaxAttention(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         hq, hkv = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
-        return [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}", self.d_model, width, "head_in_out")
-                for kind, width in (("q", hq), ("k", hkv), ("v", hkv))] + [
+        kv = "_pre" if self.n_kv_heads != self.n_heads else ""
+        return [LinearSite(kind, f"W_{kind.upper()}", hook, self.d_model, width, "head_in_out")
+                for kind, width, hook in (("q", hq, "hook_q"), ("k", hkv, f"hook_k{kv}"), ("v", hkv, f"hook_v{kv}"))] + [
                 LinearSite("o", "W_O", None, hq, self.d_model, "head_out", input_hook="hook_z")]
 
     def _project(self, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -121,12 +126,14 @@ class SoftmaxAttention(Mixer):
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         q = self.hook_q(self.q_norm(self._project(x, "Q")))
-        k = self.hook_k(self.k_norm(self._project(x, "K")))
-        v = self.hook_v(self._project(x, "V"))
+        k, v = self._project(x, "K"), self._project(x, "V")
+        if self.n_kv_heads != self.n_heads:
+            k, v = self._expand_kv(self.hook_k_pre(k)), self._expand_kv(self.hook_v_pre(v))
+        k = self.hook_k(self.k_norm(k))
+        v = self.hook_v(v)
         if self.cfg.rotary_base:
             q = self.hook_rot_q(rotate(q, self.cfg.rotary_base))
             k = self.hook_rot_k(rotate(k, self.cfg.rotary_base))
-        k, v = self._expand_kv(k), self._expand_kv(v)
         t = x.shape[1]
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
         mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
