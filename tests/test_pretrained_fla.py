@@ -23,7 +23,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import workbench
-from workbench.pretrained import model_types
 
 pytestmark = pytest.mark.integration
 
@@ -211,23 +210,6 @@ def test_options_we_do_not_reproduce_raise(fla_runs, tmp_path, changes, match):
     bad = _edited(fla_runs["delta_default"] / "model", tmp_path / "bad", **changes)
     with pytest.raises(ValueError, match=match):
         workbench.from_pretrained(bad)
-
-
-def test_pickle_is_refused_and_offline_hub_ids_fail_at_once(fla_runs, tmp_path, monkeypatch):
-    d = tmp_path / "pickled"
-    d.mkdir()
-    shutil.copy(fla_runs["delta_default"] / "model" / "config.json", d)
-    (d / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ValueError, match="safetensors"):
-        workbench.from_pretrained(d)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    with pytest.raises(FileNotFoundError, match="local directory"):
-        workbench.from_pretrained("fla-hub/delta_net-1.3B-100B")
-
-
-def test_registry_names_the_fla_architectures():
-    assert {"delta_net", "gated_deltanet"} <= set(model_types())
 
 
 def test_the_readme_block_runs_on_an_fla_checkpoint(fla_runs, tmp_path):

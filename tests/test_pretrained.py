@@ -1,0 +1,87 @@
+"""workbench.from_pretrained without fla: where a checkpoint is, what is refused before any weight is read,
+and the bookkeeping that accounts for every config key and tensor. The parity with fla itself is in
+tests/test_pretrained_fla.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import workbench
+from workbench.pretrained import model_types
+from workbench.pretrained.source_config import SourceConfig
+from workbench.pretrained.tensors import Tensors
+
+
+def _dir(tmp_path, config: dict, weights: bool = True):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    if weights:
+        save_file({"x": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
+    return tmp_path
+
+
+def test_the_registry_names_the_fla_architectures():
+    assert {"delta_net", "gated_deltanet"} <= set(model_types())
+
+
+def test_an_unknown_architecture_is_named(tmp_path):
+    with pytest.raises(ValueError, match="model_type 'mamba2'.*opens"):
+        workbench.from_pretrained(_dir(tmp_path, {"model_type": "mamba2"}))
+
+
+def test_pickled_weights_are_refused(tmp_path):
+    d = _dir(tmp_path, {"model_type": "delta_net"}, weights=False)
+    (d / "pytorch_model.bin").write_bytes(b"never unpickled")
+    with pytest.raises(ValueError, match="never loads pickle.*safetensors"):
+        workbench.from_pretrained(d)
+
+
+def test_a_shard_missing_from_the_index_is_named(tmp_path):
+    d = _dir(tmp_path, {"model_type": "delta_net"}, weights=False)
+    (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-1-of-1.safetensors"}}))
+    with pytest.raises(FileNotFoundError, match="model-1-of-1.safetensors"):
+        workbench.from_pretrained(d)
+
+
+def test_offline_a_hub_id_fails_at_once_and_says_to_pass_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="offline.*local directory"):
+        workbench.from_pretrained("some-owner/not-cached-model-xyz")
+    with pytest.raises(FileNotFoundError, match="neither a directory nor a hub id"):
+        workbench.from_pretrained(tmp_path / "no" / "such" / "dir")
+
+
+def test_dtype_must_be_floating(tmp_path):
+    with pytest.raises(ValueError, match="dtype"):
+        workbench.from_pretrained(tmp_path, dtype=torch.int64)
+
+
+def test_source_config_accounts_for_every_key():
+    cfg = SourceConfig({"model_type": "x", "a": 1, "b": "y", "c": None, "new": 3}, "config.json")
+    assert cfg.get("a") == 1 and cfg.get("c", 5) == 5 and cfg.get("absent", 7) == 7
+    with pytest.raises(ValueError, match="b = 'y' is not supported"):
+        cfg.get("b", allowed=["z"])
+    with pytest.raises(ValueError, match=r"\['new'\]"):
+        cfg.check_all_read()
+    cfg.ignore("new")
+    cfg.check_all_read()
+    with pytest.raises(ValueError, match="has no 'missing'"):
+        cfg.get("missing")
+
+
+def test_tensors_are_taken_once_with_their_shape():
+    src = Tensors({"w": torch.zeros(2, 3), "i": torch.zeros(2, dtype=torch.long), "extra": torch.zeros(1)}, "here")
+    with pytest.raises(ValueError, match="shape"):
+        src.take("w", (3, 2))
+    src = Tensors({"w": torch.zeros(2, 3), "i": torch.zeros(2, dtype=torch.long), "extra": torch.zeros(1)}, "here")
+    assert src.take("w", (2, 3)).shape == (2, 3)
+    with pytest.raises(ValueError, match="no tensor 'w'"):
+        src.take("w", (2, 3))
+    with pytest.raises(ValueError, match="dtype"):
+        src.take("i", (2,))
+    with pytest.raises(ValueError, match="extra"):
+        src.check_all_taken()
