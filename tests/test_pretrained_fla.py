@@ -189,6 +189,22 @@ def test_sharded_checkpoint_and_bfloat16(fla_runs, tmp_path):
     assert torch.isfinite(half(tokens).float()).all()
 
 
+def test_checkpoints_of_fla_before_feb_2025_load(fla_runs, tmp_path):
+    """Older fla saved the MLP's gate and up projections as one gate_proj [2·d_mlp, hidden] (gate first) and
+    wrote norm_first=false; the same weights in that layout give the same model."""
+    src = fla_runs["delta_default"] / "model"
+    tensors = load_file(str(src / "model.safetensors"))
+    for name in [n for n in tensors if n.endswith("mlp.gate_proj.weight")]:
+        up = tensors.pop(name.replace("gate_proj", "up_proj"))
+        tensors[name] = torch.cat([tensors[name], up], dim=0)
+    old = _edited(src, tmp_path / "old", norm_first=False)
+    save_file(tensors, str(old / "model.safetensors"))
+    tokens = _tokens()
+    assert torch.equal(workbench.from_pretrained(old)(tokens), workbench.from_pretrained(src)(tokens))
+    with pytest.raises(ValueError, match="norm_first"):
+        workbench.from_pretrained(_edited(old, tmp_path / "nf", norm_first=True))
+
+
 def _edited(src: Path, dst: Path, **changes) -> Path:
     shutil.copytree(src, dst)
     cfg = json.loads((dst / "config.json").read_text())

@@ -27,6 +27,8 @@ def read_common(cfg: SourceConfig) -> dict:
         "fuse_cross_entropy", "fuse_linear_cross_entropy", "use_l2warp",  # the training loss only
     )
     cfg.refuse("attnres_block_size", "attention residuals (fla.ops.attnres) are not supported")
+    # fla before Feb 2025: norm_first=true put the pre-norms inside the layers (fused with their projections)
+    cfg.refuse("norm_first", "the norm-inside-the-layer variant of fla < 0.2 is not supported", harmless=(None, False))
     d_model = cfg.get("hidden_size")
     cfg.get("hidden_act", "swish", allowed=["swish"])
     d_mlp = cfg.get("intermediate_size", None)
@@ -134,8 +136,12 @@ def common_tensors(cfg: SourceConfig, mc: ModelConfig, src: Tensors) -> dict[str
         p, q = f"model.layers.{i}.", f"blocks.{i}."
         out[q + "ln1.w"] = src.take(p + "attn_norm.weight", (dm,))
         out[q + "ln2.w"] = src.take(p + "mlp_norm.weight", (dm,))
-        out[q + "mlp.W_gate"] = src.take(p + "mlp.gate_proj.weight", (dmlp, dm)).T
-        out[q + "mlp.W_in"] = src.take(p + "mlp.up_proj.weight", (dmlp, dm)).T
+        if p + "mlp.up_proj.weight" in src:
+            out[q + "mlp.W_gate"] = src.take(p + "mlp.gate_proj.weight", (dmlp, dm)).T
+            out[q + "mlp.W_in"] = src.take(p + "mlp.up_proj.weight", (dmlp, dm)).T
+        else:  # fla before Feb 2025 (commit b48ca31d): one gate_proj [2·d_mlp, hidden], the gate then the up half
+            gate, up = src.take(p + "mlp.gate_proj.weight", (2 * dmlp, dm)).chunk(2, dim=0)
+            out[q + "mlp.W_gate"], out[q + "mlp.W_in"] = gate.T, up.T
         out[q + "mlp.b_in"] = torch.zeros(dmlp)
         out[q + "mlp.W_out"] = src.take(p + "mlp.down_proj.weight", (dm, dmlp)).T
         out[q + "mlp.b_out"] = torch.zeros(dm)
