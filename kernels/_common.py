@@ -77,6 +77,22 @@ def check_per_head(name: str, x: Optional[torch.Tensor], b: int, t: int, h: int,
         raise ValueError(f"{name} is on {x.device} but q is on {ref.device}")
 
 
+def check_log_decay(g: Optional[torch.Tensor]) -> None:
+    """Log decays g = log α must be ≤ 0: finite, or −inf (a hard reset: forget everything). A positive g (α
+    passed where log α is expected, or a patched ``hook_log_decay``) or a NaN would silently grow or poison
+    the memory, so it is refused with the count and the worst value."""
+    if g is None:
+        return
+    bad = torch.isnan(g) | (g > 0)
+    if bool(bad.any()):
+        n = int(bad.sum())
+        worst = "nan" if bool(torch.isnan(g).any()) else f"{float(g.max()):.4g}"
+        raise ValueError(
+            f"g holds log decays (log α ≤ 0; −inf is a hard reset), but {n} of {g.numel()} entries are positive or "
+            f"NaN (worst: {worst}); pass log α, not α — e.g. g = torch.log(alpha) or −softplus(·)"
+        )
+
+
 def check_state(initial_state: Optional[torch.Tensor], b: int, h: int, dk: int, dv: int, ref: torch.Tensor) -> None:
     if initial_state is None:
         return

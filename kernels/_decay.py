@@ -1,4 +1,4 @@
-"""The decay matrix Γ of gated recurrences, in one place.
+"""The decay of gated recurrences, in one place: cumulative log decays and the decay matrix Γ.
 
 With log decays g_j ≤ 0 and their cumulative sums c_t = Σ_{j≤t} g_j along the last axis,
 
@@ -6,6 +6,12 @@ With log decays g_j ≤ 0 and their cumulative sums c_t = Σ_{j≤t} g_j along t
 
 the factor by which a write at i has decayed when it is read at t. Used by the chunkwise kernels
 (within a chunk), by the exact effective attention and by the read-out of patched writes.
+
+Accuracy (kernels/README.md, "Large decays and hard resets"): the cumulative sums are taken in float64,
+so c_t − c_i keeps its digits when a large decay (g = −200, say) made both c_t and c_i large; in float32
+that difference loses |c| · 6e-8 and Γ entries of order one come out with 1e-5–1e-4 relative error (the
+peers' chunk forms lose exactly that). A hard reset g = −inf is taken as g = ``HARD_RESET`` (−1e4): its
+exp is exactly 0 in float32 and float64 alike, and −inf − (−inf) = NaN never arises.
 """
 
 from __future__ import annotations
@@ -13,14 +19,29 @@ from __future__ import annotations
 import torch
 
 # exp() is slow on -inf and on results that underflow to denormals; decays below e^-80 are exactly
-# negligible next to the O(1) terms they are added to, so log decays are clamped to [-80, 0].
+# negligible next to the O(1) terms they are added to, so log decays are clamped to [-80, 0] before exp.
 LOG_FLOOR = -80.0
+# what a log decay of −inf (forget everything) becomes in the cumulative sums: exp of it, or of any sum
+# containing it, is exactly 0; finite, so differences of cumulative sums stay defined
+HARD_RESET = -1e4
 
 
-def decay_matrix(cum: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Γ ``[..., pos, pos]`` (query, key) from cumulative log decays ``cum [..., pos]``: lower triangular,
-    exactly 0 above the diagonal. ``inplace`` builds it in the difference buffer (no autograd)."""
+def cumulative_log_decay(g: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """c = cumsum(g) along ``dim`` in float64, with −inf (and anything below ``HARD_RESET``) taken as
+    ``HARD_RESET``. float64: see the module docstring."""
+    return g.double().clamp(min=HARD_RESET).cumsum(dim)
+
+
+def decay_from_log(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """exp(x) of (cumulative) log decays ``x ≤ 0``, clamped at ``LOG_FLOOR``, as ``dtype``."""
+    return x.clamp(min=LOG_FLOOR).to(dtype).exp()
+
+
+def decay_matrix(cum: torch.Tensor, inplace: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Γ ``[..., pos, pos]`` (query, key) of ``dtype`` from cumulative log decays ``cum [..., pos]`` (from
+    :func:`cumulative_log_decay`): lower triangular, exactly 0 above the diagonal. The differences are
+    taken in ``cum``'s precision; ``inplace`` reuses the buffers (no autograd)."""
     diff = cum[..., :, None] - cum[..., None, :]
     if inplace:
-        return diff.clamp_(LOG_FLOOR, 0.0).exp_().tril_()
-    return diff.clamp(LOG_FLOOR, 0.0).exp().tril()
+        return diff.clamp_(LOG_FLOOR, 0.0).to(dtype).exp_().tril_()
+    return diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().tril()

@@ -231,3 +231,27 @@ def test_reading_states_at_8192_positions_does_not_allocate_the_trajectory():
     shape, grown_mib = out.stdout.split(")")
     assert shape.strip() == "(1, 3, 4, 64, 64"
     assert int(grown_mib) < 256, f"peak memory grew by {grown_mib} MiB"
+
+
+@pytest.mark.parametrize("mixer", ["linear", "delta", "gated_delta", "rec_delta", "delta_rnn", "delta_lstm", "fwm", "srwm"])
+def test_initial_fast_weights_are_the_state_before_the_first_write(mixer):
+    """W_{-1}: zeros for a memory that starts empty, the slow weights W_0 for the self-referential matrix; the
+    trajectory's ``before(0)`` is it, so the app's "write at pos 0" is W_0 − W_{-1}."""
+    from workbench.app_support.trajectory import fast_weight_trajectory
+
+    torch.manual_seed(0)
+    model = HookedFastWeightLM(ModelConfig(d_vocab=23, d_model=16, n_layers=2, n_heads=2, d_head=4, d_mlp=24,
+                                           n_ctx=64, chunk_size=4, init_std=0.3, mixer=mixer)).eval()
+    tokens = torch.randint(0, 23, (2, 9), generator=torch.Generator().manual_seed(1))
+    start = model.initial_fast_weights(tokens, 1)
+    after = model.fast_weights(tokens, 1, [0])[:, 0]
+    assert start.shape == after.shape and start.dtype == torch.float32
+    W0 = getattr(model.blocks[1].attn, "W_0", None)
+    expected = torch.zeros_like(start) if W0 is None else W0.detach().expand_as(start)
+    assert torch.equal(start, expected)
+    assert not torch.equal(after, start)  # the first write changed it
+    traj = fast_weight_trajectory(model, tokens[:1], 1)
+    assert torch.equal(traj.before(0), start[0]) and torch.equal(traj.before(3), traj.W[2])
+    with pytest.raises(ValueError, match="fast weights|fast-weight"):
+        HookedFastWeightLM(ModelConfig(d_vocab=23, d_model=16, n_layers=1, n_heads=2, d_head=8, mixer="softmax")
+                           ).initial_fast_weights(tokens, 0)

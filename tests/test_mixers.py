@@ -127,7 +127,7 @@ def test_patching_a_recurrence_input_changes_every_later_output(mixer, site):
 
     def bump(x, hook):
         x = x.clone()
-        x[:, t0] = x[:, t0] + 0.5
+        x[:, t0] = x[:, t0] + (-0.5 if site == "log_decay" else 0.5)  # a log decay must stay ≤ 0
         return x
 
     changed = changed_positions(model, f"blocks.0.attn.hook_{site}", bump)

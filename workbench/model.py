@@ -24,7 +24,7 @@ from .block import TransformerBlock
 from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig
-from .mixers import Mixer, NotDefinedForMixer, RecurrenceInputs, StateRequest, check_positions, states_at
+from .mixers import Mixer, NotDefinedForMixer, RecurrenceInputs, StateRequest, check_positions, start_state, states_at
 
 ReturnType = Literal["logits", "loss", "both", None]
 
@@ -220,6 +220,14 @@ class HookedFastWeightLM(HookedRootModule):
         attn = self.fast_weight_mixer(layer)
         return states_at(attn.recurrence, self.recurrence_inputs(tokens, layer), positions, self.cfg.chunk_size,
                          self.cfg.backend)
+
+    def initial_fast_weights(self, tokens, layer: int) -> Float[torch.Tensor, "batch head d_k d_v"]:
+        """The fast weights of every head of ``layer`` before the first write, W_{-1} (float32, the layout of
+        :meth:`fast_weights`): zeros for a memory that starts empty; the self-referential weight matrix starts
+        from its learned slow weights W_0. Raises ValueError for a layer without fast weights."""
+        tokens = self.check_tokens(tokens)
+        attn = self.fast_weight_mixer(layer)
+        return start_state(attn.recurrence, self.recurrence_inputs(tokens[:, :1], layer))
 
     @torch.no_grad()
     def effective_attention(self, tokens, layer: int) -> Float[torch.Tensor, "batch head pos pos"]:

@@ -7,7 +7,8 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import RecurrenceOutput, check_backend, check_chunk_size, check_per_head, check_qkv, check_state
+from .._common import (RecurrenceOutput, check_backend, check_chunk_size, check_log_decay, check_per_head, check_qkv,
+                       check_state)
 from .chunk import delta_rule_chunk
 from .naive import delta_rule_reference
 
@@ -37,7 +38,8 @@ def delta_rule(
     Args:
         q, k: ``[batch, pos, head, d_k]``; v: ``[batch, pos, head, d_v]``.
         beta: ``[batch, pos, head]`` write strengths.
-        g: ``[batch, pos, head]`` log decay (α_t = exp(g_t)), or None for plain DeltaNet.
+        g: ``[batch, pos, head]`` log decay (α_t = exp(g_t)) ≤ 0, or None for plain DeltaNet; −inf is a hard
+            reset (every backend exact); a positive or NaN entry raises ValueError.
         initial_state: ``[batch, head, d_k, d_v]`` or None (zeros).
         chunk_size: chunk length C of the chunkwise backend, and the stride of ``chunk_states``.
         backend: ``"chunk"`` (WY/UT chunkwise-parallel) or ``"reference"`` (a loop over positions).
@@ -56,6 +58,7 @@ def delta_rule(
         raise ValueError("beta is required: pass torch.ones(batch, pos, head) for the plain delta rule")
     check_per_head("beta", beta, b, t, h, q)
     check_per_head("g", g, b, t, h, q)
+    check_log_decay(g)
     check_state(initial_state, b, h, dk, dv, q)
     check_chunk_size(chunk_size)
     fn = delta_rule_chunk if backend == "chunk" else delta_rule_reference

@@ -23,8 +23,7 @@ import torch
 
 from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
-from .._decay import LOG_FLOOR as _LOG_FLOOR
-from .._decay import decay_matrix
+from .._decay import cumulative_log_decay, decay_from_log, decay_matrix
 from .._triangular import unit_lower_inverse
 
 
@@ -54,18 +53,19 @@ def delta_rule_chunk(
     kt = kc.view(nb, C, dk).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
     scores = (torch.cat([qc, kc * bc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)
     if g is not None:
-        cum = to_chunks(g[..., None], C)[..., 0].cumsum(-1)  # [n, batch·head, chunk]; padding: g = 0
+        # [n, batch·head, chunk] float64 (kernels/_decay.py: large decays keep their digits, −inf is exact)
+        cum = cumulative_log_decay(to_chunks(g[..., None], C)[..., 0])  # padding: g = 0
         # Γ on and below the diagonal, exactly 0 above it (so Γ ⊙ QKᵀ needs no separate causal mask)
         decay = decay_matrix(cum, inplace=not grad)
         if grad:
             scores = scores * decay.view(nb, 1, C, C)
         else:
             scores.mul_(decay.view(nb, 1, C, C))
-        gamma = cum.clamp(min=_LOG_FLOOR).exp()[..., None]  # γ  [n, batch·head, chunk, 1]
+        gamma = decay_from_log(cum)[..., None]  # γ  [n, batch·head, chunk, 1]
         k_read = kc * gamma  # diag(γ) K
         q_read = qc * gamma  # diag(γ) Q
-        k_write = kc * (cum[..., -1:] - cum).clamp(min=_LOG_FLOOR).exp()[..., None]  # diag(γ_C/γ) K
-        gamma_end = cum[..., -1].clamp(min=_LOG_FLOOR).exp()[..., None, None]  # [n, batch·head, 1, 1]
+        k_write = kc * decay_from_log(cum[..., -1:] - cum)[..., None]  # diag(γ_C/γ) K
+        gamma_end = decay_from_log(cum[..., -1])[..., None, None]  # [n, batch·head, 1, 1]
     else:
         scores = torch.cat([scores[:, :1].tril(), scores[:, 1:]], dim=1) if grad else scores
         if not grad:

@@ -23,6 +23,7 @@ class FastWeightTrajectory:
     delta: Optional[torch.Tensor]
     log_decay: Optional[torch.Tensor]
     axes: tuple[str, ...] = ("d_k", "d_v")
+    start: Optional[torch.Tensor] = None  # [head, *state] W_{-1}, the state before the first write (None: zeros)
 
     def matrix(self, X: torch.Tensor, fixed: Optional[int] = None, index: int = 0) -> torch.Tensor:
         """One head's state ``X [*state]`` as a matrix to draw: itself if it has two axes; else the slice
@@ -37,8 +38,11 @@ class FastWeightTrajectory:
         return self.matrix(X.select(fixed, index), None)
 
     def before(self, t: int) -> torch.Tensor:
-        """W_{t-1} ``[head, d_k, d_v]`` (zeros before the first write)."""
-        return self.W[t - 1] if t > 0 else torch.zeros_like(self.W[0])
+        """W_{t-1} ``[head, *state]``; before the first write the memory's start state (zeros unless it
+        starts from learned weights, as the self-referential weight matrix does)."""
+        if t > 0:
+            return self.W[t - 1]
+        return torch.zeros_like(self.W[0]) if self.start is None else self.start
 
     @property
     def beta_per_head(self) -> Optional[torch.Tensor]:
@@ -70,4 +74,5 @@ def fast_weight_trajectory(model, tokens, layer: int) -> FastWeightTrajectory:
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names, stop_at_layer=layer + 1)
     get = lambda n: cache[a + n][0].float() if a + n in cache else None  # noqa: E731
     return FastWeightTrajectory(W=W, k=get("hook_k"), beta=get("hook_beta"), delta=get("hook_delta"),
-                                log_decay=get("hook_log_decay"), axes=tuple(attn.state_axes))
+                                log_decay=get("hook_log_decay"), axes=tuple(attn.state_axes),
+                                start=model.initial_fast_weights(tokens, layer)[0])

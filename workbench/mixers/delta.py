@@ -44,7 +44,7 @@ from ..components.norms import Gain
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, delta_rule
-from ..kernels._decay import decay_matrix
+from ..kernels._decay import cumulative_log_decay, decay_matrix
 from ..kernels._triangular import solve_unit_lower
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
@@ -113,7 +113,7 @@ class DeltaRule:
         q, k = inputs.q.double().transpose(1, 2), inputs.k.double().transpose(1, 2)  # [batch, head, pos, d_k]
         qk, kk = q @ k.transpose(-1, -2), k @ k.transpose(-1, -2)
         if inputs.g is not None:
-            decay = decay_matrix(inputs.g.double().cumsum(1).transpose(1, 2))
+            decay = decay_matrix(cumulative_log_decay(inputs.g.transpose(1, 2)), dtype=torch.float64)
             qk, kk = qk * decay, kk * decay
         beta = inputs.beta.double().transpose(1, 2)  # [batch, head, pos]
         t_mat = solve_unit_lower(beta[..., :, None] * kk, torch.diag_embed(beta))  # L⁻¹ diag(β)
@@ -129,7 +129,7 @@ def readout_from_writes(
     """o_t = Σ_{i≤t} Γ_ti (q_t·k_i) u_i: the sum-rule read-out of given writes."""
     scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()).tril()
     if g is not None:
-        scores = scores * decay_matrix(g.float().cumsum(1).transpose(1, 2))
+        scores = scores * decay_matrix(cumulative_log_decay(g.transpose(1, 2)))
     return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
 
 

@@ -183,6 +183,13 @@ def states_at(recurrence: Recurrence, inputs: RecurrenceInputs, positions: list[
     return torch.stack(out, dim=1)
 
 
+def start_state(recurrence: Recurrence, inputs: RecurrenceInputs) -> Float[torch.Tensor, "batch head d_k d_v"]:
+    """The state before the first write, W_{-1} (float32): zeros for a memory that starts empty, the learned
+    start of one that does not (the self-referential weight matrix starts from its slow weights W_0)."""
+    first = recurrence.run(inputs.at(slice(0, 1)), chunk_size=1, backend="reference", output_chunk_states=True)
+    return first.chunk_states[:, 0].float()
+
+
 def apply_state_patch(recurrence: Recurrence, inputs: RecurrenceInputs, base: RecurrenceOutput,
                       positions: list[int], states: torch.Tensor, mode: str, chunk_size: int, backend: str
                       ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

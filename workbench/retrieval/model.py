@@ -48,6 +48,7 @@ from transformer_lens.hook_points import HookPoint
 from ..components.feature_maps import FeatureMap, favor_map, feature_dim, orthogonal_features
 from ..dataclass_io import JsonConfig, check_int_fields
 from ..kernels import delta_rule, linear_attention, solve_unit_lower
+from ..kernels._decay import cumulative_log_decay, decay_from_log, decay_matrix
 
 FEATURE_MAPS = ("softmax", "identity", "elu1", "dpfp", "favor")
 UPDATES = ("sum", "delta", "fwm")
@@ -278,10 +279,9 @@ class HookedRetriever(HookedRootModule):
         kk = k @ k.transpose(1, 2)  # [batch, pos, pos]
         if self.cfg.update == "fwm":
             log_alpha = -scale.log()  # [batch, pos]
-            cum = log_alpha.cumsum(-1)
-            gamma = (cum[:, :, None] - cum[:, None, :]).tril().exp().tril()  # Γ_ij, i ≥ j  [batch, pos, pos]
-            kk = kk * gamma
-            s = s * (cum[:, -1:] - cum).exp()[:, None, :]  # Γ_Lj qᵀk_j
+            cum = cumulative_log_decay(log_alpha)
+            kk = kk * decay_matrix(cum, dtype=k.dtype)  # Γ_ij, i ≥ j  [batch, pos, pos]
+            s = s * decay_from_log(cum[:, -1:] - cum, dtype=k.dtype)[:, None, :]  # Γ_Lj qᵀk_j
         M = torch.eye(L, dtype=k.dtype) + (beta[:, :, None] * kk).tril(-1)  # [batch, pos, pos]
         y = solve_unit_lower(M, s.transpose(1, 2), transpose=True)  # M⁻ᵀ sᵀ: [batch, pos, query]
         if self.cfg.update == "fwm":
