@@ -83,6 +83,7 @@ def check_log_decay(g: Optional[torch.Tensor]) -> None:
     the memory, so it is refused with the count and the worst value."""
     if g is None:
         return
+    g = g.detach()
     bad = torch.isnan(g) | (g > 0)
     if bool(bad.any()):
         n = int(bad.sum())
