@@ -65,7 +65,8 @@ class DeltaConfig(MixerConfig):
     elu + 1, "identity"); short causal conv of ``conv_size`` taps (0: none); β ∈ (0, 2) with
     ``allow_neg_eigval``, β = 1 without ``use_beta``; ``output_gate`` (``gate_activation`` of x W_G times
     the normed read-out); ``d_head_v`` value width per head (0: d_head); ``n_qk_heads`` query/key heads
-    shared by groups of value heads (0: n_heads)."""
+    shared by groups of value heads (0: n_heads); ``output_norm_eps`` the ε of the per-head output RMSNorm
+    (0: the model's ``norm_eps``)."""
 
     kind: ClassVar[str] = "delta"
     qk_norm: QKNorm = "l2"
@@ -77,6 +78,7 @@ class DeltaConfig(MixerConfig):
     gate_activation: GateActivation = "silu"
     d_head_v: int = 0
     n_qk_heads: int = 0
+    output_norm_eps: float = 0.0
 
     def check(self, model, qk_norm: bool = False) -> None:
         name = type(self).__name__
@@ -90,6 +92,9 @@ class DeltaConfig(MixerConfig):
         for flag in ("allow_neg_eigval", "use_beta", "output_gate"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{name}.{flag} must be a bool, got {getattr(self, flag)!r}")
+        eps = self.output_norm_eps
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+            raise ValueError(f"{name}.output_norm_eps must be a non-negative number (0: the model's), got {eps!r}")
         if self.n_qk_heads and model.n_heads % self.n_qk_heads:
             raise ValueError(f"{name}.n_qk_heads = {self.n_qk_heads} must divide n_heads = {model.n_heads} (each "
                              "query/key head serves a group of value heads)")
@@ -210,7 +215,8 @@ class DeltaNet(Mixer):
         return None
 
     def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_v]
-        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+        eps = self.cfg.output_norm_eps or self.model_cfg.norm_eps
+        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + eps) * self.w_norm
         if self.cfg.output_gate:
             gate = torch.einsum("...m,hmd->...hd", x, self.W_G)
             z = z * (F.silu(gate) if self.cfg.gate_activation == "silu" else torch.sigmoid(gate))

@@ -31,6 +31,14 @@ class Tensors:
         """Forget ``name`` if present (a duplicate, e.g. a tied lm_head saved anyway)."""
         self._left.pop(name, None)
 
+    def drop_prefix(self, prefix: str) -> int:
+        """Forget every tensor whose name starts with ``prefix`` (a part of the checkpoint workbench does not
+        open, e.g. a vision tower; the converter says why); how many were dropped."""
+        names = [n for n in self._left if n.startswith(prefix)]
+        for n in names:
+            del self._left[n]
+        return len(names)
+
     def check_all_taken(self) -> None:
         if self._left:
             names = sorted(self._left)
