@@ -52,6 +52,8 @@ class ModelConfig:
     ``block="outlier_protected"`` is the Outlier Protected block of He et al. (2024): no norm before the
     mixer or the MLP, one ``norm`` on the first block's input (plus the final one), each residual branch
     multiplied by ``branch_scale``, and QK-norm in every mixer (each mixer says how; see its module).
+    ``post_norm_layers``: pre-norm blocks that normalise their branches' outputs instead of their inputs
+    (OLMo 2 / OLMo-hybrid's attention layers: x = x + norm(attn(x)); x = x + norm(mlp(x))).
     ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`); ``seed``
     seeds the initialisation and any fixed random features.
     """
@@ -70,6 +72,7 @@ class ModelConfig:
     positional: Positional = "learned"
     block: BlockStyle = "pre_norm"
     branch_scale: float = 0.2  # residual-branch weight of the Outlier Protected block (pre-norm: 1)
+    post_norm_layers: tuple[int, ...] = ()
     # numerics and kernels
     init_std: float = 0.02
     norm_eps: float = 1e-5
@@ -90,9 +93,21 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
+        self._check_post_norm_layers()
         object.__setattr__(self, "mixer", self._mixer_spec(self.mixer))
         for m in self.layer_mixers:
             m.check(self, self.qk_norm)
+
+    def _check_post_norm_layers(self) -> None:
+        layers = self.post_norm_layers
+        if not isinstance(layers, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_layers for i in layers) \
+                or len(set(layers)) != len(layers):
+            raise ValueError(f"ModelConfig.post_norm_layers must list distinct layers in [0, {self.n_layers - 1}], "
+                             f"got {layers!r}")
+        if layers and (self.block != "pre_norm" or self.norm == "none"):
+            raise ValueError("ModelConfig.post_norm_layers needs block='pre_norm' and a norm")
+        object.__setattr__(self, "post_norm_layers", tuple(sorted(layers)))
 
     def _mixer_spec(self, value: Any) -> MixerSpec:
         if isinstance(value, (list, tuple)):
@@ -137,6 +152,7 @@ class ModelConfig:
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["post_norm_layers"] = list(self.post_norm_layers)
         out["mixer"] = [m.to_dict() for m in self.mixer] if isinstance(self.mixer, tuple) else self.mixer.to_dict()
         return out
 

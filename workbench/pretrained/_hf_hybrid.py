@@ -150,6 +150,34 @@ def mlp_tensors(src: Tensors, p: str, q: str, d_model: int, d_mlp: int) -> dict[
     }
 
 
+def take_either(src: Tensors, names: tuple[str, ...], shape: tuple[int, ...]) -> torch.Tensor:
+    """The first of ``names`` the checkpoint has (one tensor saved under different names by different
+    versions); the others must be absent."""
+    present = [n for n in names if n in src]
+    if len(present) > 1:
+        raise ValueError(f"{src.where} has both {present}; they are one tensor")
+    return src.take(present[0] if present else names[0], shape)
+
+
+def conv_weight(src: Tensors, p: str, channels: int, size: int) -> torch.Tensor:
+    """The conv over [q | k | v]: ``conv1d.weight``, or ``q_conv1d``, ``k_conv1d``, ``v_conv1d`` concatenated (the
+    OLMo-core / fla layout transformers converts from on load). transformers 5.x writes those three back as
+    ``torch.chunk`` pieces of equal size rather than the q, k, v parts, so only their concatenation is checked."""
+    if p + "conv1d.weight" in src:
+        return src.take(p + "conv1d.weight", (channels, 1, size))
+    parts = []
+    for n in ("q", "k", "v"):
+        name = p + f"{n}_conv1d.weight"
+        if name not in src:
+            raise ValueError(f"{src.where} has neither {p}conv1d.weight nor {name}")
+        parts.append(src.take(name, (src.shape(name)[0], 1, size)))
+    w = torch.cat(parts)
+    if w.shape[0] != channels:
+        raise ValueError(f"{src.where}: {p}{{q,k,v}}_conv1d.weight have {w.shape[0]} channels together, the config "
+                         f"implies {channels}")
+    return w
+
+
 def gated_delta_tensors(cfg: SourceConfig, src: Tensors, p: str, q: str, d_model: int, *, fused_qkv: bool,
                         names: dict[str, str]) -> dict[str, torch.Tensor]:
     """One Gated DeltaNet layer (source names under ``p``) as our mixer's (under ``q``). ``fused_qkv``: one
@@ -162,7 +190,7 @@ def gated_delta_tensors(cfg: SourceConfig, src: Tensors, p: str, q: str, d_model
     else:
         w_q, w_k, w_v = (src.take(p + f"{n}_proj.weight", (w, d_model)) for n, w in (("q", kd), ("k", kd), ("v", vd)))
     conv = cfg.get("linear_conv_kernel_dim", 4)
-    c_q, c_k, c_v = src.take(p + "conv1d.weight", (2 * kd + vd, 1, conv)).split([kd, kd, vd])
+    c_q, c_k, c_v = conv_weight(src, p, 2 * kd + vd, conv).split([kd, kd, vd])
     return {
         q + "W_Q": heads_in(w_q, n_k, d_k), q + "W_K": heads_in(w_k, n_k, d_k), q + "W_V": heads_in(w_v, n_v, d_v),
         q + "conv_q.weight": c_q, q + "conv_k.weight": c_k, q + "conv_v.weight": c_v,

@@ -32,7 +32,10 @@ _VISION_KEYS = ("vision_config", "image_token_id", "video_token_id", "vision_sta
 
 @register_converter("qwen3_5_text")
 def convert_text(cfg: SourceConfig, src: Tensors):
-    return _convert(cfg, src, "model.")
+    # transformers reads a text checkpoint's weights under model.language_model. as under model. (its
+    # conversion_mapping "qwen3_5_text": the prefix of the multimodal checkpoints)
+    prefix = "model.language_model." if "model.language_model.embed_tokens.weight" in src else "model."
+    return _convert(cfg, src, prefix)
 
 
 @register_converter("qwen3_5")

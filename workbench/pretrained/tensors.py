@@ -15,6 +15,10 @@ class Tensors:
     def __contains__(self, name: str) -> bool:
         return name in self._left
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of ``name`` (still untaken), for a tensor whose shape the config does not fix."""
+        return tuple(self._left[name].shape)
+
     def take(self, name: str, shape: Iterable[int]) -> torch.Tensor:
         """Remove and return ``name``, checking its shape; a missing or mis-shaped tensor raises ValueError."""
         if name not in self._left:
