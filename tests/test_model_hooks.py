@@ -26,6 +26,11 @@ VARIANTS = {
                                        positional="none"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
+    "softmax_gated_partial_rotary_qk_norm": dict(  # Qwen3.5's attention
+        mixer={"kind": "softmax", "rotary_base": 1e4, "rotary_dim": 4, "qk_rmsnorm": "head", "output_gate": True},
+        norm="rmsnorm", mlp="swiglu", positional="none"),
+    "softmax_post_norm_qk_norm_all": dict(mixer={"kind": "softmax", "qk_rmsnorm": "all"}, norm="rmsnorm",
+                                          post_norm_layers=[1]),  # OLMo-hybrid's attention layers
     "rec_delta": dict(mixer="rec_delta"),
     "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
     "delta_rnn": dict(mixer="delta_rnn"),
@@ -73,8 +78,15 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
             continue
         if "n_kv_heads" in cond and not getattr(cfg.mixer, "n_kv_heads", 0):
             continue
+        if "output_gate" in cond and not getattr(cfg.mixer, "output_gate", False):
+            continue
+        layers = range(cfg.n_layers)
+        if "post-norm layers" in cond:
+            layers = cfg.post_norm_layers
+        elif "pre-norm block" in cond:
+            layers = [i for i in layers if i not in cfg.post_norm_layers]
         axes = [a.strip() for a in shape.strip("[]").split(",")]
-        names = [name.replace("{i}", str(i)) for i in range(cfg.n_layers)] if "{i}" in name else [name]
+        names = [name.replace("{i}", str(i)) for i in layers] if "{i}" in name else [name]
         for n in names:
             out[n] = axes
     return out

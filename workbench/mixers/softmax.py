@@ -7,7 +7,7 @@ positions on q and k (``rotary_base``), biases on the q, k, v projections (``qkv
 (``window``: query t sees keys t − window + 1 … t), a head count and width of its own (``n_heads``,
 ``d_head``: a softmax layer in a hybrid model whose linear layers have other head sizes), and what the
 attention layers of Qwen3-Next / Qwen3.5 and OLMo add: an RMS norm with a learned gain on q and k
-(``qk_norm``: "head" over each head's channels as Qwen3, "all" over all heads' channels together as OLMo 2),
+(``qk_rmsnorm``: "head" over each head's channels as Qwen3, "all" over all heads' channels together as OLMo 2),
 rotary positions on the first ``rotary_dim`` channels of each head only (partial rotary), and a sigmoid
 output gate per channel (``output_gate``: z ⊙ sigmoid(x W_G) is what W_O reads).
 """
@@ -33,7 +33,7 @@ from .registry import register
 class SoftmaxConfig(MixerConfig):
     """Softmax attention options: ``n_kv_heads`` (0: one key/value head per query head), ``rotary_base`` (0:
     no rotary positions), ``qkv_bias``, ``window`` (0: the whole causal prefix), ``n_heads`` and ``d_head``
-    (0: the model's), ``qk_norm`` ("none", "head", "all"), ``rotary_dim`` (0: every channel of a head),
+    (0: the model's), ``qk_rmsnorm`` ("none", "head", "all"), ``rotary_dim`` (0: every channel of a head),
     ``output_gate``."""
 
     kind: ClassVar[str] = "softmax"
@@ -43,7 +43,7 @@ class SoftmaxConfig(MixerConfig):
     window: int = 0
     n_heads: int = 0
     d_head: int = 0
-    qk_norm: Literal["none", "head", "all"] = "none"
+    qk_rmsnorm: Literal["none", "head", "all"] = "none"
     rotary_dim: int = 0
     output_gate: bool = False
 
@@ -61,10 +61,11 @@ class SoftmaxConfig(MixerConfig):
         for flag in ("qkv_bias", "output_gate"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{name}.{flag} must be a bool, got {getattr(self, flag)!r}")
-        if self.qk_norm not in ("none", "head", "all"):
-            raise ValueError(f"{name}.qk_norm must be 'none', 'head' or 'all', got {self.qk_norm!r}")
-        if self.qk_norm != "none" and qk_norm:
-            raise ValueError(f"{name}.qk_norm = {self.qk_norm!r}: the Outlier Protected block brings its own QK-norm")
+        if self.qk_rmsnorm not in ("none", "head", "all"):
+            raise ValueError(f"{name}.qk_rmsnorm must be 'none', 'head' or 'all', got {self.qk_rmsnorm!r}")
+        if self.qk_rmsnorm != "none" and qk_norm:
+            raise ValueError(f"{name}.qk_rmsnorm = {self.qk_rmsnorm!r}: the Outlier Protected block brings its own "
+                             "QK-norm")
         if self.rotary_dim and (not base or self.rotary_dim % 2 or self.rotary_dim > (self.d_head or model.d_head)):
             raise ValueError(f"{name}.rotary_dim = {self.rotary_dim} must be even, at most d_head, and needs "
                              "rotary_base")
@@ -102,9 +103,9 @@ class SoftmaxAttention(Mixer):
             self.b_K = nn.Parameter(torch.zeros(hkv, dh))
             self.b_V = nn.Parameter(torch.zeros(hkv, dh))
         self.scale = dh ** -0.5
-        if cfg.qk_norm != "none":  # gains [head·d_head] ("all") or [d_head] ("head")
-            self.q_norm = QKRMSNorm(h * dh if cfg.qk_norm == "all" else dh, model.norm_eps)
-            self.k_norm = QKRMSNorm(hkv * dh if cfg.qk_norm == "all" else dh, model.norm_eps)
+        if cfg.qk_rmsnorm != "none":  # gains [head·d_head] ("all") or [d_head] ("head")
+            self.q_norm = QKRMSNorm(h * dh if cfg.qk_rmsnorm == "all" else dh, model.norm_eps)
+            self.k_norm = QKRMSNorm(hkv * dh if cfg.qk_rmsnorm == "all" else dh, model.norm_eps)
         if cfg.output_gate:
             self.W_G = nn.Parameter(torch.empty(h, dm, dh))
             self.hook_gate = HookPoint()  # [batch, pos, head, d_v]  sigmoid(x W_G)
@@ -137,8 +138,8 @@ class SoftmaxAttention(Mixer):
         hq, hkv = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
         kv = "_pre" if self.n_kv_heads != self.n_heads else ""
         o_in = "hook_o_in" if self.cfg.output_gate else "hook_z"
-        # q, k: the projections' outputs before QK-norm are not hooked; with qk_norm K-FAC skips them
-        qk = () if self.cfg.qk_norm != "none" else (("q", hq, "hook_q"), ("k", hkv, f"hook_k{kv}"))
+        # q, k: the projections' outputs before QK-norm are not hooked; with qk_rmsnorm K-FAC skips them
+        qk = () if self.cfg.qk_rmsnorm != "none" else (("q", hq, "hook_q"), ("k", hkv, f"hook_k{kv}"))
         return [LinearSite(kind, f"W_{kind.upper()}", hook, self.d_model, width, "head_in_out")
                 for kind, width, hook in (*qk, ("v", hkv, f"hook_v{kv}"))] + [
                 LinearSite("o", "W_O", None, hq, self.d_model, "head_out", input_hook=o_in)]
@@ -174,9 +175,9 @@ class SoftmaxAttention(Mixer):
         return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O
 
     def _norm(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, heads, d_head]
-        """QK-norm: per head, or (``qk_norm="all"``) over all heads' channels together (before the
+        """QK-norm: per head, or (``qk_rmsnorm="all"``) over all heads' channels together (before the
         key/value heads are copied: each key/value head once, as the source models normalise k_proj's output)."""
-        if self.cfg.qk_norm == "all":
+        if self.cfg.qk_rmsnorm == "all":
             return norm(x.flatten(-2)).view_as(x)
         return norm(x)
 

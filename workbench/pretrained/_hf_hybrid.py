@@ -100,7 +100,7 @@ def rope(cfg: SourceConfig, head_dim: int) -> tuple[float, int]:
     return float(base), 0 if dim == head_dim else dim
 
 
-def attention_config(cfg: SourceConfig, n_heads: int, d_head: int, *, qk_norm: str, output_gate: bool
+def attention_config(cfg: SourceConfig, n_heads: int, d_head: int, *, qk_rmsnorm: str, output_gate: bool
                      ) -> SoftmaxConfig:
     """A full-attention layer: ``num_attention_heads`` heads of ``head_dim``, ``num_key_value_heads`` grouped KV
     heads, rotary positions, QK-norm; heads and width stored only where they differ from the linear layers'."""
@@ -110,7 +110,7 @@ def attention_config(cfg: SourceConfig, n_heads: int, d_head: int, *, qk_norm: s
     kv = cfg.get("num_key_value_heads", None) or heads
     base, rotary_dim = rope(cfg, width)
     return SoftmaxConfig(n_kv_heads=0 if kv == heads else kv, rotary_base=base, rotary_dim=rotary_dim,
-                         qk_norm=qk_norm, output_gate=output_gate, n_heads=0 if heads == n_heads else heads,
+                         qk_rmsnorm=qk_rmsnorm, output_gate=output_gate, n_heads=0 if heads == n_heads else heads,
                          d_head=0 if width == d_head else width)
 
 
@@ -220,8 +220,8 @@ def attention_tensors(m: SoftmaxConfig, src: Tensors, p: str, q: str, d_model: i
     out[q + "W_V"] = heads_in(src.take(p + "v_proj.weight", (hkv * dh, d_model)), hkv, dh)
     out[q + "W_O"] = src.take(p + "o_proj.weight", (d_model, h * dh)).T.reshape(h, dh, d_model)
     out[q + "b_O"] = torch.zeros(d_model)
-    if m.qk_norm != "none":
-        every = m.qk_norm == "all"
+    if m.qk_rmsnorm != "none":
+        every = m.qk_rmsnorm == "all"
         out[q + "q_norm.w"] = norm_weight(src, p + "q_norm.weight", h * dh if every else dh, zero_centred)
         out[q + "k_norm.w"] = norm_weight(src, p + "k_norm.weight", hkv * dh if every else dh, zero_centred)
     return out

@@ -11,7 +11,7 @@ Read from transformers 5.x ``models/olmo_hybrid/modeling_olmo_hybrid.py`` and ``
 - attention layers (``OlmoHybridAttentionDecoderLayer``): OLMo 2's post-norm block
   ``h = x + RMSNorm(attn(x)); out = h + RMSNorm(MLP(h))`` (our ``post_norm_layers``); q and k RMS-normalised
   over all heads' channels together (``q_norm`` [heads·head_dim], ``k_norm`` [kv_heads·head_dim]: our
-  ``qk_norm="all"``), rotary positions on every channel when ``rope_parameters`` has a ``rope_theta`` (none
+  ``qk_rmsnorm="all"``), rotary positions on every channel when ``rope_parameters`` has a ``rope_theta`` (none
   otherwise: the released checkpoints), grouped KV heads, no output gate;
 - RMSNorm x̂ · w (gains initialised to 1), SwiGLU MLP, no biases.
 
@@ -43,7 +43,7 @@ def convert(cfg: SourceConfig, src: Tensors):
     n_v, _, d_k, _ = hf.linear_sizes(cfg)
     linear = hf.gated_delta_config(cfg, allow_neg_eigval=cfg.get("linear_allow_neg_eigval", True, allowed=[True, False]),
                                    output_norm_eps=_GATED_NORM_EPS)
-    attention = hf.attention_config(cfg, n_v, d_k, qk_norm="all", output_gate=False)
+    attention = hf.attention_config(cfg, n_v, d_k, qk_rmsnorm="all", output_gate=False)
     full = [i for i, kind in enumerate(kinds) if kind == hf.FULL]
     mc = ModelConfig(**common, n_heads=n_v, d_head=d_k, post_norm_layers=tuple(full),
                      mixer=[linear if kind == hf.LINEAR else attention for kind in kinds])

@@ -14,7 +14,7 @@ DeltaNet layer, here with one fused ``in_proj_qkv``, ``in_proj_z`` (the output g
 - attention (``Qwen3_5Attention``): ``q_proj`` gives per head d_head query and d_head gate channels; q and k
   RMS-normalised per head (zero-centred gains), rotary positions on the first head_dim · partial_rotary_factor
   channels, grouped KV heads, softmax(q kᵀ / √head_dim) v, then ⊙ sigmoid(gate), ``o_proj``: our softmax
-  mixer with ``qk_norm="head"``, ``rotary_dim`` and ``output_gate``;
+  mixer with ``qk_rmsnorm="head"``, ``rotary_dim`` and ``output_gate``;
 - MLP: SwiGLU (``down(silu(gate(x)) · up(x))``); no biases anywhere (ours load as zeros).
 """
 
@@ -48,10 +48,9 @@ def convert_multimodal(cfg: SourceConfig, src: Tensors):
     if n == 0 and "vision_config" in cfg.data:
         raise ValueError(f"{src.where}: no model.visual.* tensors, though config.json has a vision_config")
     inner = SourceConfig(dict(text), f"{cfg.where} text_config")
-    tied_outer = cfg.get("tie_word_embeddings", False, allowed=[True, False])
-    if inner.data.get("tie_word_embeddings", tied_outer) != tied_outer:
-        raise ValueError(f"{cfg.where}: tie_word_embeddings differs between the model and its text_config")
-    inner.data["tie_word_embeddings"] = tied_outer
+    # the wrapper's tie_word_embeddings decides (transformers' PreTrainedModel.get_expanded_tied_weights_keys reads
+    # the model's own config); the text_config's copy is not read by Qwen3_5ForConditionalGeneration
+    inner.data["tie_word_embeddings"] = cfg.get("tie_word_embeddings", False, allowed=[True, False])
     inner.ignore("model_type")
     out = _convert(inner, src, "model.language_model.")
     inner.check_all_read()
@@ -65,7 +64,7 @@ def _convert(cfg: SourceConfig, src: Tensors, prefix: str):
     kinds = hf.layer_types(cfg, n_layers)
     n_v, _, d_k, _ = hf.linear_sizes(cfg)
     linear = hf.gated_delta_config(cfg)
-    attention = hf.attention_config(cfg, n_v, d_k, qk_norm="head", output_gate=True)
+    attention = hf.attention_config(cfg, n_v, d_k, qk_rmsnorm="head", output_gate=True)
     mixers = [linear if kind == hf.LINEAR else attention for kind in kinds]
     mc = ModelConfig(**common, n_heads=n_v, d_head=d_k, mixer=mixers)
     tensors = hf.embedding_tensors(cfg, src, prefix, mc.d_vocab, dm, zero_centred=True)
