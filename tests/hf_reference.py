@@ -1,4 +1,4 @@
-"""Tiny random-weight transformers hybrids (Qwen3.5, OLMo-hybrid) built offline with transformers' own config and
+"""Tiny random-weight transformers hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next) built offline with transformers' own config and
 model classes, saved as transformers saves them, and their outputs: the reference half of
 tests/test_pretrained_hf.py. Run as a script it prints the parity table of docs/pretrained.md:
 
@@ -43,6 +43,15 @@ CASES = {
         num_hidden_layers=3, layer_types=["linear_attention", "linear_attention", "full_attention"],
         num_key_value_heads=2, linear_allow_neg_eigval=False, tie_word_embeddings=True,
         rope_parameters=dict(rope_type="default", rope_theta=None))),
+    # sparse mixture-of-experts MLPs (router, top-k experts, shared expert and its gate) in every layer
+    "qwen3_next": ("Qwen3NextConfig", "Qwen3NextForCausalLM", dict(
+        num_hidden_layers=3, layer_types=_THREE, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=24,
+        shared_expert_intermediate_size=40)),
+    # MoE in every second layer except those in mlp_only_layers (dense SwiGLU there), unnormalised top-k weights
+    "qwen3_next_sparse_step_dense_layers": ("Qwen3NextConfig", "Qwen3NextForCausalLM", dict(
+        num_hidden_layers=4, layer_types=_THREE + ["full_attention"], num_experts=6, num_experts_per_tok=3,
+        moe_intermediate_size=16, shared_expert_intermediate_size=24, decoder_sparse_step=2, mlp_only_layers=[3],
+        norm_topk_prob=False)),
 }
 
 _VISION = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32, patch_size=4,
@@ -73,6 +82,8 @@ def build(name: str, seed: int = 0):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.3)
             elif pname.endswith("A_log"):  # a mild decay: A ∈ [0.02, 0.5]
                 p.copy_(torch.empty(p.shape).uniform_(0.02, 0.5, generator=gen).log())
+            elif pname.endswith("mlp.gate.weight"):  # the MoE router: distinct experts for distinct tokens
+                p.copy_(torch.randn(p.shape, generator=gen))
     return model
 
 

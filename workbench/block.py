@@ -18,6 +18,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from .components.mlp import MLP
+from .components.moe import MoE
 from .components.norms import make_norm
 from .mixers import mixer_class
 
@@ -38,7 +39,8 @@ class TransformerBlock(nn.Module):
         if self.has_mlp:
             self.ln2 = make_norm(cfg.norm if pre_norm and not post else "none", cfg.d_model, cfg.norm_eps)
             self.ln_mlp_out = make_norm(cfg.norm if post else "none", cfg.d_model, cfg.norm_eps)
-            self.mlp = MLP(cfg.d_model, cfg.d_mlp, cfg.mlp)
+            moe = cfg.moe_at(layer)
+            self.mlp = MLP(cfg.d_model, cfg.d_mlp, cfg.mlp) if moe is None else MoE(moe, cfg.d_model)
             self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]

@@ -139,14 +139,16 @@ def embedding_tensors(cfg: SourceConfig, src: Tensors, prefix: str, d_vocab: int
     return out
 
 
-def mlp_tensors(src: Tensors, p: str, q: str, d_model: int, d_mlp: int) -> dict[str, torch.Tensor]:
-    """``{p}mlp.{gate,up,down}_proj`` → our SwiGLU ``{q}mlp.*`` (act(gate)·up, then down)."""
+def mlp_tensors(src: Tensors, p: str, q: str, d_model: int, d_mlp: int, prefix: str = "mlp."
+                ) -> dict[str, torch.Tensor]:
+    """``{p}{prefix}{gate,up,down}_proj`` → our SwiGLU ``{q}{prefix}*`` (act(gate)·up, then down)."""
+    p, q = p + prefix, q + prefix
     return {
-        q + "mlp.W_gate": src.take(p + "mlp.gate_proj.weight", (d_mlp, d_model)).T,
-        q + "mlp.W_in": src.take(p + "mlp.up_proj.weight", (d_mlp, d_model)).T,
-        q + "mlp.b_in": torch.zeros(d_mlp),
-        q + "mlp.W_out": src.take(p + "mlp.down_proj.weight", (d_model, d_mlp)).T,
-        q + "mlp.b_out": torch.zeros(d_model),
+        q + "W_gate": src.take(p + "gate_proj.weight", (d_mlp, d_model)).T,
+        q + "W_in": src.take(p + "up_proj.weight", (d_mlp, d_model)).T,
+        q + "b_in": torch.zeros(d_mlp),
+        q + "W_out": src.take(p + "down_proj.weight", (d_model, d_mlp)).T,
+        q + "b_out": torch.zeros(d_model),
     }
 
 
@@ -178,25 +180,37 @@ def conv_weight(src: Tensors, p: str, channels: int, size: int) -> torch.Tensor:
     return w
 
 
-def gated_delta_tensors(cfg: SourceConfig, src: Tensors, p: str, q: str, d_model: int, *, fused_qkv: bool,
+def gated_delta_tensors(cfg: SourceConfig, src: Tensors, p: str, q: str, d_model: int, *, layout: str,
                         names: dict[str, str]) -> dict[str, torch.Tensor]:
-    """One Gated DeltaNet layer (source names under ``p``) as our mixer's (under ``q``). ``fused_qkv``: one
-    ``in_proj_qkv`` [q | k | v] (Qwen3.5) instead of ``q_proj``, ``k_proj``, ``v_proj`` (OLMo); ``names`` maps
-    our roles ``z a b out norm`` to the source's projection names."""
+    """One Gated DeltaNet layer (source names under ``p``) as our mixer's (under ``q``). ``layout`` of the input
+    projections: ``"qkv"`` one ``in_proj_qkv`` [q | k | v] (Qwen3.5), ``"separate"`` ``q_proj``, ``k_proj``,
+    ``v_proj`` (OLMo), ``"qkvz"`` Qwen3-Next's ``in_proj_qkvz`` and ``in_proj_ba``, grouped by key head (per key
+    head: its q, its k, then the v and z of its n_v/n_k value heads; its b, then its a). ``names`` maps our roles
+    ``z a b out norm`` to the source's names (z, a, b unused with "qkvz")."""
     n_v, n_k, d_k, d_v = linear_sizes(cfg)
     kd, vd = n_k * d_k, n_v * d_v
-    if fused_qkv:
-        w_q, w_k, w_v = src.take(p + "in_proj_qkv.weight", (2 * kd + vd, d_model)).split([kd, kd, vd])
+    g = n_v // n_k
+    if layout == "qkvz":  # transformers' Qwen3NextGatedDeltaNet.fix_query_key_value_ordering
+        w = src.take(p + "in_proj_qkvz.weight", (2 * kd + 2 * vd, d_model)).reshape(n_k, 2 * d_k + 2 * g * d_v, d_model)
+        w_q, w_k, w_v, w_z = (t.reshape(-1, d_model) for t in w.split([d_k, d_k, g * d_v, g * d_v], dim=1))
+        ba = src.take(p + "in_proj_ba.weight", (2 * n_v, d_model)).reshape(n_k, 2 * g, d_model)
+        w_b, w_a = (t.reshape(n_v, d_model) for t in ba.split([g, g], dim=1))
     else:
-        w_q, w_k, w_v = (src.take(p + f"{n}_proj.weight", (w, d_model)) for n, w in (("q", kd), ("k", kd), ("v", vd)))
+        if layout == "qkv":
+            w_q, w_k, w_v = src.take(p + "in_proj_qkv.weight", (2 * kd + vd, d_model)).split([kd, kd, vd])
+        else:
+            w_q, w_k, w_v = (src.take(p + f"{n}_proj.weight", (w, d_model))
+                             for n, w in (("q", kd), ("k", kd), ("v", vd)))
+        w_z = src.take(p + names["z"] + ".weight", (vd, d_model))
+        w_b = src.take(p + names["b"] + ".weight", (n_v, d_model))
+        w_a = src.take(p + names["a"] + ".weight", (n_v, d_model))
     conv = cfg.get("linear_conv_kernel_dim", 4)
     c_q, c_k, c_v = conv_weight(src, p, 2 * kd + vd, conv).split([kd, kd, vd])
     return {
         q + "W_Q": heads_in(w_q, n_k, d_k), q + "W_K": heads_in(w_k, n_k, d_k), q + "W_V": heads_in(w_v, n_v, d_v),
         q + "conv_q.weight": c_q, q + "conv_k.weight": c_k, q + "conv_v.weight": c_v,
-        q + "W_G": heads_in(src.take(p + names["z"] + ".weight", (vd, d_model)), n_v, d_v),
-        q + "W_beta": src.take(p + names["b"] + ".weight", (n_v, d_model)).T, q + "b_beta": torch.zeros(n_v),
-        q + "W_a": src.take(p + names["a"] + ".weight", (n_v, d_model)).T,
+        q + "W_G": heads_in(w_z, n_v, d_v),
+        q + "W_beta": w_b.T, q + "b_beta": torch.zeros(n_v), q + "W_a": w_a.T,
         q + "A_log": src.take(p + "A_log", (n_v,)), q + "dt_bias": src.take(p + "dt_bias", (n_v,)),
         q + "w_norm": src.take(p + names["norm"] + ".weight", (d_v,)),
         q + "W_O": src.take(p + names["out"] + ".weight", (d_model, vd)).T.reshape(n_v, d_v, d_model),

@@ -57,7 +57,7 @@ def convert(cfg: SourceConfig, src: Tensors):
         second = hf.take_either(src, (p + "feedforward_layer_norm.weight", p + "post_attention_layernorm.weight"), (dm,))
         if kind == hf.LINEAR:
             tensors[q + "ln1.w"], tensors[q + "ln2.w"] = first, second
-            tensors.update(hf.gated_delta_tensors(cfg, src, p + "linear_attn.", q + "attn.", dm, fused_qkv=False, names=dict(
+            tensors.update(hf.gated_delta_tensors(cfg, src, p + "linear_attn.", q + "attn.", dm, layout="separate", names=dict(
                 z="g_proj", a="a_proj", b="b_proj", out="o_proj", norm="o_norm")))
         else:
             tensors[q + "ln_attn_out.w"] = second

@@ -74,7 +74,7 @@ def _convert(cfg: SourceConfig, src: Tensors, prefix: str):
         tensors[q + "ln2.w"] = hf.norm_weight(src, p + "post_attention_layernorm.weight", dm, zero_centred=True)
         tensors.update(hf.mlp_tensors(src, p, q, dm, mc.d_mlp))
         if kind == hf.LINEAR:
-            tensors.update(hf.gated_delta_tensors(cfg, src, p + "linear_attn.", q + "attn.", dm, fused_qkv=True, names=dict(
+            tensors.update(hf.gated_delta_tensors(cfg, src, p + "linear_attn.", q + "attn.", dm, layout="qkv", names=dict(
                 z="in_proj_z", a="in_proj_a", b="in_proj_b", out="out_proj", norm="norm")))
         else:
             tensors.update(hf.attention_tensors(attention, src, p + "self_attn.", q + "attn.", dm, n_v, d_k,
