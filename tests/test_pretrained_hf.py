@@ -228,3 +228,21 @@ def test_outliers_and_kfac_run_on_post_norm_and_moe_layers(hf_runs, name):
     for i in range(model.cfg.n_layers):  # no site whose output the post-norm hides; no expert weights
         assert (f"blocks.{i}.attn.W_O" in factors) == (i not in post), i
         assert (f"blocks.{i}.mlp.W_in" in factors) == (i not in moe), i
+
+
+def test_the_readme_block_runs_on_a_qwen3_5_checkpoint(hf_runs, tmp_path):
+    """README.md's second ``py`` block of the checkpoints section (not run by tests/test_readme.py: it needs one)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Opening released checkpoints"):]
+    block = re.findall(r"```py\n(.*?)```", section, flags=re.S)[1]
+    src = tmp_path / "m"
+    shutil.copytree(hf_runs["qwen3_5_multimodal"][0], src)
+    _write_tokenizer(src / "tokenizer.json")
+    scope = {"workbench": workbench}
+    # the tiny model has attention at layer 1 (the released 0.8B one at layer 3: every fourth layer)
+    exec(compile(block.replace('"path/to/Qwen3.5"', repr(str(src))).replace("blocks.3.", "blocks.1."), "README.md",
+                 "exec"), scope)
+    assert scope["W"].shape == (1, 1, 4, 8, 16)
+    assert scope["cache"]["blocks.1.attn.hook_gate"].shape == (1, 5, 2, 16)  # 5 tokens: "The" and 4 unknown
