@@ -31,6 +31,7 @@ VARIANTS = {
         norm="rmsnorm", mlp="swiglu", positional="none"),
     "softmax_post_norm_qk_norm_all": dict(mixer={"kind": "softmax", "qk_rmsnorm": "all"}, norm="rmsnorm",
                                           post_norm_layers=[1]),  # OLMo-hybrid's attention layers
+    "kda_sigmoid_gate": dict(mixer={"kind": "kda", "output_gate": True, "gate_activation": "sigmoid"}),
     "gated_delta_moe": dict(mixer="gated_delta", norm="rmsnorm", mlp="swiglu", moe=dict(
         n_experts=5, top_k=2, d_expert=12, d_shared=48, dense_layers=[0])),  # Qwen3-Next's MLPs (layer 0 dense)
     "rec_delta": dict(mixer="rec_delta"),

@@ -44,7 +44,7 @@ from ..components.norms import Gain
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, delta_rule
-from ..kernels._decay import cumulative_log_decay, decay_matrix
+from ..kernels._decay import cumulative_log_decay, decayed_products
 from ..kernels._triangular import solve_unit_lower
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
@@ -114,12 +114,15 @@ class DeltaRule:
         return torch.einsum("...k,...kv->...v", inputs_t["q"].float(), state.float())
 
     def effective_attention(self, inputs: RecurrenceInputs) -> Float[torch.Tensor, "batch head pos pos"]:
-        """A = tril(Γ⊙QKᵀ) · (I + tril(diag(β) Γ⊙KKᵀ, −1))⁻¹ · diag(β), in float64 (Γ = 1 without decay)."""
+        """A = tril(Γ⊙QKᵀ) · (I + tril(diag(β) Γ⊙KKᵀ, −1))⁻¹ · diag(β), in float64 (Γ = 1 without decay; with a
+        decay per key channel the products decay channel by channel, Σ_c q_tc k_ic Γ_tic)."""
         q, k = inputs.q.double().transpose(1, 2), inputs.k.double().transpose(1, 2)  # [batch, head, pos, d_k]
-        qk, kk = q @ k.transpose(-1, -2), k @ k.transpose(-1, -2)
         if inputs.g is not None:
-            decay = decay_matrix(cumulative_log_decay(inputs.g.transpose(1, 2)), dtype=torch.float64)
-            qk, kk = qk * decay, kk * decay
+            cum = cumulative_log_decay(inputs.g.transpose(1, 2), dim=2)  # [batch, head, pos(, d_k)]
+            qk = decayed_products(q, k, cum, dtype=torch.float64)
+            kk = decayed_products(k, k, cum, dtype=torch.float64)
+        else:
+            qk, kk = q @ k.transpose(-1, -2), k @ k.transpose(-1, -2)
         beta = inputs.beta.double().transpose(1, 2)  # [batch, head, pos]
         t_mat = solve_unit_lower(beta[..., :, None] * kk, torch.diag_embed(beta))  # L⁻¹ diag(β)
         return (qk.tril() @ t_mat).float()
@@ -129,12 +132,14 @@ def readout_from_writes(
     q: Float[torch.Tensor, "batch pos head d_k"],  # already scaled
     k: Float[torch.Tensor, "batch pos head d_k"],
     u: Float[torch.Tensor, "batch pos head d_v"],  # the values written at each position
-    g: Optional[Float[torch.Tensor, "batch pos head"]] = None,  # log decay
+    g: Optional[torch.Tensor] = None,  # log decay [batch, pos, head] (or [batch, pos, head, d_k]: per key channel)
 ) -> Float[torch.Tensor, "batch pos head d_v"]:
     """o_t = Σ_{i≤t} Γ_ti (q_t·k_i) u_i: the sum-rule read-out of given writes."""
-    scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()).tril()
     if g is not None:
-        scores = scores * decay_matrix(cumulative_log_decay(g.transpose(1, 2)))
+        cum = cumulative_log_decay(g.transpose(1, 2), dim=2)
+        scores = decayed_products(q.float().transpose(1, 2), k.float().transpose(1, 2), cum)
+    else:
+        scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()).tril()
     return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
 
 
