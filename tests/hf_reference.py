@@ -1,4 +1,4 @@
-"""Tiny random-weight transformers hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next) built offline with transformers' own config and
+"""Tiny random-weight transformers hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next, Kimi Linear) built offline with transformers' own config and
 model classes, saved as transformers saves them, and their outputs: the reference half of
 tests/test_pretrained_hf.py. Run as a script it prints the parity table of docs/pretrained.md:
 
@@ -52,7 +52,23 @@ CASES = {
         num_hidden_layers=4, layer_types=_THREE + ["full_attention"], num_experts=6, num_experts_per_tok=3,
         moe_intermediate_size=16, shared_expert_intermediate_size=24, decoder_sparse_step=2, mlp_only_layers=[3],
         norm_topk_prob=False)),
+    # Kimi Delta Attention (per-channel decay), MLA without a query latent, grouped sigmoid routing with a
+    # correction bias, dense first layer
+    "kimi_linear": ("KimiLinearConfig", "KimiLinearForCausalLM", dict(
+        num_hidden_layers=3, layer_types=_THREE, mlp_layer_types=["dense", "sparse", "sparse"])),
+    # a query latent, MLA heads ≠ KDA heads, d_v = d_nope, one expert group, unnormalised weights;
+    # tie_word_embeddings, which KimiLinearForCausalLM does not honour (it declares no tied weights)
+    "kimi_linear_q_lora_tie_ignored": ("KimiLinearConfig", "KimiLinearForCausalLM", dict(
+        num_hidden_layers=2, layer_types=["full_attention", "linear_attention"], mlp_layer_types=["sparse", "dense"],
+        q_lora_rank=10, num_attention_heads=4, num_key_value_heads=4, v_head_dim=8, n_group=1, topk_group=1,
+        norm_topk_prob=False, tie_word_embeddings=True)),
 }
+
+_KIMI = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_attention_heads=2,
+             num_key_value_heads=2, n_shared_experts=1, routed_scaling_factor=2.0, kv_lora_rank=12, q_lora_rank=None,
+             qk_rope_head_dim=4, v_head_dim=10, qk_nope_head_dim=8, n_group=2, topk_group=1, num_experts_per_tok=2,
+             num_local_experts=6, linear_head_dim=8, linear_num_heads=2, linear_conv_kernel_dim=4,
+             initializer_range=0.2, pad_token_id=0, bos_token_id=0, eos_token_id=0)
 
 _VISION = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32, patch_size=4,
                num_position_embeddings=16)
@@ -68,7 +84,9 @@ def build(name: str, seed: int = 0):
 
     config_cls, model_cls, kw = CASES[name]
     torch.manual_seed(seed)
-    if config_cls == "Qwen3_5Config":
+    if config_cls == "KimiLinearConfig":
+        cfg = transformers.KimiLinearConfig(**{**_KIMI, **kw})
+    elif config_cls == "Qwen3_5Config":
         cfg = transformers.Qwen3_5Config(text_config={**_TEXT, **kw}, vision_config=_VISION, tie_word_embeddings=True)
     else:
         cfg = getattr(transformers, config_cls)(**{**_TEXT, **kw})
@@ -84,6 +102,9 @@ def build(name: str, seed: int = 0):
                 p.copy_(torch.empty(p.shape).uniform_(0.02, 0.5, generator=gen).log())
             elif pname.endswith("mlp.gate.weight"):  # the MoE router: distinct experts for distinct tokens
                 p.copy_(torch.randn(p.shape, generator=gen))
+        for bname, buf in model.named_buffers():
+            if bname.endswith("e_score_correction_bias"):  # Kimi's routing bias (zeros at init)
+                buf.copy_(torch.randn(buf.shape, generator=gen) * 0.1)
     return model
 
 

@@ -1,5 +1,5 @@
-"""workbench.from_pretrained on transformers' Gated DeltaNet hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next), against
-transformers.
+"""workbench.from_pretrained on transformers' Gated DeltaNet hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next) and Kimi
+Linear, against transformers.
 
 tests/hf_reference.py builds tiny random-weight models with transformers' own config and model classes and saves
 them with ``save_pretrained``; each is opened with ``from_pretrained`` and its logits, every layer's output and the
@@ -140,7 +140,7 @@ def test_transformers_names_and_olmo_core_names_load_alike(hf_runs, tmp_path):
     assert torch.equal(workbench.from_pretrained(dst)(ids), workbench.from_pretrained(src)(ids))
 
 
-@pytest.mark.parametrize("name", ["qwen3_5_text", "olmo_hybrid", "qwen3_next"])
+@pytest.mark.parametrize("name", ["qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear"])
 def test_the_fast_weight_analyses_run_on_imported_models(hf_runs, name):
     from workbench.analysis import effective_attention, induction_score, probe_associations
 
@@ -173,34 +173,38 @@ def test_the_fast_weight_analyses_run_on_imported_models(hf_runs, name):
     assert len(df) and df.fidelity.notna().all() and set(df["head"]) == set(range(model.cfg.n_heads))
 
 
-def test_the_experts_hooks_hold_transformers_routing_and_expert_outputs(hf_runs):
-    """Qwen3-Next's sparse MLP: our router logits, chosen experts, weights and each chosen expert's output are
-    transformers' (its router and its experts' weights applied to the same input); patching the chosen experts
-    reroutes the tokens."""
-    name = "qwen3_next"
+@pytest.mark.parametrize("name, layer", [("qwen3_next", 1), ("kimi_linear", 2)])
+def test_the_experts_hooks_hold_transformers_routing_and_expert_outputs(hf_runs, name, layer):
+    """Qwen3-Next's (softmax) and Kimi Linear's (grouped sigmoid, correction bias, scaled) sparse MLPs: our router
+    logits, chosen experts, weights and each chosen expert's output are transformers' (its router and its experts'
+    weights applied to the same input); patching the chosen experts reroutes the tokens."""
     source = build(name, seed=list(CASES).index(name))
     ours = workbench.from_pretrained(hf_runs[name][0])
     ids = tokens()[:, :20]
     seen = {}
-    moe = source.model.layers[1].mlp
+    moe = source.model.layers[layer].mlp
     moe.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0]))
     moe.gate.register_forward_hook(lambda m, a, out: seen.__setitem__("router", out))
     with torch.no_grad():
         source(input_ids=ids)
-    logits, weights, index = seen["router"]  # [tokens, expert], [tokens, top_k] ×2 (Qwen3NextTopKRouter)
+    logits, weights, index = seen["router"]  # [tokens, expert], [tokens, top_k] ×2 (both routers' order)
+    order = index.argsort(-1)  # Kimi's router picks its top k unsorted: compare expert by expert
+    index, weights = index.gather(-1, order), weights.gather(-1, order)
     _, cache = ours.run_with_cache(ids)
-    p = "blocks.1.mlp."
+    p = f"blocks.{layer}.mlp."
+    our_index = cache[p + "hook_expert_index"].flatten(0, 1)
+    our_order = our_index.argsort(-1)
     assert rel(cache[p + "hook_router_logits"].flatten(0, 1), logits) <= 1e-5
-    assert torch.equal(cache[p + "hook_expert_index"].flatten(0, 1), index)
-    assert rel(cache[p + "hook_expert_weights"].flatten(0, 1), weights) <= 1e-5
+    assert torch.equal(our_index.gather(-1, our_order), index)
+    assert rel(cache[p + "hook_expert_weights"].flatten(0, 1).gather(-1, our_order), weights) <= 1e-5
     x = seen["x"].flatten(0, 1)  # [tokens, d_model]: the MLP's input in transformers
 
-    def expert(e: int, inp: torch.Tensor) -> torch.Tensor:  # transformers' expert e (Qwen3NextExperts.forward)
+    def expert(e: int, inp: torch.Tensor) -> torch.Tensor:  # transformers' expert e (its Experts.forward)
         gate, up = torch.nn.functional.linear(inp, moe.experts.gate_up_proj[e]).chunk(2, dim=-1)
         return torch.nn.functional.linear(torch.nn.functional.silu(gate) * up, moe.experts.down_proj[e])
 
     with torch.no_grad():
-        want = torch.stack([torch.stack([expert(int(e), x[t]) for e in index[t]]) for t in range(len(x))])
+        want = torch.stack([torch.stack([expert(int(e), x[t]) for e in our_index[t]]) for t in range(len(x))])
     assert rel(cache[p + "hook_expert_out"].flatten(0, 1), want) <= 1e-5
 
     def to_experts_3_and_0(idx, hook):
@@ -213,7 +217,7 @@ def test_the_experts_hooks_hold_transformers_routing_and_expert_outputs(hf_runs)
     assert rel(rerouted[p + "hook_expert_out"].flatten(0, 1), want) <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["olmo_hybrid", "qwen3_next_sparse_step_dense_layers"])
+@pytest.mark.parametrize("name", ["olmo_hybrid", "qwen3_next_sparse_step_dense_layers", "kimi_linear"])
 def test_outliers_and_kfac_run_on_post_norm_and_moe_layers(hf_runs, name):
     from workbench.analysis.kfac import KFACConfig, collect_kfac
     from workbench.analysis.outliers import outlier_table, state_statistics, trace_outliers

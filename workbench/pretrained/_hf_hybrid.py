@@ -126,12 +126,15 @@ def norm_weight(src: Tensors, name: str, d: int, zero_centred: bool) -> torch.Te
 
 
 def embedding_tensors(cfg: SourceConfig, src: Tensors, prefix: str, d_vocab: int, d_model: int, *,
-                      zero_centred: bool) -> dict[str, torch.Tensor]:
-    """Embedding, final norm and head (``lm_head`` = the embedding when tied)."""
+                      zero_centred: bool, ties: bool = True) -> dict[str, torch.Tensor]:
+    """Embedding, final norm and head (``lm_head`` = the embedding when tied; ``ties=False``: a model class that
+    declares no tied weights, whose ``lm_head`` is its own whatever ``tie_word_embeddings`` says)."""
     w_e = src.take(prefix + "embed_tokens.weight", (d_vocab, d_model))
     out = {"embed.W_E": w_e, "unembed.b_U": torch.zeros(d_vocab),
            "ln_final.w": norm_weight(src, prefix + "norm.weight", d_model, zero_centred)}
-    if cfg.get("tie_word_embeddings", False, allowed=[True, False]):
+    if not ties:
+        cfg.ignore("tie_word_embeddings")
+    if ties and cfg.get("tie_word_embeddings", False, allowed=[True, False]):
         src.drop("lm_head.weight")
         out["unembed.W_U"] = w_e.T.clone()
     else:

@@ -15,6 +15,10 @@ class Tensors:
     def __contains__(self, name: str) -> bool:
         return name in self._left
 
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether any untaken tensor's name starts with ``prefix``."""
+        return any(n.startswith(prefix) for n in self._left)
+
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape of ``name`` (still untaken), for a tensor whose shape the config does not fix."""
         return tuple(self._left[name].shape)
