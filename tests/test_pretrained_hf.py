@@ -80,7 +80,8 @@ def _write_tokenizer(path: Path) -> None:
 
 
 def test_round_trip_and_tokenizer(hf_runs, tmp_path):
-    for name in ("qwen3_5_text", "olmo_hybrid"):
+    """Our format keeps every new option (gated softmax, post-norm layers, experts, KDA, MLA) bit-identically."""
+    for name in ("qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear"):
         src = tmp_path / name
         shutil.copytree(hf_runs[name][0], src)
         _write_tokenizer(src / "tokenizer.json")
