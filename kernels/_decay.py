@@ -51,14 +51,30 @@ def decay_matrix(cum: torch.Tensor, inplace: bool = False, dtype: torch.dtype = 
     return diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().tril()
 
 
-def decayed_products(x: torch.Tensor, y: torch.Tensor, cum: torch.Tensor, dtype: torch.dtype = torch.float32
-                     ) -> torch.Tensor:
+def decayed_products(x: torch.Tensor, y: torch.Tensor, cum: torch.Tensor, dtype: torch.dtype = torch.float32,
+                     max_elements: int = 1 << 24) -> torch.Tensor:
     """``[..., pos, pos]`` (t, i): Σ_c x_tc y_ic Γ_tic for i ≤ t, 0 above the diagonal, from ``x``, ``y``
     ``[..., pos, d]`` and cumulative log decays ``cum`` ``[..., pos]`` (one decay for every channel: Γ_ti (x_t·y_i))
-    or ``[..., pos, d]`` (per channel; the C × C × d decay tensor is formed, memory O(pos² d))."""
+    or ``[..., pos, d]`` (per channel). The per-channel decay tensor is formed in blocks of at most
+    ``max_elements`` entries (of rows t and of the leading axes; only keys i ≤ the block's last row), so memory
+    stays bounded for long sequences; the differences of ``cum`` are taken in its precision (float64)."""
     if cum.dim() == x.dim() - 1:
         return (x @ y.transpose(-1, -2)) * decay_matrix(cum, dtype=dtype)
-    diff = cum[..., :, None, :] - cum[..., None, :, :]  # [..., t, i, d]
-    causal = torch.ones(x.shape[-2], x.shape[-2], dtype=torch.bool, device=x.device).tril()[..., None]
-    decay = diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp() * causal
-    return torch.einsum("...tc,...ic,...tic->...ti", x.to(dtype), y.to(dtype), decay)
+    lead, (t, d) = x.shape[:-2], x.shape[-2:]
+    xf, yf, cf = (a.reshape(-1, t, d) for a in (x.to(dtype), y.to(dtype), cum))
+    n = xf.shape[0]
+    rows = max(1, min(t, max_elements // (t * d)))
+    batch = max(1, max_elements // (rows * t * d))
+    causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+    blocks = []
+    for n0 in range(0, n, batch):
+        n1 = min(n, n0 + batch)
+        row_blocks = []
+        for t0 in range(0, t, rows):
+            t1 = min(t, t0 + rows)  # rows t0..t1-1 read keys 0..t1-1 only
+            diff = cf[n0:n1, t0:t1, None, :] - cf[n0:n1, None, :t1, :]  # [block, rows, keys, d]
+            decay = diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp() * causal[t0:t1, :t1, None]
+            part = torch.einsum("ntc,nic,ntic->nti", xf[n0:n1, t0:t1], yf[n0:n1, :t1], decay)
+            row_blocks.append(torch.nn.functional.pad(part, (0, t - t1)))
+        blocks.append(torch.cat(row_blocks, dim=1))
+    return torch.cat(blocks, dim=0).view(*lead, t, t)

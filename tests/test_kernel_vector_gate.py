@@ -97,3 +97,17 @@ def test_bad_gates_are_refused():
     bad[0, 3, 1, 2] = 0.5
     with pytest.raises(ValueError, match="positive"):
         delta_rule(q, k, v, beta, g=bad, backend="chunk")
+
+
+def test_the_decayed_products_in_blocks_equal_one_block():
+    """The per-channel decay tensor is formed in bounded blocks (rows and leading axes); any blocking gives the
+    same products, and they equal a float64 einsum over the whole C × C × d_k tensor."""
+    from workbench.kernels._decay import cumulative_log_decay, decayed_products
+
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(3, 4, 50, 7, generator=gen), torch.randn(3, 4, 50, 7, generator=gen)
+    cum = cumulative_log_decay(-torch.rand(3, 4, 50, 7, generator=gen) * 2, dim=-2)
+    decay = (cum[..., :, None, :] - cum[..., None, :, :]).clamp(max=0).exp() * torch.ones(50, 50).tril()[..., None]
+    want = torch.einsum("...tc,...ic,...tic->...ti", x.double(), y.double(), decay)
+    for max_elements in (1 << 24, 7 * 50 * 3, 1):
+        assert rel_err(decayed_products(x, y, cum, max_elements=max_elements), want) <= 1e-6, max_elements

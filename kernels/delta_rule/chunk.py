@@ -18,7 +18,7 @@ A per-key-channel decay (g ``[batch, pos, head, d_k]``, Kimi Delta Attention) is
 diagonal matrices in place of scalars: γ_t and Γ_ti become vectors over the key channels, so diag(γ) K is
 K ⊙ γ, γ_C S scales S's rows, and the two C×C products become Σ_c q_tc k_ic Γ_tic and Σ_c β_t k_tc k_ic Γ_tic,
 formed from the C × C × d_k decay tensor in float32 from float64 differences (no exp(+b) factor that could
-overflow; memory O(pos·C·d_k) for them).
+overflow), built in bounded blocks (``_decay.decayed_products``).
 """
 
 from __future__ import annotations
