@@ -78,10 +78,31 @@ def tokens() -> torch.Tensor:
     return torch.randint(0, VOCAB, (BATCH, T), generator=torch.Generator().manual_seed(0))
 
 
+# transformers' pure-torch kernels of these models; with flash-linear-attention (and Triton) or causal-conv1d
+# importable, transformers binds these names to those packages' kernels at import time
+# (integrations/hub_kernels.py, use_kernel_func_from_hub_with_fallback); the torch function stays as __wrapped__
+_TORCH_PATHS = ("torch_chunk_gated_delta_rule", "torch_recurrent_gated_delta_rule", "causal_conv1d_fn",
+                "causal_conv1d_update", "chunk_kimi_delta_attention", "recurrent_kimi_delta_attention")
+_MODELING = ("qwen3_5", "olmo_hybrid", "qwen3_next", "kimi_linear")
+
+
+def torch_fallbacks() -> None:
+    """Point every modeling module's kernel names at transformers' own torch functions (the reference here)."""
+    import importlib
+
+    for model in _MODELING:
+        module = importlib.import_module(f"transformers.models.{model}.modeling_{model}")
+        for name in _TORCH_PATHS:
+            fn = getattr(module, name, None)
+            if fn is not None and hasattr(fn, "__wrapped__"):
+                setattr(module, name, fn.__wrapped__)
+
+
 def build(name: str, seed: int = 0):
-    """The transformers model of case ``name`` (random weights, seeded)."""
+    """The transformers model of case ``name`` (random weights, seeded), run on transformers' torch paths."""
     import transformers
 
+    torch_fallbacks()
     config_cls, model_cls, kw = CASES[name]
     torch.manual_seed(seed)
     if config_cls == "KimiLinearConfig":
