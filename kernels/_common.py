@@ -77,6 +77,22 @@ def check_per_head(name: str, x: Optional[torch.Tensor], b: int, t: int, h: int,
         raise ValueError(f"{name} is on {x.device} but q is on {ref.device}")
 
 
+def check_gate(g: Optional[torch.Tensor], b: int, t: int, h: int, dk: int, ref: torch.Tensor) -> None:
+    """A log decay per head ``[batch, pos, head]`` or per key channel ``[batch, pos, head, d_k]``."""
+    if g is not None and isinstance(g, torch.Tensor) and g.dim() == 4:
+        if tuple(g.shape) != (b, t, h, dk):
+            raise ValueError(f"a per-channel g must have shape [batch, pos, head, d_k] = {(b, t, h, dk)}, got "
+                             f"{tuple(g.shape)}")
+        if g.device != ref.device:
+            raise ValueError(f"g is on {g.device} but q is on {ref.device}")
+    else:
+        try:
+            check_per_head("g", g, b, t, h, ref)
+        except ValueError as e:
+            raise ValueError(f"{e} (or [batch, pos, head, d_k] = {(b, t, h, dk)} for a per-key-channel decay)") from None
+    check_log_decay(g)
+
+
 def check_log_decay(g: Optional[torch.Tensor]) -> None:
     """Log decays g = log α must be ≤ 0: finite, or −inf (a hard reset: forget everything). A positive g (α
     passed where log α is expected, or a patched ``hook_log_decay``) or a NaN would silently grow or poison

@@ -7,6 +7,10 @@ With log decays g_j ≤ 0 and their cumulative sums c_t = Σ_{j≤t} g_j along t
 the factor by which a write at i has decayed when it is read at t. Used by the chunkwise kernels
 (within a chunk), by the exact effective attention and by the read-out of patched writes.
 
+A per-key-channel decay (Kimi Delta Attention: g ``[..., pos, d_k]``) decays each row of the state on its own,
+Γ_tic = exp(c_tc − c_ic); a product of a query (or key) at t with a key at i then decays channel by channel,
+Σ_c x_tc y_ic Γ_tic (:func:`decayed_products`; the scalar decay is the case of equal channels).
+
 Accuracy (kernels/README.md, "Large decays and hard resets"): the cumulative sums are taken in float64,
 so c_t − c_i keeps its digits when a large decay (g = −200, say) made both c_t and c_i large; in float32
 that difference loses |c| · 6e-8 and Γ entries of order one come out with 1e-5–1e-4 relative error (the
@@ -45,3 +49,32 @@ def decay_matrix(cum: torch.Tensor, inplace: bool = False, dtype: torch.dtype = 
     if inplace:
         return diff.clamp_(LOG_FLOOR, 0.0).to(dtype).exp_().tril_()
     return diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().tril()
+
+
+def decayed_products(x: torch.Tensor, y: torch.Tensor, cum: torch.Tensor, dtype: torch.dtype = torch.float32,
+                     max_elements: int = 1 << 24) -> torch.Tensor:
+    """``[..., pos, pos]`` (t, i): Σ_c x_tc y_ic Γ_tic for i ≤ t, 0 above the diagonal, from ``x``, ``y``
+    ``[..., pos, d]`` and cumulative log decays ``cum`` ``[..., pos]`` (one decay for every channel: Γ_ti (x_t·y_i))
+    or ``[..., pos, d]`` (per channel). The per-channel decay tensor is formed in blocks of at most
+    ``max_elements`` entries (of rows t and of the leading axes; only keys i ≤ the block's last row), so memory
+    stays bounded for long sequences; the differences of ``cum`` are taken in its precision (float64)."""
+    if cum.dim() == x.dim() - 1:
+        return (x @ y.transpose(-1, -2)) * decay_matrix(cum, dtype=dtype)
+    lead, (t, d) = x.shape[:-2], x.shape[-2:]
+    xf, yf, cf = (a.reshape(-1, t, d) for a in (x.to(dtype), y.to(dtype), cum))
+    n = xf.shape[0]
+    rows = max(1, min(t, max_elements // (t * d)))
+    batch = max(1, max_elements // (rows * t * d))
+    causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+    blocks = []
+    for n0 in range(0, n, batch):
+        n1 = min(n, n0 + batch)
+        row_blocks = []
+        for t0 in range(0, t, rows):
+            t1 = min(t, t0 + rows)  # rows t0..t1-1 read keys 0..t1-1 only
+            diff = cf[n0:n1, t0:t1, None, :] - cf[n0:n1, None, :t1, :]  # [block, rows, keys, d]
+            decay = diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp() * causal[t0:t1, :t1, None]
+            part = torch.einsum("ntc,nic,ntic->nti", xf[n0:n1, t0:t1], yf[n0:n1, :t1], decay)
+            row_blocks.append(torch.nn.functional.pad(part, (0, t - t1)))
+        blocks.append(torch.cat(row_blocks, dim=1))
+    return torch.cat(blocks, dim=0).view(*lead, t, t)

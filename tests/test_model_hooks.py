@@ -26,6 +26,18 @@ VARIANTS = {
                                        positional="none"),
     "linear_outlier_protected_rms": dict(mixer="linear", feature_map="elu1", block="outlier_protected", norm="rmsnorm"),
     "delta_outlier_protected_nonorm": dict(mixer="delta", block="outlier_protected", norm="none"),
+    "softmax_gated_partial_rotary_qk_norm": dict(  # Qwen3.5's attention
+        mixer={"kind": "softmax", "rotary_base": 1e4, "rotary_dim": 4, "qk_rmsnorm": "head", "output_gate": True},
+        norm="rmsnorm", mlp="swiglu", positional="none"),
+    "softmax_post_norm_qk_norm_all": dict(mixer={"kind": "softmax", "qk_rmsnorm": "all"}, norm="rmsnorm",
+                                          post_norm_layers=[1]),  # OLMo-hybrid's attention layers
+    "kda_sigmoid_gate": dict(mixer={"kind": "kda", "output_gate": True, "gate_activation": "sigmoid"}),
+    "mla_sigmoid_grouped_moe": dict(  # Kimi Linear's attention and MLPs
+        mixer={"kind": "mla", "kv_lora_rank": 12, "q_lora_rank": 6}, norm="rmsnorm", mlp="swiglu", positional="none",
+        moe=dict(n_experts=6, top_k=2, d_expert=12, d_shared=48, sigmoid_scores=True, n_group=3, topk_group=2,
+                 score_bias=True, shared_gate=False, routed_scaling_factor=2.5)),
+    "gated_delta_moe": dict(mixer="gated_delta", norm="rmsnorm", mlp="swiglu", moe=dict(
+        n_experts=5, top_k=2, d_expert=12, d_shared=48, dense_layers=[0])),  # Qwen3-Next's MLPs (layer 0 dense)
     "rec_delta": dict(mixer="rec_delta"),
     "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
     "delta_rnn": dict(mixer="delta_rnn"),
@@ -73,8 +85,22 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
             continue
         if "n_kv_heads" in cond and not getattr(cfg.mixer, "n_kv_heads", 0):
             continue
+        if "output_gate" in cond and not getattr(cfg.mixer, "output_gate", False):
+            continue
+        layers = range(cfg.n_layers)
+        moe_layers = [i for i in layers if cfg.moe_at(i) is not None]
+        if "MoE layers" in cond:
+            layers = moe_layers if cfg.moe and ("shared expert" not in cond or cfg.moe.d_shared) else []
+            if "shared_gate" in cond and not (cfg.moe and cfg.moe.shared_gate):
+                layers = []
+        elif name.startswith("blocks.{i}.mlp."):  # the dense MLP's hooks
+            layers = [i for i in layers if i not in moe_layers]
+        if "post-norm layers" in cond:
+            layers = cfg.post_norm_layers
+        elif "pre-norm block" in cond:
+            layers = [i for i in layers if i not in cfg.post_norm_layers]
         axes = [a.strip() for a in shape.strip("[]").split(",")]
-        names = [name.replace("{i}", str(i)) for i in range(cfg.n_layers)] if "{i}" in name else [name]
+        names = [name.replace("{i}", str(i)) for i in layers] if "{i}" in name else [name]
         for n in names:
             out[n] = axes
     return out
@@ -86,6 +112,8 @@ def axis_size(cfg: ModelConfig, axis: str, batch: int, pos: int) -> int:
         "d_k": cfg.mixer.d_k(cfg.d_head), "d_v": cfg.d_head, "d_mlp": cfg.d_mlp, "vocab": cfg.d_vocab, "1": 1,
         "n_positions": 2,
         "gate": 3,  # the Delta LSTM's gates
+        "d_latent": getattr(cfg.mixer, "kv_lora_rank", 0),
+        "expert": cfg.moe.n_experts if cfg.moe else 0, "top_k": cfg.moe.top_k if cfg.moe else 0,
         "d_s": cfg.d_head, "d_r": cfg.d_head, "d_t": cfg.d_head, "hop": getattr(cfg.mixer, "n_reads", 1),
         "d_out": 3 * cfg.d_head + 4,  # the srwm's W output: y, q, k (d_head each) and 4 β logits
     }[axis]

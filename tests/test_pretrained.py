@@ -28,6 +28,32 @@ def test_the_registry_names_the_fla_architectures():
     assert {"delta_net", "gated_deltanet"} <= set(model_types())
 
 
+def test_the_registry_names_the_transformers_architectures():
+    assert {"qwen3_5", "qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear"} <= set(model_types())
+
+
+_QWEN = dict(model_type="qwen3_5_text", vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=2,
+             num_attention_heads=2, num_key_value_heads=1, head_dim=4, linear_num_key_heads=1, linear_num_value_heads=2,
+             linear_key_head_dim=4, linear_value_head_dim=4, layer_types=["linear_attention", "full_attention"],
+             rope_parameters=dict(rope_type="default", rope_theta=1e4, partial_rotary_factor=0.5))
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(rope_parameters=dict(rope_type="yarn", rope_theta=1e4, factor=4.0)), "rope"),
+    (dict(rope_parameters=dict(rope_type="default", rope_theta=1e4, partial_rotary_factor=0.25)), "even"),
+    (dict(layer_types=["linear_attention", "sliding_attention"]), "layer_types"),
+    (dict(linear_num_key_heads=2, linear_num_value_heads=3), "multiple of linear_num_key_heads"),
+    (dict(hidden_act="gelu"), "hidden_act"),
+    (dict(attention_bias=True), "attention_bias"),
+    (dict(model_type="kimi_linear", num_key_value_heads=1), "num_key_value_heads must equal"),
+    (dict(model_type="kimi_linear", moe_router_activation_func="softmax"), "moe_router_activation_func"),
+])
+def test_transformers_options_we_do_not_reproduce_are_refused_before_any_weight(tmp_path, changes, match):
+    """The checks on config.json run before any tensor is placed: the one dummy tensor is never asked for."""
+    with pytest.raises(ValueError, match=match):
+        workbench.from_pretrained(_dir(tmp_path, {**_QWEN, **changes}))
+
+
 def test_an_unknown_architecture_is_named(tmp_path):
     with pytest.raises(ValueError, match="model_type 'mamba2'.*opens"):
         workbench.from_pretrained(_dir(tmp_path, {"model_type": "mamba2"}))

@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, Optional, Union, get_args
 
+from .components.moe import MoEConfig
 from .dataclass_io import check_int_fields, check_keys
 from .mixers import MixerConfig, mixer_config, mixer_fields, names
 from .mixers import describe as describe_mixer
@@ -52,6 +53,10 @@ class ModelConfig:
     ``block="outlier_protected"`` is the Outlier Protected block of He et al. (2024): no norm before the
     mixer or the MLP, one ``norm`` on the first block's input (plus the final one), each residual branch
     multiplied by ``branch_scale``, and QK-norm in every mixer (each mixer says how; see its module).
+    ``post_norm_layers``: pre-norm blocks that normalise their branches' outputs instead of their inputs
+    (OLMo 2 / OLMo-hybrid's attention layers: x = x + norm(attn(x)); x = x + norm(mlp(x))).
+    ``moe``: a sparse mixture-of-experts MLP (:class:`~workbench.components.moe.MoEConfig`) in every layer but
+    its ``dense_layers`` (which keep the ``d_mlp`` MLP); needs ``mlp="swiglu"``.
     ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`); ``seed``
     seeds the initialisation and any fixed random features.
     """
@@ -70,6 +75,8 @@ class ModelConfig:
     positional: Positional = "learned"
     block: BlockStyle = "pre_norm"
     branch_scale: float = 0.2  # residual-branch weight of the Outlier Protected block (pre-norm: 1)
+    post_norm_layers: tuple[int, ...] = ()
+    moe: Optional[MoEConfig] = None
     # numerics and kernels
     init_std: float = 0.02
     norm_eps: float = 1e-5
@@ -90,9 +97,39 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
+        self._check_post_norm_layers()
+        self._check_moe()
         object.__setattr__(self, "mixer", self._mixer_spec(self.mixer))
         for m in self.layer_mixers:
             m.check(self, self.qk_norm)
+
+    def _check_post_norm_layers(self) -> None:
+        layers = self.post_norm_layers
+        if not isinstance(layers, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.n_layers for i in layers) \
+                or len(set(layers)) != len(layers):
+            raise ValueError(f"ModelConfig.post_norm_layers must list distinct layers in [0, {self.n_layers - 1}], "
+                             f"got {layers!r}")
+        if layers and (self.block != "pre_norm" or self.norm == "none"):
+            raise ValueError("ModelConfig.post_norm_layers needs block='pre_norm' and a norm")
+        object.__setattr__(self, "post_norm_layers", tuple(sorted(layers)))
+
+    def _check_moe(self) -> None:
+        moe = self.moe
+        if isinstance(moe, dict):
+            moe = MoEConfig.from_dict(moe)
+        if moe is not None and not isinstance(moe, MoEConfig):
+            raise ValueError(f"ModelConfig.moe must be a MoEConfig, a dict or None, got {moe!r}")
+        if moe is not None and self.mlp != "swiglu":
+            raise ValueError(f"ModelConfig.moe needs mlp='swiglu' (its experts are SwiGLU MLPs), got {self.mlp!r}")
+        if moe is not None and any(i >= self.n_layers for i in moe.dense_layers):
+            raise ValueError(f"ModelConfig.moe.dense_layers {list(moe.dense_layers)} must be layers in "
+                             f"[0, {self.n_layers - 1}]")
+        object.__setattr__(self, "moe", moe)
+
+    def moe_at(self, layer: int) -> Optional[MoEConfig]:
+        """The mixture-of-experts config of ``layer``'s MLP, or None (a dense MLP)."""
+        return None if self.moe is None or layer in self.moe.dense_layers else self.moe
 
     def _mixer_spec(self, value: Any) -> MixerSpec:
         if isinstance(value, (list, tuple)):
@@ -137,6 +174,8 @@ class ModelConfig:
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["post_norm_layers"] = list(self.post_norm_layers)
+        out["moe"] = None if self.moe is None else self.moe.to_dict()
         out["mixer"] = [m.to_dict() for m in self.mixer] if isinstance(self.mixer, tuple) else self.mixer.to_dict()
         return out
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from jaxtyping import Float
 
-from .._common import (RecurrenceOutput, check_backend, check_chunk_size, check_log_decay, check_per_head, check_qkv,
+from .._common import (RecurrenceOutput, check_backend, check_chunk_size, check_gate, check_per_head, check_qkv,
                        check_state)
 from .chunk import delta_rule_chunk
 from .naive import delta_rule_reference
@@ -21,7 +21,7 @@ def delta_rule(
     v: Float[torch.Tensor, "batch pos head d_v"],
     beta: Float[torch.Tensor, "batch pos head"],
     *,
-    g: Optional[Float[torch.Tensor, "batch pos head"]] = None,
+    g: Optional[Union[Float[torch.Tensor, "batch pos head"], Float[torch.Tensor, "batch pos head d_k"]]] = None,
     initial_state: Optional[Float[torch.Tensor, "batch head d_k d_v"]] = None,
     chunk_size: int = 64,
     backend: str = "chunk",
@@ -29,17 +29,21 @@ def delta_rule(
     output_chunk_states: bool = False,
     output_delta: bool = False,
 ) -> RecurrenceOutput:
-    """The delta rule with an optional per-position decay (Gated DeltaNet when ``g`` is given).
+    """The delta rule with an optional per-position decay (Gated DeltaNet when ``g`` is given per head, Kimi
+    Delta Attention when it is given per key channel).
 
     For each position t (read after write; nothing is normalised or scaled here):
 
-        S_t = exp(g_t) · S_{t-1};   u_t = β_t (v_t − S_tᵀ k_t);   S_t += k_t u_tᵀ;   o_t = S_tᵀ q_t
+        S_t = diag(exp(g_t)) S_{t-1};   u_t = β_t (v_t − S_tᵀ k_t);   S_t += k_t u_tᵀ;   o_t = S_tᵀ q_t
+
+    (a per-head g_t scales every row of S alike; a per-channel g_t ``[d_k]`` decays row c by exp(g_tc)).
 
     Args:
         q, k: ``[batch, pos, head, d_k]``; v: ``[batch, pos, head, d_v]``.
         beta: ``[batch, pos, head]`` write strengths.
-        g: ``[batch, pos, head]`` log decay (α_t = exp(g_t)) ≤ 0, or None for plain DeltaNet; −inf is a hard
-            reset (every backend exact); a positive or NaN entry raises ValueError.
+        g: ``[batch, pos, head]`` log decay (α_t = exp(g_t)) ≤ 0, or ``[batch, pos, head, d_k]`` one per key
+            channel (state row), or None for plain DeltaNet; −inf is a hard reset (every backend exact); a
+            positive or NaN entry raises ValueError.
         initial_state: ``[batch, head, d_k, d_v]`` or None (zeros).
         chunk_size: chunk length C of the chunkwise backend, and the stride of ``chunk_states``.
         backend: ``"chunk"`` (WY/UT chunkwise-parallel) or ``"reference"`` (a loop over positions).
@@ -57,8 +61,7 @@ def delta_rule(
     if beta is None:
         raise ValueError("beta is required: pass torch.ones(batch, pos, head) for the plain delta rule")
     check_per_head("beta", beta, b, t, h, q)
-    check_per_head("g", g, b, t, h, q)
-    check_log_decay(g)
+    check_gate(g, b, t, h, dk, q)
     check_state(initial_state, b, h, dk, dv, q)
     check_chunk_size(chunk_size)
     fn = delta_rule_chunk if backend == "chunk" else delta_rule_reference

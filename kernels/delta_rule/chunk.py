@@ -13,6 +13,12 @@ Everything except the S → S' hand-off runs batched over all chunks at once, as
 [Q; diag(β) K] Kᵀ (both C×C products in one), L⁻¹ [·|·] (both right-hand sides in one) and the
 output; the hand-off is two small matmuls per chunk. Cost O(pos·C·d + pos·d²). Computes in float32,
 returns the input dtype. Without autograd the same arithmetic runs in place in preallocated buffers.
+
+A per-key-channel decay (g ``[batch, pos, head, d_k]``, Kimi Delta Attention) is the same algebra with
+diagonal matrices in place of scalars: γ_t and Γ_ti become vectors over the key channels, so diag(γ) K is
+K ⊙ γ, γ_C S scales S's rows, and the two C×C products become Σ_c q_tc k_ic Γ_tic and Σ_c β_t k_tc k_ic Γ_tic,
+formed from the C × C × d_k decay tensor in float32 from float64 differences (no exp(+b) factor that could
+overflow), built in bounded blocks (``_decay.decayed_products``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 
 from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
-from .._decay import cumulative_log_decay, decay_from_log, decay_matrix
+from .._decay import cumulative_log_decay, decay_from_log, decay_matrix, decayed_products
 from .._triangular import unit_lower_inverse
 
 
@@ -32,7 +38,7 @@ def delta_rule_chunk(
     k: torch.Tensor,  # [batch, pos, head, d_k]
     v: torch.Tensor,  # [batch, pos, head, d_v]
     beta: torch.Tensor,  # [batch, pos, head]
-    g: Optional[torch.Tensor] = None,  # [batch, pos, head]
+    g: Optional[torch.Tensor] = None,  # [batch, pos, head] or [batch, pos, head, d_k]
     initial_state: Optional[torch.Tensor] = None,  # [batch, head, d_k, d_v]
     chunk_size: int = 64,
     output_final_state: bool = False,
@@ -49,6 +55,17 @@ def delta_rule_chunk(
     n, bh = qc.shape[:2]
     nb = n * bh
 
+    if g is not None and g.dim() == 4:  # per key channel: [n, batch·head, chunk, d_k] float64; padding g = 0
+        cum = cumulative_log_decay(to_chunks(g, C), dim=-2)
+        scores = torch.stack([decayed_products(qc, kc, cum), decayed_products(kc * bc, kc, cum)], dim=2)
+        scores = scores.view(nb, 2, C, C)
+        gamma = decay_from_log(cum)  # γ  [n, batch·head, chunk, d_k]
+        k_read, q_read = kc * gamma, qc * gamma
+        k_write = kc * decay_from_log(cum[..., -1:, :] - cum)
+        gamma_end = decay_from_log(cum[..., -1, :])[..., None]  # [n, batch·head, d_k, 1]: decays S's rows
+        qk, kk = scores[:, 0], scores[:, 1]
+        return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
+                               output_final_state, output_chunk_states, output_delta)
     # [Q; diag(β) K] Kᵀ in one matmul: rows 0..C−1 hold QKᵀ, rows C..2C−1 hold diag(β) KKᵀ
     kt = kc.view(nb, C, dk).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
     scores = (torch.cat([qc, kc * bc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)
@@ -74,6 +91,17 @@ def delta_rule_chunk(
         q_read = qc
         gamma_end = None
     qk, kk = scores[:, 0], scores[:, 1]  # tril(Γ⊙QKᵀ), diag(β)(Γ⊙KKᵀ)  [n·batch·head, chunk, chunk]
+    return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
+                           output_final_state, output_chunk_states, output_delta)
+
+
+def _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
+                    output_final_state, output_chunk_states, output_delta) -> RecurrenceOutput:
+    """The delta errors, the chunk hand-off and the read-out, given the chunk's (decayed) products."""
+    b, t_len, h = q.shape[:3]
+    n, bh, C, dk = qc.shape
+    dv = vc.shape[-1]
+    nb = n * bh
 
     # [U₀ | W] = L⁻¹ diag(β) [V | diag(γ) K]; the inverse reads only the strict lower triangle of kk
     uw = (unit_lower_inverse(kk) @ (torch.cat([vc, k_read], dim=-1) * bc).view(nb, C, dv + dk))

@@ -1,6 +1,7 @@
 """The delta rule, one position at a time: the reference every other backend is tested against.
 
-    S_t  = exp(g_t) · S_{t-1}                      (g = None: no decay, plain DeltaNet)
+    S_t  = exp(g_t) · S_{t-1}                      (g = None: no decay, plain DeltaNet; g_t per key channel:
+                                                    row c of S decays by exp(g_tc), Kimi Delta Attention)
     u_t  = β_t (v_t − S_tᵀ k_t)                     the delta error, written to memory
     S_t  = S_t + k_t u_tᵀ
     o_t  = S_tᵀ q_t                                 read after write
@@ -22,7 +23,7 @@ def delta_rule_reference(
     k: torch.Tensor,  # [batch, pos, head, d_k]
     v: torch.Tensor,  # [batch, pos, head, d_v]
     beta: torch.Tensor,  # [batch, pos, head]
-    g: Optional[torch.Tensor] = None,  # [batch, pos, head] log decay (≤ 0)
+    g: Optional[torch.Tensor] = None,  # [batch, pos, head] or [batch, pos, head, d_k] log decay (≤ 0)
     initial_state: Optional[torch.Tensor] = None,  # [batch, head, d_k, d_v]
     chunk_size: int = 64,
     output_final_state: bool = False,
@@ -42,7 +43,8 @@ def delta_rule_reference(
         if t % chunk_size == 0:
             snaps.append(S)
         if g is not None:
-            S = S * g[:, t].float().exp()[..., None, None]
+            decay = g[:, t].float().exp()  # [batch, head] or [batch, head, d_k]
+            S = S * (decay[..., None, None] if g.dim() == 3 else decay[..., None])
         v_old = torch.einsum("bhk,bhkv->bhv", k[:, t], S)  # what memory returns for k_t
         u = beta[:, t, :, None] * (v[:, t] - v_old)  # [batch, head, d_v]
         S = S + k[:, t, :, :, None] * u[:, :, None, :]

@@ -5,6 +5,10 @@ rotated against each other (not adjacent pairs), all ``d`` channels, position t 
 
 As fla's ``RotaryEmbedding`` (fla/modules/rotary/ops.py, ``rotary_embedding_ref``, ``interleaved=False``):
 angles computed in float32 from float32 positions.
+
+Partial rotary (``dim`` < d, e.g. Qwen3-Next / Qwen3.5's ``partial_rotary_factor``; transformers'
+``apply_rotary_pos_emb``): the first ``dim`` channels are rotated as above with θ_i = base^(−2i/dim), the
+rest pass through unchanged.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from __future__ import annotations
 import torch
 
 
-def rotate(x: torch.Tensor, base: float) -> torch.Tensor:  # [batch, pos, head, d] -> same
+def rotate(x: torch.Tensor, base: float, dim: int = 0) -> torch.Tensor:  # [batch, pos, head, d] -> same
+    """``x`` with its first ``dim`` channels of each head rotated (0: all of them)."""
+    if dim and dim < x.shape[-1]:
+        return torch.cat((rotate(x[..., :dim], base), x[..., dim:]), dim=-1)
     d = x.shape[-1]
     inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))  # [d/2]
     angles = torch.outer(torch.arange(x.shape[1], device=x.device, dtype=torch.float32), inv_freq)  # [pos, d/2]

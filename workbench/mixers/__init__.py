@@ -4,6 +4,8 @@
     linear        the sum rule with a feature map (Schlag et al. 2021)
     delta         DeltaNet, the delta rule
     gated_delta   Gated DeltaNet, the delta rule with a decay
+    kda           Kimi Delta Attention: the delta rule with a decay per key channel
+    mla           multi-head latent attention (DeepSeek-V2; Kimi Linear's attention layers), no fast weights
     rec_delta     Recurrent Delta Net: q, k, v, β also read the previous output (Irie et al. 2021)
     delta_rnn     Delta RNN: the fast net is itself recurrent, a second fast matrix (Irie et al. 2021)
     delta_lstm    Delta LSTM: an LSTM whose weights are fast weights (Irie et al. 2021)
@@ -20,6 +22,8 @@ from .softmax import SoftmaxAttention, SoftmaxConfig  # noqa: E402  (registratio
 from .linear import LinearAttention, LinearConfig  # noqa: E402
 from .delta import DeltaConfig, DeltaNet  # noqa: E402
 from .gated_delta import GatedDeltaConfig, GatedDeltaNet  # noqa: E402
+from .kda import KDAConfig, KimiDeltaAttention  # noqa: E402
+from .mla import MLAConfig, MultiHeadLatentAttention  # noqa: E402
 from .rec_delta import RecDeltaConfig, RecurrentDeltaNet  # noqa: E402
 from .delta_rnn import DeltaRNN, DeltaRNNConfig  # noqa: E402
 from .delta_lstm import DeltaLSTM, DeltaLSTMConfig  # noqa: E402
@@ -31,5 +35,6 @@ __all__ = [
     "check_positions", "run_steps", "start_state", "states_at", "register", "unregister", "names", "mixer_class",
     "mixer_config", "mixer_fields", "describe",
     "SoftmaxAttention", "SoftmaxConfig", "LinearAttention", "LinearConfig", "DeltaNet", "DeltaConfig",
-    "GatedDeltaNet", "GatedDeltaConfig",
+    "GatedDeltaNet", "GatedDeltaConfig", "KimiDeltaAttention", "KDAConfig",
+    "MultiHeadLatentAttention", "MLAConfig",
 ]

@@ -44,7 +44,7 @@ from ..components.norms import Gain
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, delta_rule
-from ..kernels._decay import cumulative_log_decay, decay_matrix
+from ..kernels._decay import cumulative_log_decay, decayed_products
 from ..kernels._triangular import solve_unit_lower
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
@@ -65,7 +65,8 @@ class DeltaConfig(MixerConfig):
     elu + 1, "identity"); short causal conv of ``conv_size`` taps (0: none); β ∈ (0, 2) with
     ``allow_neg_eigval``, β = 1 without ``use_beta``; ``output_gate`` (``gate_activation`` of x W_G times
     the normed read-out); ``d_head_v`` value width per head (0: d_head); ``n_qk_heads`` query/key heads
-    shared by groups of value heads (0: n_heads)."""
+    shared by groups of value heads (0: n_heads); ``output_norm_eps`` the ε of the per-head output RMSNorm
+    (0: the model's ``norm_eps``)."""
 
     kind: ClassVar[str] = "delta"
     qk_norm: QKNorm = "l2"
@@ -77,6 +78,7 @@ class DeltaConfig(MixerConfig):
     gate_activation: GateActivation = "silu"
     d_head_v: int = 0
     n_qk_heads: int = 0
+    output_norm_eps: float = 0.0
 
     def check(self, model, qk_norm: bool = False) -> None:
         name = type(self).__name__
@@ -90,6 +92,9 @@ class DeltaConfig(MixerConfig):
         for flag in ("allow_neg_eigval", "use_beta", "output_gate"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{name}.{flag} must be a bool, got {getattr(self, flag)!r}")
+        eps = self.output_norm_eps
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+            raise ValueError(f"{name}.output_norm_eps must be a non-negative number (0: the model's), got {eps!r}")
         if self.n_qk_heads and model.n_heads % self.n_qk_heads:
             raise ValueError(f"{name}.n_qk_heads = {self.n_qk_heads} must divide n_heads = {model.n_heads} (each "
                              "query/key head serves a group of value heads)")
@@ -109,12 +114,15 @@ class DeltaRule:
         return torch.einsum("...k,...kv->...v", inputs_t["q"].float(), state.float())
 
     def effective_attention(self, inputs: RecurrenceInputs) -> Float[torch.Tensor, "batch head pos pos"]:
-        """A = tril(Γ⊙QKᵀ) · (I + tril(diag(β) Γ⊙KKᵀ, −1))⁻¹ · diag(β), in float64 (Γ = 1 without decay)."""
+        """A = tril(Γ⊙QKᵀ) · (I + tril(diag(β) Γ⊙KKᵀ, −1))⁻¹ · diag(β), in float64 (Γ = 1 without decay; with a
+        decay per key channel the products decay channel by channel, Σ_c q_tc k_ic Γ_tic)."""
         q, k = inputs.q.double().transpose(1, 2), inputs.k.double().transpose(1, 2)  # [batch, head, pos, d_k]
-        qk, kk = q @ k.transpose(-1, -2), k @ k.transpose(-1, -2)
         if inputs.g is not None:
-            decay = decay_matrix(cumulative_log_decay(inputs.g.transpose(1, 2)), dtype=torch.float64)
-            qk, kk = qk * decay, kk * decay
+            cum = cumulative_log_decay(inputs.g.transpose(1, 2), dim=2)  # [batch, head, pos(, d_k)]
+            qk = decayed_products(q, k, cum, dtype=torch.float64)
+            kk = decayed_products(k, k, cum, dtype=torch.float64)
+        else:
+            qk, kk = q @ k.transpose(-1, -2), k @ k.transpose(-1, -2)
         beta = inputs.beta.double().transpose(1, 2)  # [batch, head, pos]
         t_mat = solve_unit_lower(beta[..., :, None] * kk, torch.diag_embed(beta))  # L⁻¹ diag(β)
         return (qk.tril() @ t_mat).float()
@@ -124,12 +132,14 @@ def readout_from_writes(
     q: Float[torch.Tensor, "batch pos head d_k"],  # already scaled
     k: Float[torch.Tensor, "batch pos head d_k"],
     u: Float[torch.Tensor, "batch pos head d_v"],  # the values written at each position
-    g: Optional[Float[torch.Tensor, "batch pos head"]] = None,  # log decay
+    g: Optional[torch.Tensor] = None,  # log decay [batch, pos, head] (or [batch, pos, head, d_k]: per key channel)
 ) -> Float[torch.Tensor, "batch pos head d_v"]:
     """o_t = Σ_{i≤t} Γ_ti (q_t·k_i) u_i: the sum-rule read-out of given writes."""
-    scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()).tril()
     if g is not None:
-        scores = scores * decay_matrix(cumulative_log_decay(g.transpose(1, 2)))
+        cum = cumulative_log_decay(g.transpose(1, 2), dim=2)
+        scores = decayed_products(q.float().transpose(1, 2), k.float().transpose(1, 2), cum)
+    else:
+        scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()).tril()
     return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
 
 
@@ -210,7 +220,8 @@ class DeltaNet(Mixer):
         return None
 
     def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_v]
-        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+        eps = self.cfg.output_norm_eps or self.model_cfg.norm_eps
+        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + eps) * self.w_norm
         if self.cfg.output_gate:
             gate = torch.einsum("...m,hmd->...hd", x, self.W_G)
             z = z * (F.silu(gate) if self.cfg.gate_activation == "silu" else torch.sigmoid(gate))

@@ -4,20 +4,25 @@ key/value cache).
 Options (all off by default, which is the attention every checkpoint of ours was trained with): grouped
 key/value heads (``n_kv_heads``: query head i reads key/value head i // (heads / n_kv_heads)), rotary
 positions on q and k (``rotary_base``), biases on the q, k, v projections (``qkv_bias``), a sliding window
-(``window``: query t sees keys t − window + 1 … t), and a head count and width of its own (``n_heads``,
-``d_head``: a softmax layer in a hybrid model whose linear layers have other head sizes).
+(``window``: query t sees keys t − window + 1 … t), a head count and width of its own (``n_heads``,
+``d_head``: a softmax layer in a hybrid model whose linear layers have other head sizes), and what the
+attention layers of Qwen3-Next / Qwen3.5 and OLMo add: an RMS norm with a learned gain on q and k
+(``qk_rmsnorm``: "head" over each head's channels as Qwen3, "all" over all heads' channels together as OLMo 2),
+rotary positions on the first ``rotary_dim`` channels of each head only (partial rotary), and a sigmoid
+output gate per channel (``output_gate``: z ⊙ sigmoid(x W_G) is what W_O reads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.norms import QKRMSNorm
 from ..components.rotary import rotate
 from ..dataclass_io import check_int_fields
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
@@ -28,7 +33,8 @@ from .registry import register
 class SoftmaxConfig(MixerConfig):
     """Softmax attention options: ``n_kv_heads`` (0: one key/value head per query head), ``rotary_base`` (0:
     no rotary positions), ``qkv_bias``, ``window`` (0: the whole causal prefix), ``n_heads`` and ``d_head``
-    (0: the model's)."""
+    (0: the model's), ``qk_rmsnorm`` ("none", "head", "all"), ``rotary_dim`` (0: every channel of a head),
+    ``output_gate``."""
 
     kind: ClassVar[str] = "softmax"
     n_kv_heads: int = 0
@@ -37,10 +43,13 @@ class SoftmaxConfig(MixerConfig):
     window: int = 0
     n_heads: int = 0
     d_head: int = 0
+    qk_rmsnorm: Literal["none", "head", "all"] = "none"
+    rotary_dim: int = 0
+    output_gate: bool = False
 
     def check(self, model, qk_norm: bool = False) -> None:
         name = type(self).__name__
-        check_int_fields(self, ("n_kv_heads", "window", "n_heads", "d_head"), minimum=0)
+        check_int_fields(self, ("n_kv_heads", "window", "n_heads", "d_head", "rotary_dim"), minimum=0)
         heads = self.n_heads or model.n_heads
         if self.n_kv_heads and heads % self.n_kv_heads:
             raise ValueError(f"{name}.n_kv_heads = {self.n_kv_heads} must divide the {heads} query heads")
@@ -49,8 +58,17 @@ class SoftmaxConfig(MixerConfig):
             raise ValueError(f"{name}.rotary_base must be a non-negative number (0: no rotary), got {base!r}")
         if base and (self.d_head or model.d_head) % 2:
             raise ValueError(f"{name}: rotary positions need an even d_head, got {self.d_head or model.d_head}")
-        if not isinstance(self.qkv_bias, bool):
-            raise ValueError(f"{name}.qkv_bias must be a bool, got {self.qkv_bias!r}")
+        for flag in ("qkv_bias", "output_gate"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{name}.{flag} must be a bool, got {getattr(self, flag)!r}")
+        if self.qk_rmsnorm not in ("none", "head", "all"):
+            raise ValueError(f"{name}.qk_rmsnorm must be 'none', 'head' or 'all', got {self.qk_rmsnorm!r}")
+        if self.qk_rmsnorm != "none" and qk_norm:
+            raise ValueError(f"{name}.qk_rmsnorm = {self.qk_rmsnorm!r}: the Outlier Protected block brings its own "
+                             "QK-norm")
+        if self.rotary_dim and (not base or self.rotary_dim % 2 or self.rotary_dim > (self.d_head or model.d_head)):
+            raise ValueError(f"{name}.rotary_dim = {self.rotary_dim} must be even, at most d_head, and needs "
+                             "rotary_base")
 
 
 @register
@@ -85,6 +103,13 @@ class SoftmaxAttention(Mixer):
             self.b_K = nn.Parameter(torch.zeros(hkv, dh))
             self.b_V = nn.Parameter(torch.zeros(hkv, dh))
         self.scale = dh ** -0.5
+        if cfg.qk_rmsnorm != "none":  # gains [head·d_head] ("all") or [d_head] ("head")
+            self.q_norm = QKRMSNorm(h * dh if cfg.qk_rmsnorm == "all" else dh, model.norm_eps)
+            self.k_norm = QKRMSNorm(hkv * dh if cfg.qk_rmsnorm == "all" else dh, model.norm_eps)
+        if cfg.output_gate:
+            self.W_G = nn.Parameter(torch.empty(h, dm, dh))
+            self.hook_gate = HookPoint()  # [batch, pos, head, d_v]  sigmoid(x W_G)
+            self.hook_o_in = HookPoint()  # [batch, pos, head, d_v]  z ⊙ gate: what W_O reads
         if hkv != h:
             self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K (+ b_K): the n_kv_heads heads
             self.hook_v_pre = HookPoint()  # [batch, pos, head, d_v]  x W_V (+ b_V): the n_kv_heads heads
@@ -112,9 +137,12 @@ class SoftmaxAttention(Mixer):
     def linear_sites(self) -> list[LinearSite]:
         hq, hkv = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
         kv = "_pre" if self.n_kv_heads != self.n_heads else ""
+        o_in = "hook_o_in" if self.cfg.output_gate else "hook_z"
+        # q, k: the projections' outputs before QK-norm are not hooked; with qk_rmsnorm K-FAC skips them
+        qk = () if self.cfg.qk_rmsnorm != "none" else (("q", hq, "hook_q"), ("k", hkv, f"hook_k{kv}"))
         return [LinearSite(kind, f"W_{kind.upper()}", hook, self.d_model, width, "head_in_out")
-                for kind, width, hook in (("q", hq, "hook_q"), ("k", hkv, f"hook_k{kv}"), ("v", hkv, f"hook_v{kv}"))] + [
-                LinearSite("o", "W_O", None, hq, self.d_model, "head_out", input_hook="hook_z")]
+                for kind, width, hook in (*qk, ("v", hkv, f"hook_v{kv}"))] + [
+                LinearSite("o", "W_O", None, hq, self.d_model, "head_out", input_hook=o_in)]
 
     def _project(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         y = torch.einsum("bpm,hmd->bphd", x, getattr(self, f"W_{kind}"))
@@ -125,15 +153,15 @@ class SoftmaxAttention(Mixer):
         return x if group == 1 else x.repeat_interleave(group, dim=2)
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
-        q = self.hook_q(self.q_norm(self._project(x, "Q")))
-        k, v = self._project(x, "K"), self._project(x, "V")
+        q = self.hook_q(self._norm(self.q_norm, self._project(x, "Q")))
+        k, v = self._norm(self.k_norm, self._project(x, "K")), self._project(x, "V")
         if self.n_kv_heads != self.n_heads:
             k, v = self._expand_kv(self.hook_k_pre(k)), self._expand_kv(self.hook_v_pre(v))
-        k = self.hook_k(self.k_norm(k))
+        k = self.hook_k(k)
         v = self.hook_v(v)
         if self.cfg.rotary_base:
-            q = self.hook_rot_q(rotate(q, self.cfg.rotary_base))
-            k = self.hook_rot_k(rotate(k, self.cfg.rotary_base))
+            q = self.hook_rot_q(rotate(q, self.cfg.rotary_base, self.cfg.rotary_dim))
+            k = self.hook_rot_k(rotate(k, self.cfg.rotary_base, self.cfg.rotary_dim))
         t = x.shape[1]
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
         mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
@@ -142,4 +170,19 @@ class SoftmaxAttention(Mixer):
         scores = self.hook_attn_scores(scores.masked_fill(mask, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
         z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
+        if self.cfg.output_gate:
+            z = self.hook_o_in(z * self.hook_gate(self._gate(x)))
         return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O
+
+    def _norm(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, heads, d_head]
+        """QK-norm: per head, or (``qk_rmsnorm="all"``) over all heads' channels together (before the
+        key/value heads are copied: each key/value head once, as the source models normalise k_proj's output)."""
+        if self.cfg.qk_rmsnorm == "all":
+            return norm(x.flatten(-2)).view_as(x)
+        return norm(x)
+
+    def _gate(self, x: torch.Tensor) -> torch.Tensor:  # [..., d_model] -> [..., head, d_head]
+        return torch.sigmoid(torch.einsum("...m,hmd->...hd", x, self.W_G))
+
+    def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return super().head_outputs(z * self._gate(x) if self.cfg.output_gate else z, x)

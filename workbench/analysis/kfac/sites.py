@@ -54,15 +54,21 @@ def _sites_of_block(model, i: int) -> list[LinearSite]:
     cfg = model.cfg
     block = model.blocks[i]
     pre = f"blocks.{i}."
-    attn_in = pre + ("ln1.hook_normalized" if cfg.norm != "none" else "hook_resid_pre")
+    hooks = model.hook_dict
+    attn_in = pre + ("ln1.hook_normalized" if pre + "ln1.hook_normalized" in hooks else "hook_resid_pre")
+    # a post-norm layer (cfg.post_norm_layers) normalises W_O's and W_out's outputs before hook_attn_out /
+    # hook_mlp_out, so those two outputs are not hooked: their sites are left out
+    post = i in cfg.post_norm_layers
     out: list[LinearSite] = []
     for s in block.attn.linear_sites():  # the mixer lists its own linear layers (names relative to it)
+        if post and s.output_hook is None:
+            continue
         out.append(LinearSite(f"{pre}attn.{s.param}", s.kind, i,
                               attn_in if s.input_hook is None else f"{pre}attn.{s.input_hook}",
                               pre + "hook_attn_out" if s.output_hook is None else f"{pre}attn.{s.output_hook}",
                               s.d_in, s.d_out, s.layout))
-    if block.has_mlp:
-        mlp_in = pre + ("ln2.hook_normalized" if cfg.norm != "none" else "hook_resid_mid")
+    if block.has_mlp and cfg.moe_at(i) is None:  # a mixture-of-experts MLP's experts are not K-FAC sites
+        mlp_in = pre + ("ln2.hook_normalized" if pre + "ln2.hook_normalized" in hooks else "hook_resid_mid")
         swiglu = cfg.mlp == "swiglu"
         out.append(LinearSite(f"{pre}mlp.W_in", "mlp_in", i, mlp_in,
                               pre + ("mlp.hook_pre_linear" if swiglu else "mlp.hook_pre"), cfg.d_model, cfg.d_mlp,
@@ -70,8 +76,9 @@ def _sites_of_block(model, i: int) -> list[LinearSite]:
         if swiglu:
             out.append(LinearSite(f"{pre}mlp.W_gate", "mlp_gate", i, mlp_in, pre + "mlp.hook_pre", cfg.d_model,
                                   cfg.d_mlp, "in_out"))
-        out.append(LinearSite(f"{pre}mlp.W_out", "mlp_out", i, pre + "mlp.hook_post", pre + "hook_mlp_out",
-                              cfg.d_mlp, cfg.d_model, "in_out"))
+        if not post:
+            out.append(LinearSite(f"{pre}mlp.W_out", "mlp_out", i, pre + "mlp.hook_post", pre + "hook_mlp_out",
+                                  cfg.d_mlp, cfg.d_model, "in_out"))
     return out
 
 
