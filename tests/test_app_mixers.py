@@ -49,3 +49,19 @@ def test_a_third_order_state_is_drawn_slice_by_slice():
     axis.set_value(2).run()  # fix d_t: the matrices are d_s × d_r
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert not at.exception and spec["layout"]["xaxis"]["title"]["text"] == "d_r"
+
+
+NEW_MEMORIES = ["toy-rec-delta", "toy-delta-rnn", "toy-delta-lstm", "toy-fwm", "toy-srwm"]  # bundled, trained
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", NEW_MEMORIES)
+def test_every_page_opens_on_the_bundled_checkpoint_of_each_new_memory(name):
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=180).run()
+    at.sidebar.selectbox(key="checkpoint").set_value(name).run()
+    assert name in at.sidebar.caption[0].value and "48 tokens" in at.sidebar.caption[1].value
+    assert any(m.label.startswith("Recall accuracy") for m in at.metric)  # the task is known from recipe.json
+    for page in PAGES[1:]:
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, (name, page, [e.value for e in at.exception])
+        assert not at.error, (name, page, [e.value for e in at.error])

@@ -71,3 +71,7 @@ def test_runner_sets_quick_mode_and_folder_and_fails_on_a_cell_error(tmp_path):
 
 def test_the_memorization_notebook_is_there():
     assert "memorization" in {p.stem for p in NOTEBOOKS}
+
+
+def test_the_fwm_hops_notebook_is_there():
+    assert "fwm_hops" in {p.stem for p in NOTEBOOKS}

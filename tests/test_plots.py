@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.plots import (attention_heatmap, fast_weight_heatmap, head_scores_bar,
+from workbench.plots import (attention_heatmap, fast_weight_heatmap, head_scores_bar, hop_heatmap,
                              singular_values_over_positions, state_and_update)
 
 
@@ -49,3 +49,15 @@ def test_probe_curve_draws_one_line_per_head_from_the_aggregate():
     assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0.9, 0.5]
     with pytest.raises(ValueError, match="no column"):
         probe_curve(agg, "n_stored")
+
+
+def test_hop_heatmap_has_one_row_per_hop_and_labelled_columns():
+    v = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, 1.0]])
+    fig = hop_heatmap(v, columns=["a", "b", "c"], xaxis_title="token")
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), v.numpy(), rtol=1e-6)
+    assert list(fig.data[0].y) == ["hop 1", "hop 2"] and list(fig.data[0].x) == ["a", "b", "c"]
+    assert fig.data[0].zmin == -1.0 and hop_heatmap(v.abs()).data[0].zmin == 0.0
+    with pytest.raises(ValueError, match="2 column labels for 3 columns"):
+        hop_heatmap(v, columns=["a", "b"])
+    with pytest.raises(ValueError, match=r"must be \[hop, n\]"):
+        hop_heatmap(v[0])
