@@ -1,0 +1,73 @@
+"""python -m case_studies.recurrent_fwp [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+
+Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) — Linear Transformer,
+Delta Net, Recurrent Delta Net, Delta LSTM and softmax Transformer on code execution and on sequential
+ListOps — tests and probes each, saves each model, then writes ``results.json``, ``tables.md`` and the
+figures (HTML + PNG) to ``--out``. ``--replot`` only redraws the figures and ``tables.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .. import _cli, _report
+from . import figures
+from .config import FULL, QUICK, TASKS, Study
+from .run import execute
+from .tables import tables
+
+MODULE = "case_studies.recurrent_fwp"
+
+
+def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
+    runs = results["runs"]
+    figs = {"accuracy_sequence": figures.accuracy_figure(runs, "sequence"),
+            "accuracy_answer": figures.accuracy_figure(runs, "answer"),
+            "training": figures.training_figure(runs)}
+    for task in TASKS:
+        if any(r["run"]["task"] == task for r in runs):
+            figs[f"decoding_{task}"] = figures.decoding_figure(runs, task)
+    if any(r["keys"] for r in runs):
+        figs["key_recurrent_share"] = figures.key_share_figure(runs)
+    return _report.write_figures(figs, out, png=png)
+
+
+def _summary(run, entry: dict) -> str:
+    t = entry["test"]
+    return (f"{run.name}: answer acc {t['answer_accuracy']:.3f}, sequence acc {t['sequence_accuracy']:.3f} "
+            f"({entry['train_seconds']:.0f} s training)")
+
+
+def run_study(study: Study, out: Path, checkpoints, command: str, quick: bool, png: bool = True,
+              progress: bool = True) -> dict:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    out = _report.prepare_output(out)
+    entries = _cli.run_each(
+        study.runs, lambda run: execute(run, study.protocol, checkpoints, command, progress=progress), _summary, progress)
+    results = {"quick": quick, "study": study.to_dict(), "runs": entries}
+    return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
+
+
+def main(argv=None) -> None:
+    ap = _cli.study_parser("recurrent_fwp", __doc__, quick_help="tiny models and tasks, seconds",
+                           only_example="code-execution-rec-delta-s0")
+    ap.add_argument("--checkpoints", type=Path, default=None,
+                    help="where to save each model as <dir>/<run name> (default: runs/recurrent_fwp-checkpoints, "
+                         "or none with --quick)")
+    args = ap.parse_args(argv)
+    out = _cli.output_dir(args, "recurrent_fwp")
+    if args.replot:
+        print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
+        return
+    study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
+    _cli.set_threads(ap, args.threads)
+    checkpoints = args.checkpoints or (None if args.quick else Path("runs/recurrent_fwp-checkpoints"))
+    command = _report.command_line(MODULE, argv)
+    results = run_study(study, out, checkpoints, command, args.quick, png=not args.no_png)
+    print(tables(results))
+    print(f"wrote {out}/results.json and figures" + (f"; checkpoints in {checkpoints}" if checkpoints else ""))
+
+
+if __name__ == "__main__":
+    main()
