@@ -8,6 +8,7 @@ figures (HTML + PNG) to ``--out``. ``--replot`` only redraws the figures and ``t
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -43,10 +44,20 @@ def run_study(study: Study, out: Path, checkpoints, command: str, quick: bool, p
               progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
-    entries = _cli.run_each(
-        study.runs, lambda run: execute(run, study.protocol, checkpoints, command, progress=progress), _summary, progress)
+    partial = out / "partial.jsonl"  # each finished run's entry as it comes (removed when results.json is written)
+    partial.write_text("")
+
+    def one(run) -> dict:
+        entry = execute(run, study.protocol, checkpoints, command, progress=progress)
+        with partial.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        return entry
+
+    entries = _cli.run_each(study.runs, one, _summary, progress)
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
-    return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
+    written = _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
+    partial.unlink()
+    return written
 
 
 def main(argv=None) -> None:

@@ -2,7 +2,7 @@
 and a list of :class:`RunConfig` (task × mixer × seed).
 
 Models follow Irie et al. (2021, IDSIA/recurrent-fwp ``algorithmic/``) scaled to a CPU: their models are
-4 layers, d_model 256, 16 heads, FF ×4; ours are 2 layers, d_model 64, 2 heads of 32, FF 128, no dropout.
+4 layers, d_model 256, 16 heads of 16, FF ×4; ours are 2 layers, d_model 64, 4 heads of 16, FF 128, no dropout.
 ``MIXER_OPTIONS`` sets each studied mixer as the paper has it: the Linear Transformer of Katharopoulos et
 al. (elu+1 features, sum normalisation) and a Delta Net without the short convolution (neither had one).
 ``FULL`` and ``QUICK`` are the two studies ``python -m case_studies.recurrent_fwp [--quick]`` runs.
@@ -29,7 +29,7 @@ MIXER_OPTIONS: dict[str, dict[str, Any]] = {
     "delta": {"conv_size": 0},
 }
 
-TRAIN = TrainConfig(steps=800, batch_size=32, lr=2e-3, warmup_steps=50, eval_every=100, eval_batches=4, seed=0)
+TRAIN = TrainConfig(steps=500, batch_size=32, lr=4e-3, warmup_steps=50, eval_every=100, eval_batches=4, seed=0)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Protocol(ProtocolBase):
     """
 
     code_execution: CodeExecution = CodeExecution(num_vars=3, seq_len=48)
-    listops: ListOps = ListOps(depth=3, max_args=5, min_length=24, max_length=40)
+    listops: ListOps = ListOps(depth=3, max_args=5, min_length=24, max_length=36)
     train: TrainConfig = TRAIN
     test_sequences: int = 2000
     probe_sequences: int = 256
@@ -89,7 +89,7 @@ class RunConfig(JsonConfig):
     seed: int = 0
     d_model: int = 64
     n_layers: int = 2
-    n_heads: int = 2
+    n_heads: int = 4
     d_mlp: int = 128
     chunk_size: int = 16
 
@@ -135,6 +135,6 @@ QUICK = Study(
                       train=dataclasses.replace(TRAIN, steps=12, batch_size=8, warmup_steps=2, eval_every=6,
                                                 eval_batches=1),
                       test_sequences=64, probe_sequences=16),
-    runs=tuple(RunConfig(task, mixer, d_model=16, d_mlp=16, chunk_size=8) for task in TASKS
+    runs=tuple(RunConfig(task, mixer, d_model=16, n_heads=2, d_mlp=16, chunk_size=8) for task in TASKS
                for mixer in MIXERS_STUDIED),
 )
