@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import full_run_in_readme
+
 from case_studies.recurrent_fwp import figures
 from case_studies.recurrent_fwp.__main__ import main
 from case_studies.recurrent_fwp.config import FULL, MIXERS_STUDIED, QUICK, TASKS, Protocol, RunConfig, Study
@@ -113,6 +115,20 @@ def test_recurrent_key_parts_recover_the_recurrent_logits():
     assert torch.allclose(slow, (k_pre - k_pre.mean(-1, keepdim=True)).double())
 
 
+def test_recurrent_key_parts_match_the_rec_delta_mixers_own_recurrent_term():
+    """On a real Recurrent Delta Net, the hook-only recovery equals c(f_t R_k) from the mixer's parameter."""
+    p = QUICK.protocol
+    run = RunConfig("listops", "rec_delta", d_model=16, n_heads=2, d_mlp=16)
+    model = HookedFastWeightLM(run.model_config(p)).eval()
+    tokens = p.listops.sample(4, torch.Generator().manual_seed(0)).tokens
+    names = {f"blocks.1.attn.hook_{n}" for n in ("k", "k_pre", "feedback")}
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    _, rec = recurrent_key_parts(cache["blocks.1.attn.hook_k_pre"], cache["blocks.1.attn.hook_k"])
+    R_k = model.mixer(1).R_k  # [head, d_v, d_k]
+    fr = torch.einsum("bphv,hvk->bphk", cache["blocks.1.attn.hook_feedback"].double(), R_k.double())
+    assert torch.allclose(rec, fr - fr.mean(-1, keepdim=True), atol=1e-5)
+
+
 def test_same_token_cosine_on_hand_built_keys():
     tokens = torch.tensor([[5, 6, 5, 0]])
     kinds = torch.tensor([[2, 3, 2, 0]])
@@ -166,7 +182,7 @@ def test_tables_and_figures_on_a_small_results_dict():
     assert "| 79.2 |" in accuracy_table(results, "listops")  # the one ListOps depth-15 cell quoted for it
     assert "60.0" in decoding_table(results, "listops") and "0.300" in keys_table(results, "listops")
     md = tables(results)
-    assert md.count("## ") == 6 and "python -m case_studies.recurrent_fwp" in md
+    assert md.count("### ") == 6 and "1.0 min" in md and "python -m case_studies.recurrent_fwp" in md
     for fig in (figures.accuracy_figure(runs), figures.training_figure(runs), figures.decoding_figure(runs, "listops"),
                 figures.key_share_figure(runs)):
         assert len(fig.data) > 0
@@ -197,3 +213,13 @@ def test_quick_run_end_to_end(tmp_path):
     main(["--replot", "--no-png", "--out", str(out)])  # redraws from results.json alone
     with pytest.raises(SystemExit):
         main(["--only", "no-such-run", "--quick", "--out", str(out)])
+
+
+# ---------------------------------------------------------------- the committed full run
+
+def test_readme_holds_the_full_run():
+    results = full_run_in_readme(STUDY_DIR, Study, FULL, tables)
+    assert [r["name"] for r in results["runs"]] == [r.name for r in FULL.runs]
+    assert (STUDY_DIR / "results" / "tables.md").read_text() == tables(results)
+    for r in results["runs"]:
+        assert r["test"]["n_sequences"] == FULL.protocol.test_sequences

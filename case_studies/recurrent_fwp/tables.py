@@ -95,12 +95,13 @@ def keys_table(results: dict[str, Any], task: str) -> str:
 
 
 def tables(results: dict[str, Any]) -> str:
-    """All of the study's tables as one markdown document (tables.md)."""
-    parts = [f"# Recurrent FWP case study: tables\n\nCommand: `{results.get('command', '')}` — wall time "
-             f"{results.get('wall_seconds', 0):.0f} s, CPU {results.get('cpu_seconds', 0):.0f} s."]
+    """All of the study's tables as one markdown document (tables.md; the README holds it verbatim)."""
+    wall = results.get("wall_seconds", 0)
+    parts = [f"Run: `{results.get('command', '')}` — wall time {wall / 60:.1f} min, CPU "
+             f"{results.get('cpu_seconds', 0) / 60:.1f} min (this process)."]
     for task in TASKS:
         label = TASK_LABELS[task]
-        parts += [f"## {label}: test accuracy (%)", accuracy_table(results, task),
-                  f"## {label}: linear probe of the task state (%)", decoding_table(results, task),
-                  f"## {label}: the recurrent term in the keys", keys_table(results, task)]
+        parts += [f"### {label}: test accuracy (%)", accuracy_table(results, task),
+                  f"### {label}: linear probe of the task state (%)", decoding_table(results, task),
+                  f"### {label}: the recurrent term in the keys", keys_table(results, task)]
     return "\n\n".join(p for p in parts if p) + "\n"
