@@ -14,7 +14,7 @@ from helpers import full_run_in_readme
 
 from case_studies.recurrent_fwp import figures
 from case_studies.recurrent_fwp.__main__ import main
-from case_studies.recurrent_fwp.config import FULL, MIXERS_STUDIED, QUICK, TASKS, Protocol, RunConfig, Study
+from case_studies.recurrent_fwp.config import FULL, LONG, MIXERS_STUDIED, QUICK, TASKS, Protocol, RunConfig, Study
 from case_studies.recurrent_fwp.evaluation import test_accuracy as score_test, wilson
 from case_studies.recurrent_fwp.probe import (code_targets, decode_state, key_recurrence, listops_targets,
                                               recurrent_key_parts, ridge_probe, same_token_cosine)
@@ -30,7 +30,7 @@ STUDY_DIR = ROOT / "case_studies" / "recurrent_fwp"
 # ---------------------------------------------------------------- configs
 
 def test_studies_round_trip_through_json():
-    for study in (FULL, QUICK):
+    for study in (FULL, LONG, QUICK):
         assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
     run = RunConfig("listops", "rec_delta", seed=2)
     assert RunConfig.from_dict(run.to_dict()) == run and run.name == "listops-rec-delta-s2"
@@ -213,6 +213,8 @@ def test_quick_run_end_to_end(tmp_path):
     main(["--replot", "--no-png", "--out", str(out)])  # redraws from results.json alone
     with pytest.raises(SystemExit):
         main(["--only", "no-such-run", "--quick", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        main(["--long", "--quick", "--out", str(out)])
 
 
 # ---------------------------------------------------------------- the committed full run

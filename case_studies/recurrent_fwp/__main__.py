@@ -1,4 +1,4 @@
-"""python -m case_studies.recurrent_fwp [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.recurrent_fwp [--quick | --long] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) — Linear Transformer,
 Delta Net, Recurrent Delta Net, Delta LSTM and softmax Transformer on code execution and on sequential
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import _cli, _report
 from . import figures
-from .config import FULL, QUICK, TASKS, Study
+from .config import FULL, LONG, QUICK, TASKS, Study
 from .run import execute
 from .tables import tables
 
@@ -66,14 +66,19 @@ def main(argv=None) -> None:
     ap.add_argument("--checkpoints", type=Path, default=None,
                     help="where to save each model as <dir>/<run name> (default: runs/recurrent_fwp-checkpoints, "
                          "or none with --quick)")
+    ap.add_argument("--long", action="store_true",
+                    help="the supplement: the four cheaper models trained 4× longer (default --out: results/long)")
     args = ap.parse_args(argv)
-    out = _cli.output_dir(args, "recurrent_fwp")
+    if args.long and args.quick:
+        ap.error("--long and --quick exclude each other")
+    out = args.out or (Path("case_studies/recurrent_fwp/results/long") if args.long else _cli.output_dir(args, "recurrent_fwp"))
     if args.replot:
         print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
         return
-    study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
+    study = _cli.select_runs(ap, QUICK if args.quick else LONG if args.long else FULL, args.only)
     _cli.set_threads(ap, args.threads)
-    checkpoints = args.checkpoints or (None if args.quick else Path("runs/recurrent_fwp-checkpoints"))
+    checkpoints = args.checkpoints or (None if args.quick else
+                                       Path("runs/recurrent_fwp-checkpoints" + ("-long" if args.long else "")))
     command = _report.command_line(MODULE, argv)
     results = run_study(study, out, checkpoints, command, args.quick, png=not args.no_png)
     print(tables(results))

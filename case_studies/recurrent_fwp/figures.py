@@ -38,7 +38,7 @@ def accuracy_figure(runs: list[dict[str, Any]], metric: str = "sequence") -> go.
                                  error_y=dict(type="data", symmetric=False, array=[hi - acc], arrayminus=[acc - lo])),
                           row=1, col=c)
     fig.update_yaxes(range=[0, 1.02], title_text=f"test {metric} accuracy", col=1)
-    fig.update_layout(title=f"Test {metric} accuracy (bars: Wilson 95 % interval over test sequences; one seed)")
+    fig.update_layout(title=f"Test {metric} accuracy per run (error bars: Wilson 95 % interval over the test sequences)")
     return fig
 
 
