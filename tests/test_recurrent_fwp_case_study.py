@@ -225,3 +225,12 @@ def test_readme_holds_the_full_run():
     assert (STUDY_DIR / "results" / "tables.md").read_text() == tables(results)
     for r in results["runs"]:
         assert r["test"]["n_sequences"] == FULL.protocol.test_sequences
+
+
+def test_last_assignment_rule_on_a_hand_built_program():
+    from case_studies.recurrent_fwp.baselines import baseline_accuracy, last_assignment
+    words = "x = 3 ; y = 1 ; if y > 0 : x = 7 ; x ++ ; print x ; 8".split()
+    assert last_assignment(words, len(words) - 2) == "7"
+    rules = baseline_accuracy(CodeExecution(num_vars=3, seq_len=48), 64, seed=0)
+    assert set(rules) == {"majority", "last assignment"} and 0 < rules["majority"] < rules["last assignment"] < 1
+    assert set(baseline_accuracy(ListOps(depth=2, min_length=8, max_length=20), 64, seed=0)) == {"majority"}

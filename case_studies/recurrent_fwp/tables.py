@@ -6,7 +6,8 @@ from typing import Any, Optional
 
 from workbench.mixers import describe
 
-from .config import MIXERS_STUDIED, TASKS
+from .baselines import baseline_accuracy
+from .config import MIXERS_STUDIED, TASKS, Protocol
 from .paper import PAPER_ACCURACY, PAPER_SPREAD, SETTINGS
 
 TASK_LABELS = {"code_execution": "code execution", "listops": "ListOps"}
@@ -50,8 +51,13 @@ def accuracy_table(results: dict[str, Any], task: str) -> str:
                                        f"{_pct(t['sequence_accuracy'])} {_ci(t['sequence_ci95'])}",
                                        f"{r['train_seconds']:.0f}"] + [_paper(m, c) for c in cols]) + " |")
     n = runs[0]["test"]
-    lines += ["", f"{n['n_sequences']} test sequences ({n['n_answers']} scored answers for the first run), seed "
-                  f"{n['seed']}; n/f = not found in the source (see paper.py)."]
+    if "study" in results:  # the rules of baselines.py on the same test sequences
+        protocol = Protocol.from_dict(results["study"]["protocol"])
+        rules = baseline_accuracy(protocol.task(task), n["n_sequences"], n["seed"])
+        for rule, acc in rules.items():
+            lines.append("| " + " | ".join([f"*rule: {rule}*", "—", _pct(acc), "—", "—"] + ["—"] * len(cols)) + " |")
+    lines += ["", f"{n['n_sequences']} test sequences ({n['n_answers']} scored answers), seed {n['seed']}; "
+                  "rules: see baselines.py; n/f = not found in the source (see paper.py)."]
     return "\n".join(lines)
 
 
