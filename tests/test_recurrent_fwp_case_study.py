@@ -194,8 +194,8 @@ def test_tables_and_figures_on_a_small_results_dict():
 
 @pytest.mark.integration
 def test_quick_run_end_to_end(tmp_path):
-    out = tmp_path / "quick"
-    main(["--quick", "--no-png", "--out", str(out)])
+    out, ckpt = tmp_path / "quick", tmp_path / "ckpt"
+    main(["--quick", "--no-png", "--out", str(out), "--checkpoints", str(ckpt)])
     results = json.loads((out / "results.json").read_text())
     assert results["quick"] is True and results["command"].startswith("python -m case_studies.recurrent_fwp --quick")
     assert Study.from_dict(results["study"]) == QUICK and results["wall_seconds"] > 0
@@ -211,6 +211,13 @@ def test_quick_run_end_to_end(tmp_path):
                  "key_recurrent_share"):
         assert (out / f"{name}.html").is_file()
     main(["--replot", "--no-png", "--out", str(out)])  # redraws from results.json alone
+    main(["--rescore", "--no-png", "--out", str(out), "--checkpoints", str(ckpt)])  # same numbers from the checkpoints
+    rescored = json.loads((out / "results.json").read_text())
+    assert rescored["rescored"]["command"].startswith("python -m case_studies.recurrent_fwp --rescore")
+    for before, after in zip(results["runs"], rescored["runs"]):
+        assert after["test"]["answer_accuracy"] == before["test"]["answer_accuracy"]
+        assert sum(k["n"] for k in after["test"]["by_kind"]) == after["test"]["n_answers"]
+    assert "answer accuracy by kind of answer" in (out / "tables.md").read_text()
     with pytest.raises(SystemExit):
         main(["--only", "no-such-run", "--quick", "--out", str(out)])
     with pytest.raises(SystemExit):

@@ -61,6 +61,22 @@ def accuracy_table(results: dict[str, Any], task: str) -> str:
     return "\n".join(lines)
 
 
+def kind_table(results: dict[str, Any], task: str) -> str:
+    """Answer accuracy (%) per kind of answer (``evaluation.answer_kind``), Wilson 95 % intervals."""
+    runs = [r for r in _ordered(results["runs"], task) if r["test"].get("by_kind")]
+    if not runs:
+        return ""
+    kinds = list(dict.fromkeys(k["kind"] for r in runs for k in r["test"]["by_kind"]))
+    counts = {k["kind"]: k["n"] for k in runs[0]["test"]["by_kind"]}
+    head = ["model", "seed"] + [f"{k} (n = {counts.get(k, 0)})" for k in kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        cells = {k["kind"]: k for k in r["test"]["by_kind"]}
+        lines.append("| " + " | ".join([describe(r["run"]["mixer"]), str(r["run"]["seed"])] + [
+            f"{_pct(cells[k]['accuracy'])} {_ci(cells[k]['ci95'])}" if k in cells else "—" for k in kinds]) + " |")
+    return "\n".join(lines)
+
+
 def decoding_table(results: dict[str, Any], task: str) -> str:
     """Linear-probe accuracy (%) of the task state from each layer's output; baseline = majority class."""
     runs = _ordered(results["runs"], task)
@@ -104,10 +120,15 @@ def tables(results: dict[str, Any]) -> str:
     """All of the study's tables as one markdown document (tables.md; the README holds it verbatim)."""
     wall = results.get("wall_seconds", 0)
     parts = [f"Run: `{results.get('command', '')}` — wall time {wall / 60:.1f} min, CPU "
-             f"{results.get('cpu_seconds', 0) / 60:.1f} min (this process)."]
+             f"{results.get('cpu_seconds', 0) / 60:.1f} min (this process)."
+             + (f" Test accuracies rescored from the saved checkpoints by `{results['rescored']['command']}`"
+                f" ({results['rescored']['wall_seconds'] / 60:.1f} min)." if "rescored" in results else "")]
     for task in TASKS:
         label = TASK_LABELS[task]
-        parts += [f"### {label}: test accuracy (%)", accuracy_table(results, task),
-                  f"### {label}: linear probe of the task state (%)", decoding_table(results, task),
-                  f"### {label}: the recurrent term in the keys", keys_table(results, task)]
-    return "\n\n".join(p for p in parts if p) + "\n"
+        for title, table in ((f"### {label}: test accuracy (%)", accuracy_table(results, task)),
+                             (f"### {label}: answer accuracy by kind of answer (%)", kind_table(results, task)),
+                             (f"### {label}: linear probe of the task state (%)", decoding_table(results, task)),
+                             (f"### {label}: the recurrent term in the keys", keys_table(results, task))):
+            if table:
+                parts += [title, table]
+    return "\n\n".join(parts) + "\n"
