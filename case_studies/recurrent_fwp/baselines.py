@@ -5,6 +5,8 @@ clear before it can be said to execute anything.
 - ``last assignment`` (code execution): the literal of the queried variable's last ``v = n`` statement,
   conditional or not, ignoring every ``++``/``--`` — what a model that only looks up the latest binding
   (an associative recall) answers.
+- ``majority per root operator`` (ListOps): the most frequent answer of the test sequences with the same
+  root operator (e.g. 9 for MAX, 0 for MIN) — what a model that reads only the first token answers.
 """
 
 from __future__ import annotations
@@ -38,18 +40,25 @@ def last_assignment(words: list[str], t: int) -> str:
 
 def baseline_accuracy(task, n_sequences: int, seed: int) -> dict[str, float]:
     """Answer accuracy of the rules above on the test set (``n_sequences`` sequences drawn with ``seed``)."""
-    targets, last = [], []
+    targets, last, roots = [], [], []
     for words, scored in _answers(task, n_sequences, seed):
         for t in scored:
             targets.append(words[t + 1])
             if isinstance(task, CodeExecution):
                 last.append(last_assignment(words, t))
+            else:
+                roots.append(next(w for w in words if w != "PAD"))
     if not targets:
         raise ValueError("the test set has no scored answers")
     top = Counter(targets).most_common(1)[0][0]
     out = {"majority": sum(a == top for a in targets) / len(targets)}
     if isinstance(task, CodeExecution):
         out["last assignment"] = sum(a == b for a, b in zip(last, targets)) / len(targets)
-    elif not isinstance(task, ListOps):
+    elif isinstance(task, ListOps):
+        by_root: dict[str, Counter] = {}
+        for root, target in zip(roots, targets):
+            by_root.setdefault(root, Counter())[target] += 1
+        out["majority per root operator"] = sum(c.most_common(1)[0][1] for c in by_root.values()) / len(targets)
+    else:
         raise ValueError(f"no baselines for a {type(task).__name__} task")
     return out
