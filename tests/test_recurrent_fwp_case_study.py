@@ -181,6 +181,7 @@ def test_tables_and_figures_on_a_small_results_dict():
     assert "| Recurrent Delta Net | 0 | 50.0 [" in acc and "n/f" in acc
     assert "| 79.2 |" in accuracy_table(results, "listops")  # the one ListOps depth-15 cell quoted for it
     assert "60.0" in decoding_table(results, "listops") and "0.300" in keys_table(results, "listops")
+    assert "linear attention" not in keys_table(results, "listops")
     md = tables(results)
     assert md.count("### ") == 6 and "1.0 min" in md and "python -m case_studies.recurrent_fwp" in md
     for fig in (figures.accuracy_figure(runs), figures.training_figure(runs), figures.decoding_figure(runs, "listops"),

@@ -97,8 +97,10 @@ def decoding_table(results: dict[str, Any], task: str) -> str:
 
 
 def keys_table(results: dict[str, Any], task: str) -> str:
-    """The recurrent term in the written keys (Recurrent Delta Net) and same-token key similarity."""
-    runs = [r for r in _ordered(results["runs"], task) if r["keys"]]
+    """The recurrent term in the written keys and same-token key similarity, for the models that have a
+    recurrent key term (Recurrent Delta Net); results.json also holds the same-token cosine of the other
+    models' own keys."""
+    runs = [r for r in _ordered(results["runs"], task) if any(row["recurrent_share"] is not None for row in r["keys"])]
     if not runs:
         return ""
     head = ["model", "seed", "layer", "token kind", "recurrent share of key logits",
