@@ -244,3 +244,12 @@ def test_last_assignment_rule_on_a_hand_built_program():
     rules = baseline_accuracy(ListOps(depth=2, min_length=8, max_length=20), 64, seed=0)
     assert set(rules) == {"majority", "majority per root operator"}
     assert rules["majority"] <= rules["majority per root operator"]
+
+
+def test_readme_holds_the_long_supplement():
+    results = json.loads((STUDY_DIR / "results" / "long" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and Study.from_dict(results["study"]) == LONG
+    assert results["command"] in readme and f"{results['wall_seconds'] / 60:.1f} min" in readme
+    assert tables(results) in readme
+    assert (STUDY_DIR / "results" / "long" / "tables.md").read_text() == tables(results)

@@ -86,7 +86,8 @@ def key_share_figure(runs: list[dict[str, Any]]) -> go.Figure:
             for layer in sorted({row["layer"] for row in rows}):
                 at = [row for row in rows if row["layer"] == layer]
                 fig.add_trace(go.Bar(x=[row["kind"] for row in at], y=[row["recurrent_share"] for row in at],
-                                     name=f"{_label(r)}, layer {layer}", marker_color=qualitative.Set2[layer % 8]),
+                                     name=f"{_label(r)}, layer {layer}", legendgroup=f"{_label(r)}, layer {layer}",
+                                     showlegend=c == 1, marker_color=qualitative.Set2[layer % 8]),
                               row=1, col=c)
     fig.update_yaxes(range=[0, 1], title_text="‖c(R_k f_t)‖ / (‖c(k̃_t)‖ + ‖c(R_k f_t)‖)", col=1)
     fig.update_layout(title="How much of the written key comes from the recurrent term (Recurrent Delta Net)",
