@@ -3,13 +3,15 @@
 from .associative_recall import AssociativeRecall
 from .base import Task, TaskBatch, TaskConfig
 from .canaries import Canaries
+from .code_execution import CodeExecution
+from .listops import ListOps
 from .mqar import MQAR
 from .mqar_mixture import MQARMixture
 from .retrieval import Retrieval, RetrievalBatch
 from .text import TextLM
 from .text_canaries import TextCanaries
 
-TASKS = {cls.NAME: cls for cls in (AssociativeRecall, Canaries, MQAR, MQARMixture, Retrieval, TextLM, TextCanaries)}
+TASKS = {cls.NAME: cls for cls in (AssociativeRecall, Canaries, CodeExecution, ListOps, MQAR, MQARMixture, Retrieval, TextLM, TextCanaries)}
 
 
 def task_from_dict(data: dict) -> Task:
@@ -21,5 +23,5 @@ def task_from_dict(data: dict) -> Task:
     return TASKS[name](**data)
 
 
-__all__ = ["AssociativeRecall", "Canaries", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextCanaries", "TextLM", "Task", "TaskBatch", "TaskConfig",
+__all__ = ["AssociativeRecall", "Canaries", "CodeExecution", "ListOps", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextCanaries", "TextLM", "Task", "TaskBatch", "TaskConfig",
            "task_from_dict"]
