@@ -222,7 +222,7 @@ def _edited(src: Path, dst: Path, **changes) -> Path:
 
 
 @pytest.mark.parametrize("changes, match", [
-    (dict(model_type="mamba2"), "model_type 'mamba2'"),
+    (dict(model_type="mamba"), "model_type .mamba."),
     (dict(attn={"layers": [1], "num_heads": 2, "qk_norm": True}), "qk_norm"),
     (dict(attn={"layers": [5], "num_heads": 2}), "attn layers"),
     (dict(hidden_act="powlu"), "hidden_act"),
