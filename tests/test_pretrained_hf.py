@@ -239,6 +239,20 @@ def test_outliers_and_kfac_run_on_post_norm_and_moe_layers(hf_runs, name):
         assert (f"blocks.{i}.mlp.W_in" in factors) == (i not in moe), i
 
 
+def test_outliers_and_kfac_run_on_mamba2(hf_runs):
+    """Mamba-2 blocks have no MLP; K-FAC's sites are the output projections (the fused input projection has no
+    hook of its own output)."""
+    from workbench.analysis.kfac import KFACConfig, collect_kfac
+    from workbench.analysis.outliers import outlier_table, state_statistics, trace_outliers
+
+    model = workbench.from_pretrained(hf_runs["mamba2"][0])
+    ids = tokens()[:, :24]
+    stats = trace_outliers(model, [ids], sites=("q", "k", "v", "resid_post"), progress=False)
+    assert set(outlier_table(stats).layer) == {0, 1}
+    assert set(state_statistics(model, [ids], positions=[2, 8], progress=False).layer) == {0, 1}
+    assert sorted(collect_kfac(model, [ids], KFACConfig(), progress=False)) == ["blocks.0.attn.W_O", "blocks.1.attn.W_O"]
+
+
 def test_the_readme_block_runs_on_a_qwen3_5_checkpoint(hf_runs, tmp_path):
     """README.md's second ``py`` block of the checkpoints section (not run by tests/test_readme.py: it needs one)."""
     import re
