@@ -1,4 +1,4 @@
-"""Tiny random-weight transformers hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next, Kimi Linear) built offline with transformers' own config and
+"""Tiny random-weight transformers models (Qwen3.5, OLMo-hybrid, Qwen3-Next, Kimi Linear, Mamba-2) built offline with transformers' own config and
 model classes, saved as transformers saves them, and their outputs: the reference half of
 tests/test_pretrained_hf.py. Run as a script it prints the parity table of docs/pretrained.md:
 
@@ -62,7 +62,16 @@ CASES = {
         num_hidden_layers=2, layer_types=["full_attention", "linear_attention"], mlp_layer_types=["sparse", "dense"],
         q_lora_rank=10, num_attention_heads=4, num_key_value_heads=4, v_head_dim=8, n_group=1, topk_group=1,
         norm_topk_prob=False, tie_word_embeddings=True)),
+    # Mamba-2: B/C shared by groups of heads, state_size ≠ head_dim, a conv bias, transformers' scan chunk 16
+    "mamba2": ("Mamba2Config", "Mamba2ForCausalLM", dict(num_hidden_layers=2, n_groups=2)),
+    # one group, in/out projection biases, no conv bias, tied head, a clamped step
+    "mamba2_one_group_bias_tied_dtlimit": ("Mamba2Config", "Mamba2ForCausalLM", dict(
+        num_hidden_layers=2, n_groups=1, state_size=8, use_bias=True, use_conv_bias=False, tie_word_embeddings=True,
+        time_step_limit=(0.01, 0.3))),
 }
+
+_MAMBA = dict(vocab_size=VOCAB, hidden_size=32, num_heads=8, head_dim=8, expand=2, state_size=12, conv_kernel=4,
+              chunk_size=16, initializer_range=0.2, pad_token_id=0, bos_token_id=0, eos_token_id=0)
 
 _KIMI = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_attention_heads=2,
              num_key_value_heads=2, n_shared_experts=1, routed_scaling_factor=2.0, kv_lora_rank=12, q_lora_rank=None,
@@ -82,8 +91,9 @@ def tokens() -> torch.Tensor:
 # importable, transformers binds these names to those packages' kernels at import time
 # (integrations/hub_kernels.py, use_kernel_func_from_hub_with_fallback); the torch function stays as __wrapped__
 _TORCH_PATHS = ("torch_chunk_gated_delta_rule", "torch_recurrent_gated_delta_rule", "causal_conv1d_fn",
-                "causal_conv1d_update", "chunk_kimi_delta_attention", "recurrent_kimi_delta_attention")
-_MODELING = ("qwen3_5", "olmo_hybrid", "qwen3_next", "kimi_linear")
+                "causal_conv1d_update", "chunk_kimi_delta_attention", "recurrent_kimi_delta_attention",
+                "mamba2_chunk_scan", "mamba2_selective_state_update", "mamba2_split_conv1d_scan_combined")
+_MODELING = ("qwen3_5", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2")
 
 
 def torch_fallbacks() -> None:
@@ -105,7 +115,9 @@ def build(name: str, seed: int = 0):
     torch_fallbacks()
     config_cls, model_cls, kw = CASES[name]
     torch.manual_seed(seed)
-    if config_cls == "KimiLinearConfig":
+    if config_cls == "Mamba2Config":
+        cfg = transformers.Mamba2Config(**{**_MAMBA, **kw})
+    elif config_cls == "KimiLinearConfig":
         cfg = transformers.KimiLinearConfig(**{**_KIMI, **kw})
     elif config_cls == "Qwen3_5Config":
         cfg = transformers.Qwen3_5Config(text_config={**_TEXT, **kw}, vision_config=_VISION, tie_word_embeddings=True)
@@ -121,6 +133,8 @@ def build(name: str, seed: int = 0):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.3)
             elif pname.endswith("A_log"):  # a mild decay: A ∈ [0.02, 0.5]
                 p.copy_(torch.empty(p.shape).uniform_(0.02, 0.5, generator=gen).log())
+            elif pname.endswith("mixer.D") or pname.endswith("mixer.dt_bias"):  # Mamba-2's skip and step
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + (0.0 if pname.endswith("D") else -1.0))
             elif pname.endswith("mlp.gate.weight"):  # the MoE router: distinct experts for distinct tokens
                 p.copy_(torch.randn(p.shape, generator=gen))
         for bname, buf in model.named_buffers():
@@ -130,23 +144,31 @@ def build(name: str, seed: int = 0):
 
 
 def _language_model(model):
-    inner = model.model
+    inner = getattr(model, "model", None) or model.backbone  # Mamba2ForCausalLM: .backbone
     return getattr(inner, "language_model", inner)
 
 
 @torch.no_grad()
 def reference(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``logits``, ``hidden_{i}`` (transformers' hidden_states: block i's input; the last after the final norm) and
-    ``state_{layer}_{pos}`` (the recurrent state [batch, head, d_k, d_v] in the cache after ids[:, :pos + 1])."""
+    """``logits``, ``hidden_{i}`` (block i's input; the last after the final norm) and ``state_{layer}_{pos}`` (the
+    recurrent state [batch, head, d_k, d_v] in the cache after ids[:, :pos + 1])."""
     out = model(input_ids=ids, output_hidden_states=True)
     ref = {"logits": out.logits}
-    ref.update({f"hidden_{i}": h for i, h in enumerate(out.hidden_states)})
+    hidden = list(out.hidden_states)
+    mamba = model.config.model_type == "mamba2"
+    if mamba:  # Mamba2Model's hidden_states are each block's output, then the final norm: make them block inputs
+        n = model.config.num_hidden_layers
+        hidden = [_language_model(model).embeddings(ids)] + hidden[: n - 1] + [hidden[n]]
+    ref.update({f"hidden_{i}": h for i, h in enumerate(hidden)})
     kinds = _language_model(model).config.layer_types
     for pos in STATE_POSITIONS:
-        cache = model(input_ids=ids[:, : pos + 1], use_cache=True).past_key_values
+        past = model(input_ids=ids[:, : pos + 1], use_cache=True)
+        cache = past.cache if mamba else past.past_key_values
         for layer, kind in enumerate(kinds):
             if kind == "linear_attention":
-                ref[f"state_{layer}_{pos}"] = cache.get_recurrent_state(layer).clone()
+                state = cache.get_recurrent_state(layer).clone()
+                # Mamba-2 keeps [head, head_dim, state_size]: ours is [d_k = state_size, d_v = head_dim]
+                ref[f"state_{layer}_{pos}"] = state.transpose(-1, -2) if mamba else state
     return ref
 
 

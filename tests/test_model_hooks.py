@@ -31,6 +31,8 @@ VARIANTS = {
         norm="rmsnorm", mlp="swiglu", positional="none"),
     "softmax_post_norm_qk_norm_all": dict(mixer={"kind": "softmax", "qk_rmsnorm": "all"}, norm="rmsnorm",
                                           post_norm_layers=[1]),  # OLMo-hybrid's attention layers
+    "mamba2_groups_no_mlp": dict(mixer={"kind": "mamba2", "n_groups": 1}, norm="rmsnorm", mlp="none"),
+    "gla_conv_relu": dict(mixer={"kind": "gla", "conv_size": 3, "feature_map": "relu"}),
     "kda_sigmoid_gate": dict(mixer={"kind": "kda", "output_gate": True, "gate_activation": "sigmoid"}),
     "mla_sigmoid_grouped_moe": dict(  # Kimi Linear's attention and MLPs
         mixer={"kind": "mla", "kv_lora_rank": 12, "q_lora_rank": 6}, norm="rmsnorm", mlp="swiglu", positional="none",

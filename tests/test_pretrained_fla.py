@@ -51,6 +51,14 @@ CASES = {
         layers=[1], num_heads=4, num_kv_heads=2, qkv_bias=True, window_size=16, rope_theta=500.0))),
     "gated_hybrid_attn_own_heads": ("gated_deltanet", dict(num_heads=2, head_dim=8, num_v_heads=4,
                                                            num_hidden_layers=3, attn=dict(layers=[1], num_heads=2))),
+    # GLA: the decay-gated sum rule with a decay per key channel
+    "gla_default": ("gla", dict(num_heads=2)),
+    "gla_conv_relu_nogate_clamp_tied": ("gla", dict(num_heads=4, expand_k=1, use_short_conv=True, conv_size=3,
+                                                    feature_map="relu", use_output_gate=False, clamp_min=-0.02,
+                                                    tie_word_embeddings=True)),
+    "gla_swish_unfused_noaffine_hybrid": ("gla", dict(num_heads=2, expand_v=2, feature_map="swish", fuse_norm=False,
+                                                      elementwise_affine=False, num_hidden_layers=3,
+                                                      attn=dict(layers=[1], num_heads=2))),
 }
 
 
@@ -108,7 +116,7 @@ def test_grouped_value_heads_effective_attention_is_exact(fla_runs):
 
 
 @pytest.mark.parametrize("name", ["gated_grouped_negeig", "gated_hybrid_attn_own_heads", "delta_hybrid_attn",
-                                  "delta_gate_noconv_nobeta_expand_v2_relu_sum"])
+                                  "delta_gate_noconv_nobeta_expand_v2_relu_sum", "gla_conv_relu_nogate_clamp_tied"])
 def test_the_analyses_run_on_imported_models(fla_runs, name):
     """Grouped heads, d_v ≠ d_k, softmax layers with rotary / grouped KV heads: the analyses see one q, k, v,
     state per head and run."""
@@ -214,7 +222,7 @@ def _edited(src: Path, dst: Path, **changes) -> Path:
 
 
 @pytest.mark.parametrize("changes, match", [
-    (dict(model_type="mamba2"), "model_type 'mamba2'"),
+    (dict(model_type="mamba"), "model_type .mamba."),
     (dict(attn={"layers": [1], "num_heads": 2, "qk_norm": True}), "qk_norm"),
     (dict(attn={"layers": [5], "num_heads": 2}), "attn layers"),
     (dict(hidden_act="powlu"), "hidden_act"),

@@ -1,5 +1,5 @@
-"""workbench.from_pretrained on transformers' Gated DeltaNet hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next) and Kimi
-Linear, against transformers.
+"""workbench.from_pretrained on transformers' Gated DeltaNet hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next), Kimi
+Linear and Mamba-2, against transformers.
 
 tests/hf_reference.py builds tiny random-weight models with transformers' own config and model classes and saves
 them with ``save_pretrained``; each is opened with ``from_pretrained`` and its logits, every layer's output and the
@@ -81,7 +81,7 @@ def _write_tokenizer(path: Path) -> None:
 
 def test_round_trip_and_tokenizer(hf_runs, tmp_path):
     """Our format keeps every new option (gated softmax, post-norm layers, experts, KDA, MLA) bit-identically."""
-    for name in ("qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear"):
+    for name in ("qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2"):
         src = tmp_path / name
         shutil.copytree(hf_runs[name][0], src)
         _write_tokenizer(src / "tokenizer.json")
@@ -115,6 +115,10 @@ def _edited(src: Path, dst: Path, **changes) -> Path:
     ("qwen3_5_text", dict(some_new_option=1), "some_new_option"),
     ("olmo_hybrid", dict(linear_allow_neg_eigval="yes"), "linear_allow_neg_eigval"),
     ("olmo_hybrid", dict(rope_scaling=dict(rope_type="linear", factor=2.0), rope_parameters=None), "rope"),
+    ("mamba2", dict(hidden_act="gelu"), "hidden_act"),
+    ("mamba2", dict(n_groups=3), "n_groups"),
+    ("mamba2", dict(time_step_limit=[0.5, 0.1]), "time_step_limit"),
+    ("mamba2", dict(some_new_option=1), "some_new_option"),
 ])
 def test_options_we_do_not_reproduce_raise(hf_runs, tmp_path, name, changes, match):
     with pytest.raises(ValueError, match=match):
@@ -141,7 +145,7 @@ def test_transformers_names_and_olmo_core_names_load_alike(hf_runs, tmp_path):
     assert torch.equal(workbench.from_pretrained(dst)(ids), workbench.from_pretrained(src)(ids))
 
 
-@pytest.mark.parametrize("name", ["qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear"])
+@pytest.mark.parametrize("name", ["qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2"])
 def test_the_fast_weight_analyses_run_on_imported_models(hf_runs, name):
     from workbench.analysis import effective_attention, induction_score, probe_associations
 
@@ -233,6 +237,20 @@ def test_outliers_and_kfac_run_on_post_norm_and_moe_layers(hf_runs, name):
     for i in range(model.cfg.n_layers):  # no site whose output the post-norm hides; no expert weights
         assert (f"blocks.{i}.attn.W_O" in factors) == (i not in post), i
         assert (f"blocks.{i}.mlp.W_in" in factors) == (i not in moe), i
+
+
+def test_outliers_and_kfac_run_on_mamba2(hf_runs):
+    """Mamba-2 blocks have no MLP; K-FAC's sites are the output projections (the fused input projection has no
+    hook of its own output)."""
+    from workbench.analysis.kfac import KFACConfig, collect_kfac
+    from workbench.analysis.outliers import outlier_table, state_statistics, trace_outliers
+
+    model = workbench.from_pretrained(hf_runs["mamba2"][0])
+    ids = tokens()[:, :24]
+    stats = trace_outliers(model, [ids], sites=("q", "k", "v", "resid_post"), progress=False)
+    assert set(outlier_table(stats).layer) == {0, 1}
+    assert set(state_statistics(model, [ids], positions=[2, 8], progress=False).layer) == {0, 1}
+    assert sorted(collect_kfac(model, [ids], KFACConfig(), progress=False)) == ["blocks.0.attn.W_O", "blocks.1.attn.W_O"]
 
 
 def test_the_readme_block_runs_on_a_qwen3_5_checkpoint(hf_runs, tmp_path):

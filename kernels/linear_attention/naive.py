@@ -1,8 +1,11 @@
-"""Linear attention (the sum rule), one position at a time: the reference for every other backend.
+"""Linear attention (the sum rule, optionally decay-gated), one position at a time: the reference for every
+other backend.
 
-    S_t = S_{t-1} + k_t v_tᵀ,     o_t = S_tᵀ q_t
-    normalize=True:  z_t = z_{t-1} + k_t,  o_t = S_tᵀ q_t / (z_tᵀ q_t + eps)
+    S_t = diag(exp(g_t)) S_{t-1} + k_t v_tᵀ,     o_t = S_tᵀ q_t
+    normalize=True:  z_t = diag(exp(g_t)) z_{t-1} + k_t,  o_t = S_tᵀ q_t / (z_tᵀ q_t + eps)
 
+g = None: no decay (the plain sum rule); g ``[batch, pos, head]``: one log decay per head (Mamba-2 / SSD);
+g ``[batch, pos, head, d_k]``: one per key channel, row c of S decays by exp(g_tc) (GLA).
 With ``normalize`` the normaliser z is kept as one extra value column of the state, so states are
 ``[batch, head, d_k, d_v + 1]`` (last column = z); this is exactly a sum-rule memory of the value 1.
 Computes in float32 and returns the input dtype.
@@ -23,6 +26,7 @@ def linear_attention_reference(
     v: torch.Tensor,  # [batch, pos, head, d_v]
     normalize: bool = False,
     eps: float = 1e-6,
+    g: Optional[torch.Tensor] = None,  # [batch, pos, head] or [batch, pos, head, d_k] log decay (≤ 0)
     initial_state: Optional[torch.Tensor] = None,  # [batch, head, d_k, d_v (+1 if normalize)]
     chunk_size: int = 64,
     output_final_state: bool = False,
@@ -39,6 +43,9 @@ def linear_attention_reference(
     for t in range(t_len):
         if t % chunk_size == 0:
             snaps.append(S)
+        if g is not None:
+            decay = g[:, t].float().exp()  # [batch, head] or [batch, head, d_k]
+            S = S * (decay[..., None, None] if g.dim() == 3 else decay[..., None])
         S = S + k[:, t, :, :, None] * v[:, t, :, None, :]
         outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))
     o = torch.stack(outs, dim=1)

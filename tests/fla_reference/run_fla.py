@@ -3,7 +3,7 @@ its outputs: the subprocess half of tests/test_pretrained_fla.py.
 
     python tests/fla_reference/run_fla.py SPECS.json
 
-SPECS: a list of {"model_type": "delta_net" | "gated_deltanet", "config": {...fla config kwargs...}, "seed": 0,
+SPECS: a list of {"model_type": "delta_net" | "gated_deltanet" | "gla", "config": {...fla config kwargs...}, "seed": 0,
        "out": DIR, "tokens": [[...]], "state_positions": [...]}
 
 Writes DIR/model (``save_pretrained``: config.json + model.safetensors) and DIR/outputs.safetensors with
@@ -36,16 +36,19 @@ def _l2norm(x):  # fla/modules/norm/l2norm.py: x / sqrt(sum x² + 1e-6)
 
 
 def patch_fla() -> None:
-    """Swap every Triton-only function an fla DeltaNet / Gated DeltaNet forward calls."""
+    """Swap every Triton-only function an fla DeltaNet / Gated DeltaNet / GLA forward calls."""
     import fla.layers.attn as attn
     import fla.layers.delta_net as dn
     import fla.layers.gated_deltanet as gdn
+    import fla.layers.gla as gla_layer
     import fla.modules as fm
+    from fla.modules.activations import ACT2FN
     from fla.modules.norm.layernorm import rms_norm_ref
     from fla.modules.rotary.ops import rotary_embedding_ref
     from fla.ops.delta_rule.naive import delta_rule_recurrence
     from fla.ops.gated_delta_rule.gate import naive_gdn_gate
     from fla.ops.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
+    from fla.ops.gla.naive import naive_recurrent_gla
 
     def delta_rule(q, k, v, beta, initial_state=None, output_final_state=False, cu_seqlens=None,
                    use_qk_l2norm_in_kernel=False, scale=None, **kwargs):  # fla/ops/delta_rule/chunk.py
@@ -78,6 +81,21 @@ def patch_fla() -> None:
             state = state.transpose(-1, -2)
         return o, (state if output_final_state else None)
 
+    def gla(q, k, v, gk=None, g=None, initial_state=None, output_final_state=False, state_v_first=False,
+            cu_seqlens=None, scale=None, **kwargs):  # fla/ops/gla/{chunk,fused_recurrent,fused_chunk}.py
+        assert cu_seqlens is None and scale is None
+        if initial_state is not None and state_v_first:
+            initial_state = initial_state.transpose(-1, -2)
+        o, state = naive_recurrent_gla(q, k, v, gk if gk is not None else g, initial_state=initial_state,
+                                       output_final_state=True)
+        if state_v_first:
+            state = state.transpose(-1, -2)
+        return o, (state if output_final_state else None)
+
+    gla_layer.chunk_gla = gla_layer.fused_chunk_gla = gla_layer.fused_recurrent_gla = gla
+    for name in ("swish", "silu"):  # feature maps and gates: fla's Triton activations as plain torch
+        ACT2FN[name] = F.silu
+    ACT2FN["sigmoid"] = torch.sigmoid
     dn.chunk_delta_rule = dn.fused_recurrent_delta_rule = delta_rule
     gdn.chunk_gated_delta_rule = gdn.fused_recurrent_gated_delta_rule = gated_delta_rule
     gdn.GatedDeltaNet._use_fused_qkv_conv = lambda self, **kwargs: False
@@ -92,15 +110,19 @@ def patch_fla() -> None:
 
     fm.ShortConvolution.forward = short_conv
 
+    def weight(self, x):  # elementwise_affine=False: no weight (rms_norm_ref needs one; ones are the same)
+        return self.weight if self.weight is not None else x.new_ones(x.shape[-1])
+
     def rms_norm(self, x, residual=None, prenorm=False, residual_in_fp32=False):
-        return rms_norm_ref(x, self.weight, self.bias, residual=residual, eps=self.eps, prenorm=prenorm, upcast=True)
+        return rms_norm_ref(x, weight(self, x), self.bias, residual=residual, eps=self.eps, prenorm=prenorm,
+                            upcast=True)
 
     fm.RMSNorm.forward = rms_norm
 
     def rms_norm_gated(self, x, g, residual=None, prenorm=False, residual_in_fp32=False):
         # fla/modules/norm/fused_norm_gate.py: RMSNorm(x)·weight ⊙ act(g), act = swish/silu or sigmoid
         assert residual is None and not prenorm
-        y = rms_norm_ref(x, self.weight, self.bias, eps=self.eps, upcast=True)
+        y = rms_norm_ref(x, weight(self, x), self.bias, eps=self.eps, upcast=True)
         return y * (torch.sigmoid(g) if self.activation == "sigmoid" else F.silu(g))
 
     fm.FusedRMSNormGated.forward = rms_norm_gated
@@ -165,10 +187,12 @@ def main(spec_path: str) -> None:
 
 
 def run(spec: dict) -> None:
-    from fla.models import DeltaNetConfig, DeltaNetForCausalLM, GatedDeltaNetConfig, GatedDeltaNetForCausalLM
+    from fla.models import (DeltaNetConfig, DeltaNetForCausalLM, GatedDeltaNetConfig, GatedDeltaNetForCausalLM,
+                            GLAConfig, GLAForCausalLM)
 
     classes = {"delta_net": (DeltaNetConfig, DeltaNetForCausalLM),
-               "gated_deltanet": (GatedDeltaNetConfig, GatedDeltaNetForCausalLM)}
+               "gated_deltanet": (GatedDeltaNetConfig, GatedDeltaNetForCausalLM),
+               "gla": (GLAConfig, GLAForCausalLM)}
     config_cls, model_cls = classes[spec["model_type"]]
     torch.manual_seed(spec.get("seed", 0))
     model = model_cls(config_cls(**spec["config"])).float().eval()
@@ -190,7 +214,7 @@ def run(spec: dict) -> None:
                 state = cache[layer]["recurrent_state"]
                 if state is None:  # a softmax-attention layer of a hybrid
                     continue
-                if spec["model_type"] == "gated_deltanet":  # fla keeps this layer's state as [V, K]
+                if spec["model_type"] in ("gated_deltanet", "gla"):  # fla keeps these layers' states as [V, K]
                     state = state.transpose(-1, -2)
                 results[f"state_{layer}_{pos}"] = state
     from safetensors.torch import save_file

@@ -41,6 +41,12 @@ def uploaded_model(digest: str, label: str, _config: bytes, _weights: bytes) -> 
     return sources.load_uploaded(_config, _weights, label)
 
 
+@st.cache_resource(max_entries=4, show_spinner="Opening the model directory…")
+def directory_model(path: str, stamp: str) -> sources.LoadedModel:
+    """``stamp`` (the files' mtimes) makes a rewritten directory load afresh."""
+    return sources.load_directory(path)
+
+
 @st.cache_resource(max_entries=4, show_spinner="Building the model…")
 def fresh_model(config_text: str) -> sources.LoadedModel:
     return sources.build_fresh(config_text)

@@ -11,7 +11,8 @@ import torch
 @torch.no_grad()
 def predictions(model, tokens, scored=()) -> pd.DataFrame:
     """One row per position t: the token, the top-1 prediction for t+1 and its probability, the true next
-    token, whether the task scores t (``scored``) and whether the prediction is right."""
+    token, whether the task scores t (``scored``) and whether the prediction is right; with a tokenizer, the
+    token's and the prediction's strings too."""
     tokens = model.check_tokens(tokens)
     probs = model(tokens)[0].float().softmax(-1)  # [pos, vocab]
     p, top = probs.max(-1)
@@ -22,7 +23,12 @@ def predictions(model, tokens, scored=()) -> pd.DataFrame:
         nxt = ids[t + 1] if t + 1 < len(ids) else None
         rows.append(dict(pos=t, token=tok, predicted=int(top[t]), p_predicted=float(p[t]), next_token=nxt,
                          scored=t in scored, correct=None if nxt is None else int(top[t]) == nxt))
-    return pd.DataFrame(rows).astype({"next_token": "Int64", "correct": "boolean"})
+    table = pd.DataFrame(rows).astype({"next_token": "Int64", "correct": "boolean"})
+    if getattr(model, "tokenizer", None) is not None:  # the tokenizer's strings beside the ids
+        strings = model.to_str_tokens(torch.tensor(ids + [int(x) for x in top]))
+        table.insert(2, "token_str", strings[: len(ids)])
+        table.insert(4, "predicted_str", strings[len(ids):])
+    return table
 
 
 def recall_accuracy(table: pd.DataFrame) -> Optional[float]:

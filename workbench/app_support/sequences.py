@@ -1,4 +1,5 @@
-"""The sequence the app looks at: typed token ids or a sample from a synthetic task.
+"""The sequence the app looks at: typed token ids, typed text (encoded with the model's tokenizer) or a sample
+from a synthetic task.
 
 A :class:`TokenSequence` carries, beside its tokens, the positions whose next token its task scores and
 the (key position, value position) pairs it asks the model to store — both empty for typed text.
@@ -26,6 +27,7 @@ class TokenSequence:
     pairs: tuple[tuple[int, int], ...] = ()  # (key_pos, value_pos) associations to store
     task_json: Optional[str] = None  # the task it was sampled from (canonical JSON) and its seed
     seed: Optional[int] = None
+    labels: tuple[str, ...] = ()  # each token as a string (typed text: the tokenizer's pieces); () = the ids
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -58,6 +60,24 @@ def typed_sequence(model, text: str) -> TokenSequence:
     tokens = parse_token_ids(text)
     check_sequence(model, tokens)
     return TokenSequence(tuple(tokens), "typed sequence")
+
+
+def text_sequence(model, text: str) -> TokenSequence:
+    """``text`` encoded with the model's tokenizer (no BOS added), each token labelled with its string."""
+    if getattr(model, "tokenizer", None) is None:
+        raise ValueError("this model has no tokenizer (its directory had no tokenizer.json): type token ids instead")
+    if not text or not text.strip():
+        raise ValueError("the text is empty: type some text to encode with the model's tokenizer")
+    tokens = model.to_tokens(text)[0].tolist()
+    if not tokens:
+        raise ValueError("the tokenizer encoded the text to no tokens: type other text")
+    check_sequence(model, tokens)
+    return TokenSequence(tuple(tokens), "typed text", labels=tuple(model.to_str_tokens(torch.tensor(tokens))))
+
+
+def token_labels(seq: TokenSequence) -> list[str]:
+    """What the axes show for each position: the token's string when the sequence has them, else its id."""
+    return list(seq.labels) if seq.labels else [str(t) for t in seq.tokens]
 
 
 def parse_pairs(text: str, n_pos: int) -> tuple[tuple[int, int], ...]:

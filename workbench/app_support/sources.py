@@ -1,4 +1,5 @@
-"""Where the app's model comes from: a shipped checkpoint, an upload, or a fresh config (random init).
+"""Where the app's model comes from: a shipped checkpoint, an upload, a local model directory of another library
+(``workbench.from_pretrained``: fla or transformers checkpoints, with their tokenizer), or a fresh config.
 
 Every source returns a :class:`LoadedModel`: the model frozen (eval mode, no gradients), a key naming
 its weights (results are cached under it), and a lock. Hooks are state on the model's modules, so every
@@ -73,6 +74,45 @@ def load_uploaded(config: bytes, weights: bytes, label: str = "uploaded checkpoi
     check_size(cfg)
     digest = hashlib.sha256(config + b"\0" + weights).hexdigest()[:16]
     return LoadedModel(f"upload:{digest}", label, freeze(load_from_bytes(cfg, weights)))
+
+
+def directory_stamp(path: Union[str, Path]) -> str:
+    """Changes whenever the directory's config.json or weights change (a cache key part); '' if unreadable."""
+    d = Path(path).expanduser()
+    try:
+        files = sorted(f for f in d.iterdir() if f.name == "config.json" or f.suffix == ".safetensors")
+        return "-".join(f"{f.name}:{f.stat().st_mtime_ns}" for f in files)
+    except OSError:
+        return ""
+
+
+def check_directory(path: str) -> Path:
+    """``path`` as a model directory the app can open, or ValueError with what is wrong and what to pass."""
+    text = (path or "").strip()
+    if not text:
+        raise ValueError("type the path of a local model directory (config.json, *.safetensors, tokenizer.json), "
+                         "e.g. one written by save_pretrained of fla or transformers")
+    d = Path(text).expanduser()
+    if not d.exists():
+        raise ValueError(f"{d} does not exist: type the path of a local model directory")
+    if not d.is_dir():
+        raise ValueError(f"{d} is a file, not a directory: type the directory that holds config.json")
+    if not (d / "config.json").is_file():
+        raise ValueError(f"{d} has no config.json: a model directory holds config.json, *.safetensors and "
+                         "tokenizer.json (the app opens fla and transformers checkpoints; see docs/pretrained.md)")
+    return d.resolve()
+
+
+def load_directory(path: str) -> LoadedModel:
+    """A model directory of another library (``workbench.from_pretrained``: never a hub id here, never pickle);
+    ValueError with the reason (a bad directory, an unsupported architecture or option, too many parameters)."""
+    from ..pretrained import from_pretrained
+
+    d = check_directory(path)
+    model = from_pretrained(d)
+    check_size(model.cfg)
+    label = d.name + ("" if model.tokenizer is not None else " (no tokenizer.json: type token ids)")
+    return LoadedModel(f"dir:{d}:{directory_stamp(d)}", label, freeze(model))
 
 
 def build_fresh(config_text: str) -> LoadedModel:

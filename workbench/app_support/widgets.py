@@ -22,8 +22,8 @@ from .probing import probe_samples
 from .sequences import TokenSequence
 from .token_streams import TokenStream
 
-MODEL_SOURCES = ("Shipped checkpoint", "Upload a checkpoint", "Fresh model (random init)")
-SEQUENCE_SOURCES = ("Sample from a task", "Type token ids")
+MODEL_SOURCES = ("Shipped checkpoint", "Upload a checkpoint", "Local model directory", "Fresh model (random init)")
+SEQUENCE_SOURCES = ("Sample from a task", "Type token ids", "Type text")
 STREAM_SOURCES = ("Batches of the model's task", "The sidebar's sequence")
 
 
@@ -60,6 +60,12 @@ def choose_model() -> sources.LoadedModel:
         c, w = config.getvalue(), weights.getvalue()
         digest = hashlib.sha256(c + b"\0" + w).hexdigest()
         return caching.uploaded_model(digest, f"upload: {config.name} + {weights.name}", c, w)
+    if source == MODEL_SOURCES[2]:
+        path = st.text_input("Model directory", key="model_dir",
+                             help="a local directory of an fla or transformers checkpoint: config.json, *.safetensors "
+                                  "and tokenizer.json (docs/pretrained.md lists the architectures)")
+        directory = sources.check_directory(path)
+        return caching.directory_model(str(directory), sources.directory_stamp(directory))
     kinds = mixer_names()
     kind = st.selectbox("Mixer", kinds, key="fresh_mixer", format_func=describe_mixer,
                         index=kinds.index(sources.DEFAULT_FRESH_MIXER) if sources.DEFAULT_FRESH_MIXER in kinds else 0,
@@ -76,7 +82,16 @@ def choose_model() -> sources.LoadedModel:
 def choose_sequence(lm: sources.LoadedModel) -> TokenSequence:
     """Sidebar: the sequence to look at. Raises ValueError with the reason if it is not usable."""
     cfg = lm.model.cfg
-    kind = st.radio("Sequence", SEQUENCE_SOURCES, key="sequence_source")
+    has_tokenizer = lm.model.tokenizer is not None
+    options = SEQUENCE_SOURCES if has_tokenizer else SEQUENCE_SOURCES[:2]
+    # a model with a tokenizer starts on typed text (its own widget key, so that choice is not carried over from
+    # a model without one)
+    kind = st.radio("Sequence", options, key="sequence_source_text" if has_tokenizer else "sequence_source",
+                    index=2 if has_tokenizer else 0)
+    if kind == SEQUENCE_SOURCES[2]:
+        text = st.text_area("Text", "The Eiffel Tower is in the city of", height=120, key=f"text-{lm.key}",
+                            help="encoded with the model's tokenizer; the axes show its tokens")
+        return sequences.text_sequence(lm.model, text)
     try:
         task = sequences.default_task(cfg, lm.task)
     except ValueError:
@@ -145,12 +160,13 @@ def choose_head(lm: sources.LoadedModel, allow_all: bool = False, label: str = "
 
 def choose_position(seq: TokenSequence, label: str, default: int, key: str) -> int:
     """A position of ``seq``, listed with its token (and ★ where the task scores the prediction)."""
-    fmt = lambda t: f"{t}: token {seq.tokens[t]}" + (" ★" if t in seq.scored else "")  # noqa: E731
+    labels = sequences.token_labels(seq)
+    fmt = lambda t: f"{t}: {labels[t]!r}" if seq.labels else f"{t}: token {seq.tokens[t]}" + (" ★" if t in seq.scored else "")  # noqa: E731
     return st.selectbox(label, list(range(len(seq))), index=default, format_func=fmt, key=f"{key}-{len(seq)}")
 
 
 def token_labels(seq: TokenSequence) -> list[str]:
-    return [str(t) for t in seq.tokens]
+    return sequences.token_labels(seq)
 
 
 def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int):

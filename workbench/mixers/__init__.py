@@ -5,6 +5,8 @@
     delta         DeltaNet, the delta rule
     gated_delta   Gated DeltaNet, the delta rule with a decay
     kda           Kimi Delta Attention: the delta rule with a decay per key channel
+    gla           Gated Linear Attention: the sum rule with a decay per key channel (fla's GLA)
+    mamba2        Mamba-2 (SSD): the sum rule with a decay per head, keys B, queries C, values dt·x
     mla           multi-head latent attention (DeepSeek-V2; Kimi Linear's attention layers), no fast weights
     rec_delta     Recurrent Delta Net: q, k, v, β also read the previous output (Irie et al. 2021)
     delta_rnn     Delta RNN: the fast net is itself recurrent, a second fast matrix (Irie et al. 2021)
@@ -23,6 +25,8 @@ from .linear import LinearAttention, LinearConfig  # noqa: E402
 from .delta import DeltaConfig, DeltaNet  # noqa: E402
 from .gated_delta import GatedDeltaConfig, GatedDeltaNet  # noqa: E402
 from .kda import KDAConfig, KimiDeltaAttention  # noqa: E402
+from .gla import GatedLinearAttention, GLAConfig  # noqa: E402
+from .mamba2 import Mamba2, Mamba2Config  # noqa: E402
 from .mla import MLAConfig, MultiHeadLatentAttention  # noqa: E402
 from .rec_delta import RecDeltaConfig, RecurrentDeltaNet  # noqa: E402
 from .delta_rnn import DeltaRNN, DeltaRNNConfig  # noqa: E402
@@ -35,6 +39,6 @@ __all__ = [
     "check_positions", "run_steps", "start_state", "states_at", "register", "unregister", "names", "mixer_class",
     "mixer_config", "mixer_fields", "describe",
     "SoftmaxAttention", "SoftmaxConfig", "LinearAttention", "LinearConfig", "DeltaNet", "DeltaConfig",
-    "GatedDeltaNet", "GatedDeltaConfig", "KimiDeltaAttention", "KDAConfig",
+    "GatedDeltaNet", "GatedDeltaConfig", "KimiDeltaAttention", "KDAConfig", "GatedLinearAttention", "GLAConfig", "Mamba2", "Mamba2Config",
     "MultiHeadLatentAttention", "MLAConfig",
 ]

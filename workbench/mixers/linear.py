@@ -21,6 +21,7 @@ from transformer_lens.hook_points import HookPoint
 from ..components.feature_maps import FeatureMap, feature_dim
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, linear_attention
+from ..kernels._decay import cumulative_log_decay, decayed_products
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
@@ -56,23 +57,30 @@ class LinearConfig(MixerConfig):
 
 
 class SumRule:
-    """The sum rule as a :class:`~workbench.mixers.state.Recurrence` over inputs q (scaled), k, v; with
-    ``normalize`` the state carries the normaliser z_t as a last value column."""
+    """The sum rule as a :class:`~workbench.mixers.state.Recurrence` over inputs q (scaled), k, v and, when
+    present, a log decay g (``[batch, pos, head]`` or ``[batch, pos, head, d_k]``: the decay-gated sum rule of
+    GLA and Mamba-2); with ``normalize`` the state carries the normaliser z_t as a last value column."""
 
-    def __init__(self, normalize: bool):
+    def __init__(self, normalize: bool = False):
         self.normalize = normalize
 
     def run(self, inputs: RecurrenceInputs, *, output_delta: bool = False, **kwargs) -> RecurrenceOutput:
-        return linear_attention(inputs.q, inputs.k, inputs.v, normalize=self.normalize, eps=EPS, **kwargs)
+        return linear_attention(inputs.q, inputs.k, inputs.v, normalize=self.normalize, eps=EPS,
+                                g=inputs.fields.get("g"), **kwargs)
 
     def read(self, inputs_t, state: torch.Tensor) -> torch.Tensor:  # [..., d_v] (broadcasting)
         o = torch.einsum("...k,...kv->...v", inputs_t["q"].float(), state.float())
         return o[..., :-1] / (o[..., -1:] + EPS) if self.normalize else o
 
     def effective_attention(self, inputs: RecurrenceInputs) -> Float[torch.Tensor, "batch head pos pos"]:
-        """A = tril(Q Kᵀ) (Q scaled), divided row-wise by (rowsum + eps) with sum normalisation."""
+        """A = tril(Γ ⊙ Q Kᵀ) (Q scaled; Γ = 1 without a decay, channel by channel for a per-channel one),
+        divided row-wise by (rowsum + eps) with sum normalisation."""
         q, k = inputs.q.double().transpose(1, 2), inputs.k.double().transpose(1, 2)
-        a = (q @ k.transpose(-1, -2)).tril()
+        g = inputs.fields.get("g")
+        if g is not None:
+            a = decayed_products(q, k, cumulative_log_decay(g.transpose(1, 2), dim=2), dtype=torch.float64)
+        else:
+            a = (q @ k.transpose(-1, -2)).tril()
         if self.normalize:
             a = a / (a.sum(-1, keepdim=True) + EPS)
         return a.float()

@@ -40,7 +40,7 @@ def scrub_positions():
     W = traj.matrix(traj.W[t, head], fixed, index)
     write = W - traj.matrix(traj.before(t)[head], fixed, index)
     stats = st.columns(5)
-    stats[0].metric("token at t", seq.tokens[t])
+    stats[0].metric("token at t", widgets.token_labels(seq)[t])
     beta_label = "β_t (write strength)" if traj.beta is None or traj.beta.dim() == 2 else "β_t (mean over gates)"
     stats[1].metric(beta_label, "—" if traj.beta is None else f"{float(traj.beta_per_head[t, head]):.3f}")
     stats[2].metric("‖u_t‖ (hook_delta)", "—" if traj.delta is None else f"{float(traj.delta_norm[t, head]):.3f}")
