@@ -7,6 +7,14 @@
     u_t     = β_t (v_t − S_{t-1}ᵀ k_t);   S_t = S_{t-1} + k_t u_tᵀ;   z_t = S_tᵀ (q_t / √d_head)
     out     = RMSNorm_head(z) W_O + b_O
 
+With a feature map φ (``phi``: elu+1, DPFP-ν or FAVOR+; Schlag, Irie & Schmidhuber 2021, Sec. 4.2 and
+their code, IDSIA/lmtool-fwp ``src/utils/cuda_fast_weight_layer.py``) the SiLU is replaced:
+q, k = φ(conv(x W_Q)), φ(conv(x W_K)) of width d_k (``workbench.components.feature_maps``), v = conv(x W_V)
+with no activation, then ``qk_norm`` — "sum" divides φ(q) and φ(k) by the sum of their components, the
+paper's normalisation ("crucial for stable training" there: it keeps β_t‖k_t‖² ≤ 1 for φ ≥ 0), "l2" the
+unit-norm keys of DeltaNet. q is scaled by d_k^-½. Without a key normalisation the delta rule diverges
+(β_t‖φ(k_t)‖² ≫ 2), so ``qk_norm="none"`` with a feature map is refused.
+
 QK-norm in the Outlier Protected block. The delta rule is stable only while β_t‖k_t‖² ≤ 2 (the
 transition I − β_t k_t k_tᵀ has eigenvalue 1 − β_t‖k_t‖² along k_t, and β_t ∈ (0, 1), or (0, 2) with
 ``allow_neg_eigval``), so a gain on the keys — as the softmax QK-norm has — would let ‖k_t‖ leave 1
@@ -33,6 +41,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.feature_maps import FeatureMap, feature_dim
 from ..components.norms import Gain
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
@@ -44,17 +53,25 @@ from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 QKNorm = Literal["l2", "sum", "none"]
+Phi = Literal["silu", "elu1", "dpfp", "favor"]
+PHIS = ("silu", "elu1", "dpfp", "favor")
 
 
 @dataclass(frozen=True)
 class DeltaConfig(MixerConfig):
     """DeltaNet options: ``qk_norm`` of q and k ("l2", "sum" or "none"; "l2" in the Outlier Protected
-    block), short causal conv of ``conv_size`` taps (0: none), β ∈ (0, 2) with ``allow_neg_eigval``."""
+    block), short causal conv of ``conv_size`` taps (0: none), β ∈ (0, 2) with ``allow_neg_eigval``;
+    ``phi`` the map of q and k: "silu" (DeltaNet's SiLU, also on v) or a feature map of Schlag et al. 2021
+    ("elu1", "dpfp" with ``dpfp_nu``, "favor" with ``favor_features`` fixed random features seeded by the
+    model's ``seed``; v then has no activation)."""
 
     kind: ClassVar[str] = "delta"
     qk_norm: QKNorm = "l2"
     conv_size: int = 4
     allow_neg_eigval: bool = False
+    phi: Phi = "silu"
+    dpfp_nu: int = 1
+    favor_features: int = 32
 
     def check(self, model, qk_norm: bool = False) -> None:
         if self.qk_norm not in ("l2", "sum", "none"):
@@ -62,9 +79,20 @@ class DeltaConfig(MixerConfig):
         check_int_fields(self, ("conv_size",), minimum=0)
         if not isinstance(self.allow_neg_eigval, bool):
             raise ValueError(f"{type(self).__name__}.allow_neg_eigval must be a bool, got {self.allow_neg_eigval!r}")
+        if self.phi not in PHIS:
+            raise ValueError(f"{type(self).__name__}.phi must be one of {PHIS}, got {self.phi!r}")
+        check_int_fields(self, ("dpfp_nu", "favor_features"))
+        if self.phi == "dpfp" and self.dpfp_nu > 2 * model.d_head - 1:
+            raise ValueError(f"{type(self).__name__}.dpfp_nu must be < 2·d_head = {2 * model.d_head}, got {self.dpfp_nu}")
+        if self.phi != "silu" and self.qk_norm == "none":
+            raise ValueError(f"{type(self).__name__}: phi={self.phi!r} needs qk_norm 'sum' (Schlag et al.) or 'l2'; "
+                             "without a key normalisation the delta rule diverges (β‖φ(k)‖² > 2)")
         if qk_norm and self.qk_norm != "l2":
             raise ValueError(f"{type(self).__name__}.qk_norm must be 'l2' for the {self.kind} mixer in the Outlier "
                              f"Protected block (its QK-norm keeps the keys unit-norm), got {self.qk_norm!r}")
+
+    def d_k(self, d_head: int) -> int:
+        return d_head if self.phi == "silu" else feature_dim(self.phi, d_head, self.dpfp_nu, self.favor_features)
 
 
 class DeltaRule:
@@ -102,6 +130,14 @@ def readout_from_writes(
     return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
 
 
+def phi_label(cfg: DeltaConfig) -> str:
+    """The label's suffix for ``cfg.phi``: empty for DeltaNet's SiLU, else e.g. ``" (DPFP-2, sum-normalised)"``."""
+    if cfg.phi == "silu":
+        return ""
+    name = {"elu1": "elu+1", "dpfp": f"DPFP-{cfg.dpfp_nu}", "favor": f"FAVOR+ {cfg.favor_features}"}[cfg.phi]
+    return f" ({name}, {'sum' if cfg.qk_norm == 'sum' else 'L2'}-normalised)"
+
+
 @register
 class DeltaNet(Mixer):
     Config = DeltaConfig
@@ -114,6 +150,8 @@ class DeltaNet(Mixer):
         self.W_Q = nn.Parameter(torch.empty(h, dm, dh))
         self.W_K = nn.Parameter(torch.empty(h, dm, dh))
         self.W_V = nn.Parameter(torch.empty(h, dm, dh))
+        if cfg.phi != "silu":
+            self.feature_map = FeatureMap(cfg.phi, dh, h, cfg.dpfp_nu, cfg.favor_features, model.seed)
         self.W_beta = nn.Parameter(torch.empty(dm, h))
         self.b_beta = nn.Parameter(torch.zeros(h))
         self.W_O = nn.Parameter(torch.empty(h, dh, dm))
@@ -123,14 +161,14 @@ class DeltaNet(Mixer):
             self.conv_q = ShortConv(h * dh, cfg.conv_size)
             self.conv_k = ShortConv(h * dh, cfg.conv_size)
             self.conv_v = ShortConv(h * dh, cfg.conv_size)
-        self.scale = dh ** -0.5
-        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and SiLU
+        self.scale = self.d_k ** -0.5
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and SiLU (or φ)
         self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and SiLU
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  x W_V, before conv and SiLU
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid
-        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU, qk_norm (and gain); read with scale·q
-        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU and qk_norm
-        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU
+        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU (or φ), qk_norm (and gain); read with scale·q
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, SiLU (or φ) and qk_norm
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU (no SiLU with a feature map φ)
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
         self.hook_delta = HookPoint()  # [batch, pos, head, d_v]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
         self.hook_state = HookPoint()  # [batch, n_positions, head, d_k, d_v]  W_t; only inside expose_states
@@ -139,11 +177,11 @@ class DeltaNet(Mixer):
 
     @classmethod
     def label(cls, cfg: DeltaConfig) -> str:
-        return "DeltaNet"
+        return "DeltaNet" + phi_label(cfg)
 
     def qk_norm_modules(self) -> tuple[nn.Module, nn.Module]:
         """Outlier Protected QK-norm: a learned gain on the L2 query only; keys stay unit-norm (see above)."""
-        return Gain(self.d_head), nn.Identity()
+        return Gain(self.d_k), nn.Identity()
 
     def added_since_saved(self) -> dict[str, float]:
         """The Outlier Protected query gain came later: w_q = 1 is the plain L2 query of older checkpoints."""
@@ -176,13 +214,19 @@ class DeltaNet(Mixer):
         return sites
 
     # -- forward --------------------------------------------------------------------------------
-    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint) -> torch.Tensor:
+    def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint,
+                 phi: bool = False) -> torch.Tensor:
+        """SiLU(conv(x W)) ``[batch, pos, head, d_head]``; with a feature map, φ(conv(x W)) ``[.., d_k]`` when
+        ``phi`` (q and k) and conv(x W) otherwise (v)."""
         b, p, _ = x.shape
         y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, head·d_head]
         y = hook(y.view(b, p, self.n_heads, self.d_head)).reshape(b, p, -1)
         if conv is not None:
             y = conv(y)
-        return F.silu(y).view(b, p, self.n_heads, self.d_head)
+        y = y.view(b, p, self.n_heads, self.d_head)
+        if self.cfg.phi == "silu":
+            return F.silu(y)
+        return self.feature_map(y) if phi else y
 
     def _qk_norm(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.qk_norm == "l2":
@@ -193,8 +237,8 @@ class DeltaNet(Mixer):
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         has_conv = self.cfg.conv_size > 0
-        q = self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre)
-        k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre)
+        q = self._project(x, self.W_Q, self.conv_q if has_conv else None, self.hook_q_pre, phi=True)
+        k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre, phi=True)
         q = self.hook_q(self.q_norm(self._qk_norm(q)))
         k = self.hook_k(self.k_norm(self._qk_norm(k)))
         v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre))
