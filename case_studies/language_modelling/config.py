@@ -59,7 +59,7 @@ def rule_and_map(model: str) -> tuple[str, str]:
     return model, "-"
 
 
-TRAIN = TrainConfig(steps=400, batch_size=32, lr=3e-3, warmup_steps=50, eval_every=100, eval_batches=4, seed=0)
+TRAIN = TrainConfig(steps=250, batch_size=32, lr=3e-3, warmup_steps=25, eval_every=50, eval_batches=4, seed=0)
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,14 @@ class Protocol(ProtocolBase):
 
     Model: ``n_layers`` pre-norm blocks of ``n_heads`` heads × ``d_head`` (d_model ``d_model``), GELU MLP of
     ``d_mlp``, learned positions, LayerNorm. Data: the ``python-topics`` corpus (English from CPython's
-    ``pydoc_data``, split into train and validation by document), byte-level BPE of ``vocab_size`` trained on
-    the training documents, windows of ``seq_len`` tokens. Training: ``train`` (AdamW, warmup then cosine to
+    ``pydoc_data``, split into train and validation by document; ``val_fraction`` of the characters held out),
+    one token per UTF-8 byte (vocabulary 256: the corpus is almost all ASCII, so per byte ≈ per character),
+    windows of ``seq_len`` tokens. Training: ``train`` (AdamW, warmup then cosine to
     lr/10, clip 1, weight decay 0.1 on matrices): ``steps × batch_size × seq_len`` tokens for every model;
     the run's seed replaces ``train.seed`` (data order, evaluation batches) and seeds the model (init,
-    FAVOR+ features). Measurement: validation loss, perplexity (per BPE token) and bits per byte over all
+    FAVOR+ features). Measurement: validation loss, perplexity (per byte) and bits per byte over all
     held-out documents (:func:`workbench.text.evaluate_text`)."""
 
-    vocab_size: int = 1024
     seq_len: int = 128
     d_model: int = 64
     n_layers: int = 2
@@ -83,15 +83,19 @@ class Protocol(ProtocolBase):
     d_head: int = 32
     d_mlp: int = 256
     train: TrainConfig = TRAIN
+    val_fraction: float = 0.1
 
     FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         self._check_train()
-        check_int_fields(self, ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "d_head", "d_mlp"))
+        check_int_fields(self, ("seq_len", "d_model", "n_layers", "n_heads", "d_head", "d_mlp"))
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"Protocol.val_fraction must be in (0, 1), got {self.val_fraction!r}")
 
     def task(self) -> TextLM:
-        return TextLM(corpus="python-topics", tokenizer="bytes", vocab_size=256, seq_len=self.seq_len)
+        return TextLM(corpus="python-topics", tokenizer="bytes", vocab_size=256, seq_len=self.seq_len,
+                      val_fraction=self.val_fraction)
 
     @property
     def tokens_per_run(self) -> int:
@@ -141,7 +145,7 @@ def grid(models=tuple(MODELS), seeds=SEEDS) -> tuple[RunConfig, ...]:
 
 
 FULL = Study(Protocol(), grid())
-QUICK = Study(Protocol(vocab_size=300, seq_len=32, d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32,
-                       train=dataclasses.replace(TRAIN, steps=6, batch_size=4, warmup_steps=2, eval_every=3,
+QUICK = Study(Protocol(val_fraction=0.01, seq_len=32, d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32,
+                       train=dataclasses.replace(TRAIN, steps=4, batch_size=4, warmup_steps=2, eval_every=2,
                                                  eval_batches=1)),
               grid(seeds=(0, 1)))
