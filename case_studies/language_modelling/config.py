@@ -45,7 +45,8 @@ _FEATURE_MAPS = (  # (label, linear options, delta options)
 FEATURE_MAPS = tuple(f[0] for f in _FEATURE_MAPS)
 RULES = ("sum", "delta")
 
-MODELS: dict[str, dict[str, Any]] = {"softmax": {"kind": "softmax"}}
+BASELINE = "softmax"  # the study's baseline model: softmax attention (a model name of this study)
+MODELS: dict[str, dict[str, Any]] = dict(softmax={"kind": "softmax"})
 MODELS.update({f"sum-{label}": {"kind": "linear", **lin} for label, lin, _ in _FEATURE_MAPS})
 MODELS.update({f"delta-{label}": {"kind": "delta", "conv_size": 0, **dlt} for label, _, dlt in _FEATURE_MAPS})
 MODELS.update({"rec-delta": {"kind": "rec_delta"}, "srwm": {"kind": "srwm"}})

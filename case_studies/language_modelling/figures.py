@@ -13,8 +13,8 @@ from . import paper
 from .config import MODELS
 from .tables import summary
 
-RULE_COLOURS = {"softmax": qualitative.Plotly[0], "sum": qualitative.Plotly[1], "delta": qualitative.Plotly[2],
-                "rec-delta": qualitative.Plotly[3], "srwm": qualitative.Plotly[4]}
+# the study's update rules (config.rule_and_map), one colour each
+RULE_COLOURS = dict(zip(("softmax", "sum", "delta", "rec-delta", "srwm"), qualitative.Plotly))
 
 
 def _finite(x: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from . import paper
-from .config import FEATURE_MAPS, MODELS
+from .config import BASELINE, FEATURE_MAPS, MODELS
 
 
 def summary(runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -94,7 +94,7 @@ CLAIMS: tuple[tuple[str, str, str], ...] = (
     *((f"{rule}-dpfp{nu}", f"{rule}-favor", f"DPFP-{nu} beats FAVOR+ ({rule} rule)")
       for rule in ("sum", "delta") for nu in (1, 2, 3)),
     *((f"{rule}-elu1-norm", f"{rule}-favor", f"elu+1 beats FAVOR+ ({rule} rule)") for rule in ("sum", "delta")),
-    *(("softmax", m, f"softmax attention beats {m}") for m in MODELS if m != "softmax"),
+    *((BASELINE, m, f"softmax attention beats {m}") for m in MODELS if m != BASELINE),
     ("rec-delta", "delta-elu1-norm", "Recurrent Delta Net beats the delta rule, elu+1 (Irie et al.: a tie, 35.2 each)"),
 )
 
