@@ -112,14 +112,17 @@ def test_figures_on_hand_made_runs():
 def test_merge_orders_parts_and_refuses_quick_runs(tmp_path):
     from case_studies.language_modelling.run import execute  # noqa: F401  (the module the parts ran)
 
-    def part(names):
-        runs = [dict(entry(n.rsplit("-s", 1)[0], int(n.rsplit("-s", 1)[1]), 5.0), name=n) for n in names]
-        return {"quick": False, "study": FULL.to_dict(), "runs": runs, "command": "c", "wall_seconds": 1.0,
-                "written": "w", "source": "s"}
+    def part(names, written="2026-11-30 10:00:00", wall=60.0):
+        runs = [dict(entry(n.rsplit("-s", 1)[0], int(n.rsplit("-s", 1)[1]), 5.0), name=n, train_cpu_seconds=1.5)
+                for n in names]
+        return {"quick": False, "study": json.loads(json.dumps(FULL.to_dict())), "runs": runs, "command": "c",
+                "wall_seconds": wall, "written": written, "source": "s"}
 
-    merged = merge_mod.merge([part(["srwm-s0", "softmax-s1"]), part(["softmax-s0"])])
+    parts = [part(["srwm-s0", "softmax-s1"]), part(["softmax-s0"], "2026-11-30 10:30:00", 600.0)]
+    merged = merge_mod.merge(parts)
     assert [r["name"] for r in merged["runs"]] == ["softmax-s0", "srwm-s0", "softmax-s1"]
-    assert len(merged["parts"]) == 2
+    assert len(merged["parts"]) == 2 and merged["train_cpu_seconds"] == 4.5
+    assert merge_mod.span_seconds(parts) == 30 * 60 + 60  # from 09:59 to 10:30
     with pytest.raises(ValueError, match="not made with the full study's protocol"):
         merge_mod.merge([dict(part(["softmax-s0"]), quick=True)])
     with pytest.raises(ValueError, match="not in config.FULL"):
