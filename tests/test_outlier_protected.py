@@ -176,5 +176,5 @@ def test_op_delta_needs_l2_qk_norm():
     import pytest
 
     with pytest.raises(ValueError, match="qk_norm must be 'l2'"):
-        ModelConfig.from_dict(dict(d_vocab=23, mixer="delta", block="outlier_protected", qk_norm="sum"))
-    ModelConfig.from_dict(dict(d_vocab=23, mixer="delta", qk_norm="sum"))  # pre-norm: any qk_norm
+        ModelConfig.from_dict(dict(d_vocab=23, mixer="delta", block="outlier_protected", qk_norm="l1"))
+    ModelConfig.from_dict(dict(d_vocab=23, mixer="delta", qk_norm="l1"))  # pre-norm: any qk_norm that works

@@ -14,6 +14,14 @@ Widths: q and k have ``d_head`` channels per head, v and the read-out ``d_head_v
 i // (n_heads / n_qk_heads); ``hook_q_pre``/``hook_k_pre`` show the ``n_qk_heads`` projections, ``hook_q``/
 ``hook_k`` each value head's copy (so every analysis sees one q, k, v, β and state per head: ``n_heads``).
 
+With a feature map φ (``phi``: elu+1, DPFP-ν or FAVOR+; Schlag, Irie & Schmidhuber 2021, Sec. 4.2 and
+their code, IDSIA/lmtool-fwp ``src/utils/cuda_fast_weight_layer.py``) the SiLU is replaced:
+q, k = φ(conv(x W_Q)), φ(conv(x W_K)) of width d_k (``workbench.components.feature_maps``), v = conv(x W_V)
+with no activation, then ``qk_norm`` — "sum" divides φ(q) and φ(k) by the sum of their components, the
+paper's normalisation ("crucial for stable training" there: it keeps β_t‖k_t‖² ≤ 1 for φ ≥ 0), "l2" the
+unit-norm keys of DeltaNet. q is scaled by d_k^-½. Without a key normalisation the delta rule diverges
+(β_t‖φ(k_t)‖² ≫ 2), so ``qk_norm="none"`` with a feature map is refused.
+
 QK-norm in the Outlier Protected block. The delta rule is stable only while β_t‖k_t‖² ≤ 2 (the
 transition I − β_t k_t k_tᵀ has eigenvalue 1 − β_t‖k_t‖² along k_t, and β_t ∈ (0, 1), or (0, 2) with
 ``allow_neg_eigval``), so a gain on the keys — as the softmax QK-norm has — would let ‖k_t‖ leave 1
@@ -40,6 +48,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.feature_maps import FeatureMap, feature_dim
 from ..components.norms import Gain
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
@@ -53,20 +62,25 @@ from .state import RecurrenceInputs, expose_and_patch
 QKNorm = Literal["l2", "l2_rsqrt", "l1", "sum", "none"]
 QKActivation = Literal["silu", "relu", "elu1", "identity"]
 GateActivation = Literal["silu", "sigmoid"]
+Phi = Literal["silu", "elu1", "dpfp", "favor"]
 _QK_NORMS = ("l2", "l2_rsqrt", "l1", "sum", "none")
 _QK_ACTIVATIONS = ("silu", "relu", "elu1", "identity")
+PHIS = ("silu", "elu1", "dpfp", "favor")
 
 
 @dataclass(frozen=True)
 class DeltaConfig(MixerConfig):
     """DeltaNet options: ``qk_norm`` of q and k — "l2" (x / max(‖x‖, 1e-6)), "l2_rsqrt" (x / √(‖x‖² + 1e-6),
-    fla's kernels), "l1" (x / max(Σ|x|, 1e-6), fla's ``sum_norm``), "sum" (x / (Σx + 1e-6)) or "none"; "l2"
-    in the Outlier Protected block; ``qk_activation`` of q and k after the conv ("silu", "relu", "elu1" =
-    elu + 1, "identity"); short causal conv of ``conv_size`` taps (0: none); β ∈ (0, 2) with
-    ``allow_neg_eigval``, β = 1 without ``use_beta``; ``output_gate`` (``gate_activation`` of x W_G times
-    the normed read-out); ``d_head_v`` value width per head (0: d_head); ``n_qk_heads`` query/key heads
-    shared by groups of value heads (0: n_heads); ``output_norm_eps`` the ε of the per-head output RMSNorm
-    (0: the model's ``norm_eps``)."""
+    fla's kernels), "l1" (x / max(Σ|x|, 1e-6), fla's ``sum_norm``), "sum" (x / (Σx + 1e-6), Schlag et al.'s
+    normalisation of a positive feature map) or "none"; "l2" in the Outlier Protected block;
+    ``qk_activation`` of q and k after the conv ("silu", "relu", "elu1" = elu + 1, "identity"); short causal
+    conv of ``conv_size`` taps (0: none); β ∈ (0, 2) with ``allow_neg_eigval``, β = 1 without ``use_beta``;
+    ``output_gate`` (``gate_activation`` of x W_G times the normed read-out); ``d_head_v`` value width per
+    head (0: d_head); ``n_qk_heads`` query/key heads shared by groups of value heads (0: n_heads);
+    ``output_norm_eps`` the ε of the per-head output RMSNorm (0: the model's ``norm_eps``);
+    ``phi`` a feature map of Schlag et al. 2021 on q and k instead of the activation ("silu": none, DeltaNet;
+    "elu1", "dpfp" with ``dpfp_nu``, "favor" with ``favor_features`` fixed random features seeded by the
+    model's ``seed``; v then has no activation)."""
 
     kind: ClassVar[str] = "delta"
     qk_norm: QKNorm = "l2"
@@ -79,6 +93,9 @@ class DeltaConfig(MixerConfig):
     d_head_v: int = 0
     n_qk_heads: int = 0
     output_norm_eps: float = 0.0
+    phi: Phi = "silu"
+    dpfp_nu: int = 1
+    favor_features: int = 32
 
     def check(self, model, qk_norm: bool = False) -> None:
         name = type(self).__name__
@@ -98,9 +115,31 @@ class DeltaConfig(MixerConfig):
         if self.n_qk_heads and model.n_heads % self.n_qk_heads:
             raise ValueError(f"{name}.n_qk_heads = {self.n_qk_heads} must divide n_heads = {model.n_heads} (each "
                              "query/key head serves a group of value heads)")
+        if self.phi not in PHIS:
+            raise ValueError(f"{name}.phi must be one of {PHIS}, got {self.phi!r}")
+        check_int_fields(self, ("dpfp_nu", "favor_features"))
+        if self.phi != "silu":
+            if self.phi == "dpfp" and self.dpfp_nu > 2 * model.d_head - 1:
+                raise ValueError(f"{name}.dpfp_nu must be < 2·d_head = {2 * model.d_head}, got {self.dpfp_nu}")
+            if self.qk_norm == "none":
+                raise ValueError(f"{name}: phi={self.phi!r} needs qk_norm 'sum' (Schlag et al.) or 'l2'; without a "
+                                 "key normalisation the delta rule diverges (β‖φ(k)‖² > 2)")
+            if self.qk_activation != "silu":
+                raise ValueError(f"{name}: phi={self.phi!r} replaces the activation of q and k; leave qk_activation "
+                                 f"at 'silu' (got {self.qk_activation!r})")
+            if self.n_qk_heads not in (0, model.n_heads):
+                raise ValueError(f"{name}: a feature map phi={self.phi!r} is not combined with grouped value heads "
+                                 "(n_qk_heads); use one or the other")
+        elif self.qk_norm == "sum" and self.qk_activation in ("silu", "identity"):
+            raise ValueError(f"{name}: qk_norm='sum' divides by Σx, which can be 0 for {self.qk_activation!r} "
+                             "outputs (they can be negative), so the keys blow up; use 'l2' or 'l1', or a positive "
+                             "map (qk_activation 'relu'/'elu1', or a feature map phi)")
         if qk_norm and self.qk_norm != "l2":
             raise ValueError(f"{name}.qk_norm must be 'l2' for the {self.kind} mixer in the Outlier "
                              f"Protected block (its QK-norm keeps the keys unit-norm), got {self.qk_norm!r}")
+
+    def d_k(self, d_head: int) -> int:
+        return d_head if self.phi == "silu" else feature_dim(self.phi, d_head, self.dpfp_nu, self.favor_features)
 
 
 class DeltaRule:
@@ -143,6 +182,14 @@ def readout_from_writes(
     return torch.einsum("bhqk,bkhd->bqhd", scores, u.float()).to(u.dtype)
 
 
+def phi_label(cfg: DeltaConfig) -> str:
+    """The label's suffix for ``cfg.phi``: empty for DeltaNet's SiLU, else e.g. ``" (DPFP-2, sum-normalised)"``."""
+    if cfg.phi == "silu":
+        return ""
+    name = {"elu1": "elu+1", "dpfp": f"DPFP-{cfg.dpfp_nu}", "favor": f"FAVOR+ {cfg.favor_features}"}[cfg.phi]
+    return f" ({name}, {'sum' if cfg.qk_norm == 'sum' else 'L2'}-normalised)"
+
+
 @register
 class DeltaNet(Mixer):
     Config = DeltaConfig
@@ -156,6 +203,8 @@ class DeltaNet(Mixer):
         self.W_Q = nn.Parameter(torch.empty(hk, dm, dh))
         self.W_K = nn.Parameter(torch.empty(hk, dm, dh))
         self.W_V = nn.Parameter(torch.empty(h, dm, dv))
+        if cfg.phi != "silu":
+            self.feature_map = FeatureMap(cfg.phi, dh, h, cfg.dpfp_nu, cfg.favor_features, model.seed)
         if cfg.use_beta:
             self.W_beta = nn.Parameter(torch.empty(dm, h))
             self.b_beta = nn.Parameter(torch.zeros(h))
@@ -169,14 +218,14 @@ class DeltaNet(Mixer):
             self.conv_q = ShortConv(hk * dh, cfg.conv_size)
             self.conv_k = ShortConv(hk * dh, cfg.conv_size)
             self.conv_v = ShortConv(h * dv, cfg.conv_size)
-        self.scale = dh ** -0.5
-        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and activation (n_qk_heads)
-        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and activation (n_qk_heads)
+        self.scale = self.d_k ** -0.5
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before conv and activation/φ (n_qk_heads)
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before conv and activation/φ (n_qk_heads)
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_v]  x W_V, before conv and SiLU
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β + b_β, before the sigmoid (with use_beta)
-        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, activation, qk_norm (and gain); per value head
-        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, activation and qk_norm; per value head
-        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU
+        self.hook_q = HookPoint()  # [batch, pos, head, d_k]  after conv, activation/φ, qk_norm (and gain); per value head
+        self.hook_k = HookPoint()  # [batch, pos, head, d_k]  after conv, activation/φ and qk_norm; per value head
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  after conv and SiLU (no SiLU with a feature map φ)
         self.hook_beta = HookPoint()  # [batch, pos, head]  write strength β_t
         self.hook_delta = HookPoint()  # [batch, pos, head, d_v]  delta error u_t = β_t(v_t − S_{t-1}ᵀk_t)
         self.hook_state = HookPoint()  # [batch, n_positions, head, d_k, d_v]  W_t; only inside expose_states
@@ -202,11 +251,11 @@ class DeltaNet(Mixer):
 
     @classmethod
     def label(cls, cfg: DeltaConfig) -> str:
-        return "DeltaNet"
+        return "DeltaNet" + phi_label(cfg)
 
     def qk_norm_modules(self) -> tuple[nn.Module, nn.Module]:
         """Outlier Protected QK-norm: a learned gain on the L2 query only; keys stay unit-norm (see above)."""
-        return Gain(self.d_head), nn.Identity()
+        return Gain(self.d_k), nn.Identity()
 
     def added_since_saved(self) -> dict[str, float]:
         """The Outlier Protected query gain came later: w_q = 1 is the plain L2 query of older checkpoints."""
@@ -247,15 +296,19 @@ class DeltaNet(Mixer):
     # -- forward --------------------------------------------------------------------------------
     def _project(self, x: torch.Tensor, W: torch.Tensor, conv: Optional[nn.Module], hook: HookPoint,
                  act) -> torch.Tensor:
+        """act(conv(x W)) ``[batch, pos, heads, width]`` (act may change the width: a feature map φ)."""
         b, p, _ = x.shape
         heads, width = W.shape[0], W.shape[2]
         y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, heads·width]
         y = hook(y.view(b, p, heads, width)).reshape(b, p, -1)
         if conv is not None:
             y = conv(y)
-        return act(y).view(b, p, heads, width)
+        return act(y.view(b, p, heads, width))
 
     def _qk_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """The map of q and k after the conv: a feature map φ (Schlag et al.), else ``qk_activation``."""
+        if self.cfg.phi != "silu":
+            return self.feature_map(x)
         kind = self.cfg.qk_activation
         if kind == "silu":
             return F.silu(x)
@@ -264,6 +317,10 @@ class DeltaNet(Mixer):
         if kind == "elu1":
             return F.elu(x) + 1
         return x
+
+    def _v_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """SiLU, as DeltaNet; none with a feature map φ (Schlag et al.'s values are linear)."""
+        return F.silu(x) if self.cfg.phi == "silu" else x
 
     def _qk_norm(self, x: torch.Tensor) -> torch.Tensor:
         kind = self.cfg.qk_norm
@@ -284,7 +341,8 @@ class DeltaNet(Mixer):
         k = self._project(x, self.W_K, self.conv_k if has_conv else None, self.hook_k_pre, act)
         q = self.hook_q(self.expand_qk(self.q_norm(self._qk_norm(q))))
         k = self.hook_k(self.expand_qk(self.k_norm(self._qk_norm(k))))
-        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre, F.silu))
+        v = self.hook_v(self._project(x, self.W_V, self.conv_v if has_conv else None, self.hook_v_pre,
+                                      self._v_activation))
         if self.cfg.use_beta:
             beta = torch.sigmoid(self.hook_beta_pre(x @ self.W_beta + self.b_beta))
         else:

@@ -19,7 +19,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from .base import CacheGetter
-from .delta import DeltaConfig, DeltaNet
+from .delta import DeltaConfig, DeltaNet, phi_label
 from .registry import register
 
 
@@ -48,7 +48,7 @@ class GatedDeltaNet(DeltaNet):
 
     @classmethod
     def label(cls, cfg: GatedDeltaConfig) -> str:
-        return "Gated DeltaNet"
+        return "Gated DeltaNet" + phi_label(cfg)
 
     def log_decay(self, x: torch.Tensor) -> torch.Tensor:
         g = -self.A_log.exp() * F.softplus(x @ self.W_a + self.dt_bias)
