@@ -20,6 +20,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .._common import RecurrenceOutput
 
@@ -58,23 +59,51 @@ def fwm_reference(
     ct = torch.promote_types(dtype, torch.float32)  # the compute dtype
     s, r, t, beta = s.to(ct), r.to(ct), t.to(ct), beta.to(ct)
     Fw = s.new_zeros(b, h, ds, dr, dt) if initial_state is None else initial_state.to(ct)
+    tensors = (s, r, t, beta, q, e, writes)
+    # training memory: autograd through the loop keeps ~4 states per position (O(pos · d_s·d_r·d_t)); with
+    # gradients the loop is checkpointed — each chunk of ``chunk_size`` positions keeps only its start state and
+    # is recomputed in the backward pass, one position at a time — so it holds ~pos/C + C + 4 states instead
+    checkpointed = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (*tensors, initial_state))
     outs, deltas, snaps = [], [], []
-    for i in range(t_len):
-        if i % chunk_size == 0:
-            snaps.append(Fw)
-        if writes is None:
-            v_old = torch.einsum("bhsrt,bhs,bhr->bht", Fw, s[:, i], r[:, i])
-            u = beta[:, i, :, None] * (t[:, i] - v_old) / dt
+    for lo in range(0, t_len, chunk_size):
+        snaps.append(Fw)
+        chunk = tuple(None if x is None else x[:, lo:lo + chunk_size] for x in tensors)
+        if checkpointed:
+            Fw, o, u = checkpoint(_chunk, Fw, *chunk, dt, ct, True, use_reentrant=False)
         else:
-            u = writes[:, i].to(ct)
-        Fw = Fw + torch.einsum("bhs,bhr,bht->bhsrt", s[:, i], r[:, i], u)
-        norm = Fw.flatten(2).norm(dim=-1)  # [batch, head]
-        Fw = Fw / norm.clamp_min(1.0)[..., None, None, None]
-        outs.append(fwm_read(Fw, q[:, i], e[:, i]))
+            Fw, o, u = _chunk(Fw, *chunk, dt, ct, False)
+        outs.append(o)
         deltas.append(u)
     return RecurrenceOutput(
-        output=torch.stack(outs, dim=1).to(dtype),
+        output=torch.cat(outs, dim=1).to(dtype),
         final_state=Fw if output_final_state else None,
         chunk_states=torch.stack(snaps, dim=1) if output_chunk_states else None,
-        delta=torch.stack(deltas, dim=1).to(dtype) if output_delta else None,
+        delta=torch.cat(deltas, dim=1).to(dtype) if output_delta else None,
     )
+
+
+def _step(Fw, s_i, r_i, t_i, beta_i, q_i, e_i, w_i, dt: int, ct: torch.dtype):
+    """One position: the write (given ``w_i`` or the delta error), the norm rescaling, the hops' read."""
+    if w_i is None:
+        v_old = torch.einsum("bhsrt,bhs,bhr->bht", Fw, s_i, r_i)  # what the memory returns for s ⊗ r
+        u = beta_i[..., None] * (t_i - v_old) / dt
+    else:
+        u = w_i.to(ct)
+    Fw = Fw + torch.einsum("bhs,bhr,bht->bhsrt", s_i, r_i, u)
+    norm = Fw.flatten(2).norm(dim=-1)  # [batch, head]
+    Fw = Fw / norm.clamp_min(1.0)[..., None, None, None]
+    return Fw, fwm_read(Fw, q_i, e_i), u
+
+
+def _chunk(Fw, s, r, t, beta, q, e, writes, dt: int, ct: torch.dtype, per_step_checkpoint: bool):
+    """The positions of one chunk from state ``Fw``: (state after the last, outputs, writes) with a ``pos`` axis;
+    with ``per_step_checkpoint`` each position is recomputed in the backward pass (only its input state kept)."""
+    outs, deltas = [], []
+    for i in range(s.shape[1]):
+        args = (Fw, s[:, i], r[:, i], t[:, i], beta[:, i], q[:, i], e[:, i], None if writes is None else writes[:, i],
+                dt, ct)
+        Fw, o, u = checkpoint(_step, *args, use_reentrant=False) if per_step_checkpoint else _step(*args)
+        outs.append(o)
+        deltas.append(u)
+    return Fw, torch.stack(outs, dim=1), torch.stack(deltas, dim=1)
