@@ -40,7 +40,7 @@ RECIPES = {
     # position, so the slower ones are kept narrower (d_head 16) to train in minutes on one CPU thread
     "toy-rec-delta": _mqar_recipe("rec_delta", steps=4000, n_heads=4, d_head=16),
     "toy-delta-rnn": _mqar_recipe("delta_rnn"),
-    "toy-delta-lstm": _mqar_recipe("delta_lstm", d_head=16),
+    "toy-delta-lstm": _mqar_recipe("delta_lstm", steps=2200, d_head=16),
     # the SRWM with its input softmax (the authors' default) stayed at chance (eval loss ln 32) for 500
     # steps at 2×32 and at 4×16; with the identity input map it learns (partly: 0.33 after 1500 steps, 0.40
     # after 4000, flat from step 2750)
