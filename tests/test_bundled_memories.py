@@ -3,9 +3,10 @@ toy-fwm, toy-srwm): each is the run directory its recipe writes, and each has le
 answers the queries of fresh sequences it never saw (a seed neither training nor its eval used) far above
 chance (1/32) and close to the accuracy its recipe.json records.
 
-Under the bundled checkpoints' CPU budget (1500 steps) these memories learned recall only partly: their
-recorded accuracies are well below toy-delta's 1.0 (see each recipe.json ``final``), so the floor here is
-relative to what each recorded, with an absolute floor far above chance."""
+Under the bundled checkpoints' CPU budget (1500 to 4000 steps, minutes on one thread) these memories learned
+recall only partly, and training longer did not close the gap (their accuracy flattened, see each
+history.json): their recorded accuracies are well below toy-delta's 1.0 (see each recipe.json ``final``), so
+the floor here is relative to what each recorded, with an absolute floor far above chance."""
 
 from __future__ import annotations
 
