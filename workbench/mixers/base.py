@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import torch
 from torch import nn
+from transformer_lens.hook_points import HookPoint
 
+from ..components.short_conv import ShortConv
 from ..dataclass_io import check_keys
 from .state import Recurrence, RecurrenceInputs
 
@@ -77,6 +79,19 @@ class MixerConfig:
 
 
 @dataclass(frozen=True)
+class InputConvConfig(MixerConfig):
+    """Options of a mixer that may put a short causal convolution on its input (see
+    :meth:`Mixer.add_input_conv_`): ``conv_size`` taps, 0 (the default, the authors' model) for none."""
+
+    conv_size: int = 0
+
+    def check(self, model: "ModelConfig", qk_norm: bool = False) -> None:
+        if not isinstance(self.conv_size, int) or isinstance(self.conv_size, bool) or self.conv_size < 0:
+            raise ValueError(f"{self.kind}: conv_size must be an integer >= 0 (0: no input convolution), "
+                             f"got {self.conv_size!r}")
+
+
+@dataclass(frozen=True)
 class LinearSite:
     """A linear layer of a mixer as K-FAC sees it (names relative to the mixer, e.g. ``"W_Q"``):
     ``input_hook`` None means the mixer's input; ``layout`` as in :mod:`workbench.analysis.kfac.sites`."""
@@ -115,6 +130,25 @@ class Mixer(nn.Module):
         self.W_O = nn.Parameter(torch.empty(h, dh, dm))
         if bias:
             self.b_O = nn.Parameter(torch.zeros(dm))
+
+    def add_input_conv_(self, size: int) -> None:
+        """With ``size > 0``, a depthwise causal convolution of ``size`` taps over the mixer input (the
+        "short convolution" of DeltaNet, on x instead of on q, k, v, so any memory can take it unchanged):
+        :meth:`conv_input` then returns ``hook_x_conv`` ``[batch, pos, d_model]`` and the linear layers that
+        read the input read that (``input_hook``). Without it the mixer is exactly the authors' model."""
+        self.conv_x = ShortConv(self.d_model, size) if size > 0 else None
+        if size > 0:
+            self.hook_x_conv = HookPoint()  # [batch, pos, d_model]  the mixer input after its short convolution
+
+    def conv_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input the mixer's projections read: ``x``, or its short convolution (``add_input_conv_``)."""
+        conv = getattr(self, "conv_x", None)
+        return x if conv is None else self.hook_x_conv(conv(x))
+
+    @property
+    def input_site_hook(self) -> Optional[str]:
+        """The hook a linear layer reading the mixer input sees (None: the mixer input itself)."""
+        return "hook_x_conv" if getattr(self, "conv_x", None) is not None else None
 
     # ------------------------------------------------------------------ what it is
     @classmethod

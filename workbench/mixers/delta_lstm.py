@@ -38,7 +38,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, delta_lstm
 from ..kernels.delta_lstm import delta_lstm_cell, unpack_state
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -46,13 +46,15 @@ FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
 
 
 @dataclass(frozen=True)
-class DeltaLSTMConfig(MixerConfig):
-    """The Delta LSTM (version 4) has no options beyond the model's sizes. It does not take the Outlier
+class DeltaLSTMConfig(InputConvConfig):
+    """The Delta LSTM's (version 4) one option is ``conv_size`` (a short convolution on the input, not in
+    the authors' model; 0 = none). It does not take the Outlier
     Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
 
     kind: ClassVar[str] = "delta_lstm"
 
     def check(self, model, qk_norm: bool = False) -> None:
+        super().check(model, qk_norm)
         if qk_norm:
             raise ValueError(f"the {self.kind} mixer sum-normalises its q and k (elu+1 keys), so the Outlier "
                              "Protected block's QK-norm does not apply; use block='pre_norm'")
@@ -103,6 +105,7 @@ class DeltaLSTM(Mixer):
 
     def __init__(self, cfg: DeltaLSTMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
+        self.add_input_conv_(cfg.conv_size)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
         for name in ("W_Q", "W_K", "W_V", "W_RK", "W_RV"):  # [head, d_model, 3·d_head], gates i, u, o
             setattr(self, name, nn.Parameter(torch.empty(h, dm, 3 * dh)))
@@ -156,12 +159,15 @@ class DeltaLSTM(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         h3 = self.n_heads * 3 * self.d_head
-        sites = [LinearSite(kind, param, out, self.d_model, h3, "head_in_out")
+        x_hook = self.input_site_hook
+        sites = [LinearSite(kind, param, out, self.d_model, h3, "head_in_out", input_hook=x_hook)
                  for kind, param, out in (("q", "W_Q", "hook_q_pre"), ("k", "W_K", "hook_k_pre"),
                                           ("v", "W_V", "hook_v"), ("rec_k", "W_RK", "hook_rec_k_pre"),
                                           ("rec_v", "W_RV", "hook_rec_v"))]
-        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, 3 * self.n_heads, "in_out"),
-                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, 3 * self.n_heads, "in_out"),
+        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, 3 * self.n_heads,
+                             "in_out", input_hook=x_hook),
+                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, 3 * self.n_heads,
+                             "in_out", input_hook=x_hook),
                   LinearSite("o", "W_O", None, self.n_heads * self.d_head, self.d_model, "head_out",
                              input_hook="hook_o_in")]
         return sites
@@ -177,6 +183,7 @@ class DeltaLSTM(Mixer):
                 "(expose_states + hook_state) instead")
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
+        x = self.conv_input(x)
         b, p, _ = x.shape
         h, dh = self.n_heads, self.d_head
         proj = lambda W: torch.einsum("bpm,hmd->bphd", x, W).view(b, p, h, 3, dh)  # noqa: E731

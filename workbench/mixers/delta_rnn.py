@@ -42,7 +42,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, delta_rnn
 from ..kernels.delta_rnn import delta_rnn_read
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -50,13 +50,14 @@ FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
 
 
 @dataclass(frozen=True)
-class DeltaRNNConfig(MixerConfig):
-    """The Delta RNN has no options beyond the model's sizes. It does not take the Outlier Protected
-    block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
+class DeltaRNNConfig(InputConvConfig):
+    """The Delta RNN's one option is ``conv_size`` (a short convolution on the input, not in the authors'
+    model; 0 = none). It does not take the Outlier Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
 
     kind: ClassVar[str] = "delta_rnn"
 
     def check(self, model, qk_norm: bool = False) -> None:
+        super().check(model, qk_norm)
         if qk_norm:
             raise ValueError(f"the {self.kind} mixer sum-normalises its q and k (elu+1 keys), so the Outlier "
                              "Protected block's QK-norm does not apply; use block='pre_norm'")
@@ -104,6 +105,7 @@ class DeltaRNN(Mixer):
 
     def __init__(self, cfg: DeltaRNNConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
+        self.add_input_conv_(cfg.conv_size)
         self.add_qkvo_(bias=False)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
         self.W_RK = nn.Parameter(torch.empty(h, dm, dh))
@@ -147,12 +149,15 @@ class DeltaRNN(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
-        sites = [LinearSite(kind, param, out, self.d_model, hd, "head_in_out")
+        x_hook = self.input_site_hook
+        sites = [LinearSite(kind, param, out, self.d_model, hd, "head_in_out", input_hook=x_hook)
                  for kind, param, out in (("q", "W_Q", "hook_q_pre"), ("k", "W_K", "hook_k_pre"),
                                           ("v", "W_V", "hook_v"), ("rec_k", "W_RK", "hook_rec_k_pre"),
                                           ("rec_v", "W_RV", "hook_rec_v"))]
-        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"),
-                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, self.n_heads, "in_out"),
+        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads,
+                             "in_out", input_hook=x_hook),
+                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, self.n_heads,
+                             "in_out", input_hook=x_hook),
                   LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
         return sites
 
@@ -167,6 +172,7 @@ class DeltaRNN(Mixer):
                 "(expose_states + hook_state) instead")
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
+        x = self.conv_input(x)
         proj = lambda W: torch.einsum("bpm,hmd->bphd", x, W)  # noqa: E731
         sum_norm = lambda t: t / t.sum(-1, keepdim=True)  # noqa: E731  (as the authors': elu+1 > 0)
         q = self.hook_q(sum_norm(F.elu(self.hook_q_pre(proj(self.W_Q))) + 1))

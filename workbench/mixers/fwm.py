@@ -41,21 +41,23 @@ from ..components.lstm import lstm_scan
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, fwm
 from ..kernels.fwm import fwm_read
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 
 @dataclass(frozen=True)
-class FWMConfig(MixerConfig):
+class FWMConfig(InputConvConfig):
     """Fast Weight Memory options: ``n_reads`` read hops (the authors' default 3) and ``residual`` (add the
-    LSTM output h_t to the memory's read-out, as the authors' default)."""
+    LSTM output h_t to the memory's read-out, as the authors' default); ``conv_size`` a short convolution on
+    the LSTM's input (not in the authors' model; 0 = none)."""
 
     kind: ClassVar[str] = "fwm"
     n_reads: int = 3
     residual: bool = True
 
     def check(self, model, qk_norm: bool = False) -> None:
+        super().check(model, qk_norm)
         check_int_fields(self, ("n_reads",))
         if not isinstance(self.residual, bool):
             raise ValueError(f"FWMConfig.residual must be a bool, got {self.residual!r}")
@@ -87,6 +89,7 @@ class FastWeightMemory(Mixer):
 
     def __init__(self, cfg: FWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
+        self.add_input_conv_(cfg.conv_size)
         h, dm, dh, n = self.n_heads, self.d_model, self.d_head, cfg.n_reads
         self.W_ih = nn.Parameter(torch.empty(dm, 4 * dm))  # LSTM gates i, f, z, o from x
         self.W_hh = nn.Parameter(torch.empty(dm, 4 * dm))  # LSTM gates from h_{t-1}
@@ -160,7 +163,7 @@ class FastWeightMemory(Mixer):
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         bsz, n_pos, _ = x.shape
         dt = self.d_head
-        h, _ = lstm_scan(x @ self.W_ih + self.b_lstm, self.W_hh)
+        h, _ = lstm_scan(self.conv_input(x) @ self.W_ih + self.b_lstm, self.W_hh)
         h = self.hook_h(h)
         s = self.hook_s(torch.tanh(self.hook_s_pre(self._heads(h, self.W_s, self.b_s))))
         r = self.hook_r(torch.tanh(self.hook_r_pre(self._heads(h, self.W_r, self.b_r))))

@@ -40,20 +40,21 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, rec_delta
 from ..kernels.rec_delta import rec_delta_inputs
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 
 @dataclass(frozen=True)
-class RecDeltaConfig(MixerConfig):
-    """The Recurrent Delta Net has no options beyond the model's sizes (d_k = d_v = d_head, as the authors'
-    kernel requires). It does not take the Outlier Protected block's QK-norm: its q and k pass through a
-    softmax inside the recurrence."""
+class RecDeltaConfig(InputConvConfig):
+    """The Recurrent Delta Net's one option is ``conv_size`` (a short convolution on the input, not in the
+    authors' model; 0 = none); d_k = d_v = d_head, as the authors' kernel requires. It does not take the
+    Outlier Protected block's QK-norm: its q and k pass through a softmax inside the recurrence."""
 
     kind: ClassVar[str] = "rec_delta"
 
     def check(self, model, qk_norm: bool = False) -> None:
+        super().check(model, qk_norm)
         if qk_norm:
             raise ValueError(f"the {self.kind} mixer's q and k pass through a softmax inside the recurrence, so the "
                              "Outlier Protected block's QK-norm does not apply; use block='pre_norm'")
@@ -122,6 +123,7 @@ class RecurrentDeltaNet(Mixer):
         self.R_v = nn.Parameter(torch.empty(h, dh, dh))  # [head, d_v, d_v]
         self.r_beta = nn.Parameter(torch.empty(h, dh))  # [head, d_v]
         self.recurrence = RecurrentDeltaRule(self)
+        self.add_input_conv_(cfg.conv_size)
         self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  q̃ = x W_Q, the slow part of the query
         self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  k̃ = x W_K, the slow part of the key
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  ṽ = x W_V, the slow part of the value
@@ -154,9 +156,11 @@ class RecurrentDeltaNet(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
-        sites = [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}_pre", self.d_model, hd, "head_in_out")
-                 for kind in ("q", "k", "v")]
-        sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"))
+        x_hook = self.input_site_hook
+        sites = [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}_pre", self.d_model, hd, "head_in_out",
+                            input_hook=x_hook) for kind in ("q", "k", "v")]
+        sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out",
+                                input_hook=x_hook))
         sites.append(LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z"))
         return sites
 
@@ -173,6 +177,7 @@ class RecurrentDeltaNet(Mixer):
         return x
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
+        x = self.conv_input(x)
         q_pre = self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q))
         k_pre = self.hook_k_pre(torch.einsum("bpm,hmd->bphd", x, self.W_K))
         v_pre = self.hook_v_pre(torch.einsum("bpm,hmd->bphd", x, self.W_V))

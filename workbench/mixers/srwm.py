@@ -56,7 +56,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, srwm, srwm_trace
 from ..kernels.srwm import N_RATES, block_sizes
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -64,10 +64,11 @@ RATES = ("y", "q", "k", "beta")  # the blocks of W's columns, each with its lear
 
 
 @dataclass(frozen=True)
-class SRWMConfig(MixerConfig):
+class SRWMConfig(InputConvConfig):
     """SRWM options: ``input_softmax`` φ = softmax on each head's input (False: identity);
     ``input_proj`` a learned ``W_in [head, d_model, d_head]`` (False: the residual stream split into heads,
-    as the authors, which needs d_model = n_heads·d_head); ``beta_init`` the mean of the β columns of W_0."""
+    as the authors, which needs d_model = n_heads·d_head); ``beta_init`` the mean of the β columns of W_0;
+    ``conv_size`` a short convolution on the input (not in the authors' model; 0 = none)."""
 
     kind: ClassVar[str] = "srwm"
     input_softmax: bool = True
@@ -75,6 +76,7 @@ class SRWMConfig(MixerConfig):
     beta_init: float = -1.0
 
     def check(self, model, qk_norm: bool = False) -> None:
+        super().check(model, qk_norm)
         for name in ("input_softmax", "input_proj"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SRWMConfig.{name} must be a bool, got {getattr(self, name)!r}")
@@ -130,6 +132,7 @@ class SRWM(Mixer):
 
     def __init__(self, cfg: SRWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
+        self.add_input_conv_(cfg.conv_size)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
         if cfg.input_proj:
             self.W_in = nn.Parameter(torch.empty(h, dm, dh))
@@ -212,7 +215,8 @@ class SRWM(Mixer):
         hd = self.n_heads * self.d_head
         sites = [LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
         if self.cfg.input_proj:
-            sites.insert(0, LinearSite("x", "W_in", "hook_x_pre", self.d_model, hd, "head_in_out"))
+            sites.insert(0, LinearSite("x", "W_in", "hook_x_pre", self.d_model, hd, "head_in_out",
+                                         input_hook=self.input_site_hook))
         return sites
 
     # -- forward --------------------------------------------------------------------------------
@@ -228,6 +232,7 @@ class SRWM(Mixer):
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         b, p, _ = x.shape
+        x = self.conv_input(x)
         if self.cfg.input_proj:
             xh = torch.einsum("bpm,hmd->bphd", x, self.W_in)
         else:
