@@ -6,7 +6,8 @@ ICML 2021, arXiv 2102.11174 (v3). Read in the paper's own text as rendered by ar
 (https://ar5iv.labs.arxiv.org/html/2102.11174, "the ar5iv render"), from a stored clipping of that page in the
 code index (``read_file`` file id 59560424020: front matter ``source: https://ar5iv.labs.arxiv.org/html/2102.11174``,
 then the whole paper, §6.3 and Appendix D.3 with the tables as HTML). Every number below was copied from
-that text cell by cell:
+that text cell by cell, and agrees cell by cell with a second, independent reading of the same ar5iv render
+stored in the code index (file id 61615615324, a study card that transcribes Tables 2–5):
 
 - Table 2 (overcapacity regime; D = 128, L = 256, 40M parameters "small"; D = 256, L = 384, 90M "medium";
   Performer m = 8 / 16 random features so that its capacity equals the linear Transformer's; no DPFP, "since
