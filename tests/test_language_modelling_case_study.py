@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from case_studies.language_modelling import merge as merge_mod
+from case_studies.language_modelling import paper as P
 from case_studies.language_modelling import tables as T
 from case_studies.language_modelling.__main__ import main
 from case_studies.language_modelling.config import FULL, MODELS, QUICK, SEEDS, Protocol, RunConfig, Study
@@ -106,7 +107,34 @@ def test_figures_on_hand_made_runs():
     dots = [t for t in fig.data if t.name == "one seed"][0]
     assert len(dots.x) == 11  # 12 runs, one diverged
     assert {t.name for t in learning_curves(RUNS).data} == {"softmax", "sum-elu1-norm", "delta-elu1-norm", "rec-delta"}
-    assert len(paper_figure(RUNS).data[0].x) == 4
+    traces = {t.name: len(t.x) for t in paper_figure(RUNS).data}
+    assert traces == {"Schlag et al. 2021, Table 2, WikiText-103 small": 3,  # softmax, sum-/delta-elu1-norm
+                      "Schlag et al. 2021, Table 5, WikiText-103 small": 1,  # of RUNS' models only softmax
+                      "Schlag et al. 2021, Table 2, WikiText-103 medium": 3,
+                      "Irie et al. 2021, WikiText-103 small (second-hand)": 4}
+
+
+def test_paper_tables_sources_and_claim_evidence():
+    for key, table in P.TABLES.items():
+        assert table["hand"] in ("first", "second") and table["source"] and table["metric"] in ("valid", "test")
+        assert all(m in MODELS for m, _ in P.rows_with_models(key))
+        if table["hand"] == "first":  # read in the paper itself: both columns, ranked by valid
+            assert table["metric"] == "valid" and "ar5iv" in table["source"]
+            assert all(r["valid"] is not None and r["test"] is not None for r in table["rows"])
+        else:
+            assert "second-hand" in table["source"]
+    assert [tag for tag, _ in P.for_model("delta-elu1-norm")] == ["S2", "I†"]
+    assert [tag for tag, _ in P.for_model("delta-elu1-norm", "medium")] == ["S2m"]
+    assert P.score(P.for_model("sum-dpfp1")[0][1]) == 37.7  # valid where the table has it
+    assert P.score(P.for_model("rec-delta")[0][1]) == 35.2  # else test
+    # both in one table: one entry per table; in no table: first-hand small rows of different tables
+    assert P.claim_evidence("delta-favor", "sum-favor") == ["S2: 36.1 vs 39.0 (holds)", "S5: 36.0 vs 38.0 (holds)",
+                                                            "S2m: 30.0 vs 32.2 (holds)"]
+    assert P.claim_evidence("sum-dpfp1", "sum-elu1-norm") == ["S5 37.7 vs S2 37.1 (reversed)"]
+    assert P.claim_evidence("rec-delta", "delta-elu1-norm") == ["I†: 35.2 vs 35.2 (tie)"]
+    assert P.claim_evidence("sum-dpfp2", "sum-elu1-norm") == []
+    assert "S5 37.7 vs S2 37.1 (reversed)" in T.claims_table([entry(m, s, 10.0 + s) for m in ("sum-dpfp1", "sum-elu1-norm")
+                                                              for s in (0, 1)])
 
 
 def test_merge_orders_parts_and_refuses_quick_runs(tmp_path):

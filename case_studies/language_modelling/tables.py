@@ -39,17 +39,22 @@ def _pm(mean: float, std: float, digits: int = 3) -> str:
 
 
 def _paper_cell(model: str) -> str:
-    rows = [" / ".join("—" if v[k] is None else f"{v[k]:.1f}" for k in ("valid", "test")) for v in paper.for_model(model)]
+    """The papers' small-setting valid / test perplexities for ``model``, each after its table's tag."""
+    rows = [tag + " " + " / ".join("—" if v[k] is None else f"{v[k]:.1f}" for k in ("valid", "test"))
+            for tag, v in paper.for_model(model)]
     return "; ".join(rows) if rows else "—"
+
+
+PAPER_TAGS = "S2, S5: Schlag et al. Tables 2, 5; I†: Irie et al., second-hand"
 
 
 def model_table(runs: list[dict[str, Any]]) -> str:
     """Per model: validation perplexity (per byte) and bits per byte, mean ± std over seeds, rank, the
-    paper's WikiText-103 valid / test perplexity (small setting) for the matching model."""
+    papers' WikiText-103 valid / test perplexities (small setting) for the matching model, tagged by table."""
     s = summary(runs)
     ranks = s.ppl_mean.rank(method="min")
     head = ["model", "mixer", "seeds", "val ppl (per byte)", "bits per byte", "rank", "params",
-            "s / run", "paper: WT-103 small, valid / test ppl"]
+            "s / run", f"papers: WT-103 small, valid / test ppl ({PAPER_TAGS})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in s.iterrows():
         seeds = f"{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
@@ -95,21 +100,24 @@ CLAIMS: tuple[tuple[str, str, str], ...] = (
       for rule in ("sum", "delta") for nu in (1, 2, 3)),
     *((f"{rule}-elu1-norm", f"{rule}-favor", f"elu+1 beats FAVOR+ ({rule} rule)") for rule in ("sum", "delta")),
     *((BASELINE, m, f"softmax attention beats {m}") for m in MODELS if m != BASELINE),
-    ("rec-delta", "delta-elu1-norm", "Recurrent Delta Net beats the delta rule, elu+1 (Irie et al.: a tie, 35.2 each)"),
+    ("rec-delta", "delta-elu1-norm", "Recurrent Delta Net beats the delta rule, elu+1"),
 )
 
 
 def claims_table(runs: list[dict[str, Any]]) -> str:
     """The pairwise claims of the papers: per-seed differences of validation perplexity (worse − better;
-    positive = the claim's direction), their mean ± std, and the verdict of :func:`pairwise`."""
-    head = ["claim", "better", "worse", "Δ ppl per seed (worse − better)", "mean ± std", "verdict"]
+    positive = the claim's direction), their mean ± std, the verdict of :func:`pairwise`, and what the
+    papers' tables say (:func:`paper.claim_evidence`: better vs worse, valid ppl; test for I†)."""
+    head = ["claim", "better", "worse", "Δ ppl per seed (worse − better)", "mean ± std", "verdict",
+            "papers: better vs worse (valid; I† test)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for better, worse, text in CLAIMS:
         p = pairwise(runs, better, worse)
         if not p["seeds"]:
             continue
         lines.append("| " + " | ".join([text, better, worse, ", ".join(f"{d:+.3f}" for d in p["diffs"]),
-                                       _pm(p["mean"], p["std"]), p["verdict"]]) + " |")
+                                       _pm(p["mean"], p["std"]), p["verdict"],
+                                       "; ".join(paper.claim_evidence(better, worse)) or "—"]) + " |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from workbench.mixers import describe
 
 from .baselines import baseline_accuracy
 from .config import MIXERS_STUDIED, TASKS, Protocol
-from .paper import PAPER_ACCURACY, PAPER_SPREAD, SETTINGS
+from .paper import NOT_IN_PAPER, PAPER_ACCURACY, PAPER_SPREAD, SECOND_HAND, SETTINGS
 
 TASK_LABELS = {"code_execution": "code execution", "listops": "ListOps"}
 PAPER_COLUMNS = {"code_execution": (SETTINGS[0], SETTINGS[1]), "listops": (SETTINGS[2], SETTINGS[3])}
@@ -23,11 +23,15 @@ def _ci(ci: list[float]) -> str:
 
 
 def _paper(mixer: str, setting: str) -> str:
+    """The paper's number for ``mixer`` in ``setting``: "n/p" (model not in the paper), "n/f" (not found),
+    else the value (± the quoted spread), with † when it is second-hand."""
+    if mixer in NOT_IN_PAPER:
+        return "n/p"
     value = PAPER_ACCURACY.get(mixer, {}).get(setting)
     if value is None:
         return "n/f"
     spread = PAPER_SPREAD.get((mixer, setting))
-    return f"{value:.1f}" + (f" ± {spread:.0f}" if spread is not None else "")
+    return f"{value:.1f}" + (f" ± {spread:.0f}" if spread is not None else "") + (" †" if SECOND_HAND else "")
 
 
 def _ordered(runs: list[dict], task: str) -> list[dict]:
@@ -57,7 +61,8 @@ def accuracy_table(results: dict[str, Any], task: str) -> str:
         for rule, acc in rules.items():
             lines.append("| " + " | ".join([f"*rule: {rule}*", "—", _pct(acc), "—", "—"] + ["—"] * len(cols)) + " |")
     lines += ["", f"{n['n_sequences']} test sequences ({n['n_answers']} scored answers), seed {n['seed']}; "
-                  "rules: see baselines.py; n/f = not found in the source (see paper.py)."]
+                  "rules: see baselines.py; paper columns: † = second-hand (quoted by a literature review; the paper's "
+                  "table was not found), n/f = not found, n/p = model not in the paper (see paper.py)."]
     return "\n".join(lines)
 
 
