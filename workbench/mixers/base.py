@@ -79,9 +79,10 @@ class MixerConfig:
 
 
 @dataclass(frozen=True)
-class InputConvConfig(MixerConfig):
-    """Options of a mixer that may put a short causal convolution on its input (see
-    :meth:`Mixer.add_input_conv_`): ``conv_size`` taps, 0 (the default, the authors' model) for none."""
+class ShortConvConfig(MixerConfig):
+    """Options of a mixer that may take DeltaNet's short causal convolution, which its authors' model does not
+    have: ``conv_size`` taps, 0 (the default: the authors' model) for none. Where it goes is the mixer's
+    choice (:meth:`Mixer.add_short_convs_` on named projections, or :meth:`Mixer.add_input_conv_`)."""
 
     conv_size: int = 0
 
@@ -131,11 +132,34 @@ class Mixer(nn.Module):
         if bias:
             self.b_O = nn.Parameter(torch.zeros(dm))
 
+    def add_short_convs_(self, size: int, channels: dict[str, int]) -> None:
+        """With ``size > 0``, DeltaNet's short convolution on each named projection (name → its channel count):
+        ``conv_{name}`` (a depthwise causal convolution of ``size`` taps over positions) and
+        ``hook_{name}_proj``, the projection before it. :meth:`short_conv` applies it; :meth:`proj_hook` names
+        the hook a K-FAC site should read as the projection's output. Without it the mixer is unchanged."""
+        self.short_convs = tuple(channels) if size > 0 else ()
+        for name, n in channels.items():
+            if size > 0:
+                setattr(self, f"conv_{name}", ShortConv(n, size))
+                setattr(self, f"hook_{name}_proj", HookPoint())  # the projection's output, before its conv
+
+    def short_conv(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        """The projection ``y [batch, pos, ...]`` after its short convolution (``y`` itself without one); the
+        trailing axes are the conv's channels, and ``hook_{name}_proj`` sees ``y`` first."""
+        if name not in getattr(self, "short_convs", ()):
+            return y
+        y = getattr(self, f"hook_{name}_proj")(y)
+        return getattr(self, f"conv_{name}")(y.flatten(2)).view_as(y)
+
+    def proj_hook(self, name: str, otherwise: str) -> str:
+        """The hook holding projection ``name``'s output: ``hook_{name}_proj`` with a short conv, else ``otherwise``."""
+        return f"hook_{name}_proj" if name in getattr(self, "short_convs", ()) else otherwise
+
     def add_input_conv_(self, size: int) -> None:
         """With ``size > 0``, a depthwise causal convolution of ``size`` taps over the mixer input (the
-        "short convolution" of DeltaNet, on x instead of on q, k, v, so any memory can take it unchanged):
-        :meth:`conv_input` then returns ``hook_x_conv`` ``[batch, pos, d_model]`` and the linear layers that
-        read the input read that (``input_hook``). Without it the mixer is exactly the authors' model."""
+        "short convolution" of DeltaNet, on x instead of on projections, for a mixer whose projections read
+        something else, e.g. an LSTM's output): :meth:`conv_input` then returns ``hook_x_conv``
+        ``[batch, pos, d_model]``. Without it the mixer is unchanged."""
         self.conv_x = ShortConv(self.d_model, size) if size > 0 else None
         if size > 0:
             self.hook_x_conv = HookPoint()  # [batch, pos, d_model]  the mixer input after its short convolution
@@ -144,11 +168,6 @@ class Mixer(nn.Module):
         """The input the mixer's projections read: ``x``, or its short convolution (``add_input_conv_``)."""
         conv = getattr(self, "conv_x", None)
         return x if conv is None else self.hook_x_conv(conv(x))
-
-    @property
-    def input_site_hook(self) -> Optional[str]:
-        """The hook a linear layer reading the mixer input sees (None: the mixer input itself)."""
-        return "hook_x_conv" if getattr(self, "conv_x", None) is not None else None
 
     # ------------------------------------------------------------------ what it is
     @classmethod
