@@ -178,8 +178,10 @@ class ModelConfig:
         object.__setattr__(self, "moe", moe)
 
     def moe_at(self, layer: int) -> Optional[MoEConfig]:
-        """The mixture-of-experts config of ``layer``'s MLP, or None (a dense MLP)."""
-        return None if self.moe is None or layer in self.moe.dense_layers else self.moe
+        """The mixture-of-experts config of ``layer``'s MLP, or None (a dense MLP, or a block without an MLP)."""
+        if self.moe is None or layer in self.moe.dense_layers or not self.has_mlp(layer):
+            return None
+        return self.moe
 
     def _mixer_spec(self, value: Any) -> MixerSpec:
         if isinstance(value, (list, tuple)):
