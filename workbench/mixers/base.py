@@ -236,10 +236,21 @@ class Mixer(nn.Module):
         return exact(self.recurrence_inputs(get))
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Each head's contribution to the mixer output for read-outs ``z [..., head, d_head]`` (as in
-        ``hook_z``) given the mixer input ``x [..., d_model]`` (for gates): ``[..., head, d_model]``;
-        no output bias."""
+        """Each head's contribution to the mixer output of a run, from its read-outs ``z [batch, pos, head,
+        d_head]`` (``hook_z``) and the mixer input ``x [batch, pos, d_model]`` (for gates and skips):
+        ``[batch, pos, head, d_model]``, no output bias. Σ_head + :meth:`output_bias` is the mixer output
+        (exactly, for every mixer whose output is heads plus a bias; the rest is the mixer's own, e.g. FWM's LSTM
+        state). A mixer whose output path is position-wise also takes any ``[..., head, d_head]`` with
+        ``[..., d_model]`` (see :meth:`readout_outputs`)."""
         return torch.einsum("...hd,hdm->...hm", z, self.W_O)
+
+    def readout_outputs(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """What the output path makes of read-out vectors ``r [..., head, d_v]`` alone (e.g. a probe's Wᵀk) at
+        positions whose mixer input is ``x [..., d_model]``: ``[..., head, d_model]``. The same as
+        :meth:`head_outputs` for every mixer whose output path is position-wise (the default); a mixer whose
+        output also depends on earlier positions through something other than its memory (Mamba-2's skip D ⊙ x
+        after the short conv) leaves that part out here."""
+        return self.head_outputs(r, x)
 
     def output_bias(self) -> Optional[torch.Tensor]:
         """The ``[d_model]`` bias added to the summed head outputs (default: the parameter ``b_O`` if the mixer
