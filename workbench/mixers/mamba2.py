@@ -141,6 +141,8 @@ class Mamba2(Mixer):
         y = (grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + eps)).flatten(-2) * self.w_norm
         return y.unflatten(-1, (self.n_heads, self.d_v))
 
+    adds_beside_heads = True  # the skip D ⊙ x, through the group norm: not part of any head's read-out
+
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(self.output_norm(z, self._gate(x)), x)
 
