@@ -339,3 +339,25 @@ def test_model_cfg_answers_transformer_lens_names_and_stays_our_config():
     assert model.cfg.dtype == torch.float64 and cfg.dtype is None
     assert ModelConfig(mixer="delta", **{**BASE, "norm": "none", "mlp": "none"}).normalization_type is None
     assert HookedFastWeightLM(model.cfg).cfg == cfg
+
+
+def test_the_other_patching_sweeps_and_the_logit_lens_run_or_say_why():
+    delta, softmax = (load(ROOT / "workbench" / "checkpoints" / name) for name in ("toy-delta", "mqar-softmax-d64"))
+    for model in (delta, softmax):
+        tokens = some_tokens(model, seed=10, pos=5)
+        logits, cache = model.run_with_cache(tokens)
+        metric = _logit_diff_metric(logits)
+        lens = cache.logit_lens()  # TransformerLens checks that its last row reproduces the model's logits
+        assert lens.labels[-1] == "final_post"
+        if model is delta:
+            assert patching.get_act_patch_block_every(model, tokens.flip(-1), cache, metric).shape == (3, 2, 5)
+            with pytest.raises(KeyError, match="no attention pattern"):
+                patching.get_act_patch_attn_head_all_pos_every(model, tokens.flip(-1), cache, metric)
+        else:
+            every = patching.get_act_patch_attn_head_by_pos_every(model, tokens.flip(-1), cache, metric)
+            assert every.shape == (5, model.cfg.n_layers, 5, model.cfg.n_heads)
+            with pytest.raises(KeyError, match="no MLPs"):
+                patching.get_act_patch_block_every(model, tokens.flip(-1), cache, metric)
+        _, corrupted_cache = model.run_with_cache(tokens.flip(-1))
+        with pytest.raises(NotDefinedForMixer, match="per-head copy"):
+            patching.get_act_patch_direct_path(model, tokens.flip(-1), cache, corrupted_cache, metric, 0, 0)

@@ -80,6 +80,9 @@ class FastWeightActivationCache(ActivationCache):
             if parts[0] == "blocks" and len(parts) > 2 and parts[1].isdigit() and int(parts[1]) < len(self.model.blocks):
                 layer = int(parts[1])
                 attn = self.model.blocks[layer].attn
+                if not self.model.blocks[layer].has_mlp and (parts[2] == "mlp" or parts[-1] in (
+                        "hook_mlp_out", "hook_resid_mid")):
+                    return f"{name}: this model has no MLPs (mlp='none', cfg.attn_only), so no {parts[-1]}"
                 if parts[-1] in ("hook_pattern", "hook_attn_scores"):
                     return (f"{name}: layer {layer} ({attn.label(attn.cfg)}) has no attention pattern; its exact "
                             f"effective attention (hook_z = A · hook_v) is model.effective_attention(tokens, {layer}), "

@@ -55,6 +55,21 @@ class TransformerLensModelAPI:
         p = self.unembed.W_U
         self.cfg._place(p.device, p.dtype)
 
+    # ------------------------------------------------------------------ TransformerLens' optional per-head input forks
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """Refused when asked to switch on: TransformerLens' per-head copies of the mixer input (``hook_q_input``
+        …, used by ``patching.get_act_patch_direct_path``) do not exist here."""
+        if use_split_qkv_input:
+            raise NotDefinedForMixer(
+                "use_split_qkv_input: our mixers read one shared input (blocks.{l}.ln1.hook_normalized, or the "
+                "residual stream) and keep no per-head copy of it for queries, keys and values, so direct path "
+                "patching is not available; patch a source head's hook_z and read later layers with run_with_hooks")
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        if use_attn_in:
+            raise NotDefinedForMixer("use_attn_in: our mixers keep no per-head copy of their input (see "
+                                     "set_use_split_qkv_input)")
+
     # ------------------------------------------------------------------ embeddings and unembedding
     @property
     def W_E(self) -> torch.Tensor:
