@@ -70,6 +70,20 @@ def test_run_with_cache_gives_an_activation_cache(model):
     _, single = model.run_with_cache(tokens[:1], remove_batch_dim=True)
     close(single["resid_post", 0], cache["resid_post", 0][0])
     assert single.to("cpu") is single and len(single) == len(cache)
+    n_last = model.cfg.n_layers - 1  # the decompositions work without the batch axis too
+    close(single.get_full_resid_decomposition(expand_neurons=False).sum(0), single["resid_post", n_last])
+    with pytest.raises(KeyError, match="not cached"):
+        model.run_with_cache(tokens, names_filter="hook_embed")[1]["resid_pre", 0]
+
+
+def test_every_loader_returns_eval_mode(tmp_path):
+    from workbench.checkpoint import load_from_bytes
+
+    directory = ROOT / "workbench" / "checkpoints" / "toy-delta"
+    model = load_from_bytes((directory / "config.json").read_text(), (directory / "model.safetensors").read_bytes())
+    assert not model.training
+    fresh = HookedFastWeightLM(ModelConfig(d_vocab=16))
+    assert fresh.training  # a model built to be trained starts in training mode, as an nn.Module does
 
 
 def test_residual_decompositions_sum_exactly(model):
