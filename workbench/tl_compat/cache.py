@@ -218,7 +218,7 @@ class FastWeightActivationCache(ActivationCache):
         W_out = neuron_slice.apply(self._dense_mlp(layer).W_out, dim=0)
         post = neuron_slice.apply(self[("post", layer, "mlp")], dim=-1)
         with torch.no_grad():
-            out = self._to_residual(layer, "mlp", post[..., None] * W_out, 1)
+            out = self._to_residual(layer, "mlp", post[..., None] * W_out.detach(), 1)
         out = pos_slice.apply(out, dim=-3)
         return out if project_output_onto is None else out @ project_output_onto
 
