@@ -131,6 +131,15 @@ def test_direct_logit_attribution_sums_to_the_logit_difference(model):
         close(attrs.sum(0) + model.logit_offset(answer, wrong), logit_diff)
     attrs = cache.logit_attrs(cache.decompose_resid(pos_slice=-1), answer, pos_slice=-1)  # one logit, no difference
     close(attrs.sum(0) + model.logit_offset(answer), final.gather(-1, answer[:, None])[:, 0])
+    token = int(answer[0])  # the same through project_output_onto, for one token's direction
+    direction = model.tokens_to_residual_directions(token)  # [d_model]
+    projected = cache.get_full_resid_decomposition(pos_slice=-1, apply_ln=True, project_output_onto=direction)
+    close(projected.sum(0) + model.logit_offset(token), final[:, token])
+    if not model.cfg.attn_only:
+        n = model.cfg.n_layers
+        folded = cache.stack_neuron_results(n, pos_slice=-1, apply_ln=True, project_output_onto=direction)
+        plain = cache.apply_ln_to_stack(cache.stack_neuron_results(n, pos_slice=-1), pos_slice=-1) @ direction
+        close(folded, plain)
 
 
 def _logit_diff_metric(clean_logits):
