@@ -27,6 +27,9 @@ from .mixers import mixer_class
 
 
 class TransformerBlock(nn.Module):
+    # hook_resid_post is the one residual stream the next block (or ln_final) reads: TransformerLens' logit lens asks
+    hook_out_is_single_residual_stream = True
+
     def __init__(self, cfg, layer: int):
         super().__init__()
         pre_norm = cfg.block == "pre_norm"

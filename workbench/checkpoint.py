@@ -2,7 +2,7 @@
 
     save(model, "runs/toy")                       # writes runs/toy/config.json, runs/toy/model.safetensors
                                                   # (and tokenizer.json when the model carries one)
-    model = load("runs/toy")                      # a HookedFastWeightLM, weights checked strictly
+    model = load("runs/toy")                      # a HookedFastWeightLM in eval mode, weights checked strictly
     model = load_from_bytes(config_text, blob)    # the same from uploaded files (the app)
 
 The safetensors metadata records ``format="workbench"`` and the format ``version``. Every problem — a
@@ -147,7 +147,11 @@ def config_from_text(text: Union[str, bytes], where: str = CONFIG_FILE) -> Model
 
 def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where: str = WEIGHTS_FILE,
                        device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:
-    """A model for ``cfg`` holding exactly ``tensors``: names, shapes and float dtypes must all match."""
+    """A model for ``cfg`` holding exactly ``tensors``: names, shapes and float dtypes must all match.
+
+    Returned in eval mode, as TransformerLens and transformers return a loaded model (call ``.train()`` to
+    train it further): every loader (:func:`load`, :func:`load_from_bytes`, ``from_pretrained``) goes
+    through here."""
     model = HookedFastWeightLM(cfg, init=False)  # every parameter is loaded below (strict)
     expected = model.state_dict()
     tensors = {**_added_since_saved(model, set(tensors), expected), **tensors}
@@ -169,7 +173,7 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
         if expected[name].is_floating_point() and not t.is_floating_point():
             raise CheckpointError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected a floating-point dtype")
     model.load_state_dict(tensors, strict=True)
-    return model.to(device)
+    return model.to(device).eval()
 
 
 def _added_since_saved(model: HookedFastWeightLM, present: set[str], expected: dict[str, torch.Tensor]

@@ -28,6 +28,7 @@ from .components.moe import MoEConfig
 from .dataclass_io import check_int_fields, check_keys
 from .mixers import MixerConfig, mixer_config, mixer_fields, names
 from .mixers import describe as describe_mixer
+from .tl_compat.config_names import TransformerLensNames
 
 Norm = Literal["layernorm", "rmsnorm", "none"]
 MLPKind = Literal["gelu", "swiglu", "relu2", "none"]
@@ -44,8 +45,11 @@ _LEGACY_MIXER_OPTIONS = {"feature_map": "identity", "dpfp_nu": 1, "favor_feature
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(TransformerLensNames):
     """Everything needed to build a :class:`~workbench.model.HookedFastWeightLM`.
+
+    It also answers, read-only, the ``HookedTransformerConfig`` names TransformerLens' tools read
+    (``normalization_type``, ``attn_only``, ``device``, ...: :mod:`workbench.tl_compat.config_names`).
 
     Sizes: ``d_vocab`` tokens, ``n_ctx`` longest sequence (only enforced with learned positions),
     ``n_layers`` blocks of ``n_heads`` heads of width ``d_head``.

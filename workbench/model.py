@@ -6,10 +6,13 @@
 
 Built on TransformerLens' ``HookedRootModule``, so ``run_with_cache``, ``run_with_hooks``,
 ``hooks()`` and ``names_filter`` behave as in TransformerLens; ``model.hook_dict`` lists every hook.
+``run_with_cache`` returns TransformerLens' ``ActivationCache`` (our subclass), and the weights and helpers its
+tools read (``W_Q`` … ``W_U``, ``QK``/``OV``, ``cfg.device``) come from :mod:`workbench.tl_compat`.
 """
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from typing import Iterator, Literal, Optional, Sequence, Union
 
@@ -25,16 +28,17 @@ from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig
 from .mixers import Mixer, NotDefinedForMixer, RecurrenceInputs, StateRequest, check_positions, start_state, states_at
+from .tl_compat import TransformerLensModelAPI
 
 ReturnType = Literal["logits", "loss", "both", None]
 
 
-class HookedFastWeightLM(HookedRootModule):
+class HookedFastWeightLM(TransformerLensModelAPI, HookedRootModule):
     def __init__(self, cfg: ModelConfig, init: bool = True):
         super().__init__()
         if not isinstance(cfg, ModelConfig):
             raise TypeError(f"HookedFastWeightLM needs a ModelConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
+        self.cfg = copy.copy(cfg)  # its own copy (equal to cfg): cfg.device / cfg.dtype say where *this* model is
         self.embed = Embed(cfg.d_vocab, cfg.d_model)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional == "learned":
@@ -49,6 +53,7 @@ class HookedFastWeightLM(HookedRootModule):
         if init:  # init=False leaves the parameters uninitialised (e.g. built on the meta device, or to be loaded)
             self.init_weights()
         self.setup()
+        self._record_placement()
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()

@@ -24,7 +24,8 @@ its class or name, so a new kind of memory is one new module:
                          so a readout patch of W_t changes o_{t+1}
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
-                         (the linear layers K-FAC may edit)
+                         (the linear layers K-FAC may edit), ``qk_weights``/``ov_weights`` (the factors of
+                         TransformerLens' QK and OV circuits where they exist, or why not)
 """
 
 from __future__ import annotations
@@ -251,6 +252,26 @@ class Mixer(nn.Module):
         output also depends on earlier positions through something other than its memory (Mamba-2's skip D ⊙ x
         after the short conv) leaves that part out here."""
         return self.head_outputs(r, x)
+
+    def qk_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_Q, W_K), each ``[head, d_model, d_head]``, when this mixer's queries and keys are those linear maps of
+        its input (biases aside, as in TransformerLens) and it mixes positions by a function of q·k alone, so
+        ``W_Q W_Kᵀ`` is its QK circuit (TransformerLens' ``model.QK``); otherwise NotDefinedForMixer saying why."""
+        raise NotDefinedForMixer(
+            f"the {self.label(self.cfg)} mixer has no QK circuit: it does not mix positions by a function of "
+            "x_q W_Q W_Kᵀ x_k alone (linear queries and keys compared by a dot product); "
+            "model.effective_attention(tokens, layer) gives its exact mixing where that is defined")
+
+    def ov_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_V ``[head, d_model, d_head]``, W_O ``[head, d_head, d_model]``) when each head's output is
+        ``Σ_s A_ts x_s W_V W_O`` (biases aside) with weights A that do not depend on the values' path, so
+        ``W_V W_O`` is its OV circuit (TransformerLens' ``model.OV``); otherwise NotDefinedForMixer saying why."""
+        raise NotDefinedForMixer(
+            f"the {self.label(self.cfg)} mixer has no OV circuit: its output is not a weighted sum of x_s W_V W_O "
+            "over positions with weights independent of the values' path; "
+            "cache.stack_head_results() gives each head's exact output instead")
+
+    adds_beside_heads: ClassVar[bool] = False  # True: the output holds more than Σ head_outputs + output_bias
 
     def output_bias(self) -> Optional[torch.Tensor]:
         """The ``[d_model]`` bias added to the summed head outputs (default: the parameter ``b_O`` if the mixer

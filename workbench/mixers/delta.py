@@ -55,7 +55,7 @@ from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, delta_rule
 from ..kernels._decay import cumulative_log_decay, decayed_products
 from ..kernels._triangular import solve_unit_lower
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig
+from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -283,6 +283,29 @@ class DeltaNet(Mixer):
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(self.output_norm(z, x), x)
+
+    def qk_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        front = [part for flag, part in ((self.cfg.conv_size, f"a short convolution ({self.cfg.conv_size} taps)"),
+                                         (self.cfg.phi != "silu", f"the feature map {self.cfg.phi!r}"),
+                                         (self.cfg.phi == "silu" and self.cfg.qk_activation != "identity",
+                                          f"the activation {self.cfg.qk_activation!r}"),
+                                         (self.cfg.qk_norm != "none", f"the {self.cfg.qk_norm!r} normalisation"))
+                 if flag]
+        raise NotDefinedForMixer(
+            f"the {self.label(self.cfg)} layer has no QK circuit: its mixing is the delta rule's exact effective "
+            "attention A = tril(Γ⊙QKᵀ)(I + tril(diag(β) Γ⊙KKᵀ, −1))⁻¹ diag(β), which depends on every earlier key "
+            "(the key-removal term), not on q·k alone" + (f"; and {', '.join(front)} sit(s) between x W_Q, x W_K and "
+                                                          "q, k" if front else "")
+            + "; model.effective_attention(tokens, layer) gives A")
+
+    def ov_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotDefinedForMixer(
+            f"the {self.label(self.cfg)} layer has no OV circuit: each head's read-out is RMS-normalised"
+            + (" and gated" if self.cfg.output_gate else "") + " before W_O"
+            + "".join(f", and its values pass through {part}" for part in [" and ".join(
+                p for flag, p in ((self.cfg.conv_size, "a short convolution"), (self.cfg.phi == "silu", "SiLU"))
+                if flag)] if part)
+            + "; cache.stack_head_results() gives each head's exact output")
 
     def linear_sites(self) -> list[LinearSite]:
         hk, hv = self.n_qk_heads * self.d_head, self.n_heads * self.d_v

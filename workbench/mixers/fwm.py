@@ -141,6 +141,10 @@ class FastWeightMemory(Mixer):
             "LN(F ×₁ q ×₂ e) over several hops is not linear in the values written, and F is rescaled by its "
             "norm; read its fast weights (model.fast_weights) or patch them (expose_states) instead")
 
+    @property
+    def adds_beside_heads(self) -> bool:  # the LSTM state h goes straight to the output (``residual``)
+        return self.cfg.residual
+
     def key_value_state(self) -> Optional[str]:
         return ("its state is a third-order tensor F [d_s, d_r, d_t] per head, read in hops "
                 "LN(F ×₁ q ×₂ e), not a [d_k, d_v] matrix read as Wᵀk")

@@ -22,7 +22,7 @@ from ..components.feature_maps import FeatureMap, feature_dim
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, linear_attention
 from ..kernels._decay import cumulative_log_decay, decayed_products
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig
+from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -126,6 +126,21 @@ class LinearAttention(Mixer):
                 LinearSite("k", "W_K", "hook_k_pre", self.d_model, hd, "head_in_out"),
                 LinearSite("v", "W_V", "hook_v", self.d_model, hd, "head_in_out"),
                 LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
+
+    def qk_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """With the identity feature map and no QK-norm, A_ts = scale · x_t W_Q W_Kᵀ x_sᵀ (s ≤ t; ÷ the row sum with
+        sum_norm) exactly: the QK circuit, unnormalised (no softmax)."""
+        if self.cfg.feature_map != "identity" or not isinstance(self.q_norm, nn.Identity):
+            what = (f"the feature map {self.cfg.feature_map!r} φ" if self.cfg.feature_map != "identity"
+                    else "the Outlier Protected block's QK-norm")
+            raise NotDefinedForMixer(f"this linear-attention layer has no QK circuit: {what} sits between x W_Q, "
+                                     "x W_K and the dot product, so q·k is not a bilinear form of the residual "
+                                     "stream; model.effective_attention(tokens, layer) gives the exact A")
+        return self.W_Q, self.W_K
+
+    def ov_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_t = Σ_s A_ts x_s W_V, with A from q and k only, and out = z W_O + b_O: the OV circuit is exact."""
+        return self.W_V, self.W_O
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         q = self.q_norm(self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q)))

@@ -25,7 +25,7 @@ from transformer_lens.hook_points import HookPoint
 from ..components.norms import QKRMSNorm
 from ..components.rotary import rotate
 from ..dataclass_io import check_int_fields
-from .base import CacheGetter, LinearSite, Mixer, MixerConfig
+from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
 from .registry import register
 
 
@@ -186,3 +186,21 @@ class SoftmaxAttention(Mixer):
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(z * self._gate(x) if self.cfg.output_gate else z, x)
+
+    def qk_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        why = [reason for flag, reason in (
+            (self.cfg.rotary_base, "rotary positions rotate q and k by their positions, so the score is "
+                                   "x_q W_Q R_(t-s) W_Kᵀ x_k, not one bilinear form"),
+            (self.cfg.qk_rmsnorm != "none" or not isinstance(self.q_norm, nn.Identity),
+             "q and k are RMS-normalised before the dot product")) if flag]
+        if why:
+            raise NotDefinedForMixer(f"this softmax layer has no QK circuit: {'; '.join(why)}; read its scores "
+                                     "from hook_attn_scores")
+        return self.W_Q, self.W_K.repeat_interleave(self.n_heads // self.n_kv_heads, dim=0)
+
+    def ov_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.output_gate:
+            raise NotDefinedForMixer("this softmax layer has no OV circuit: its output gate sigmoid(x_t W_G) multiplies "
+                                     "each head's read-out channel-wise before W_O; cache.stack_head_results() gives "
+                                     "each head's exact output")
+        return self.W_V.repeat_interleave(self.n_heads // self.n_kv_heads, dim=0), self.W_O
