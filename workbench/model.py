@@ -25,6 +25,7 @@ from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig
 from .mixers import Mixer, NotDefinedForMixer, RecurrenceInputs, StateRequest, check_positions, start_state, states_at
+from .mixers.step import CannotStep, ModelStepCache, attached
 
 ReturnType = Literal["logits", "loss", "both", None]
 
@@ -81,8 +82,9 @@ class HookedFastWeightLM(HookedRootModule):
             block.attn.init_extra_(gen)
 
     # ------------------------------------------------------------------ input checking
-    def check_tokens(self, tokens: Union[torch.Tensor, list]) -> torch.Tensor:
-        """Return tokens as a ``[batch, pos]`` long tensor on the model's device, or raise ValueError."""
+    def check_tokens(self, tokens: Union[torch.Tensor, list], start: int = 0) -> torch.Tensor:
+        """Return tokens as a ``[batch, pos]`` long tensor on the model's device, or raise ValueError
+        (``start``: the tokens continue a sequence of that many, as with a step cache)."""
         if isinstance(tokens, (list, tuple)):
             tokens = torch.tensor(tokens)
         if not isinstance(tokens, torch.Tensor):
@@ -95,9 +97,9 @@ class HookedFastWeightLM(HookedRootModule):
             raise ValueError(f"tokens must have shape [batch, pos] or [pos], got {tuple(tokens.shape)}")
         if tokens.shape[1] == 0 or tokens.shape[0] == 0:
             raise ValueError("the token sequence is empty; pass at least one token")
-        if self.cfg.positional == "learned" and tokens.shape[1] > self.cfg.n_ctx:
+        if self.cfg.positional == "learned" and start + tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(
-                f"sequence of {tokens.shape[1]} tokens is longer than the model's n_ctx = {self.cfg.n_ctx} "
+                f"sequence of {start + tokens.shape[1]} tokens is longer than the model's n_ctx = {self.cfg.n_ctx} "
                 "(learned positions); truncate it"
             )
         lo, hi = int(tokens.min()), int(tokens.max())
@@ -113,18 +115,36 @@ class HookedFastWeightLM(HookedRootModule):
         return_type: ReturnType = "logits",
         loss_per_token: bool = False,
         stop_at_layer: Optional[int] = None,
+        past_kv_cache: Optional[ModelStepCache] = None,
     ):
         """tokens ``[batch, pos]`` → logits ``[batch, pos, vocab]`` (or the next-token loss).
 
         return_type: "logits", "loss" (mean, or ``[batch, pos-1]`` with ``loss_per_token``), "both"
         (``(logits, loss)``) or None. ``stop_at_layer=i`` returns the residual stream entering block i.
+        ``past_kv_cache`` (from :meth:`init_cache`): ``tokens`` continue the sequence the cache has seen; each
+        layer continues from its carried state (fast weights, key/value cache, …) and the cache advances.
         """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
-        tokens = self.check_tokens(tokens)
+        if past_kv_cache is None:
+            return self._forward(self.check_tokens(tokens), return_type, loss_per_token, stop_at_layer)
+        tokens = self.check_tokens(tokens, start=past_kv_cache.n_seen)
+        if return_type in ("loss", "both"):
+            raise ValueError("with past_kv_cache the call sees only the new tokens; ask for return_type='logits'")
+        if stop_at_layer is not None:
+            raise ValueError("stop_at_layer with past_kv_cache would leave the later layers' caches behind")
+        with attached([b.attn for b in self.blocks], past_kv_cache):
+            for layer in past_kv_cache.layers:
+                layer.check_batch(tokens.shape[0])
+            out = self._forward(tokens, return_type, loss_per_token, None, start=past_kv_cache.n_seen)
+        past_kv_cache.advance(tokens.shape[1])
+        return out
+
+    def _forward(self, tokens: torch.Tensor, return_type: ReturnType, loss_per_token: bool,
+                 stop_at_layer: Optional[int], start: int = 0):
         x = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
         if self.cfg.positional == "learned":
-            x = x + self.hook_pos_embed(self.pos_embed(tokens))
+            x = x + self.hook_pos_embed(self.pos_embed(tokens, offset=start))
         if self.cfg.block == "outlier_protected":
             x = self.ln_input(x)
         for i, block in enumerate(self.blocks):
@@ -242,6 +262,27 @@ class HookedFastWeightLM(HookedRootModule):
         attn = self.mixer(layer)
         hooks = attn.effective_attention_hooks or attn.input_hooks
         return attn.effective_attention(self.layer_cache(tokens, layer, hooks))
+
+    # ------------------------------------------------------------------ generation (workbench/generation/)
+    def init_cache(self) -> ModelStepCache:
+        """An empty cache for ``model(tokens, past_kv_cache=cache)``: each call continues the sequence of the
+        calls before it, every layer from its carried state. Raises :class:`~workbench.mixers.step.CannotStep`
+        naming each layer whose mixer cannot continue from a cache, and why."""
+        from .generation import step_unsupported
+
+        unsupported = step_unsupported(self)
+        if unsupported:
+            raise CannotStep("; ".join(f"layer {i}: {why}" for i, why in unsupported.items()))
+        return ModelStepCache(self.cfg.n_layers)
+
+    def generate(self, input="", max_new_tokens: int = 10, **kwargs):
+        """Sample a continuation of ``input`` (text or token ids), carrying every layer's state from token to
+        token; TransformerLens' arguments (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+        ``stop_at_eos``, ``eos_token_id``, ``use_past_kv_cache``, ``return_type``, ``verbose``, …) plus
+        ``seed``/``generator``. See :func:`workbench.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, input, max_new_tokens, **kwargs)
 
     # ------------------------------------------------------------------ text (with a tokenizer attached)
     def _need_tokenizer(self):
