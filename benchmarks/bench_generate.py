@@ -1,0 +1,56 @@
+"""Generation speed: carrying each layer's state (``use_past_kv_cache=True``) vs re-running the whole prefix for
+every new token, same model, same process, timed round-robin.
+
+    python benchmarks/bench_generate.py            # 2-layer models, prompts of 128 and 1024 tokens, 32 new tokens
+    python benchmarks/bench_generate.py --quick    # tiny smoke run
+
+tokens/s counts the new tokens of one greedy ``model.generate`` call, the prompt's forward included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from workbench import HookedFastWeightLM, ModelConfig
+
+try:
+    from timing import interleaved_ms  # run as a script: benchmarks/ is on sys.path
+except ImportError:
+    from benchmarks.timing import interleaved_ms
+
+MIXERS = ("softmax", "linear", "delta", "gated_delta", "mamba2", "rec_delta")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--prompts", type=int, nargs="+", default=[128, 1024])
+    ap.add_argument("--new", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    prompts, new, repeats = ([16], 4, 1) if args.quick else (args.prompts, args.new, args.repeats)
+    d_model, d_head, d_mlp = (32, 8, 64) if args.quick else (256, 64, 1024)
+    print("command: python benchmarks/bench_generate.py " + " ".join(sys.argv[1:]))
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch 1, {new} new tokens, greedy, fp32, "
+          f"2 layers d_model {d_model}; best of {repeats} interleaved runs")
+    print(f"{'mixer':<12} {'prompt':>6} {'state tok/s':>12} {'rerun tok/s':>12} {'ratio':>7}")
+    for mixer in MIXERS:
+        cfg = ModelConfig(d_vocab=512, d_model=d_model, n_layers=2, n_heads=d_model // d_head, d_head=d_head,
+                          d_mlp=d_mlp, n_ctx=max(prompts) + new, mixer=mixer, positional="none")
+        model = HookedFastWeightLM(cfg).eval()
+        for pos in prompts:
+            tokens = torch.randint(0, 512, (1, pos), generator=torch.Generator().manual_seed(0))
+            run = lambda cache: model.generate(tokens, max_new_tokens=new, do_sample=False, verbose=False,  # noqa: E731
+                                               use_past_kv_cache=cache)
+            ms = interleaved_ms({"state": lambda: run(True), "rerun": lambda: run(False)}, repeats, warmup=1)
+            state, rerun = new / ms["state"] * 1e3, new / ms["rerun"] * 1e3
+            print(f"{mixer:<12} {pos:>6} {state:>12.1f} {rerun:>12.1f} {state / rerun:>7.1f}")
+
+
+if __name__ == "__main__":
+    main()
