@@ -82,9 +82,10 @@ class HookedFastWeightLM(HookedRootModule):
             block.attn.init_extra_(gen)
 
     # ------------------------------------------------------------------ input checking
-    def check_tokens(self, tokens: Union[torch.Tensor, list], start: int = 0) -> torch.Tensor:
+    def check_tokens(self, tokens: Union[torch.Tensor, list], start: int = 0, check_length: bool = True) -> torch.Tensor:
         """Return tokens as a ``[batch, pos]`` long tensor on the model's device, or raise ValueError
-        (``start``: the tokens continue a sequence of that many, as with a step cache)."""
+        (``start``: the tokens continue a sequence of that many, as with a step cache; ``check_length`` False:
+        ids that are only read as text, which may be longer than n_ctx)."""
         if isinstance(tokens, (list, tuple)):
             tokens = torch.tensor(tokens)
         if not isinstance(tokens, torch.Tensor):
@@ -97,7 +98,7 @@ class HookedFastWeightLM(HookedRootModule):
             raise ValueError(f"tokens must have shape [batch, pos] or [pos], got {tuple(tokens.shape)}")
         if tokens.shape[1] == 0 or tokens.shape[0] == 0:
             raise ValueError("the token sequence is empty; pass at least one token")
-        if self.cfg.positional == "learned" and start + tokens.shape[1] > self.cfg.n_ctx:
+        if check_length and self.cfg.positional == "learned" and start + tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(
                 f"sequence of {start + tokens.shape[1]} tokens is longer than the model's n_ctx = {self.cfg.n_ctx} "
                 "(learned positions); truncate it"
@@ -287,40 +288,53 @@ class HookedFastWeightLM(HookedRootModule):
     # ------------------------------------------------------------------ text (with a tokenizer attached)
     def _need_tokenizer(self):
         if self.tokenizer is None:
-            raise ValueError("this model has no tokenizer: load a checkpoint directory that has tokenizer.json "
-                             "(workbench.from_pretrained) or set model.tokenizer; otherwise pass token ids")
+            raise ValueError("this model has no tokenizer: load a checkpoint directory that has tokenizer.json or a "
+                             "recipe.json naming a synthetic task (workbench.load, workbench.from_pretrained) or set "
+                             "model.tokenizer; otherwise pass token ids")
         return self.tokenizer
 
-    def to_tokens(self, text: str, prepend_bos: bool = False) -> torch.Tensor:
-        """``text`` → ``[1, pos]`` token ids on the model's device (``prepend_bos``: the tokenizer's BOS first)."""
-        tok = self._need_tokenizer()
-        ids = tok.encode(text)
-        if prepend_bos:
-            bos = getattr(tok, "bos_token_id", None)
-            if bos is None:
-                raise ValueError("prepend_bos=True, but the tokenizer has no bos_token_id")
-            ids = [bos] + ids
-        return self.check_tokens(torch.tensor([ids]))
+    def to_tokens(self, input: Union[str, Sequence[str]], prepend_bos: Optional[bool] = None,
+                  padding_side: Optional[str] = None, move_to_device: bool = True, truncate: bool = True) -> torch.Tensor:
+        """A text or a list of texts → ``[batch, pos]`` token ids (TransformerLens' ``to_tokens``). ``prepend_bos``
+        (default False: our models train without BOS) puts the tokenizer's BOS first; texts of different lengths
+        are padded on ``padding_side`` with its ``pad_token_id`` (an error without one); ``truncate`` keeps the
+        first ``n_ctx`` tokens. See :mod:`workbench.text.tokens`."""
+        from .text import tokens as text_tokens
 
-    def to_str_tokens(self, tokens: Union[str, torch.Tensor, list]) -> list[str]:
-        """Each token of ``tokens`` (text, ``[pos]`` or ``[1, pos]`` ids) as its string, for plot axes."""
-        tok = self._need_tokenizer()
-        if isinstance(tokens, str):
-            ids = tok.encode(tokens)
-        else:
-            ids = self.check_tokens(tokens)
-            if ids.shape[0] != 1:
-                raise ValueError(f"to_str_tokens takes one sequence, got a batch of {ids.shape[0]}")
-            ids = ids[0].tolist()
-        strings = getattr(tok, "token_strings", None)
-        return strings(ids) if strings is not None else [tok.decode([i]) for i in ids]
+        ids = text_tokens.to_tokens(self._need_tokenizer(), input, prepend_bos, padding_side,
+                                    self.cfg.n_ctx if truncate else None)
+        return self.check_tokens(ids, check_length=False) if move_to_device else ids
 
-    def to_string(self, tokens: Union[torch.Tensor, list]) -> str:
-        """Token ids ``[pos]`` or ``[1, pos]`` → text."""
-        ids = self.check_tokens(tokens)
+    def to_str_tokens(self, input: Union[str, Sequence[str], torch.Tensor, list],
+                      prepend_bos: Optional[bool] = None) -> Union[list[str], list[list[str]]]:
+        """Each token as its string, for plot axes: of a text (a list of texts: one list each), or of ids
+        ``[pos]`` / ``[1, pos]``."""
+        from .text import tokens as text_tokens
+
+        tok = self._need_tokenizer()
+        if isinstance(input, str):
+            return text_tokens.token_strings(tok, text_tokens.encode(tok, input, prepend_bos))
+        if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
+            return [self.to_str_tokens(t, prepend_bos) for t in input]
+        ids = self.check_tokens(input, check_length=False)
         if ids.shape[0] != 1:
-            raise ValueError(f"to_string takes one sequence, got a batch of {ids.shape[0]}")
-        return self._need_tokenizer().decode(ids[0].tolist())
+            raise ValueError(f"to_str_tokens takes one sequence of ids, got a batch of {ids.shape[0]}")
+        return text_tokens.token_strings(tok, ids[0].tolist())
+
+    def to_string(self, tokens: Union[torch.Tensor, list]) -> Union[str, list[str]]:
+        """Token ids → text, as TransformerLens: ``[pos]`` (or a list of ints) → one text; ``[batch, pos]`` (or a
+        list of lists) → a list of texts."""
+        tok = self._need_tokenizer()
+        batched = (isinstance(tokens, torch.Tensor) and tokens.dim() == 2) or (
+            isinstance(tokens, (list, tuple)) and bool(tokens) and isinstance(tokens[0], (list, tuple, torch.Tensor)))
+        texts = [tok.decode(row.tolist()) for row in self.check_tokens(tokens, check_length=False)]
+        return texts if batched else texts[0]
+
+    def to_single_token(self, string: str) -> int:
+        """The id of ``string`` if it is exactly one token; a ValueError that shows how it splits otherwise."""
+        from .text import tokens as text_tokens
+
+        return text_tokens.single_token(self._need_tokenizer(), string)
 
     # ------------------------------------------------------------------ conveniences
     @property
