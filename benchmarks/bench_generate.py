@@ -4,7 +4,10 @@ every new token, same model, same process, timed round-robin.
     python benchmarks/bench_generate.py            # 2-layer models, prompts of 128 and 1024 tokens, 32 new tokens
     python benchmarks/bench_generate.py --quick    # tiny smoke run
 
-tokens/s counts the new tokens of one greedy ``model.generate`` call, the prompt's forward included.
+tokens/s counts the new tokens of one greedy ``model.generate`` call, the prompt's forward included; ms/step is
+the time of one token after the first ((time for N new − time for 1 new) / (N − 1)): constant in the prompt length
+for a fast-weight model with its state carried, growing with it for softmax attention's key/value cache and for
+re-running.
 """
 
 from __future__ import annotations
@@ -38,19 +41,27 @@ def main(argv=None) -> None:
     print("command: python benchmarks/bench_generate.py " + " ".join(sys.argv[1:]))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch 1, {new} new tokens, greedy, fp32, "
           f"2 layers d_model {d_model}; best of {repeats} interleaved runs")
-    print(f"{'mixer':<12} {'prompt':>6} {'state tok/s':>12} {'rerun tok/s':>12} {'ratio':>7}")
+    print(f"{'mixer':<12} {'prompt':>6} {'state tok/s':>12} {'rerun tok/s':>12} {'ratio':>6} "
+          f"{'state ms/step':>14} {'rerun ms/step':>14}")
     for mixer in MIXERS:
         cfg = ModelConfig(d_vocab=512, d_model=d_model, n_layers=2, n_heads=d_model // d_head, d_head=d_head,
                           d_mlp=d_mlp, n_ctx=max(prompts) + new, mixer=mixer, positional="none")
         model = HookedFastWeightLM(cfg).eval()
         for pos in prompts:
             tokens = torch.randint(0, 512, (1, pos), generator=torch.Generator().manual_seed(0))
-            run = lambda cache: model.generate(tokens, max_new_tokens=new, do_sample=False, verbose=False,  # noqa: E731
-                                               use_past_kv_cache=cache)
-            ms = interleaved_ms({"state": lambda: run(True), "rerun": lambda: run(False)}, repeats, warmup=1)
-            state, rerun = new / ms["state"] * 1e3, new / ms["rerun"] * 1e3
-            print(f"{mixer:<12} {pos:>6} {state:>12.1f} {rerun:>12.1f} {state / rerun:>7.1f}")
 
+            def run(cache: bool, n: int):
+                return lambda: model.generate(tokens, max_new_tokens=n, do_sample=False, verbose=False,
+                                              use_past_kv_cache=cache)
+
+            ms = interleaved_ms({"state": run(True, new), "rerun": run(False, new), "state1": run(True, 1),
+                                 "rerun1": run(False, 1)}, repeats, warmup=1)
+            state, rerun = new / ms["state"] * 1e3, new / ms["rerun"] * 1e3
+            # a step: the time of the tokens after the first (the first call also reads the prompt)
+            step_state = (ms["state"] - ms["state1"]) / (new - 1)
+            step_rerun = (ms["rerun"] - ms["rerun1"]) / (new - 1)
+            print(f"{mixer:<12} {pos:>6} {state:>12.1f} {rerun:>12.1f} {state / rerun:>6.1f} "
+                  f"{step_state:>14.2f} {step_rerun:>14.2f}")
 
 if __name__ == "__main__":
     main()

@@ -244,8 +244,11 @@ class Mixer(nn.Module):
 
     def run_recurrence(self, inputs: RecurrenceInputs, *, restart: bool = False, **kwargs) -> RecurrenceOutput:
         """``self.recurrence.run`` with the model's chunk size and backend; with a step cache, from the carried
-        state (and previous output) and saving the final ones. ``restart``: run again from the state this call
-        started from (a mixer that re-runs its recurrence with patched inputs)."""
+        state (and previous output) and saving the final ones. A call of one position with a step cache (a
+        generated token) is one step of the recurrence, so it takes the recurrent form (``backend="reference"``:
+        one write and one read, not a chunk padded around one position; equal to rounding, tests/test_generation.py).
+        ``restart``: run again from the state this call started from (a mixer that re-runs its recurrence with
+        patched inputs)."""
         cfg, cache = self.model_cfg, self.step_cache
         if cache is None:
             return self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, **kwargs)
@@ -254,7 +257,8 @@ class Mixer(nn.Module):
             cache.buffers["recurrence_in"] = (cache.state, cache.last_output)
         state, last = cache.buffers["recurrence_in"]
         extra = {"previous_output": last} if feeds_back else {}
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, initial_state=state,
+        backend = "reference" if inputs.n_pos == 1 else cfg.backend
+        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=backend, initial_state=state,
                                   output_final_state=True, **extra, **kwargs)
         cache.state = res.final_state
         cache.last_output = res.output[:, -1] if feeds_back else None
