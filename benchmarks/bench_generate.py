@@ -1,7 +1,8 @@
 """Generation speed: carrying each layer's state (``use_past_kv_cache=True``) vs re-running the whole prefix for
 every new token, same model, same process, timed round-robin.
 
-    python benchmarks/bench_generate.py            # 2-layer models, prompts of 128 and 1024 tokens, 32 new tokens
+    python benchmarks/bench_generate.py            # 2-layer models, prompts of 128 and 1024 tokens, 32 new tokens;
+                                                   # then one step after prompts of 128, 1024 and 4096 tokens
     python benchmarks/bench_generate.py --quick    # tiny smoke run
 
 tokens/s counts the new tokens of one greedy ``model.generate`` call, the prompt's forward included; ms/step is
@@ -34,9 +35,12 @@ def main(argv=None) -> None:
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--step-prompts", type=int, nargs="+", default=[128, 1024, 4096])
+    ap.add_argument("--step-repeats", type=int, default=30)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     prompts, new, repeats = ([16], 4, 1) if args.quick else (args.prompts, args.new, args.repeats)
+    step_prompts, step_repeats = ([16, 32], 2) if args.quick else (args.step_prompts, args.step_repeats)
     d_model, d_head, d_mlp = (32, 8, 64) if args.quick else (256, 64, 1024)
     print("command: python benchmarks/bench_generate.py " + " ".join(sys.argv[1:]))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch 1, {new} new tokens, greedy, fp32, "
@@ -62,6 +66,23 @@ def main(argv=None) -> None:
             step_rerun = (ms["rerun"] - ms["rerun1"]) / (new - 1)
             print(f"{mixer:<12} {pos:>6} {state:>12.1f} {rerun:>12.1f} {state / rerun:>6.1f} "
                   f"{step_state:>14.2f} {step_rerun:>14.2f}")
+
+    print(f"\none step with the state carried, after prompts of {step_prompts} tokens: ms, best of {step_repeats} "
+          "interleaved steps")
+    print(f"{'mixer':<12} " + " ".join(f"{p:>8}" for p in step_prompts))
+    x = torch.tensor([[5]])
+    for mixer in MIXERS:
+        cfg = ModelConfig(d_vocab=512, d_model=d_model, n_layers=2, n_heads=d_model // d_head, d_head=d_head,
+                          d_mlp=d_mlp, n_ctx=max(step_prompts) + step_repeats + 8, mixer=mixer, positional="none")
+        model = HookedFastWeightLM(cfg).eval()
+        caches = {}
+        with torch.no_grad():
+            for pos in step_prompts:
+                caches[pos] = model.init_cache()
+                model(torch.randint(0, 512, (1, pos), generator=torch.Generator().manual_seed(0)), past_kv_cache=caches[pos])
+            ms = interleaved_ms({pos: (lambda c=c: model(x, past_kv_cache=c)) for pos, c in caches.items()},
+                                step_repeats, warmup=2)
+        print(f"{mixer:<12} " + " ".join(f"{ms[p]:>8.2f}" for p in step_prompts))
 
 if __name__ == "__main__":
     main()
