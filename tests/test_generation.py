@@ -4,6 +4,8 @@ sampling is seeded; bad inputs are clear errors; a mixer that cannot step falls 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -83,6 +85,20 @@ def test_hybrids_step_layer_by_layer(name):
     tokens, stepped, rerun = stepped_and_rerun(model, PROMPT, 10)
     assert (stepped - rerun).abs().max() <= 1e-5
     assert torch.equal(model.generate(PROMPT, max_new_tokens=10, do_sample=False, verbose=False), tokens)
+
+
+CHECKPOINTS = sorted(p for p in (Path(__file__).resolve().parents[1] / "workbench" / "checkpoints").iterdir()
+                     if (p / "config.json").is_file())
+
+
+@pytest.mark.parametrize("path", CHECKPOINTS, ids=lambda p: p.name)
+def test_every_shipped_checkpoint_generates_as_it_reruns(path):
+    model = load(path).eval()
+    prompt = torch.tensor([[3, 40, 7, 50, 12, 33, 3]])
+    cached = model.generate(prompt, max_new_tokens=8, do_sample=False, verbose=False)
+    rerun = model.generate(prompt, max_new_tokens=8, do_sample=False, verbose=False, use_past_kv_cache=False)
+    assert torch.equal(cached, rerun)
+    assert len(model.to_str_tokens(cached)) == 15
 
 
 def test_a_shipped_checkpoint_generates_as_it_reruns():
@@ -183,10 +199,11 @@ def test_bad_inputs_are_clear_errors():
         model(torch.zeros(2, 40, dtype=torch.long), past_kv_cache=cache)
 
 
-def test_a_hook_delta_patch_with_a_cache_is_refused():
+def test_a_hook_delta_patch_with_a_cache_is_refused_and_works_without():
     model = model_of(MIXERS["delta"])
-    cache = model.init_cache()
-    model(PROMPT, past_kv_cache=cache)
-    with model.hooks(fwd_hooks=[("blocks.0.attn.hook_delta", lambda u, hook: u * 0)]), \
-            pytest.raises(ValueError, match="use_past_kv_cache=False"):
-        model(PROMPT[:, :1], past_kv_cache=cache)
+    zero = [("blocks.0.attn.hook_delta", lambda u, hook: u * 0)]
+    with model.hooks(fwd_hooks=zero):
+        with pytest.raises(ValueError, match="use_past_kv_cache=False"):
+            model.generate(PROMPT, max_new_tokens=3, do_sample=False, verbose=False)
+        patched = model.generate(PROMPT, max_new_tokens=3, do_sample=False, verbose=False, use_past_kv_cache=False)
+    assert patched.shape == (2, 9)

@@ -361,10 +361,10 @@ class DeltaNet(Mixer):
         if patched is not delta or patched._version != version:  # a hook replaced or edited the writes
             if state_patched:
                 raise ValueError("patch hook_state or hook_delta in one run, not both")
-            if self.step_position() > 0:
-                raise ValueError("a hook_delta patch re-reads the memory from every write of the sequence, which a "
-                                 "step cache does not keep; patch it on the full sequence (generate with "
-                                 "use_past_kv_cache=False)")
+            if self.step_cache is not None:
+                raise ValueError("a hook_delta patch re-reads the memory from the given writes of the whole sequence, "
+                                 "which a step cache does not keep (it carries the unpatched state); patch it on the "
+                                 "full sequence (generate with use_past_kv_cache=False)")
             z = readout_from_writes(q, k, patched, g)
         z = self.hook_z(z)
         return torch.einsum("bphd,hdm->bpm", self.hook_o_in(self.output_norm(z, x)), self.W_O) + self.b_O
