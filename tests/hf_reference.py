@@ -1,4 +1,4 @@
-"""Tiny random-weight transformers models (Qwen3.5, OLMo-hybrid, Qwen3-Next, Kimi Linear, Mamba-2) built offline with transformers' own config and
+"""Tiny random-weight transformers models (Qwen3.5, OLMo-hybrid, Qwen3-Next, Kimi Linear, Mamba-2, Nemotron-H) built offline with transformers' own config and
 model classes, saved as transformers saves them, and their outputs: the reference half of
 tests/test_pretrained_hf.py. Run as a script it prints the parity table of docs/pretrained.md:
 
@@ -68,10 +68,26 @@ CASES = {
     "mamba2_one_group_bias_tied_dtlimit": ("Mamba2Config", "Mamba2ForCausalLM", dict(
         num_hidden_layers=2, n_groups=1, state_size=8, use_bias=True, use_conv_bias=False, tie_word_embeddings=True,
         time_step_limit=(0.01, 0.3))),
+    # Nemotron-H: one branch per block. Mamba-2 (M), grouped-query attention without rotary positions (*), squared-ReLU
+    # MLP (-) and mixture of experts (E: sigmoid router with correction bias, two expert groups, a shared expert)
+    "nemotron_h": ("NemotronHConfig", "NemotronHForCausalLM", dict(
+        layers_block_type=["linear_attention", "mlp", "full_attention", "moe", "linear_attention", "mlp"])),
+    # the older hybrid_override_pattern, biases everywhere (use_bias, mlp_bias), no conv bias, one group of B/C,
+    # d_head_v = state size, an attention-first layout, unnormalised top-k weights scaled by 2.5, a larger dt floor
+    "nemotron_h_pattern_bias": ("NemotronHConfig", "NemotronHForCausalLM", dict(
+        hybrid_override_pattern="*M-ME", n_groups=1, ssm_state_size=8, use_bias=True, mlp_bias=True,
+        use_conv_bias=False, num_key_value_heads=4, norm_topk_prob=False, routed_scaling_factor=2.5, n_group=1,
+        topk_group=1, time_step_min=0.05)),
 }
 
 _MAMBA = dict(vocab_size=VOCAB, hidden_size=32, num_heads=8, head_dim=8, expand=2, state_size=12, conv_kernel=4,
               chunk_size=16, initializer_range=0.2, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+
+_NEMOTRON = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                 intermediate_size=48, ssm_state_size=12, mamba_num_heads=8, mamba_head_dim=8, n_groups=2, conv_kernel=4,
+                 chunk_size=16, n_routed_experts=6, num_experts_per_tok=2, moe_intermediate_size=16,
+                 moe_shared_expert_intermediate_size=24, n_group=2, topk_group=1, routed_scaling_factor=1.5,
+                 initializer_range=0.2, pad_token_id=0, bos_token_id=0, eos_token_id=0)
 
 _KIMI = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_attention_heads=2,
              num_key_value_heads=2, n_shared_experts=1, routed_scaling_factor=2.0, kv_lora_rank=12, q_lora_rank=None,
@@ -93,7 +109,7 @@ def tokens() -> torch.Tensor:
 _TORCH_PATHS = ("torch_chunk_gated_delta_rule", "torch_recurrent_gated_delta_rule", "causal_conv1d_fn",
                 "causal_conv1d_update", "chunk_kimi_delta_attention", "recurrent_kimi_delta_attention",
                 "mamba2_chunk_scan", "mamba2_selective_state_update", "mamba2_split_conv1d_scan_combined")
-_MODELING = ("qwen3_5", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2")
+_MODELING = ("qwen3_5", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2", "nemotron_h")
 
 
 def torch_fallbacks() -> None:
@@ -117,6 +133,8 @@ def build(name: str, seed: int = 0):
     torch.manual_seed(seed)
     if config_cls == "Mamba2Config":
         cfg = transformers.Mamba2Config(**{**_MAMBA, **kw})
+    elif config_cls == "NemotronHConfig":
+        cfg = transformers.NemotronHConfig(**{**_NEMOTRON, **kw})
     elif config_cls == "KimiLinearConfig":
         cfg = transformers.KimiLinearConfig(**{**_KIMI, **kw})
     elif config_cls == "Qwen3_5Config":
@@ -135,7 +153,8 @@ def build(name: str, seed: int = 0):
                 p.copy_(torch.empty(p.shape).uniform_(0.02, 0.5, generator=gen).log())
             elif pname.endswith("mixer.D") or pname.endswith("mixer.dt_bias"):  # Mamba-2's skip and step
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + (0.0 if pname.endswith("D") else -1.0))
-            elif pname.endswith("mlp.gate.weight"):  # the MoE router: distinct experts for distinct tokens
+            elif pname.endswith("mlp.gate.weight") or pname.endswith("mixer.gate.weight"):  # the MoE router: distinct
+                # experts for distinct tokens
                 p.copy_(torch.randn(p.shape, generator=gen))
         for bname, buf in model.named_buffers():
             if bname.endswith("e_score_correction_bias"):  # Kimi's routing bias (zeros at init)
@@ -155,15 +174,15 @@ def reference(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     out = model(input_ids=ids, output_hidden_states=True)
     ref = {"logits": out.logits}
     hidden = list(out.hidden_states)
-    mamba = model.config.model_type == "mamba2"
-    if mamba:  # Mamba2Model's hidden_states are each block's output, then the final norm: make them block inputs
+    mamba = model.config.model_type in ("mamba2", "nemotron_h")  # Mamba-2's state layout (below)
+    if model.config.model_type == "mamba2":  # Mamba2Model's hidden_states are each block's output, then the final norm: make them block inputs
         n = model.config.num_hidden_layers
         hidden = [_language_model(model).embeddings(ids)] + hidden[: n - 1] + [hidden[n]]
     ref.update({f"hidden_{i}": h for i, h in enumerate(hidden)})
     kinds = _language_model(model).config.layer_types
     for pos in STATE_POSITIONS:
         past = model(input_ids=ids[:, : pos + 1], use_cache=True)
-        cache = past.cache if mamba else past.past_key_values
+        cache = past.cache if mamba else past.past_key_values  # transformers 5.2x names Mamba models' cache "cache"
         for layer, kind in enumerate(kinds):
             if kind == "linear_attention":
                 state = cache.get_recurrent_state(layer).clone()

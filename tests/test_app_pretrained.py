@@ -73,9 +73,9 @@ def test_bad_directories_give_messages(model_dir, tmp_path):
     odd = tmp_path / "odd"
     shutil.copytree(model_dir, odd)
     (odd / "config.json").write_text(json.dumps({**json.loads((odd / "config.json").read_text()),
-                                                 "model_type": "nemotron_h"}))
+                                                 "model_type": "lfm2"}))
     at.sidebar.text_input(key="model_dir").input(str(odd)).run()
-    assert "model_type 'nemotron_h'" in errors(at) and not at.exception
+    assert "model_type 'lfm2'" in errors(at) and not at.exception
 
 
 def test_a_directory_without_a_tokenizer_takes_token_ids(model_dir, tmp_path):
@@ -87,3 +87,26 @@ def test_a_directory_without_a_tokenizer_takes_token_ids(model_dir, tmp_path):
     assert "Type text" not in at.sidebar.radio(key="sequence_source").options
     at.sidebar.radio(key="sequence_source").set_value("Type token ids").run()
     assert_ok(at)
+
+
+def test_every_page_runs_on_one_branch_blocks(tmp_path):
+    """A tiny Nemotron-H (Mamba-2, MLP-only, attention and expert blocks): every page opens; the layer pickers offer
+    only the layers that have what the page shows."""
+    pytest.importorskip("transformers")
+    from hf_reference import CASES, build
+    from test_pretrained_hf import _write_tokenizer
+
+    d = tmp_path / "tiny-nemotron_h"
+    build("nemotron_h", seed=list(CASES).index("nemotron_h")).save_pretrained(d, safe_serialization=True)
+    _write_tokenizer(d / "tokenizer.json")
+    at = open_directory(str(d))
+    assert_ok(at)
+    text = next(t for t in at.sidebar.text_area if t.key.startswith("text-"))
+    text.set_value("the cat sat sat cat the cat").run()
+    for page in ("overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "kfac"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        if page in ("attention", "fast_weights"):
+            want = [0, 2, 4] if page == "attention" else [0, 4]  # mixer layers; fast-weight layers
+            assert at.selectbox(key="layer").options == [f"layer {i}: {n}" for i, n in zip(want, (
+                ["Mamba-2", "softmax attention", "Mamba-2"] if page == "attention" else ["Mamba-2", "Mamba-2"]))]

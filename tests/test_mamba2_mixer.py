@@ -83,3 +83,31 @@ def test_bad_options_are_refused():
         model(n_groups=3)
     with pytest.raises(ValueError, match="dt_max"):
         model(dt_min=0.5, dt_max=0.1)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_head_outputs_hold_the_skip_and_sum_to_the_mixer_output(groups):
+    """Each head's share is its read-out plus its skip D ⊙ x through the run's gated group norm and W_O: summed with
+    b_O it is the mixer output, and the residual decomposition needs no 'attn_other' remainder. A read-out vector
+    alone (readout_outputs) goes through the gate and the group norm without the skip."""
+    from workbench.analysis.outliers import decompose_residual
+
+    m = model(n_groups=groups)
+    with torch.no_grad():
+        for block in m.blocks:
+            block.attn.D.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(groups))  # a skip that matters
+            block.attn.b_O.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(7))
+    _, cache = m.run_with_cache(TOKENS)
+    for i in range(2):
+        attn, a = m.mixer(i), f"blocks.{i}.attn."
+        x, z = cache[f"blocks.{i}.ln1.hook_normalized"], cache[a + "hook_z"]
+        heads = attn.head_outputs(z, x)  # [batch, pos, head, d_model]
+        assert rel_err(heads.sum(-2) + attn.output_bias(), cache[f"blocks.{i}.hook_attn_out"]) <= 1e-5
+        without = attn.readout_outputs(z, x)  # the read-outs alone: the skip is missing
+        assert rel_err(without.sum(-2) + attn.output_bias(), cache[f"blocks.{i}.hook_attn_out"]) > 1e-2
+        ones = torch.ones_like(z)
+        assert torch.allclose(attn.readout_outputs(ones[:, 3], x[:, 3]), attn.readout_outputs(ones, x)[:, 3], atol=1e-6)
+        with pytest.raises(ValueError, match="needs a run.*readout_outputs"):
+            attn.head_outputs(z[:, 3], x[:, 3])
+    df = decompose_residual(m, TOKENS, neuron=5, layer=1)
+    assert "attn_other" not in set(df.kind)

@@ -40,6 +40,11 @@ VARIANTS = {
                  score_bias=True, shared_gate=False, routed_scaling_factor=2.5)),
     "gated_delta_moe": dict(mixer="gated_delta", norm="rmsnorm", mlp="swiglu", moe=dict(
         n_experts=5, top_k=2, d_expert=12, d_shared=48, dense_layers=[0])),  # Qwen3-Next's MLPs (layer 0 dense)
+    "mamba2_one_branch_blocks_relu2_moe": dict(  # Nemotron-H's blocks: mixer-only, MLP-only (dense, experts), both
+        mixer={"kind": "mamba2", "d_head_v": 0}, n_layers=4, norm="rmsnorm", mlp="relu2", positional="none",
+        block_kinds=["mixer", "mlp", "mlp", "mixer_mlp"], moe=dict(
+            n_experts=4, top_k=2, d_expert=12, d_shared=48, sigmoid_scores=True, score_bias=True, shared_gate=False,
+            dense_layers=[1, 3])),
     "rec_delta": dict(mixer="rec_delta"),
     "rec_delta_bare": dict(mixer="rec_delta", norm="none", mlp="none", positional="none"),
     "delta_rnn": dict(mixer="delta_rnn"),
@@ -105,6 +110,12 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
             layers = cfg.post_norm_layers
         elif "pre-norm block" in cond:
             layers = [i for i in layers if i not in cfg.post_norm_layers]
+        # a block holds the branches its kind says (cfg.block_kinds): mixer hooks in blocks with a mixer, MLP hooks
+        # in blocks with an MLP
+        if "with a mixer" in cond or name.startswith(("blocks.{i}.attn.", "blocks.{i}.ln1.", "blocks.{i}.ln_attn_out.")):
+            layers = [i for i in layers if cfg.has_mixer(i)]
+        if "with an MLP" in cond:
+            layers = [i for i in layers if cfg.has_mlp(i)]
         axes = [a.strip() for a in shape.strip("[]").split(",")]
         names = [name.replace("{i}", str(i)) for i in layers] if "{i}" in name else [name]
         for n in names:

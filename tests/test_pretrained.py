@@ -55,8 +55,8 @@ def test_transformers_options_we_do_not_reproduce_are_refused_before_any_weight(
 
 
 def test_an_unknown_architecture_is_named(tmp_path):
-    with pytest.raises(ValueError, match="model_type 'nemotron_h'.*opens"):
-        workbench.from_pretrained(_dir(tmp_path, {"model_type": "nemotron_h"}))
+    with pytest.raises(ValueError, match="model_type 'lfm2'.*opens"):
+        workbench.from_pretrained(_dir(tmp_path, {"model_type": "lfm2"}))
 
 
 def test_pickled_weights_are_refused(tmp_path):

@@ -1,5 +1,5 @@
 """workbench.from_pretrained on transformers' Gated DeltaNet hybrids (Qwen3.5, OLMo-hybrid, Qwen3-Next), Kimi
-Linear and Mamba-2, against transformers.
+Linear, Mamba-2 and Nemotron-H, against transformers.
 
 tests/hf_reference.py builds tiny random-weight models with transformers' own config and model classes and saves
 them with ``save_pretrained``; each is opened with ``from_pretrained`` and its logits, every layer's output and the
@@ -59,6 +59,16 @@ def test_what_each_architecture_becomes(hf_runs):
     assert olmo.cfg.layer_mixers[0].allow_neg_eigval and olmo.cfg.layer_mixers[0].output_norm_eps == 1e-5
     nope = workbench.from_pretrained(hf_runs["olmo_hybrid_nope_posneg_tied"][0])
     assert nope.cfg.layer_mixers[2].rotary_base == 0 and not nope.cfg.layer_mixers[0].allow_neg_eigval
+    nemo = workbench.from_pretrained(hf_runs["nemotron_h"][0])
+    assert nemo.cfg.block_kinds == ("mixer", "mlp", "mixer", "mlp", "mixer", "mlp") and nemo.cfg.mlp == "relu2"
+    assert [m and m.kind for m in nemo.cfg.layer_mixers] == ["mamba2", None, "softmax", None, "mamba2", None]
+    attn, mamba = nemo.cfg.layer_mixers[2], nemo.cfg.layer_mixers[0]
+    assert (attn.rotary_base, attn.n_heads, attn.n_kv_heads, attn.d_head) == (0, 4, 2, 8)
+    assert (mamba.d_head_v, mamba.n_groups, mamba.dt_min, mamba.dt_max) == (8, 2, 0.001, 0.0)
+    assert nemo.cfg.moe_at(3) is not None and nemo.cfg.moe_at(1) is None and nemo.cfg.moe.n_group == 2
+    assert nemo.mixer_layers == [0, 2, 4] and nemo.mlp_layers == [1, 3, 5] and nemo.fast_weight_layers == [0, 4]
+    with pytest.raises(ValueError, match="MLP-only block"):
+        nemo.mixer(1)
 
 
 def test_the_vision_tower_is_left_out(hf_runs):
@@ -81,7 +91,7 @@ def _write_tokenizer(path: Path) -> None:
 
 def test_round_trip_and_tokenizer(hf_runs, tmp_path):
     """Our format keeps every new option (gated softmax, post-norm layers, experts, KDA, MLA) bit-identically."""
-    for name in ("qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2"):
+    for name in ("qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2", "nemotron_h"):
         src = tmp_path / name
         shutil.copytree(hf_runs[name][0], src)
         _write_tokenizer(src / "tokenizer.json")
@@ -119,6 +129,16 @@ def _edited(src: Path, dst: Path, **changes) -> Path:
     ("mamba2", dict(n_groups=3), "n_groups"),
     ("mamba2", dict(time_step_limit=[0.5, 0.1]), "time_step_limit"),
     ("mamba2", dict(some_new_option=1), "some_new_option"),
+    ("nemotron_h", dict(mlp_hidden_act="gelu"), "mlp_hidden_act"),
+    ("nemotron_h", dict(mamba_hidden_act="gelu"), "mamba_hidden_act"),
+    ("nemotron_h", dict(moe_latent_size=8), "moe_latent_size"),
+    ("nemotron_h", dict(sliding_window=16), "sliding_window"),
+    ("nemotron_h", dict(layers_block_type=["linear_attention", "mlp", "sparse_attention", "moe", "mlp", "mlp"]),
+     "sparse_attention"),
+    ("nemotron_h", dict(num_hidden_layers=5), "num_hidden_layers"),
+    ("nemotron_h", dict(n_groups=3), "n_groups"),
+    ("nemotron_h", dict(mamba_n_groups=1), "mamba_n_groups"),
+    ("nemotron_h", dict(some_new_option=1), "some_new_option"),
 ])
 def test_options_we_do_not_reproduce_raise(hf_runs, tmp_path, name, changes, match):
     with pytest.raises(ValueError, match=match):
@@ -145,14 +165,30 @@ def test_transformers_names_and_olmo_core_names_load_alike(hf_runs, tmp_path):
     assert torch.equal(workbench.from_pretrained(dst)(ids), workbench.from_pretrained(src)(ids))
 
 
-@pytest.mark.parametrize("name", ["qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2"])
+def test_nemotron_h_pattern_and_older_key_names_load_alike(hf_runs, tmp_path):
+    """The ``hybrid_override_pattern`` string and the ``mamba_*`` names of older Nemotron-H config.json files (which
+    NemotronHConfig still reads) open the same model as ``layers_block_type``."""
+    src = hf_runs["nemotron_h"][0]
+    cfg = json.loads((src / "config.json").read_text())
+    old = {k: v for k, v in cfg.items() if k not in ("layers_block_type", "n_groups", "conv_kernel", "time_step_min")}
+    old.update(hybrid_override_pattern="M-*EM-", mamba_n_groups=cfg["n_groups"], mamba_d_conv=cfg["conv_kernel"],
+               mamba_dt_min=cfg["time_step_min"])
+    dst = tmp_path / "old"
+    shutil.copytree(src, dst)
+    (dst / "config.json").write_text(json.dumps(old))
+    ids = tokens()
+    a, b = workbench.from_pretrained(dst), workbench.from_pretrained(src)
+    assert a.cfg == b.cfg and torch.equal(a(ids), b(ids))
+
+
+@pytest.mark.parametrize("name", ["qwen3_5_text", "olmo_hybrid", "qwen3_next", "kimi_linear", "mamba2", "nemotron_h"])
 def test_the_fast_weight_analyses_run_on_imported_models(hf_runs, name):
     from workbench.analysis import effective_attention, induction_score, probe_associations
 
     model = workbench.from_pretrained(hf_runs[name][0])
     ids = tokens()[:, :24]
     logits, cache = model.run_with_cache(ids)
-    for layer in range(model.cfg.n_layers):  # effective attention reconstructs hook_z exactly, every layer
+    for layer in model.mixer_layers:  # effective attention reconstructs hook_z exactly, every layer with a mixer
         a = effective_attention(model, ids, layer)
         z = torch.einsum("bhqk,bkhd->bqhd", a, cache[f"blocks.{layer}.attn.hook_v"])
         assert rel(z, cache[f"blocks.{layer}.attn.hook_z"]) <= 1e-5, layer
@@ -178,16 +214,17 @@ def test_the_fast_weight_analyses_run_on_imported_models(hf_runs, name):
     assert len(df) and df.fidelity.notna().all() and set(df["head"]) == set(range(model.cfg.n_heads))
 
 
-@pytest.mark.parametrize("name, layer", [("qwen3_next", 1), ("kimi_linear", 2)])
+@pytest.mark.parametrize("name, layer", [("qwen3_next", 1), ("kimi_linear", 2), ("nemotron_h", 3)])
 def test_the_experts_hooks_hold_transformers_routing_and_expert_outputs(hf_runs, name, layer):
-    """Qwen3-Next's (softmax) and Kimi Linear's (grouped sigmoid, correction bias, scaled) sparse MLPs: our router
-    logits, chosen experts, weights and each chosen expert's output are transformers' (its router and its experts'
-    weights applied to the same input); patching the chosen experts reroutes the tokens."""
+    """Qwen3-Next's (softmax) and Kimi Linear's and Nemotron-H's (grouped sigmoid, correction bias, scaled) sparse
+    MLPs: our router logits, chosen experts, weights and each chosen expert's output are transformers' (its router and
+    its experts' weights applied to the same input); patching the chosen experts reroutes the tokens."""
     source = build(name, seed=list(CASES).index(name))
     ours = workbench.from_pretrained(hf_runs[name][0])
     ids = tokens()[:, :20]
     seen = {}
-    moe = source.model.layers[layer].mlp
+    block = source.model.layers[layer]
+    moe = block.mixer if name == "nemotron_h" else block.mlp  # Nemotron-H: the MoE is the block's one branch
     moe.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0]))
     moe.gate.register_forward_hook(lambda m, a, out: seen.__setitem__("router", out))
     with torch.no_grad():
@@ -205,6 +242,9 @@ def test_the_experts_hooks_hold_transformers_routing_and_expert_outputs(hf_runs,
     x = seen["x"].flatten(0, 1)  # [tokens, d_model]: the MLP's input in transformers
 
     def expert(e: int, inp: torch.Tensor) -> torch.Tensor:  # transformers' expert e (its Experts.forward)
+        if not hasattr(moe.experts, "gate_up_proj"):  # Nemotron-H: relu² experts without a gate
+            return torch.nn.functional.linear(moe.experts.act_fn(torch.nn.functional.linear(inp, moe.experts.up_proj[e])),
+                                              moe.experts.down_proj[e])
         gate, up = torch.nn.functional.linear(inp, moe.experts.gate_up_proj[e]).chunk(2, dim=-1)
         return torch.nn.functional.linear(torch.nn.functional.silu(gate) * up, moe.experts.down_proj[e])
 
@@ -222,7 +262,7 @@ def test_the_experts_hooks_hold_transformers_routing_and_expert_outputs(hf_runs,
     assert rel(rerouted[p + "hook_expert_out"].flatten(0, 1), want) <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["olmo_hybrid", "qwen3_next_sparse_step_dense_layers", "kimi_linear"])
+@pytest.mark.parametrize("name", ["olmo_hybrid", "qwen3_next_sparse_step_dense_layers", "kimi_linear", "nemotron_h"])
 def test_outliers_and_kfac_run_on_post_norm_and_moe_layers(hf_runs, name):
     from workbench.analysis.kfac import KFACConfig, collect_kfac
     from workbench.analysis.outliers import outlier_table, state_statistics, trace_outliers
@@ -234,9 +274,10 @@ def test_outliers_and_kfac_run_on_post_norm_and_moe_layers(hf_runs, name):
     assert set(state_statistics(model, [ids], positions=[2, 8], progress=False).layer) == set(model.fast_weight_layers)
     factors = collect_kfac(model, [ids], KFACConfig(), progress=False)
     post, moe = set(model.cfg.post_norm_layers), {i for i in range(model.cfg.n_layers) if model.cfg.moe_at(i)}
-    for i in range(model.cfg.n_layers):  # no site whose output the post-norm hides; no expert weights
-        assert (f"blocks.{i}.attn.W_O" in factors) == (i not in post), i
-        assert (f"blocks.{i}.mlp.W_in" in factors) == (i not in moe), i
+    for i in range(model.cfg.n_layers):  # no site whose output the post-norm hides; no expert weights; only the
+        # branches a block has (Nemotron-H: one each)
+        assert (f"blocks.{i}.attn.W_O" in factors) == (i not in post and i in model.mixer_layers), i
+        assert (f"blocks.{i}.mlp.W_in" in factors) == (i not in moe and i in model.mlp_layers), i
 
 
 def test_outliers_and_kfac_run_on_mamba2(hf_runs):
@@ -269,3 +310,38 @@ def test_the_readme_block_runs_on_a_qwen3_5_checkpoint(hf_runs, tmp_path):
                  "exec"), scope)
     assert scope["W"].shape == (1, 1, 4, 8, 16)
     assert scope["cache"]["blocks.1.attn.hook_gate"].shape == (1, 5, 2, 16)  # 5 tokens: "The" and 4 unknown
+
+
+def test_code_that_walks_layers_asks_each_block_what_it_has(hf_runs):
+    """Nemotron-H's blocks hold one branch each (cfg.block_kinds): hook names, the residual decomposition, head
+    scores, K-FAC sites, W8A8 rounding and the outlier dashboard's layer list follow what each block has."""
+    import numpy as np
+
+    from workbench.analysis.kfac import linear_sites
+    from workbench.analysis.outliers import decompose_residual, quantize_w8a8, trace_outliers
+    from workbench.app_support.attention_maps import head_score_table
+    from workbench.app_support.outlier_dashboard import traced_layers
+
+    model = workbench.from_pretrained(hf_runs["nemotron_h"][0])
+    ids = tokens()[:, :16]
+    logits, cache = model.run_with_cache(ids)
+    for i in range(model.cfg.n_layers):
+        mixer, mlp = i in model.mixer_layers, i in model.mlp_layers
+        assert (f"blocks.{i}.hook_attn_out" in cache, f"blocks.{i}.attn.hook_z" in cache) == (mixer, mixer), i
+        assert (f"blocks.{i}.hook_mlp_out" in cache, f"blocks.{i}.ln2.hook_normalized" in cache) == (mlp, mlp), i
+        assert f"blocks.{i}.hook_resid_mid" not in cache
+        for site in ("resid_pre", "resid_post"):  # every direct write, summed, is the residual stream
+            df = decompose_residual(model, ids, neuron=3, layer=i, site=site)
+            total = df.groupby(["batch", "pos"]).value.sum().unstack().to_numpy()
+            assert np.allclose(total, cache[f"blocks.{i}.hook_{site}"][..., 3].double().numpy(), atol=1e-5), (i, site)
+        kinds = set(decompose_residual(model, ids, neuron=3, layer=i).query(f"layer == {i}").kind)
+        assert ("head" in kinds) == mixer and ("mlp" in kinds) == mlp, (i, kinds)
+    with pytest.raises(ValueError, match="no resid_mid"):
+        decompose_residual(model, ids, neuron=3, layer=1, site="resid_mid")
+    assert sorted(set(head_score_table(model, ids).layer)) == [0, 2, 4]
+    assert {s.layer for s in linear_sites(model) if s.param.split(".")[2] == "attn"} == {0, 2, 4}
+    assert {s.layer for s in linear_sites(model) if s.param.split(".")[2] == "mlp"} == {1, 5}  # layer 3: experts
+    stats = trace_outliers(model, [ids], sites=("q", "mlp_hidden", "resid_post"), progress=False)
+    assert traced_layers(stats, "q") == [0, 2, 4] and traced_layers(stats, "mlp_hidden") == [1, 5]
+    quantized = quantize_w8a8(model)
+    assert rel(quantized(ids), logits) < 0.1

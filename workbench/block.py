@@ -7,6 +7,9 @@ Outlier Protected:       x = x + β·attn(x);         x = x + β·mlp(x)      (�
                          2024: no norm inside the block, the model normalises the first block's input,
                          and the mixer gets its QK-norm)
 hook_attn_out / hook_mlp_out hold what is added to the residual stream (after β).
+A block may hold one branch only (``cfg.block_kinds``: Nemotron-H's layers): a mixer-only block has ln1, attn,
+hook_attn_out; an MLP-only block ln2, mlp, hook_mlp_out; neither has hook_resid_mid (it would be resid_pre or
+resid_post). ``has_mixer`` / ``has_mlp`` say which; code that walks layers asks them.
 The mixer is whatever the layer's mixer config names (:mod:`workbench.mixers`).
 """
 
@@ -29,26 +32,30 @@ class TransformerBlock(nn.Module):
         pre_norm = cfg.block == "pre_norm"
         post = layer in cfg.post_norm_layers
         self.branch_scale = 1.0 if pre_norm else cfg.branch_scale
-        self.ln1 = make_norm(cfg.norm if pre_norm and not post else "none", cfg.d_model, cfg.norm_eps)
-        self.ln_attn_out = make_norm(cfg.norm if post else "none", cfg.d_model, cfg.norm_eps)
-        mixer_cfg = cfg.layer_mixers[layer]
-        self.attn = mixer_class(mixer_cfg.kind)(mixer_cfg, cfg, qk_norm=cfg.qk_norm)
-        self.has_mlp = cfg.mlp != "none"
+        self.has_mixer, self.has_mlp = cfg.has_mixer(layer), cfg.has_mlp(layer)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
-        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        if self.has_mixer:
+            self.ln1 = make_norm(cfg.norm if pre_norm and not post else "none", cfg.d_model, cfg.norm_eps)
+            self.ln_attn_out = make_norm(cfg.norm if post else "none", cfg.d_model, cfg.norm_eps)
+            mixer_cfg = cfg.layer_mixers[layer]
+            self.attn = mixer_class(mixer_cfg.kind)(mixer_cfg, cfg, qk_norm=cfg.qk_norm)
+            self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        if self.has_mixer and self.has_mlp:
+            self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
         if self.has_mlp:
             self.ln2 = make_norm(cfg.norm if pre_norm and not post else "none", cfg.d_model, cfg.norm_eps)
             self.ln_mlp_out = make_norm(cfg.norm if post else "none", cfg.d_model, cfg.norm_eps)
             moe = cfg.moe_at(layer)
-            self.mlp = MLP(cfg.d_model, cfg.d_mlp, cfg.mlp) if moe is None else MoE(moe, cfg.d_model)
-            self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+            self.mlp = MLP(cfg.d_model, cfg.d_mlp, cfg.mlp) if moe is None else MoE(moe, cfg.d_model, cfg.mlp)
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         x = self.hook_resid_pre(x)
-        x = x + self.hook_attn_out(self.branch_scale * self.ln_attn_out(self.attn(self.ln1(x))))
-        if self.has_mlp:
+        if self.has_mixer:
+            x = x + self.hook_attn_out(self.branch_scale * self.ln_attn_out(self.attn(self.ln1(x))))
+        if self.has_mixer and self.has_mlp:
             x = self.hook_resid_mid(x)
+        if self.has_mlp:
             x = x + self.hook_mlp_out(self.branch_scale * self.ln_mlp_out(self.mlp(self.ln2(x))))
         return self.hook_resid_post(x)

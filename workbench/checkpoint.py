@@ -205,7 +205,7 @@ def _added_since_saved(model: HookedFastWeightLM, present: set[str], expected: d
                        ) -> dict[str, torch.Tensor]:
     """Parameters added after a checkpoint format was in use, with the values that reproduce the old model,
     as each mixer declares them (``Mixer.added_since_saved``); only when none of them is present."""
-    added = {f"blocks.{i}.attn.{leaf}": value for i, block in enumerate(model.blocks)
+    added = {f"blocks.{i}.attn.{leaf}": value for i, block in enumerate(model.blocks) if block.has_mixer
              for leaf, value in block.attn.added_since_saved().items()}
     if not added or any(name in present for name in added):
         return {}

@@ -9,6 +9,8 @@ fields are only what every layer shares:
     ModelConfig(d_vocab=64, mixer="delta")                                   # DeltaNet, default options
     ModelConfig(d_vocab=64, mixer=DeltaConfig(conv_size=0))                  # with options
     ModelConfig(d_vocab=64, n_layers=4, mixer=["gated_delta"] * 3 + ["softmax"])   # one mixer per layer
+    ModelConfig(d_vocab=64, n_layers=4, mixer="mamba2", mlp="relu2",
+                block_kinds=["mixer", "mlp", "mixer", "mlp"])                  # mixer-only and MLP-only blocks
 
 ``config.json`` of the earlier flat format (``"mixer": "delta", "conv_size": 4, "feature_map": ...``)
 still loads: :meth:`ModelConfig.from_dict` moves the options of the named mixer into its config and
@@ -28,11 +30,12 @@ from .mixers import MixerConfig, mixer_config, mixer_fields, names
 from .mixers import describe as describe_mixer
 
 Norm = Literal["layernorm", "rmsnorm", "none"]
-MLPKind = Literal["gelu", "swiglu", "none"]
+MLPKind = Literal["gelu", "swiglu", "relu2", "none"]
+BlockKind = Literal["mixer_mlp", "mixer", "mlp"]
 Positional = Literal["learned", "none"]
 BlockStyle = Literal["pre_norm", "outlier_protected"]
 Backend = Literal["chunk", "reference"]
-MixerSpec = Union[MixerConfig, tuple[MixerConfig, ...]]
+MixerSpec = Union[MixerConfig, tuple[Optional[MixerConfig], ...]]
 _CHOICES = {"norm": Norm, "mlp": MLPKind, "positional": Positional, "block": BlockStyle, "backend": Backend}
 
 # the mixer options of the flat config.json format, with the defaults they had there
@@ -55,8 +58,14 @@ class ModelConfig:
     multiplied by ``branch_scale``, and QK-norm in every mixer (each mixer says how; see its module).
     ``post_norm_layers``: pre-norm blocks that normalise their branches' outputs instead of their inputs
     (OLMo 2 / OLMo-hybrid's attention layers: x = x + norm(attn(x)); x = x + norm(mlp(x))).
+    ``block_kinds``: what each block holds (``n_layers`` entries; empty: every block ``"mixer_mlp"``):
+    ``"mixer_mlp"`` a mixer and an MLP (two residual lines), ``"mixer"`` a mixer only, ``"mlp"`` an MLP only
+    (Nemotron-H's layers: one norm, one branch, one residual line each). A per-layer ``mixer`` tuple holds None
+    at the MLP-only blocks; a single mixer applies to every block that has one. ``mlp="none"`` removes every MLP
+    (then no block may be ``"mlp"`` or ``"mixer_mlp"``).
     ``moe``: a sparse mixture-of-experts MLP (:class:`~workbench.components.moe.MoEConfig`) in every layer but
     its ``dense_layers`` (which keep the ``d_mlp`` MLP); needs ``mlp="swiglu"``.
+    ``mlp``: ``"gelu"``, ``"swiglu"`` or ``"relu2"`` (squared ReLU, no gate: Nemotron-H / Primer).
     ``backend`` and ``chunk_size`` select the recurrence kernel (see :mod:`workbench.kernels`); ``seed``
     seeds the initialisation and any fixed random features.
     """
@@ -77,6 +86,7 @@ class ModelConfig:
     branch_scale: float = 0.2  # residual-branch weight of the Outlier Protected block (pre-norm: 1)
     post_norm_layers: tuple[int, ...] = ()
     moe: Optional[MoEConfig] = None
+    block_kinds: tuple[BlockKind, ...] = ()
     # numerics and kernels
     init_std: float = 0.02
     norm_eps: float = 1e-5
@@ -98,10 +108,12 @@ class ModelConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive number, got {value!r}")
         self._check_post_norm_layers()
+        self._check_block_kinds()
         self._check_moe()
         object.__setattr__(self, "mixer", self._mixer_spec(self.mixer))
         for m in self.layer_mixers:
-            m.check(self, self.qk_norm)
+            if m is not None:
+                m.check(self, self.qk_norm)
 
     def _check_post_norm_layers(self) -> None:
         layers = self.post_norm_layers
@@ -114,30 +126,79 @@ class ModelConfig:
             raise ValueError("ModelConfig.post_norm_layers needs block='pre_norm' and a norm")
         object.__setattr__(self, "post_norm_layers", tuple(sorted(layers)))
 
+    def _check_block_kinds(self) -> None:
+        kinds = self.block_kinds
+        allowed = get_args(BlockKind)
+        if not isinstance(kinds, (list, tuple)) or kinds and (len(kinds) != self.n_layers
+                                                              or not all(k in allowed for k in kinds)):
+            raise ValueError(f"ModelConfig.block_kinds must list n_layers = {self.n_layers} entries, each one of "
+                             f"{allowed} (or be empty: every block 'mixer_mlp'), got {kinds!r}")
+        kinds = tuple(kinds)
+        if self.mlp == "none" and any(k != "mixer" for k in kinds):
+            raise ValueError(f"ModelConfig.block_kinds {list(kinds)} has blocks with an MLP, but mlp='none'")
+        if all(k == ("mixer" if self.mlp == "none" else "mixer_mlp") for k in kinds):
+            kinds = ()  # the default, written one way only
+        object.__setattr__(self, "block_kinds", kinds)
+
+    def block_kind(self, layer: int) -> str:
+        """``"mixer_mlp"``, ``"mixer"`` or ``"mlp"``: what block ``layer`` holds (mlp='none' makes every default
+        block ``"mixer"``)."""
+        if self.block_kinds:
+            return self.block_kinds[layer]
+        return "mixer" if self.mlp == "none" else "mixer_mlp"
+
+    def has_mixer(self, layer: int) -> bool:
+        return self.block_kind(layer) != "mlp"
+
+    def has_mlp(self, layer: int) -> bool:
+        return self.block_kind(layer) != "mixer"
+
+    @property
+    def mixer_layers(self) -> list[int]:
+        """The layers whose block has a mixer."""
+        return [i for i in range(self.n_layers) if self.has_mixer(i)]
+
+    @property
+    def mlp_layers(self) -> list[int]:
+        """The layers whose block has an MLP."""
+        return [i for i in range(self.n_layers) if self.has_mlp(i)]
+
     def _check_moe(self) -> None:
         moe = self.moe
         if isinstance(moe, dict):
             moe = MoEConfig.from_dict(moe)
         if moe is not None and not isinstance(moe, MoEConfig):
             raise ValueError(f"ModelConfig.moe must be a MoEConfig, a dict or None, got {moe!r}")
-        if moe is not None and self.mlp != "swiglu":
-            raise ValueError(f"ModelConfig.moe needs mlp='swiglu' (its experts are SwiGLU MLPs), got {self.mlp!r}")
+        if moe is not None and self.mlp not in ("swiglu", "relu2"):
+            raise ValueError(f"ModelConfig.moe needs mlp='swiglu' or 'relu2' (its experts are MLPs of that kind), "
+                             f"got {self.mlp!r}")
         if moe is not None and any(i >= self.n_layers for i in moe.dense_layers):
             raise ValueError(f"ModelConfig.moe.dense_layers {list(moe.dense_layers)} must be layers in "
                              f"[0, {self.n_layers - 1}]")
         object.__setattr__(self, "moe", moe)
 
     def moe_at(self, layer: int) -> Optional[MoEConfig]:
-        """The mixture-of-experts config of ``layer``'s MLP, or None (a dense MLP)."""
-        return None if self.moe is None or layer in self.moe.dense_layers else self.moe
+        """The mixture-of-experts config of ``layer``'s MLP, or None (a dense MLP, or a block without an MLP)."""
+        if self.moe is None or layer in self.moe.dense_layers or not self.has_mlp(layer):
+            return None
+        return self.moe
 
     def _mixer_spec(self, value: Any) -> MixerSpec:
         if isinstance(value, (list, tuple)):
             if len(value) != self.n_layers:
                 raise ValueError(f"ModelConfig.mixer lists {len(value)} mixers for n_layers = {self.n_layers}; "
                                  "give one per layer, or a single mixer for all layers")
-            spec = tuple(self._one_mixer(v) for v in value)
-            return spec[0] if len(set(spec)) == 1 else spec
+            spec = tuple(None if v is None else self._one_mixer(v) for v in value)
+            for i, m in enumerate(spec):
+                if (m is None) == self.has_mixer(i):
+                    raise ValueError(f"ModelConfig.mixer[{i}] is {'None' if m is None else describe_mixer(m)!r} but "
+                                     f"block {i} is {self.block_kind(i)!r}: give a mixer exactly for the blocks that "
+                                     "have one, None for the MLP-only blocks")
+            present = {m for m in spec if m is not None}
+            return present.pop() if len(present) == 1 else spec
+        if value is None:
+            raise ValueError("ModelConfig.mixer must name a mixer (None only inside a per-layer list, at MLP-only "
+                             "blocks)")
         return self._one_mixer(value)
 
     @staticmethod
@@ -149,9 +210,11 @@ class ModelConfig:
 
     # ------------------------------------------------------------------ derived
     @property
-    def layer_mixers(self) -> tuple[MixerConfig, ...]:
-        """The mixer config of each layer (``n_layers`` entries)."""
-        return self.mixer if isinstance(self.mixer, tuple) else (self.mixer,) * self.n_layers
+    def layer_mixers(self) -> tuple[Optional[MixerConfig], ...]:
+        """The mixer config of each layer (``n_layers`` entries; None at an MLP-only block)."""
+        if isinstance(self.mixer, tuple):
+            return self.mixer
+        return tuple(self.mixer if self.has_mixer(i) else None for i in range(self.n_layers))
 
     @property
     def qk_norm(self) -> bool:
@@ -160,23 +223,30 @@ class ModelConfig:
 
     @property
     def mixer_label(self) -> str:
-        """E.g. ``"DeltaNet"`` or ``"3 × Gated DeltaNet, softmax attention"`` (runs of equal layers)."""
+        """E.g. ``"DeltaNet"`` or ``"3 × Gated DeltaNet, softmax attention"`` (runs of equal layers; an MLP-only
+        block is ``"MLP"``)."""
         runs: list[list] = []
         for m in self.layer_mixers:
             if runs and runs[-1][0] == m:
                 runs[-1][1] += 1
             else:
                 runs.append([m, 1])
+        label = lambda m: "MLP" if m is None else describe_mixer(m)  # noqa: E731
         if len(runs) == 1:
-            return describe_mixer(runs[0][0])
-        return ", ".join((f"{n} × " if n > 1 else "") + describe_mixer(m) for m, n in runs)
+            return label(runs[0][0])
+        return ", ".join((f"{n} × " if n > 1 else "") + label(m) for m, n in runs)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["post_norm_layers"] = list(self.post_norm_layers)
         out["moe"] = None if self.moe is None else self.moe.to_dict()
-        out["mixer"] = [m.to_dict() for m in self.mixer] if isinstance(self.mixer, tuple) else self.mixer.to_dict()
+        out["mixer"] = ([None if m is None else m.to_dict() for m in self.mixer] if isinstance(self.mixer, tuple)
+                        else self.mixer.to_dict())
+        if self.block_kinds:
+            out["block_kinds"] = list(self.block_kinds)
+        else:  # the default: config.json stays as it was before the option existed
+            del out["block_kinds"]
         return out
 
     def to_json(self) -> str:

@@ -62,7 +62,8 @@ class HookedFastWeightLM(HookedRootModule):
         """
         gen = torch.Generator().manual_seed(self.cfg.seed)
         std = self.cfg.init_std
-        skip = {f"blocks.{i}.attn.{leaf}" for i, b in enumerate(self.blocks) for leaf in b.attn.skip_default_init}
+        skip = {f"blocks.{i}.attn.{leaf}" for i, b in enumerate(self.blocks) if b.has_mixer
+                for leaf in b.attn.skip_default_init}
         for name, p in self.named_parameters():
             if name in skip:
                 continue
@@ -79,7 +80,8 @@ class HookedFastWeightLM(HookedRootModule):
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
         for block in self.blocks:
-            block.attn.init_extra_(gen)
+            if block.has_mixer:
+                block.attn.init_extra_(gen)
 
     # ------------------------------------------------------------------ input checking
     def check_tokens(self, tokens: Union[torch.Tensor, list], start: int = 0, check_length: bool = True) -> torch.Tensor:
@@ -164,16 +166,31 @@ class HookedFastWeightLM(HookedRootModule):
 
     # ------------------------------------------------------------------ mixers and fast weights
     def mixer(self, layer: int) -> Mixer:
-        """The mixer of ``layer`` (negative counts from the end); ValueError for a bad index."""
+        """The mixer of ``layer`` (negative counts from the end); ValueError for a bad index or an MLP-only block
+        (``cfg.block_kinds``), naming the layers that have a mixer."""
         n = self.cfg.n_layers
         if not isinstance(layer, int) or isinstance(layer, bool) or not -n <= layer < n:
             raise ValueError(f"layer must be an int in [0, {n - 1}] (or negative from the end), got {layer!r}")
-        return self.blocks[layer].attn
+        block = self.blocks[layer]
+        if not block.has_mixer:
+            raise NotDefinedForMixer(f"layer {layer % n} is an MLP-only block: it has no mixer; layers "
+                                     f"{self.mixer_layers} have one")
+        return block.attn
+
+    @property
+    def mixer_layers(self) -> list[int]:
+        """The layers whose block has a mixer (every layer unless ``cfg.block_kinds`` has MLP-only blocks)."""
+        return self.cfg.mixer_layers
+
+    @property
+    def mlp_layers(self) -> list[int]:
+        """The layers whose block has an MLP."""
+        return self.cfg.mlp_layers
 
     @property
     def fast_weight_layers(self) -> list[int]:
         """The layers whose mixer keeps a fast-weight state."""
-        return [i for i, b in enumerate(self.blocks) if b.attn.has_fast_weights]
+        return [i for i, b in enumerate(self.blocks) if b.has_mixer and b.attn.has_fast_weights]
 
     def fast_weight_mixer(self, layer: int) -> Mixer:
         """The mixer of ``layer``, or a ValueError that says which layers have fast weights."""

@@ -114,7 +114,7 @@ def _decodes(model, attn, r: torch.Tensor, x: torch.Tensor, positions: list[int]
     """Top-1 of the logit lens of retrieved vectors ``r: [n_t, n_pairs, head, d_v]`` equals targets[pair]."""
     n_t, n_pairs, n_heads, _ = r.shape
     xt = x[positions][:, None].expand(n_t, n_pairs, -1)  # mixer input at t, for the output gate
-    out = attn.head_outputs(r, xt)  # [n_t, n_pairs, head, d_model]: each head's contribution to the residual
+    out = attn.readout_outputs(r, xt)  # [n_t, n_pairs, head, d_model]: each head's read-out through its output path
     logits = model.unembed(model.ln_final(out))  # [n_t, n_pairs, head, vocab]
     return logits.argmax(-1) == targets[None, :, None]
 

@@ -21,7 +21,7 @@ def head_score_table(model, tokens) -> pd.DataFrame:
     whose mixer has an exact effective attention (the others are left out)."""
     tokens = model.check_tokens(tokens)
     rows = []
-    for layer in range(model.cfg.n_layers):
+    for layer in model.mixer_layers:  # an MLP-only block (cfg.block_kinds) attends to nothing
         try:
             A = model.effective_attention(tokens, layer)
         except NotDefinedForMixer:

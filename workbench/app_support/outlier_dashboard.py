@@ -78,6 +78,12 @@ def top_neuron_table(stats: dict[str, OutlierStats], cfg, n: int = 5) -> pd.Data
     return top_neurons(stats, cfg, n)
 
 
+def traced_layers(stats: dict[str, OutlierStats], site: str) -> list[int]:
+    """The layers at which ``site`` was traced, in order (a block of one branch, ``cfg.block_kinds``, lacks the
+    other branch's sites)."""
+    return sorted(layer for layer, s in map(parse_hook, stats) if s == site)
+
+
 def hook_neurons(stats: dict[str, OutlierStats], cfg, layer: int, site: str) -> pd.DataFrame:
     """Every neuron of one hook, largest RMS first (``head``, ``channel`` for per-head sites)."""
     name = SITE_HOOKS[site].format(i=layer)

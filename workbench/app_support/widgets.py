@@ -138,7 +138,7 @@ def current() -> tuple[sources.LoadedModel, TokenSequence]:
 
 def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> int:
     cfg = lm.model.cfg
-    layers = lm.model.fast_weight_layers if fast_weights_only else list(range(cfg.n_layers))
+    layers = lm.model.fast_weight_layers if fast_weights_only else lm.model.mixer_layers  # not the MLP-only blocks
     if not layers:
         st.info(f"This model's layers ({cfg.mixer_label}) keep no fast-weight matrix; pick a model with a "
                 f"fast-weight mixer (one of {mixer_names(fast_weights=True)}).")

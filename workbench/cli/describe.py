@@ -24,8 +24,13 @@ def describe_model(model) -> list[str]:
 
 
 def _mixers(value) -> str:
-    """``delta(qk_norm=l2, conv_size=4, …)``, or a list of those for a model with one mixer per layer."""
-    one = lambda d: d["kind"] + "(" + ", ".join(f"{k}={v}" for k, v in d.items() if k != "kind") + ")"  # noqa: E731
+    """``delta(qk_norm=l2, conv_size=4, …)``, or a list of those for a model with one mixer per layer (``None`` at
+    an MLP-only block)."""
+    def one(d) -> str:
+        if d is None:
+            return "None"
+        return d["kind"] + "(" + ", ".join(f"{k}={v}" for k, v in d.items() if k != "kind") + ")"
+
     return "[" + ", ".join(map(one, value)) + "]" if isinstance(value, list) else one(value)
 
 

@@ -1,4 +1,10 @@
-"""MLPs: GELU or SwiGLU, with hooks on the hidden pre- and post-activation."""
+"""MLPs: GELU, SwiGLU or squared ReLU, with hooks on the hidden pre- and post-activation.
+
+    gelu    post = gelu(x W_in + b_in)
+    swiglu  post = silu(x W_gate) ⊙ (x W_in + b_in)
+    relu2   post = relu(x W_in + b_in)²        (no gate; Nemotron-H's ``relu2``, transformers' ReLUSquaredActivation)
+    out = post W_out + b_out
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,20 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 
+def activation(kind: str, pre: torch.Tensor) -> torch.Tensor:
+    """The non-gated activations: ``"gelu"`` (exact, erf) or ``"relu2"`` (relu(x)²)."""
+    if kind == "relu2":
+        return torch.square(F.relu(pre))
+    if kind == "gelu":
+        return F.gelu(pre)
+    raise ValueError(f"unknown MLP activation {kind!r}; known: 'gelu', 'relu2' (and the gated 'swiglu')")
+
+
 class MLP(nn.Module):
     def __init__(self, d_model: int, d_mlp: int, kind: str = "gelu"):
         super().__init__()
+        if kind not in ("gelu", "swiglu", "relu2"):
+            raise ValueError(f"MLP kind must be 'gelu', 'swiglu' or 'relu2', got {kind!r}")
         self.kind = kind
         self.W_in = nn.Parameter(torch.empty(d_model, d_mlp))
         self.b_in = nn.Parameter(torch.zeros(d_mlp))
@@ -29,5 +46,5 @@ class MLP(nn.Module):
             post = self.hook_post(F.silu(pre) * lin)
         else:
             pre = self.hook_pre(x @ self.W_in + self.b_in)
-            post = self.hook_post(F.gelu(pre))
+            post = self.hook_post(activation(self.kind, pre))
         return post @ self.W_out + self.b_out

@@ -14,7 +14,10 @@ the shared expert may have no gate (``shared_gate``).
 
 Read from transformers 5.x ``models/qwen3_next/modeling_qwen3_next.py`` (``Qwen3NextTopKRouter``:
 softmax in float32 then top-k; ``Qwen3NextExperts``, ``Qwen3NextSparseMoeBlock``) and
-``models/kimi_linear/modeling_kimi_linear.py`` (``KimiLinearTopkRouter``, ``KimiLinearMoE``). Patching
+``models/kimi_linear/modeling_kimi_linear.py`` (``KimiLinearTopkRouter``, ``KimiLinearMoE``).
+With the model's ``mlp="relu2"`` every expert, and the shared one, is a squared-ReLU MLP without a gate
+(``y_j = relu(x W_in[e_j])² W_out[e_j]``; transformers' ``NemotronHExperts`` / ``NemotronHMoE``, whose router is
+Kimi's). Patching
 ``hook_expert_index`` routes the tokens to other experts (their outputs are computed after the hook);
 patching ``hook_expert_weights`` or ``hook_expert_out`` changes the mixture.
 """
@@ -29,7 +32,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from ..dataclass_io import JsonConfig, check_int_fields
-from .mlp import MLP
+from .mlp import MLP, activation
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,21 @@ class MoEConfig(JsonConfig):
 
 
 class MoE(nn.Module):
-    def __init__(self, cfg: MoEConfig, d_model: int):
+    def __init__(self, cfg: MoEConfig, d_model: int, kind: str = "swiglu"):
         super().__init__()
-        self.cfg = cfg
+        if kind not in ("swiglu", "relu2"):
+            raise ValueError(f"MoE experts are 'swiglu' or 'relu2' MLPs, got {kind!r}")
+        self.cfg, self.kind = cfg, kind
         n, d = cfg.n_experts, cfg.d_expert
         self.W_router = nn.Parameter(torch.empty(d_model, n))
         if cfg.score_bias:
             self.b_router = nn.Parameter(torch.zeros(n))  # the correction bias: it changes the choice, not the weights
-        self.W_gate = nn.Parameter(torch.empty(n, d_model, d))
+        if kind == "swiglu":
+            self.W_gate = nn.Parameter(torch.empty(n, d_model, d))
         self.W_in = nn.Parameter(torch.empty(n, d_model, d))
         self.W_out = nn.Parameter(torch.empty(n, d, d_model))
         if cfg.d_shared:
-            self.shared = MLP(d_model, cfg.d_shared, "swiglu")
+            self.shared = MLP(d_model, cfg.d_shared, kind)
             if cfg.shared_gate:
                 self.W_shared_gate = nn.Parameter(torch.empty(d_model, 1))
                 self.hook_shared_gate = HookPoint()  # [batch, pos, 1]  sigmoid(x W_shared_gate)
@@ -115,7 +121,10 @@ class MoE(nn.Module):
                 raise ValueError(f"hook_expert_index holds expert {e}; there are {self.cfg.n_experts}")
             where = index == e  # [batch, pos, top_k]
             xe = routed[where]  # [routed tokens, d_model]
-            ye = (F.silu(xe @ self.W_gate[e]) * (xe @ self.W_in[e])) @ self.W_out[e]
+            if self.kind == "swiglu":
+                ye = (F.silu(xe @ self.W_gate[e]) * (xe @ self.W_in[e])) @ self.W_out[e]
+            else:
+                ye = activation(self.kind, xe @ self.W_in[e]) @ self.W_out[e]
             out[where] = ye
         out = self.hook_expert_out(out)
         y = (out * weights[..., None]).sum(-2)

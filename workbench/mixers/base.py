@@ -81,9 +81,10 @@ class MixerConfig:
 
 
 @dataclass(frozen=True)
-class InputConvConfig(MixerConfig):
-    """Options of a mixer that may put a short causal convolution on its input (see
-    :meth:`Mixer.add_input_conv_`): ``conv_size`` taps, 0 (the default, the authors' model) for none."""
+class ShortConvConfig(MixerConfig):
+    """Options of a mixer that may take DeltaNet's short causal convolution, which its authors' model does not
+    have: ``conv_size`` taps, 0 (the default: the authors' model) for none. Where it goes is the mixer's
+    choice (:meth:`Mixer.add_short_convs_` on named projections, or :meth:`Mixer.add_input_conv_`)."""
 
     conv_size: int = 0
 
@@ -134,11 +135,34 @@ class Mixer(nn.Module):
         if bias:
             self.b_O = nn.Parameter(torch.zeros(dm))
 
+    def add_short_convs_(self, size: int, channels: dict[str, int]) -> None:
+        """With ``size > 0``, DeltaNet's short convolution on each named projection (name → its channel count):
+        ``conv_{name}`` (a depthwise causal convolution of ``size`` taps over positions) and
+        ``hook_{name}_proj``, the projection before it. :meth:`short_conv` applies it; :meth:`proj_hook` names
+        the hook a K-FAC site should read as the projection's output. Without it the mixer is unchanged."""
+        self.short_convs = tuple(channels) if size > 0 else ()
+        for name, n in channels.items():
+            if size > 0:
+                setattr(self, f"conv_{name}", ShortConv(n, size))
+                setattr(self, f"hook_{name}_proj", HookPoint())  # the projection's output, before its conv
+
+    def short_conv(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        """The projection ``y [batch, pos, ...]`` after its short convolution (``y`` itself without one); the
+        trailing axes are the conv's channels, and ``hook_{name}_proj`` sees ``y`` first."""
+        if name not in getattr(self, "short_convs", ()):
+            return y
+        y = getattr(self, f"hook_{name}_proj")(y)
+        return getattr(self, f"conv_{name}")(y.flatten(2)).view_as(y)
+
+    def proj_hook(self, name: str, otherwise: str) -> str:
+        """The hook holding projection ``name``'s output: ``hook_{name}_proj`` with a short conv, else ``otherwise``."""
+        return f"hook_{name}_proj" if name in getattr(self, "short_convs", ()) else otherwise
+
     def add_input_conv_(self, size: int) -> None:
         """With ``size > 0``, a depthwise causal convolution of ``size`` taps over the mixer input (the
-        "short convolution" of DeltaNet, on x instead of on q, k, v, so any memory can take it unchanged):
-        :meth:`conv_input` then returns ``hook_x_conv`` ``[batch, pos, d_model]`` and the linear layers that
-        read the input read that (``input_hook``). Without it the mixer is exactly the authors' model."""
+        "short convolution" of DeltaNet, on x instead of on projections, for a mixer whose projections read
+        something else, e.g. an LSTM's output): :meth:`conv_input` then returns ``hook_x_conv``
+        ``[batch, pos, d_model]``. Without it the mixer is unchanged."""
         self.conv_x = ShortConv(self.d_model, size) if size > 0 else None
         if size > 0:
             self.hook_x_conv = HookPoint()  # [batch, pos, d_model]  the mixer input after its short convolution
@@ -147,11 +171,6 @@ class Mixer(nn.Module):
         """The input the mixer's projections read: ``x``, or its short convolution (``add_input_conv_``)."""
         conv = getattr(self, "conv_x", None)
         return x if conv is None else self.hook_x_conv(self.causal_conv(conv, x))
-
-    @property
-    def input_site_hook(self) -> Optional[str]:
-        """The hook a linear layer reading the mixer input sees (None: the mixer input itself)."""
-        return "hook_x_conv" if getattr(self, "conv_x", None) is not None else None
 
     # ------------------------------------------------------------------ what it is
     @classmethod
@@ -277,10 +296,21 @@ class Mixer(nn.Module):
         return exact(self.recurrence_inputs(get))
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Each head's contribution to the mixer output for read-outs ``z [..., head, d_head]`` (as in
-        ``hook_z``) given the mixer input ``x [..., d_model]`` (for gates): ``[..., head, d_model]``;
-        no output bias."""
+        """Each head's contribution to the mixer output of a run, from its read-outs ``z [batch, pos, head,
+        d_head]`` (``hook_z``) and the mixer input ``x [batch, pos, d_model]`` (for gates and skips):
+        ``[batch, pos, head, d_model]``, no output bias. Σ_head + :meth:`output_bias` is the mixer output
+        (exactly, for every mixer whose output is heads plus a bias; the rest is the mixer's own, e.g. FWM's LSTM
+        state). A mixer whose output path is position-wise also takes any ``[..., head, d_head]`` with
+        ``[..., d_model]`` (see :meth:`readout_outputs`)."""
         return torch.einsum("...hd,hdm->...hm", z, self.W_O)
+
+    def readout_outputs(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """What the output path makes of read-out vectors ``r [..., head, d_v]`` alone (e.g. a probe's Wᵀk) at
+        positions whose mixer input is ``x [..., d_model]``: ``[..., head, d_model]``. The same as
+        :meth:`head_outputs` for every mixer whose output path is position-wise (the default); a mixer whose
+        output also depends on earlier positions through something other than its memory (Mamba-2's skip D ⊙ x
+        after the short conv) leaves that part out here."""
+        return self.head_outputs(r, x)
 
     def output_bias(self) -> Optional[torch.Tensor]:
         """The ``[d_model]`` bias added to the summed head outputs (default: the parameter ``b_O`` if the mixer

@@ -38,7 +38,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, delta_lstm
 from ..kernels.delta_lstm import delta_lstm_cell, unpack_state
-from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
+from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -46,9 +46,9 @@ FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
 
 
 @dataclass(frozen=True)
-class DeltaLSTMConfig(InputConvConfig):
-    """The Delta LSTM's (version 4) one option is ``conv_size`` (a short convolution on the input, not in
-    the authors' model; 0 = none). It does not take the Outlier
+class DeltaLSTMConfig(ShortConvConfig):
+    """The Delta LSTM's (version 4) one option is ``conv_size``: DeltaNet's short convolution on the fast
+    net's projections x W_Q, x W_K, x W_V (not in the authors' model; 0 = none). It does not take the Outlier
     Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
 
     kind: ClassVar[str] = "delta_lstm"
@@ -106,16 +106,16 @@ class DeltaLSTM(Mixer):
 
     def __init__(self, cfg: DeltaLSTMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
-        self.add_input_conv_(cfg.conv_size)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
+        self.add_short_convs_(cfg.conv_size, {n: h * 3 * dh for n in ("q", "k", "v")})
         for name in ("W_Q", "W_K", "W_V", "W_RK", "W_RV"):  # [head, d_model, 3·d_head], gates i, u, o
             setattr(self, name, nn.Parameter(torch.empty(h, dm, 3 * dh)))
         self.W_beta = nn.Parameter(torch.empty(dm, h * 3))  # [d_model, head·3]
         self.W_rbeta = nn.Parameter(torch.empty(dm, h * 3))
         self.W_O = nn.Parameter(torch.empty(h, dh, dm))
         self.scale = dh ** -0.5
-        self.hook_q_pre = HookPoint()  # [batch, pos, head, gate, d_head]  x W_Q, before elu+1 and sum-normalisation
-        self.hook_k_pre = HookPoint()  # [batch, pos, head, gate, d_head]  x W_K, before elu+1 and sum-normalisation
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, gate, d_head]  x W_Q (after its conv), before elu+1, sum-norm
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, gate, d_head]  x W_K (after its conv), before elu+1, sum-norm
         self.hook_rec_k_pre = HookPoint()  # [batch, pos, head, gate, d_head]  x W_Kʳ, before the softmax
         self.hook_beta_pre = HookPoint()  # [batch, pos, head, gate]  x W_β, before the sigmoid
         self.hook_rec_beta_pre = HookPoint()  # [batch, pos, head, gate]  x W_βʳ, before the sigmoid
@@ -160,15 +160,14 @@ class DeltaLSTM(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         h3 = self.n_heads * 3 * self.d_head
-        x_hook = self.input_site_hook
-        sites = [LinearSite(kind, param, out, self.d_model, h3, "head_in_out", input_hook=x_hook)
-                 for kind, param, out in (("q", "W_Q", "hook_q_pre"), ("k", "W_K", "hook_k_pre"),
-                                          ("v", "W_V", "hook_v"), ("rec_k", "W_RK", "hook_rec_k_pre"),
+        sites = [LinearSite(kind, param, out, self.d_model, h3, "head_in_out")
+                 for kind, param, out in (("q", "W_Q", self.proj_hook("q", "hook_q_pre")),
+                                          ("k", "W_K", self.proj_hook("k", "hook_k_pre")),
+                                          ("v", "W_V", self.proj_hook("v", "hook_v")),
+                                          ("rec_k", "W_RK", "hook_rec_k_pre"),
                                           ("rec_v", "W_RV", "hook_rec_v"))]
-        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, 3 * self.n_heads,
-                             "in_out", input_hook=x_hook),
-                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, 3 * self.n_heads,
-                             "in_out", input_hook=x_hook),
+        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, 3 * self.n_heads, "in_out"),
+                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, 3 * self.n_heads, "in_out"),
                   LinearSite("o", "W_O", None, self.n_heads * self.d_head, self.d_model, "head_out",
                              input_hook="hook_o_in")]
         return sites
@@ -184,15 +183,15 @@ class DeltaLSTM(Mixer):
                 "(expose_states + hook_state) instead")
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
-        x = self.conv_input(x)
         b, p, _ = x.shape
         h, dh = self.n_heads, self.d_head
         proj = lambda W: torch.einsum("bpm,hmd->bphd", x, W).view(b, p, h, 3, dh)  # noqa: E731
         strength = lambda W: (x @ W).view(b, p, h, 3)  # noqa: E731
         sum_norm = lambda t: t / t.sum(-1, keepdim=True)  # noqa: E731  (as the authors': elu+1 > 0)
-        q = self.hook_q(sum_norm(F.elu(self.hook_q_pre(proj(self.W_Q))) + 1))
-        k = self.hook_k(sum_norm(F.elu(self.hook_k_pre(proj(self.W_K))) + 1))
-        v = self.hook_v(proj(self.W_V))
+        conv = self.short_conv  # DeltaNet's short conv on x W_Q, x W_K, x W_V (identity with conv_size 0)
+        q = self.hook_q(sum_norm(F.elu(self.hook_q_pre(conv("q", proj(self.W_Q)))) + 1))
+        k = self.hook_k(sum_norm(F.elu(self.hook_k_pre(conv("k", proj(self.W_K)))) + 1))
+        v = self.hook_v(conv("v", proj(self.W_V)))
         beta = self.hook_beta(torch.sigmoid(self.hook_beta_pre(strength(self.W_beta))))
         rec_k = self.hook_rec_k(torch.softmax(self.hook_rec_k_pre(proj(self.W_RK)), dim=-1))
         rec_v = self.hook_rec_v(proj(self.W_RV))

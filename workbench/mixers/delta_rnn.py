@@ -42,7 +42,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, delta_rnn
 from ..kernels.delta_rnn import delta_rnn_read
-from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
+from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -50,9 +50,10 @@ FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
 
 
 @dataclass(frozen=True)
-class DeltaRNNConfig(InputConvConfig):
-    """The Delta RNN's one option is ``conv_size`` (a short convolution on the input, not in the authors'
-    model; 0 = none). It does not take the Outlier Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
+class DeltaRNNConfig(ShortConvConfig):
+    """The Delta RNN's one option is ``conv_size``: DeltaNet's short convolution on the fast net's
+    projections x W_Q, x W_K, x W_V (not in the authors' model; 0 = none). It does not take the Outlier
+    Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
 
     kind: ClassVar[str] = "delta_rnn"
 
@@ -106,21 +107,21 @@ class DeltaRNN(Mixer):
 
     def __init__(self, cfg: DeltaRNNConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
-        self.add_input_conv_(cfg.conv_size)
         self.add_qkvo_(bias=False)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
+        self.add_short_convs_(cfg.conv_size, {n: h * dh for n in ("q", "k", "v")})
         self.W_RK = nn.Parameter(torch.empty(h, dm, dh))
         self.W_RV = nn.Parameter(torch.empty(h, dm, dh))
         self.W_beta = nn.Parameter(torch.empty(dm, h))
         self.W_rbeta = nn.Parameter(torch.empty(dm, h))
-        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q, before elu+1 and sum-normalisation
-        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K, before elu+1 and sum-normalisation
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Q (after its conv), before elu+1 and sum-norm
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_K (after its conv), before elu+1 and sum-norm
         self.hook_rec_k_pre = HookPoint()  # [batch, pos, head, d_head]  x W_Kʳ, before the softmax
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  x W_β, before the sigmoid
         self.hook_rec_beta_pre = HookPoint()  # [batch, pos, head]  x W_βʳ, before the sigmoid
         self.hook_q = HookPoint()  # [batch, pos, head, d_k]  q_t = sum_norm(elu(x W_Q) + 1), reads W
         self.hook_k = HookPoint()  # [batch, pos, head, d_k]  k_t, the key written into W
-        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  v_t = x W_V, the value written into W
+        self.hook_v = HookPoint()  # [batch, pos, head, d_v]  v_t = x W_V (after its conv), the value written into W
         self.hook_beta = HookPoint()  # [batch, pos, head]  β_t, W's write strength
         self.hook_rec_k = HookPoint()  # [batch, pos, head, d_v]  kʳ_t = softmax(x W_Kʳ), the key written into R
         self.hook_rec_v = HookPoint()  # [batch, pos, head, d_v]  vʳ_t = x W_Vʳ, the value written into R
@@ -150,15 +151,14 @@ class DeltaRNN(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
-        x_hook = self.input_site_hook
-        sites = [LinearSite(kind, param, out, self.d_model, hd, "head_in_out", input_hook=x_hook)
-                 for kind, param, out in (("q", "W_Q", "hook_q_pre"), ("k", "W_K", "hook_k_pre"),
-                                          ("v", "W_V", "hook_v"), ("rec_k", "W_RK", "hook_rec_k_pre"),
+        sites = [LinearSite(kind, param, out, self.d_model, hd, "head_in_out")
+                 for kind, param, out in (("q", "W_Q", self.proj_hook("q", "hook_q_pre")),
+                                          ("k", "W_K", self.proj_hook("k", "hook_k_pre")),
+                                          ("v", "W_V", self.proj_hook("v", "hook_v")),
+                                          ("rec_k", "W_RK", "hook_rec_k_pre"),
                                           ("rec_v", "W_RV", "hook_rec_v"))]
-        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads,
-                             "in_out", input_hook=x_hook),
-                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, self.n_heads,
-                             "in_out", input_hook=x_hook),
+        sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"),
+                  LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, self.n_heads, "in_out"),
                   LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
         return sites
 
@@ -173,12 +173,12 @@ class DeltaRNN(Mixer):
                 "(expose_states + hook_state) instead")
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
-        x = self.conv_input(x)
         proj = lambda W: torch.einsum("bpm,hmd->bphd", x, W)  # noqa: E731
         sum_norm = lambda t: t / t.sum(-1, keepdim=True)  # noqa: E731  (as the authors': elu+1 > 0)
-        q = self.hook_q(sum_norm(F.elu(self.hook_q_pre(proj(self.W_Q))) + 1))
-        k = self.hook_k(sum_norm(F.elu(self.hook_k_pre(proj(self.W_K))) + 1))
-        v = self.hook_v(proj(self.W_V))
+        conv = self.short_conv  # DeltaNet's short conv on x W_Q, x W_K, x W_V (identity with conv_size 0)
+        q = self.hook_q(sum_norm(F.elu(self.hook_q_pre(conv("q", proj(self.W_Q)))) + 1))
+        k = self.hook_k(sum_norm(F.elu(self.hook_k_pre(conv("k", proj(self.W_K)))) + 1))
+        v = self.hook_v(conv("v", proj(self.W_V)))
         beta = self.hook_beta(torch.sigmoid(self.hook_beta_pre(x @ self.W_beta)))
         rec_k = self.hook_rec_k(torch.softmax(self.hook_rec_k_pre(proj(self.W_RK)), dim=-1))
         rec_v = self.hook_rec_v(proj(self.W_RV))

@@ -41,13 +41,13 @@ from ..components.lstm import lstm_scan
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, fwm
 from ..kernels.fwm import fwm_read
-from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
+from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 
 @dataclass(frozen=True)
-class FWMConfig(InputConvConfig):
+class FWMConfig(ShortConvConfig):
     """Fast Weight Memory options: ``n_reads`` read hops (the authors' default 3) and ``residual`` (add the
     LSTM output h_t to the memory's read-out, as the authors' default); ``conv_size`` a short convolution on
     the LSTM's input (not in the authors' model; 0 = none)."""

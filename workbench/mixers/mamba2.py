@@ -17,8 +17,17 @@ with ``hook_z = A · hook_v``) come from :class:`~.linear.SumRule`. transformers
 ``[head, head_dim, state_size]``; ours is its transpose ``[state_size, head_dim]`` (a key indexes a row).
 
 Hooks: ``hook_z`` is the memory read-out alone; the skip D ⊙ x is ``hook_skip`` (so a state patch changes z and
-the skip stays). ``head_outputs`` maps read-outs through the gate, the group norm and W_O without the skip
-(the group norm mixes the heads of a group, so per-head outputs of a group are not additive).
+the skip stays).
+
+Per-head outputs. ``head_outputs(z, x)`` (a run's ``hook_z`` and mixer input, ``[batch, pos, …]``) gives head h
+its read-out *and* its skip: ((z_h + D_h x_h) ⊙ SiLU(gate_h)) · r_g · w_norm_h · W_O[h], with r_g the group
+norm's 1/RMS of that position and group, computed from the whole y = z + D ⊙ x as the forward does (frozen, as
+TransformerLens freezes a LayerNorm scale to split a residual stream). The norm is one scalar per (position,
+group), so the split is exact: Σ_h head_outputs + b_O is the mixer output. A head's share does depend on the
+other heads of its group through r_g (as any normalised output does). x_h is SiLU(conv(x W_in)) over earlier
+positions, so ``head_outputs`` needs the positions of the run in order (a ``[batch, pos, d_model]`` input);
+``readout_outputs(r, x)`` maps a read-out vector r (a probe's Wᵀk at one position) through the gate, the group
+norm of r alone and W_O, without the skip.
 """
 
 from __future__ import annotations
@@ -143,7 +152,23 @@ class Mamba2(Mixer):
         return y.unflatten(-1, (self.n_heads, self.d_v))
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return super().head_outputs(self.output_norm(z, self._gate(x)), x)
+        """Read-out plus skip of each head, through the gated group norm of the run's whole y = z + D ⊙ x, and W_O
+        (module docstring): z ``[batch, pos, head, d_v]``, x ``[batch, pos, d_model]`` → ``[batch, pos, head,
+        d_model]``; Σ_head + b_O is the mixer output."""
+        if x.dim() != 3 or z.dim() != 4 or z.shape[:2] != x.shape[:2]:
+            raise ValueError(f"Mamba-2's head_outputs needs a run: z [batch, pos, head, d_v] and x [batch, pos, d_model] "
+                             f"(the skip D ⊙ x reads earlier positions through the conv); got z {tuple(z.shape)}, x "
+                             f"{tuple(x.shape)}. For a read-out vector at one position use readout_outputs")
+        proj = x @ self.W_in + self.b_in
+        gate, xbc, _ = proj.split([self.d_inner, self.d_conv, self.n_heads], dim=-1)
+        xs = F.silu(self.conv(xbc) + self.b_conv)[..., : self.d_inner].unflatten(-1, (self.n_heads, self.d_v))
+        y = z + self.D[:, None] * xs
+        return super().head_outputs(self.output_norm(y, gate.unflatten(-1, (self.n_heads, self.d_v))), x)
+
+    def readout_outputs(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """A read-out vector r ``[..., head, d_v]`` alone through the gate (from x ``[..., d_model]``), the group norm
+        of r and W_O: no skip (it needs the conv over earlier positions)."""
+        return super().head_outputs(self.output_norm(r, self._gate(x)), x)
 
     def linear_sites(self) -> list[LinearSite]:
         """W_O (its input, hook_o_in, is per head); the fused input projection has no hook of its own output."""

@@ -40,15 +40,15 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, rec_delta
 from ..kernels.rec_delta import rec_delta_inputs
-from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
+from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 
 @dataclass(frozen=True)
-class RecDeltaConfig(InputConvConfig):
-    """The Recurrent Delta Net's one option is ``conv_size`` (a short convolution on the input, not in the
-    authors' model; 0 = none); d_k = d_v = d_head, as the authors' kernel requires. It does not take the
+class RecDeltaConfig(ShortConvConfig):
+    """The Recurrent Delta Net's one option is ``conv_size``: DeltaNet's short convolution on the slow
+    projections x W_Q, x W_K, x W_V (not in the authors' model; 0 = none); d_k = d_v = d_head, as the authors' kernel requires. It does not take the
     Outlier Protected block's QK-norm: its q and k pass through a softmax inside the recurrence."""
 
     kind: ClassVar[str] = "rec_delta"
@@ -124,10 +124,10 @@ class RecurrentDeltaNet(Mixer):
         self.R_v = nn.Parameter(torch.empty(h, dh, dh))  # [head, d_v, d_v]
         self.r_beta = nn.Parameter(torch.empty(h, dh))  # [head, d_v]
         self.recurrence = RecurrentDeltaRule(self)
-        self.add_input_conv_(cfg.conv_size)
-        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  q̃ = x W_Q, the slow part of the query
-        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  k̃ = x W_K, the slow part of the key
-        self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  ṽ = x W_V, the slow part of the value
+        self.add_short_convs_(cfg.conv_size, {n: h * dh for n in ("q", "k", "v")})
+        self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  q̃ = x W_Q (after its conv), the slow part of q
+        self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  k̃ = x W_K (after its conv), the slow part of k
+        self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  ṽ = x W_V (after its conv), the slow part of v
         self.hook_beta_pre = HookPoint()  # [batch, pos, head]  β̃ = x W_β, the slow part of β (pre-sigmoid)
         self.hook_feedback = HookPoint()  # [batch, pos, head, d_v]  f_t = tanh(y_{t-1}), what R_q, R_k, R_v, r_β read
         self.hook_q = HookPoint()  # [batch, pos, head, d_k]  q_t = softmax(q̃_t + f_t R_q)
@@ -157,11 +157,9 @@ class RecurrentDeltaNet(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
-        x_hook = self.input_site_hook
-        sites = [LinearSite(kind, f"W_{kind.upper()}", f"hook_{kind}_pre", self.d_model, hd, "head_in_out",
-                            input_hook=x_hook) for kind in ("q", "k", "v")]
-        sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out",
-                                input_hook=x_hook))
+        sites = [LinearSite(kind, f"W_{kind.upper()}", self.proj_hook(kind, f"hook_{kind}_pre"), self.d_model, hd,
+                            "head_in_out") for kind in ("q", "k", "v")]
+        sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"))
         sites.append(LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z"))
         return sites
 
@@ -178,10 +176,10 @@ class RecurrentDeltaNet(Mixer):
         return x
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
-        x = self.conv_input(x)
-        q_pre = self.hook_q_pre(torch.einsum("bpm,hmd->bphd", x, self.W_Q))
-        k_pre = self.hook_k_pre(torch.einsum("bpm,hmd->bphd", x, self.W_K))
-        v_pre = self.hook_v_pre(torch.einsum("bpm,hmd->bphd", x, self.W_V))
+        proj = lambda name, W: self.short_conv(name, torch.einsum("bpm,hmd->bphd", x, W))  # noqa: E731
+        q_pre = self.hook_q_pre(proj("q", self.W_Q))
+        k_pre = self.hook_k_pre(proj("k", self.W_K))
+        v_pre = self.hook_v_pre(proj("v", self.W_V))
         beta_pre = self.hook_beta_pre(x @ self.W_beta)
         inputs = RecurrenceInputs(dict(q_pre=q_pre, k_pre=k_pre, v_pre=v_pre, beta_pre=beta_pre))
         y_start = self.carried_output(v_pre[:, 0])  # y before the first position: zeros, or a step cache's

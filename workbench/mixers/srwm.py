@@ -56,7 +56,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, srwm, srwm_trace
 from ..kernels.srwm import N_RATES, block_sizes
-from .base import CacheGetter, InputConvConfig, LinearSite, Mixer, NotDefinedForMixer
+from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -64,11 +64,12 @@ RATES = ("y", "q", "k", "beta")  # the blocks of W's columns, each with its lear
 
 
 @dataclass(frozen=True)
-class SRWMConfig(InputConvConfig):
+class SRWMConfig(ShortConvConfig):
     """SRWM options: ``input_softmax`` φ = softmax on each head's input (False: identity);
     ``input_proj`` a learned ``W_in [head, d_model, d_head]`` (False: the residual stream split into heads,
     as the authors, which needs d_model = n_heads·d_head); ``beta_init`` the mean of the β columns of W_0;
-    ``conv_size`` a short convolution on the input (not in the authors' model; 0 = none)."""
+    ``conv_size`` DeltaNet's short convolution on each head's input (x W_in, or the split residual), before the
+    input softmax (not in the authors' model; 0 = none)."""
 
     kind: ClassVar[str] = "srwm"
     input_softmax: bool = True
@@ -133,14 +134,14 @@ class SRWM(Mixer):
 
     def __init__(self, cfg: SRWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
-        self.add_input_conv_(cfg.conv_size)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
+        self.add_short_convs_(cfg.conv_size, {"x": h * dh})
         if cfg.input_proj:
             self.W_in = nn.Parameter(torch.empty(h, dm, dh))
         self.W_0 = nn.Parameter(torch.empty(h, dh, cfg.d_out(dh)))  # the slow weights [W_y | W_q | W_k | w_β]
         self.W_O = nn.Parameter(torch.empty(h, dh, dm))
         self.start_shift: Optional[torch.Tensor] = None  # set only inside carried(): W − W_0 to start from
-        self.hook_x_pre = HookPoint()  # [batch, pos, head, d_head]  each head's input, before the input softmax
+        self.hook_x_pre = HookPoint()  # [batch, pos, head, d_head]  each head's input (after its conv), before the softmax
         self.hook_x = HookPoint()  # [batch, pos, head, d_k]  φ(x_t): what W reads (the recurrence's input)
         self.hook_main = HookPoint()  # [batch, pos, head, d_out]  W_{t-1}ᵀφ(x_t): y, q, k and β logits stacked
         self.hook_q = HookPoint()  # [batch, pos, head, d_k]  q_t = softmax(q̃_t), reads the new value
@@ -219,8 +220,8 @@ class SRWM(Mixer):
         hd = self.n_heads * self.d_head
         sites = [LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
         if self.cfg.input_proj:
-            sites.insert(0, LinearSite("x", "W_in", "hook_x_pre", self.d_model, hd, "head_in_out",
-                                         input_hook=self.input_site_hook))
+            sites.insert(0, LinearSite("x", "W_in", self.proj_hook("x", "hook_x_pre"), self.d_model, hd,
+                                         "head_in_out"))
         return sites
 
     # -- forward --------------------------------------------------------------------------------
@@ -236,12 +237,11 @@ class SRWM(Mixer):
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         b, p, _ = x.shape
-        x = self.conv_input(x)
         if self.cfg.input_proj:
             xh = torch.einsum("bpm,hmd->bphd", x, self.W_in)
         else:
             xh = x.reshape(b, p, self.n_heads, self.d_head)
-        xh = self.hook_x_pre(xh)
+        xh = self.hook_x_pre(self.short_conv("x", xh))
         phi = self.hook_x(F.softmax(xh, dim=-1) if self.cfg.input_softmax else xh)
         inputs = self._inputs(phi)
         cfg = self.model_cfg

@@ -20,7 +20,8 @@ Converter = Callable[..., tuple]
 _CONVERTERS: dict[str, Converter] = {}
 
 # the modules that register converters; importing one registers its model_types
-_MODULES = ("fla_delta_net", "fla_gated_deltanet", "fla_gla", "hf_qwen3_5", "hf_olmo_hybrid", "hf_qwen3_next", "hf_kimi_linear", "hf_mamba2")
+_MODULES = ("fla_delta_net", "fla_gated_deltanet", "fla_gla", "hf_qwen3_5", "hf_olmo_hybrid", "hf_qwen3_next", "hf_kimi_linear", "hf_mamba2",
+            "hf_nemotron_h")
 
 
 def register_converter(*model_types: str) -> Callable[[Converter], Converter]:

@@ -15,7 +15,9 @@ A *site* is a weight used as ``y = a W (+ b)`` on every token. K-FAC works with 
     beta    blocks.{i}.attn.W_beta mixer input                         attn.hook_beta_pre        (delta mixers)
     o       blocks.{i}.attn.W_O   softmax/linear: hook_z; delta: hook_o_in    hook_attn_out
 
-Without norms the MLP / mixer input is ``hook_resid_mid`` / ``hook_resid_pre`` (the norm is the identity).
+Without norms the MLP / mixer input is ``hook_resid_mid`` / ``hook_resid_pre`` (the norm is the identity; an
+MLP-only block's MLP reads ``hook_resid_pre``). A block lists only the sites of the branches it has
+(``cfg.block_kinds``: a mixer-only block no MLP sites, an MLP-only block no mixer sites).
 Biases do not change output gradients, so hooks after a bias add are exact for ``g = ∂L/∂y``.
 """
 
@@ -56,11 +58,14 @@ def _sites_of_block(model, i: int) -> list[LinearSite]:
     pre = f"blocks.{i}."
     hooks = model.hook_dict
     attn_in = pre + ("ln1.hook_normalized" if pre + "ln1.hook_normalized" in hooks else "hook_resid_pre")
+    mlp_in = pre + ("ln2.hook_normalized" if pre + "ln2.hook_normalized" in hooks
+                    else "hook_resid_mid" if block.has_mixer else "hook_resid_pre")  # an MLP-only block: no resid_mid
     # a post-norm layer (cfg.post_norm_layers) normalises W_O's and W_out's outputs before hook_attn_out /
     # hook_mlp_out, so those two outputs are not hooked: their sites are left out
     post = i in cfg.post_norm_layers
     out: list[LinearSite] = []
-    for s in block.attn.linear_sites():  # the mixer lists its own linear layers (names relative to it)
+    mixer_sites = block.attn.linear_sites() if block.has_mixer else []  # a block may hold an MLP only
+    for s in mixer_sites:  # the mixer lists its own linear layers (names relative to it)
         if post and s.output_hook is None:
             continue
         out.append(LinearSite(f"{pre}attn.{s.param}", s.kind, i,
@@ -68,7 +73,6 @@ def _sites_of_block(model, i: int) -> list[LinearSite]:
                               pre + "hook_attn_out" if s.output_hook is None else f"{pre}attn.{s.output_hook}",
                               s.d_in, s.d_out, s.layout))
     if block.has_mlp and cfg.moe_at(i) is None:  # a mixture-of-experts MLP's experts are not K-FAC sites
-        mlp_in = pre + ("ln2.hook_normalized" if pre + "ln2.hook_normalized" in hooks else "hook_resid_mid")
         swiglu = cfg.mlp == "swiglu"
         out.append(LinearSite(f"{pre}mlp.W_in", "mlp_in", i, mlp_in,
                               pre + ("mlp.hook_pre_linear" if swiglu else "mlp.hook_pre"), cfg.d_model, cfg.d_mlp,

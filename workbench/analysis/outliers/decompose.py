@@ -40,9 +40,10 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     if not isinstance(neuron, int) or isinstance(neuron, bool) or not 0 <= neuron < cfg.d_model:
         raise ValueError(f"neuron must be an int in [0, {cfg.d_model - 1}] (a residual-stream dimension), "
                          f"got {neuron!r}")
-    if site == "resid_mid" and cfg.mlp == "none":
-        raise ValueError("this model has no MLP, so no resid_mid; use site='resid_post'")
     layer %= cfg.n_layers
+    if site == "resid_mid" and not (cfg.has_mixer(layer) and cfg.has_mlp(layer)):
+        raise ValueError(f"block {layer} is {cfg.block_kind(layer)!r}-only: it has no resid_mid (that needs a mixer "
+                         "and an MLP); use site='resid_pre' or 'resid_post'")
     last_attn = layer if site != "resid_pre" else layer - 1
     last_mlp = layer if site == "resid_post" else layer - 1
     parts: dict[tuple[str, int, int], torch.Tensor] = {}  # (kind, layer, head) → [batch, pos]
@@ -64,7 +65,7 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
 
         def hook(z, hook):  # [batch, pos, head, d_v]
             per_head = attn.head_outputs(z, mixer_input[i])[..., neuron].double() * scale  # [batch, pos, head]
-            for h in range(cfg.n_heads):
+            for h in range(per_head.shape[-1]):  # the layer's own head count (a hybrid's layers may differ)
                 parts[("head", i, h)] = per_head[..., h]
             bias = attn.output_bias()
             if bias is not None:
@@ -88,11 +89,13 @@ def decompose_residual(model, tokens, neuron: int, layer: int = -1, site: str = 
     handles = []
     try:
         for i in range(last_attn + 1):
+            if not cfg.has_mixer(i):  # an MLP-only block (cfg.block_kinds)
+                continue
             handles.append(model.blocks[i].attn.register_forward_pre_hook(keep_input(i)))
             fwd_hooks.append((f"blocks.{i}.attn.hook_z", heads(i)))
             fwd_hooks.append((f"blocks.{i}.hook_attn_out", rest(i)))
         for i in range(last_mlp + 1):
-            if cfg.mlp != "none":
+            if cfg.has_mlp(i):
                 fwd_hooks.append((f"blocks.{i}.hook_mlp_out", take("mlp", i)))
         model.run_with_hooks(tokens, return_type=None, stop_at_layer=layer + 1, fwd_hooks=fwd_hooks)
     finally:

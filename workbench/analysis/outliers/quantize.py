@@ -101,11 +101,13 @@ def activation_sites(model) -> dict[str, str]:
     the mixer, MLP and unembedding; the output of the hooks that only ``W_O`` and ``W_out`` read)."""
     sites = {"unembed": "input"}
     for i, block in enumerate(model.blocks):
-        sites[f"blocks.{i}.attn"] = "input"
-        sites[f"blocks.{i}.attn.{'hook_o_in' if hasattr(block.attn, 'hook_o_in') else 'hook_z'}"] = "output"
+        if block.has_mixer:  # a block may hold an MLP only (cfg.block_kinds)
+            sites[f"blocks.{i}.attn"] = "input"
+            sites[f"blocks.{i}.attn.{'hook_o_in' if hasattr(block.attn, 'hook_o_in') else 'hook_z'}"] = "output"
         if block.has_mlp:
             sites[f"blocks.{i}.mlp"] = "input"
-            sites[f"blocks.{i}.mlp.hook_post"] = "output"
+            if hasattr(block.mlp, "hook_post"):  # a mixture of experts has no one hidden activation to round
+                sites[f"blocks.{i}.mlp.hook_post"] = "output"
     return sites
 
 

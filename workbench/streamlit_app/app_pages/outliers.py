@@ -7,7 +7,7 @@ import streamlit as st
 from workbench.analysis.outliers import DEFAULT_SITES
 from workbench.app_support import caching, widgets
 from workbench.app_support.outlier_dashboard import (METRICS, RESIDUAL_SITES, available_sites, hook_neurons,
-                                                     metrics_table, top_neuron_table)
+                                                     metrics_table, top_neuron_table, traced_layers)
 from workbench.plots.outliers import contribution_bar, metric_by_layer, neuron_rms_bar, state_over_positions
 
 st.title("Outliers")
@@ -38,9 +38,8 @@ st.dataframe(table.drop(columns="hook"), hide_index=True, width="stretch")
 
 st.subheader("Top outlier neurons")
 controls = st.columns(2)
-layer = controls[0].selectbox("Layer", list(range(cfg.n_layers)), format_func=lambda i: f"layer {i}",
-                              key="outlier_layer")
 site = controls[1].selectbox("Site", list(sites), key="outlier_site")
+layer = controls[0].selectbox("Layer", traced_layers(stats, site), format_func=lambda i: f"layer {i}", key="outlier_layer")
 neurons = hook_neurons(stats, cfg, layer, site)
 st.plotly_chart(neuron_rms_bar(neurons, title=f"per-neuron RMS of {site}, layer {layer}"), key="outlier_neurons")
 st.caption("rms_ratio = the neuron's RMS / the median RMS of the hook; the five largest at every traced hook:")
@@ -52,7 +51,7 @@ st.caption("The residual stream along one dimension is the sum of direct writes:
 controls = st.columns(4)
 w_layer = controls[0].selectbox("Layer", list(range(cfg.n_layers)), format_func=lambda i: f"layer {i}",
                                 index=cfg.n_layers - 1, key="writes_layer")
-residual = [s for s in RESIDUAL_SITES if s != "resid_mid" or cfg.mlp != "none"]
+residual = [s for s in RESIDUAL_SITES if s != "resid_mid" or cfg.block_kind(w_layer) == "mixer_mlp"]
 w_site = controls[1].selectbox("Residual stream at", residual, index=len(residual) - 1, key="writes_site")
 top = caching.top_residual_neuron(lm, stream, w_layer, w_site)
 neuron = controls[2].number_input(f"Dimension (0–{cfg.d_model - 1})", value=top, step=1,
@@ -73,7 +72,7 @@ controls = st.columns(2)
 STATE_LABELS = {"frobenius": "‖W_t‖_F", "effective_rank": "effective rank", "sigma_1": "σ_1", "sigma_2": "σ_2",
                 "sigma_3": "σ_3", "sigma_4": "σ_4"}
 state_value = controls[0].selectbox("Quantity", list(STATE_LABELS), format_func=STATE_LABELS.get, key="state_value")
-state_layer = controls[1].selectbox("Layers", [None] + list(range(cfg.n_layers)), key="state_layer",
+state_layer = controls[1].selectbox("Layers", [None] + lm.model.fast_weight_layers, key="state_layer",
                                     format_func=lambda i: "all layers" if i is None else f"layer {i}")
 with st.spinner("Reading the fast-weight state at every position…"):
     states = caching.state_table(lm, stream, 4)

@@ -31,8 +31,8 @@ def test_without_a_conv_the_mixer_is_the_authors_and_old_configs_load(kind):
     old = mixer_config({"kind": kind})  # a config.json written before the option existed
     assert old.conv_size == 0 and old.to_dict()["conv_size"] == 0
     model = model_of(kind, 0)
-    assert not any("conv_x" in n for n, _ in model.named_parameters())
-    assert not any("hook_x_conv" in n for n in model.hook_dict)
+    assert not any(".attn.conv_" in n for n, _ in model.named_parameters())
+    assert not any(n.endswith(("_proj", "hook_x_conv")) for n in model.hook_dict)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -42,15 +42,36 @@ def test_a_bad_conv_size_is_refused_by_name(kind, bad):
         model_of(kind, bad)
 
 
+# (hook before the conv, hook after it) per conv; None: the mixer input
+CONVS = {
+    "rec_delta": [("hook_q_proj", "hook_q_pre"), ("hook_k_proj", "hook_k_pre"), ("hook_v_proj", "hook_v_pre")],
+    "delta_rnn": [("hook_q_proj", "hook_q_pre"), ("hook_k_proj", "hook_k_pre"), ("hook_v_proj", "hook_v")],
+    "delta_lstm": [("hook_q_proj", "hook_q_pre"), ("hook_k_proj", "hook_k_pre"), ("hook_v_proj", "hook_v")],
+    "srwm": [("hook_x_proj", "hook_x_pre")],
+    "fwm": [(None, "hook_x_conv")],
+}
+
+
+def causal_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """torch's depthwise conv1d over positions, on the trailing axes flattened into channels."""
+    flat = x.flatten(2).transpose(1, 2)
+    taps = weight.shape[-1]
+    return F.conv1d(F.pad(flat, (taps - 1, 0)), weight, groups=flat.shape[1]).transpose(1, 2).view_as(x)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_hook_x_conv_is_the_causal_depthwise_conv_of_the_mixer_input(kind):
+def test_each_conv_is_the_causal_depthwise_conv_of_what_it_reads(kind):
     model = model_of(kind, 3)
     _, cache = model.run_with_cache(TOKENS)
     for layer in range(2):
-        x = cache[f"blocks.{layer}.ln1.hook_normalized"]  # [batch, pos, d_model], the mixer input
-        w = model.blocks[layer].attn.conv_x.weight  # [d_model, 1, 3]
-        want = F.conv1d(F.pad(x.transpose(1, 2), (2, 0)), w, groups=x.shape[-1]).transpose(1, 2)
-        assert rel_err(cache[f"blocks.{layer}.attn.hook_x_conv"], want) < 1e-6
+        mixer, p = model.blocks[layer].attn, f"blocks.{layer}.attn."
+        convs = sorted(n for n, _ in mixer.named_parameters() if n.startswith("conv_"))
+        assert len(convs) == len(CONVS[kind])
+        for before, after in CONVS[kind]:
+            x = cache[f"blocks.{layer}.ln1.hook_normalized" if before is None else p + before]
+            name = "conv_x" if before is None else f"conv_{before[5:-5]}"
+            want = causal_conv(x, getattr(mixer, name).weight)
+            assert rel_err(cache[p + after], want) < 1e-6, (name, after)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -60,11 +81,11 @@ def test_an_identity_conv_is_the_model_without_one(kind):
     with_conv, without = model_of(kind, 4), model_of(kind, 0)
     state = with_conv.state_dict()
     for layer in range(2):
-        w = state[f"blocks.{layer}.attn.conv_x.weight"]
-        w.zero_()
-        w[..., -1] = 1.0
+        for key in [k for k in state if k.startswith(f"blocks.{layer}.attn.conv_")]:
+            state[key].zero_()
+            state[key][..., -1] = 1.0
     with_conv.load_state_dict(state)
-    without.load_state_dict({k: v for k, v in state.items() if "conv_x" not in k})
+    without.load_state_dict({k: v for k, v in state.items() if ".attn.conv_" not in k})
     assert rel_err(with_conv(TOKENS), without(TOKENS)) < 1e-6
 
 
@@ -83,9 +104,10 @@ def test_states_patches_sites_and_checkpoints_work_through_the_conv(kind, tmp_pa
     logits = model(TOKENS)
     assert torch.equal(changed[:, :5], logits[:, :5]) and not torch.allclose(changed[:, 6:], logits[:, 6:])
     plain = {s.param: s.input_hook for s in linear_sites(model_of(kind, 0), layers=[1])}
-    for site in linear_sites(model, layers=[1]):  # what read the mixer input now reads its convolution
-        was_input = plain[site.param] == "blocks.1.ln1.hook_normalized"
-        assert (site.input_hook == "blocks.1.attn.hook_x_conv") == was_input, site
+    for site in linear_sites(model, layers=[1]):  # a convolved projection's output is read before its conv
+        assert site.input_hook == plain[site.param], site
+        assert site.output_hook.endswith("_proj") == (site.param in ("blocks.1.attn.W_Q", "blocks.1.attn.W_K",
+                                                                      "blocks.1.attn.W_V", "blocks.1.attn.W_in")), site
     assert all(s.input_hook in model.hook_dict and s.output_hook in model.hook_dict for s in linear_sites(model))
     save(model, tmp_path)
     again = load(tmp_path)
