@@ -46,6 +46,15 @@ def model_of(mixer, positional="learned", n_layers=2) -> HookedFastWeightLM:
 PROMPT = torch.randint(0, 29, (2, 6), generator=torch.Generator().manual_seed(1))
 
 
+def test_mixer_only_and_mlp_only_blocks_step():  # a Nemotron-H-like stack (ModelConfig.block_kinds)
+    cfg = ModelConfig(d_vocab=29, d_model=16, n_layers=4, n_heads=2, d_head=8, d_mlp=24, n_ctx=40, chunk_size=4,
+                      init_std=0.3, positional="none", mlp="relu2", block_kinds=["mixer", "mlp", "mixer", "mixer_mlp"],
+                      mixer=[MIXERS["mamba2"], None, {"kind": "softmax", "rotary_base": 100.0}, MIXERS["rec_delta"]])
+    model = HookedFastWeightLM(cfg).eval()
+    tokens, stepped, rerun = stepped_and_rerun(model, PROMPT, 6)
+    assert (stepped - rerun).abs().max() <= 1e-5
+
+
 def test_every_registered_mixer_is_covered():
     assert set(names()) <= set(MIXERS)
 

@@ -136,7 +136,7 @@ class HookedFastWeightLM(HookedRootModule):
             raise ValueError("with past_kv_cache the call sees only the new tokens; ask for return_type='logits'")
         if stop_at_layer is not None:
             raise ValueError("stop_at_layer with past_kv_cache would leave the later layers' caches behind")
-        with attached([b.attn for b in self.blocks], past_kv_cache):
+        with attached([b.attn if b.has_mixer else None for b in self.blocks], past_kv_cache):
             for layer in past_kv_cache.layers:
                 layer.check_batch(tokens.shape[0])
             out = self._forward(tokens, return_type, loss_per_token, None, start=past_kv_cache.n_seen)

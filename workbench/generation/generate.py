@@ -58,7 +58,8 @@ def _prompt_tokens(model, input, prepend_bos: Optional[bool], padding_side: Opti
 
 def step_unsupported(model) -> dict[int, str]:
     """Layers whose mixer cannot continue from a cache, with the mixer's reason (empty: all can)."""
-    return {i: why for i, b in enumerate(model.blocks) if (why := b.attn.step_unsupported()) is not None}
+    return {i: why for i, b in enumerate(model.blocks)
+            if b.has_mixer and (why := b.attn.step_unsupported()) is not None}
 
 
 @torch.no_grad()

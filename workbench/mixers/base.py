@@ -152,7 +152,7 @@ class Mixer(nn.Module):
         if name not in getattr(self, "short_convs", ()):
             return y
         y = getattr(self, f"hook_{name}_proj")(y)
-        return getattr(self, f"conv_{name}")(y.flatten(2)).view_as(y)
+        return self.causal_conv(getattr(self, f"conv_{name}"), y.flatten(2)).view_as(y)
 
     def proj_hook(self, name: str, otherwise: str) -> str:
         """The hook holding projection ``name``'s output: ``hook_{name}_proj`` with a short conv, else ``otherwise``."""

@@ -68,10 +68,13 @@ class ModelStepCache:
 
 
 @contextmanager
-def attached(mixers: Sequence, cache: ModelStepCache) -> Iterator[None]:
-    """Attach ``cache.layers[i]`` to ``mixers[i]`` for one forward call; always detached afterwards."""
-    if len(mixers) != len(cache.layers):
-        raise ValueError(f"this cache has {len(cache.layers)} layers; the model has {len(mixers)}")
+def attached(layer_mixers: Sequence, cache: ModelStepCache) -> Iterator[None]:
+    """Attach ``cache.layers[i]`` to layer i's mixer for one forward call (None: a layer without a mixer, e.g.
+    an MLP-only block); always detached afterwards."""
+    if len(layer_mixers) != len(cache.layers):
+        raise ValueError(f"this cache has {len(cache.layers)} layers; the model has {len(layer_mixers)}")
+    pairs = [(m, c) for m, c in zip(layer_mixers, cache.layers) if m is not None]
+    mixers = [m for m, _ in pairs]
     for m in mixers:
         if m.state_request is not None:
             raise ValueError("a step cache cannot be used inside expose_states (its positions index the whole "
@@ -79,7 +82,7 @@ def attached(mixers: Sequence, cache: ModelStepCache) -> Iterator[None]:
         if m.step_cache is not None:
             raise RuntimeError("a step cache is already attached to this model (nested cached calls)")
     try:
-        for m, c in zip(mixers, cache.layers):
+        for m, c in pairs:
             m.step_cache = c
         yield
     finally:
