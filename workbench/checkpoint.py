@@ -26,6 +26,8 @@ from .config import ModelConfig
 from .model import HookedFastWeightLM
 from .text.hf_tokenizer import FILE_NAME as TOKENIZER_FILE
 from .text.hf_tokenizer import HFTokenizer
+from .text.tokenizer import tokenizer_from_json
+from .text.vocabulary import task_vocabulary
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -56,6 +58,8 @@ def save(model: HookedFastWeightLM, directory: Union[str, Path]) -> Path:
     if isinstance(tokenizer, HFTokenizer):
         (directory / TOKENIZER_FILE).write_text(tokenizer.to_json(), encoding="utf-8")
         _write_json(directory / _TOKENIZER_META, {"bos_token_id": tokenizer.bos_token_id})
+    elif tokenizer is not None and getattr(tokenizer, "kind", None) in OWN_TOKENIZERS:
+        (directory / TOKENIZER_FILE).write_text(tokenizer.to_json(), encoding="utf-8")
     return directory
 
 
@@ -66,17 +70,42 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data) + "\n")
 
 
+OWN_TOKENIZERS = ("bytes", "bpe", "vocabulary")  # tokenizer.json written by our tokenizers' to_json
+
+
 def _read_tokenizer(directory: Path):
-    """The tokenizer saved next to a checkpoint (tokenizer.json), or None."""
+    """The tokenizer saved next to a checkpoint: ``tokenizer.json`` (ours — bytes, BPE, a task vocabulary — or
+    the Hugging Face format), else the vocabulary of the task its ``recipe.json`` names (synthetic tasks), or
+    None."""
     path = directory / TOKENIZER_FILE
     if not path.is_file():
-        return None
+        return _task_tokenizer(directory)
+    try:
+        kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind in OWN_TOKENIZERS:
+        return tokenizer_from_json(path.read_text(encoding="utf-8"))
     meta_path = directory / _TOKENIZER_META
     bos = json.loads(meta_path.read_text()).get("bos_token_id") if meta_path.is_file() else None
     try:
         return HFTokenizer.from_file(path, bos_token_id=bos)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
+
+
+def _task_tokenizer(directory: Path):
+    """The vocabulary of the task named in ``recipe.json`` (None without one, or for a task without names)."""
+    recipe = directory / "recipe.json"
+    if not recipe.is_file():
+        return None
+    from .tasks import task_from_dict  # here: the tasks pull in pandas, which loading a model does not need
+
+    try:
+        task = json.loads(recipe.read_text()).get("task")
+        return None if task is None else task_vocabulary(task_from_dict(task))
+    except (ValueError, TypeError, AttributeError):  # a recipe we cannot read leaves the model without names
+        return None
 
 
 def load(directory: Union[str, Path], device: Union[str, torch.device] = "cpu") -> HookedFastWeightLM:

@@ -28,6 +28,7 @@ from .components.embed import Embed, PosEmbed, Unembed
 from .components.norms import make_norm
 from .config import ModelConfig
 from .mixers import Mixer, NotDefinedForMixer, RecurrenceInputs, StateRequest, check_positions, start_state, states_at
+from .mixers.step import CannotStep, ModelStepCache, attached
 from .tl_compat import TransformerLensModelAPI
 
 ReturnType = Literal["logits", "loss", "both", None]
@@ -88,8 +89,10 @@ class HookedFastWeightLM(TransformerLensModelAPI, HookedRootModule):
                 block.attn.init_extra_(gen)
 
     # ------------------------------------------------------------------ input checking
-    def check_tokens(self, tokens: Union[torch.Tensor, list]) -> torch.Tensor:
-        """Return tokens as a ``[batch, pos]`` long tensor on the model's device, or raise ValueError."""
+    def check_tokens(self, tokens: Union[torch.Tensor, list], start: int = 0, check_length: bool = True) -> torch.Tensor:
+        """Return tokens as a ``[batch, pos]`` long tensor on the model's device, or raise ValueError
+        (``start``: the tokens continue a sequence of that many, as with a step cache; ``check_length`` False:
+        ids that are only read as text, which may be longer than n_ctx)."""
         if isinstance(tokens, (list, tuple)):
             tokens = torch.tensor(tokens)
         if not isinstance(tokens, torch.Tensor):
@@ -102,9 +105,9 @@ class HookedFastWeightLM(TransformerLensModelAPI, HookedRootModule):
             raise ValueError(f"tokens must have shape [batch, pos] or [pos], got {tuple(tokens.shape)}")
         if tokens.shape[1] == 0 or tokens.shape[0] == 0:
             raise ValueError("the token sequence is empty; pass at least one token")
-        if self.cfg.positional == "learned" and tokens.shape[1] > self.cfg.n_ctx:
+        if check_length and self.cfg.positional == "learned" and start + tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(
-                f"sequence of {tokens.shape[1]} tokens is longer than the model's n_ctx = {self.cfg.n_ctx} "
+                f"sequence of {start + tokens.shape[1]} tokens is longer than the model's n_ctx = {self.cfg.n_ctx} "
                 "(learned positions); truncate it"
             )
         lo, hi = int(tokens.min()), int(tokens.max())
@@ -120,18 +123,36 @@ class HookedFastWeightLM(TransformerLensModelAPI, HookedRootModule):
         return_type: ReturnType = "logits",
         loss_per_token: bool = False,
         stop_at_layer: Optional[int] = None,
+        past_kv_cache: Optional[ModelStepCache] = None,
     ):
         """tokens ``[batch, pos]`` → logits ``[batch, pos, vocab]`` (or the next-token loss).
 
         return_type: "logits", "loss" (mean, or ``[batch, pos-1]`` with ``loss_per_token``), "both"
         (``(logits, loss)``) or None. ``stop_at_layer=i`` returns the residual stream entering block i.
+        ``past_kv_cache`` (from :meth:`init_cache`): ``tokens`` continue the sequence the cache has seen; each
+        layer continues from its carried state (fast weights, key/value cache, …) and the cache advances.
         """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
-        tokens = self.check_tokens(tokens)
+        if past_kv_cache is None:
+            return self._forward(self.check_tokens(tokens), return_type, loss_per_token, stop_at_layer)
+        tokens = self.check_tokens(tokens, start=past_kv_cache.n_seen)
+        if return_type in ("loss", "both"):
+            raise ValueError("with past_kv_cache the call sees only the new tokens; ask for return_type='logits'")
+        if stop_at_layer is not None:
+            raise ValueError("stop_at_layer with past_kv_cache would leave the later layers' caches behind")
+        with attached([b.attn if b.has_mixer else None for b in self.blocks], past_kv_cache):
+            for layer in past_kv_cache.layers:
+                layer.check_batch(tokens.shape[0])
+            out = self._forward(tokens, return_type, loss_per_token, None, start=past_kv_cache.n_seen)
+        past_kv_cache.advance(tokens.shape[1])
+        return out
+
+    def _forward(self, tokens: torch.Tensor, return_type: ReturnType, loss_per_token: bool,
+                 stop_at_layer: Optional[int], start: int = 0):
         x = self.hook_embed(self.embed(tokens))  # [batch, pos, d_model]
         if self.cfg.positional == "learned":
-            x = x + self.hook_pos_embed(self.pos_embed(tokens))
+            x = x + self.hook_pos_embed(self.pos_embed(tokens, offset=start))
         if self.cfg.block == "outlier_protected":
             x = self.ln_input(x)
         for i, block in enumerate(self.blocks):
@@ -265,43 +286,77 @@ class HookedFastWeightLM(TransformerLensModelAPI, HookedRootModule):
         hooks = attn.effective_attention_hooks or attn.input_hooks
         return attn.effective_attention(self.layer_cache(tokens, layer, hooks))
 
+    # ------------------------------------------------------------------ generation (workbench/generation/)
+    def init_cache(self) -> ModelStepCache:
+        """An empty cache for ``model(tokens, past_kv_cache=cache)``: each call continues the sequence of the
+        calls before it, every layer from its carried state. Raises :class:`~workbench.mixers.step.CannotStep`
+        naming each layer whose mixer cannot continue from a cache, and why."""
+        from .generation import step_unsupported
+
+        unsupported = step_unsupported(self)
+        if unsupported:
+            raise CannotStep("; ".join(f"layer {i}: {why}" for i, why in unsupported.items()))
+        return ModelStepCache(self.cfg.n_layers)
+
+    def generate(self, input="", max_new_tokens: int = 10, **kwargs):
+        """Sample a continuation of ``input`` (text or token ids), carrying every layer's state from token to
+        token; TransformerLens' arguments (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+        ``stop_at_eos``, ``eos_token_id``, ``use_past_kv_cache``, ``return_type``, ``verbose``, …) plus
+        ``seed``/``generator``. See :func:`workbench.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, input, max_new_tokens, **kwargs)
+
     # ------------------------------------------------------------------ text (with a tokenizer attached)
     def _need_tokenizer(self):
         if self.tokenizer is None:
-            raise ValueError("this model has no tokenizer: load a checkpoint directory that has tokenizer.json "
-                             "(workbench.from_pretrained) or set model.tokenizer; otherwise pass token ids")
+            raise ValueError("this model has no tokenizer: load a checkpoint directory that has tokenizer.json or a "
+                             "recipe.json naming a synthetic task (workbench.load, workbench.from_pretrained) or set "
+                             "model.tokenizer; otherwise pass token ids")
         return self.tokenizer
 
-    def to_tokens(self, text: str, prepend_bos: bool = False) -> torch.Tensor:
-        """``text`` → ``[1, pos]`` token ids on the model's device (``prepend_bos``: the tokenizer's BOS first)."""
-        tok = self._need_tokenizer()
-        ids = tok.encode(text)
-        if prepend_bos:
-            bos = getattr(tok, "bos_token_id", None)
-            if bos is None:
-                raise ValueError("prepend_bos=True, but the tokenizer has no bos_token_id")
-            ids = [bos] + ids
-        return self.check_tokens(torch.tensor([ids]))
+    def to_tokens(self, input: Union[str, Sequence[str]], prepend_bos: Optional[bool] = None,
+                  padding_side: Optional[str] = None, move_to_device: bool = True, truncate: bool = True) -> torch.Tensor:
+        """A text or a list of texts → ``[batch, pos]`` token ids (TransformerLens' ``to_tokens``). ``prepend_bos``
+        (default False: our models train without BOS) puts the tokenizer's BOS first; texts of different lengths
+        are padded on ``padding_side`` with its ``pad_token_id`` (an error without one); ``truncate`` keeps the
+        first ``n_ctx`` tokens. See :mod:`workbench.text.tokens`."""
+        from .text import tokens as text_tokens
 
-    def to_str_tokens(self, tokens: Union[str, torch.Tensor, list]) -> list[str]:
-        """Each token of ``tokens`` (text, ``[pos]`` or ``[1, pos]`` ids) as its string, for plot axes."""
-        tok = self._need_tokenizer()
-        if isinstance(tokens, str):
-            ids = tok.encode(tokens)
-        else:
-            ids = self.check_tokens(tokens)
-            if ids.shape[0] != 1:
-                raise ValueError(f"to_str_tokens takes one sequence, got a batch of {ids.shape[0]}")
-            ids = ids[0].tolist()
-        strings = getattr(tok, "token_strings", None)
-        return strings(ids) if strings is not None else [tok.decode([i]) for i in ids]
+        ids = text_tokens.to_tokens(self._need_tokenizer(), input, prepend_bos, padding_side,
+                                    self.cfg.n_ctx if truncate else None)
+        return self.check_tokens(ids, check_length=False) if move_to_device else ids
 
-    def to_string(self, tokens: Union[torch.Tensor, list]) -> str:
-        """Token ids ``[pos]`` or ``[1, pos]`` → text."""
-        ids = self.check_tokens(tokens)
+    def to_str_tokens(self, input: Union[str, Sequence[str], torch.Tensor, list],
+                      prepend_bos: Optional[bool] = None) -> Union[list[str], list[list[str]]]:
+        """Each token as its string, for plot axes: of a text (a list of texts: one list each), or of ids
+        ``[pos]`` / ``[1, pos]``."""
+        from .text import tokens as text_tokens
+
+        tok = self._need_tokenizer()
+        if isinstance(input, str):
+            return text_tokens.token_strings(tok, text_tokens.encode(tok, input, prepend_bos))
+        if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
+            return [self.to_str_tokens(t, prepend_bos) for t in input]
+        ids = self.check_tokens(input, check_length=False)
         if ids.shape[0] != 1:
-            raise ValueError(f"to_string takes one sequence, got a batch of {ids.shape[0]}")
-        return self._need_tokenizer().decode(ids[0].tolist())
+            raise ValueError(f"to_str_tokens takes one sequence of ids, got a batch of {ids.shape[0]}")
+        return text_tokens.token_strings(tok, ids[0].tolist())
+
+    def to_string(self, tokens: Union[torch.Tensor, list]) -> Union[str, list[str]]:
+        """Token ids → text, as TransformerLens: ``[pos]`` (or a list of ints) → one text; ``[batch, pos]`` (or a
+        list of lists) → a list of texts."""
+        tok = self._need_tokenizer()
+        batched = (isinstance(tokens, torch.Tensor) and tokens.dim() == 2) or (
+            isinstance(tokens, (list, tuple)) and bool(tokens) and isinstance(tokens[0], (list, tuple, torch.Tensor)))
+        texts = [tok.decode(row.tolist()) for row in self.check_tokens(tokens, check_length=False)]
+        return texts if batched else texts[0]
+
+    def to_single_token(self, string: str) -> int:
+        """The id of ``string`` if it is exactly one token; a ValueError that shows how it splits otherwise."""
+        from .text import tokens as text_tokens
+
+        return text_tokens.single_token(self._need_tokenizer(), string)
 
     # ------------------------------------------------------------------ conveniences
     @property

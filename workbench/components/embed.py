@@ -20,8 +20,9 @@ class PosEmbed(nn.Module):
         super().__init__()
         self.W_pos = nn.Parameter(torch.empty(n_ctx, d_model))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # [batch, pos] -> [batch, pos, d_model]
-        return self.W_pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)
+    def forward(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:  # [batch, pos] -> [batch, pos, d_model]
+        """The embeddings of positions ``offset … offset + pos − 1`` (``offset``: a continued sequence)."""
+        return self.W_pos[offset: offset + tokens.shape[1]].expand(tokens.shape[0], -1, -1)
 
 
 class Unembed(nn.Module):

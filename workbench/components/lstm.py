@@ -9,15 +9,18 @@ in the order i, f, z, o, and a constant +1 on the forget gate's pre-activation:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 
-def lstm_scan(gates_x: torch.Tensor, W_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``gates_x = x W_ih + b`` ``[batch, pos, 4·d]`` and ``W_hh [d, 4·d]`` → (h, c), each ``[batch, pos, d]``."""
+def lstm_scan(gates_x: torch.Tensor, W_hh: torch.Tensor,
+              initial: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gates_x = x W_ih + b`` ``[batch, pos, 4·d]`` and ``W_hh [d, 4·d]`` → (h, c), each ``[batch, pos, d]``;
+    ``initial``: (h, c) ``[batch, d]`` before the first position (None: zeros)."""
     b, n, four_d = gates_x.shape
     d = four_d // 4
-    h = gates_x.new_zeros(b, d)
-    c = gates_x.new_zeros(b, d)
+    h, c = (gates_x.new_zeros(b, d), gates_x.new_zeros(b, d)) if initial is None else initial
     hs, cs = [], []
     for t in range(n):
         i, f, z, o = (gates_x[:, t] + h @ W_hh).chunk(4, dim=-1)

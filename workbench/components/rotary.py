@@ -16,13 +16,14 @@ from __future__ import annotations
 import torch
 
 
-def rotate(x: torch.Tensor, base: float, dim: int = 0) -> torch.Tensor:  # [batch, pos, head, d] -> same
-    """``x`` with its first ``dim`` channels of each head rotated (0: all of them)."""
+def rotate(x: torch.Tensor, base: float, dim: int = 0, offset: int = 0) -> torch.Tensor:  # [batch, pos, head, d]
+    """``x`` with its first ``dim`` channels of each head rotated (0: all of them); ``x[:, 0]`` is at position
+    ``offset`` (a continued sequence)."""
     if dim and dim < x.shape[-1]:
-        return torch.cat((rotate(x[..., :dim], base), x[..., dim:]), dim=-1)
+        return torch.cat((rotate(x[..., :dim], base, offset=offset), x[..., dim:]), dim=-1)
     d = x.shape[-1]
     inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))  # [d/2]
-    angles = torch.outer(torch.arange(x.shape[1], device=x.device, dtype=torch.float32), inv_freq)  # [pos, d/2]
+    angles = torch.outer(torch.arange(offset, offset + x.shape[1], device=x.device, dtype=torch.float32), inv_freq)  # [pos, d/2]
     cos = angles.cos().to(x.dtype).repeat(1, 2)[:, None]  # [pos, 1, d]
     sin = angles.sin().to(x.dtype).repeat(1, 2)[:, None]
     x1, x2 = x.chunk(2, dim=-1)

@@ -20,6 +20,7 @@
 from .base import LinearSite, Mixer, MixerConfig, NotDefinedForMixer
 from .registry import describe, mixer_class, mixer_config, mixer_fields, names, register, unregister
 from .state import RecurrenceInputs, StateRequest, check_positions, run_steps, start_state, states_at
+from .step import CannotStep, ModelStepCache, StepCache
 from .softmax import SoftmaxAttention, SoftmaxConfig  # noqa: E402  (registration order = listing order)
 from .linear import LinearAttention, LinearConfig  # noqa: E402
 from .delta import DeltaConfig, DeltaNet  # noqa: E402
@@ -36,6 +37,7 @@ from .srwm import SRWM, SRWMConfig  # noqa: E402
 
 __all__ = [
     "Mixer", "MixerConfig", "LinearSite", "NotDefinedForMixer", "RecurrenceInputs", "StateRequest",
+    "CannotStep", "ModelStepCache", "StepCache",
     "check_positions", "run_steps", "start_state", "states_at", "register", "unregister", "names", "mixer_class",
     "mixer_config", "mixer_fields", "describe",
     "SoftmaxAttention", "SoftmaxConfig", "LinearAttention", "LinearConfig", "DeltaNet", "DeltaConfig",

@@ -40,7 +40,9 @@ from transformer_lens.hook_points import HookPoint
 
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_keys
-from .state import Recurrence, RecurrenceInputs
+from ..kernels import RecurrenceOutput
+from .state import Recurrence, RecurrenceInputs, feeds_back_output
+from .step import StepCache
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import ModelConfig
@@ -121,6 +123,7 @@ class Mixer(nn.Module):
         self.n_heads, self.d_model, self.d_head = model.n_heads, model.d_model, model.d_head
         self.q_norm, self.k_norm = self.qk_norm_modules() if qk_norm else (nn.Identity(), nn.Identity())
         self.state_request = None  # set only inside HookedFastWeightLM.expose_states
+        self.step_cache: Optional[StepCache] = None  # set only for one forward(..., past_kv_cache=...) call
 
     def add_qkvo_(self, bias: bool = True) -> None:
         """Register the usual projections, in this order (the seeded init draws them in it): W_Q, W_K, W_V
@@ -150,7 +153,7 @@ class Mixer(nn.Module):
         if name not in getattr(self, "short_convs", ()):
             return y
         y = getattr(self, f"hook_{name}_proj")(y)
-        return getattr(self, f"conv_{name}")(y.flatten(2)).view_as(y)
+        return self.causal_conv(getattr(self, f"conv_{name}"), y.flatten(2)).view_as(y)
 
     def proj_hook(self, name: str, otherwise: str) -> str:
         """The hook holding projection ``name``'s output: ``hook_{name}_proj`` with a short conv, else ``otherwise``."""
@@ -168,7 +171,7 @@ class Mixer(nn.Module):
     def conv_input(self, x: torch.Tensor) -> torch.Tensor:
         """The input the mixer's projections read: ``x``, or its short convolution (``add_input_conv_``)."""
         conv = getattr(self, "conv_x", None)
-        return x if conv is None else self.hook_x_conv(conv(x))
+        return x if conv is None else self.hook_x_conv(self.causal_conv(conv, x))
 
     # ------------------------------------------------------------------ what it is
     @classmethod
@@ -223,6 +226,63 @@ class Mixer(nn.Module):
 
     def _no_fast_weights(self) -> str:
         return f"a {self.label(self.cfg)} layer keeps no fast-weight state"
+
+    # ------------------------------------------------------------------ stepping (generation)
+    supports_step: ClassVar[bool] = False  # True: forward continues from self.step_cache (see .step)
+
+    def step_unsupported(self) -> Optional[str]:
+        """None when this mixer continues a sequence from a :class:`~.step.StepCache`; otherwise why not
+        (generation then re-runs the whole prefix for every new token, and says so)."""
+        if self.supports_step:
+            return None
+        return (f"the {self.label(self.cfg)} mixer ({type(self).__name__}) cannot continue from a cache: its forward "
+                "does not read a step cache (a mixer that does sets supports_step = True and uses Mixer.run_recurrence "
+                "and Mixer.causal_conv; see workbench/mixers/step.py)")
+
+    def step_position(self) -> int:
+        """Position of the first input of this call in the whole sequence (0 without a step cache)."""
+        return 0 if self.step_cache is None else self.step_cache.n_seen
+
+    def causal_conv(self, conv: ShortConv, x: torch.Tensor) -> torch.Tensor:
+        """``conv(x)`` ``[batch, pos, channels]``; with a step cache, continued from the last K − 1 inputs it
+        saw (zeros at the start), exactly as the convolution of the whole sequence."""
+        cache = self.step_cache
+        if cache is None:
+            return conv(x)
+        history = cache.buffers.get(conv)
+        if history is None:
+            history = x.new_zeros(x.shape[0], conv.kernel_size - 1, x.shape[-1])
+        full = torch.cat([history, x], dim=1)
+        cache.buffers[conv] = full[:, full.shape[1] - history.shape[1]:]
+        return conv(full)[:, history.shape[1]:]
+
+    def carried_output(self, like: torch.Tensor) -> torch.Tensor:
+        """The recurrence's output just before this call's first position ``[batch, head, d_out]``: zeros at
+        the start of a sequence, else what the step cache carried (read it before ``run_recurrence``)."""
+        last = None if self.step_cache is None else self.step_cache.last_output
+        return torch.zeros_like(like) if last is None else last.to(like)
+
+    def run_recurrence(self, inputs: RecurrenceInputs, *, restart: bool = False, **kwargs) -> RecurrenceOutput:
+        """``self.recurrence.run`` with the model's chunk size and backend; with a step cache, from the carried
+        state (and previous output) and saving the final ones. A call of one position with a step cache (a
+        generated token) is one step of the recurrence, so it takes the recurrent form (``backend="reference"``:
+        one write and one read, not a chunk padded around one position; equal to rounding, tests/test_generation.py).
+        ``restart``: run again from the state this call started from (a mixer that re-runs its recurrence with
+        patched inputs)."""
+        cfg, cache = self.model_cfg, self.step_cache
+        if cache is None:
+            return self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, **kwargs)
+        feeds_back = feeds_back_output(self.recurrence)
+        if not restart:
+            cache.buffers["recurrence_in"] = (cache.state, cache.last_output)
+        state, last = cache.buffers["recurrence_in"]
+        extra = {"previous_output": last} if feeds_back else {}
+        backend = "reference" if inputs.n_pos == 1 else cfg.backend
+        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=backend, initial_state=state,
+                                  output_final_state=True, **extra, **kwargs)
+        cache.state = res.final_state
+        cache.last_output = res.output[:, -1] if feeds_back else None
+        return res
 
     # ------------------------------------------------------------------ what analyses need
     effective_attention_hooks: ClassVar[tuple[str, ...]] = ()  # default: input_hooks

@@ -195,6 +195,7 @@ class DeltaNet(Mixer):
     Config = DeltaConfig
     recurrence = DeltaRule()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_beta")
+    supports_step: ClassVar[bool] = True
 
     def __init__(self, cfg: DeltaConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -325,7 +326,7 @@ class DeltaNet(Mixer):
         y = x @ W.permute(1, 0, 2).reshape(x.shape[-1], -1)  # [batch, pos, heads·width]
         y = hook(y.view(b, p, heads, width)).reshape(b, p, -1)
         if conv is not None:
-            y = conv(y)
+            y = self.causal_conv(conv, y)
         return act(y.view(b, p, heads, width))
 
     def _qk_activation(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,14 +377,17 @@ class DeltaNet(Mixer):
         g = self.log_decay(x)
         q = q * self.scale
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, g=g))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)
+        res = self.run_recurrence(inputs, output_delta=True)
         z, delta, state_patched = expose_and_patch(self, inputs, res)
         version = delta._version
         patched = self.hook_delta(delta)
         if patched is not delta or patched._version != version:  # a hook replaced or edited the writes
             if state_patched:
                 raise ValueError("patch hook_state or hook_delta in one run, not both")
+            if self.step_cache is not None:
+                raise ValueError("a hook_delta patch re-reads the memory from the given writes of the whole sequence, "
+                                 "which a step cache does not keep (it carries the unpatched state); patch it on the "
+                                 "full sequence (generate with use_past_kv_cache=False)")
             z = readout_from_writes(q, k, patched, g)
         z = self.hook_z(z)
         return torch.einsum("bphd,hdm->bpm", self.hook_o_in(self.output_norm(z, x)), self.W_O) + self.b_O

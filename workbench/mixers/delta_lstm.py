@@ -102,6 +102,7 @@ class DeltaLSTM(Mixer):
     Config = DeltaLSTMConfig
     recurrence = DeltaLSTMRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = tuple(f"hook_{n}" for n in FIELDS)
+    supports_step: ClassVar[bool] = True  # carries the six fast matrices, the cell and h
 
     def __init__(self, cfg: DeltaLSTMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -196,13 +197,13 @@ class DeltaLSTM(Mixer):
         rec_v = self.hook_rec_v(proj(self.W_RV))
         rec_beta = self.hook_rec_beta(torch.sigmoid(self.hook_rec_beta_pre(strength(self.W_rbeta))))
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, rec_k=rec_k, rec_v=rec_v, rec_beta=rec_beta))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)
+        h_start = self.carried_output(v[:, 0, :, 0])  # h before the first position: zeros, or a step cache's
+        res = self.run_recurrence(inputs, output_delta=True)
         y, record, patched = expose_and_patch(self, inputs, res)
         # the outputs the recurrence fed back: the patched ones after a carry patch, its own after a readout one
         fed = y if patched and self.state_request.mode == "carry" else res.output
         blocks = record.unflatten(-1, (13, dh))  # [batch, pos, head, 13, d_v]
-        s = torch.softmax(torch.cat([torch.zeros_like(fed[:, :1]), fed[:, :-1]], 1), -1)
+        s = torch.softmax(torch.cat([h_start[:, None], fed[:, :-1]], 1), -1)
         for hook, t in ((self.hook_delta, blocks[..., 0:3, :]), (self.hook_rec_delta, blocks[..., 3:6, :]),
                         (self.hook_ff, blocks[..., 6:9, :]), (self.hook_feedback, s),
                         (self.hook_gate_i, blocks[..., 9, :]), (self.hook_update, blocks[..., 10, :]),

@@ -103,6 +103,7 @@ class DeltaRNN(Mixer):
     Config = DeltaRNNConfig
     recurrence = DeltaRNNRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = tuple(f"hook_{n}" for n in FIELDS)
+    supports_step: ClassVar[bool] = True  # carries [W | R] and y (and the input conv's last inputs)
 
     def __init__(self, cfg: DeltaRNNConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -183,8 +184,8 @@ class DeltaRNN(Mixer):
         rec_v = self.hook_rec_v(proj(self.W_RV))
         rec_beta = self.hook_rec_beta(torch.sigmoid(self.hook_rec_beta_pre(x @ self.W_rbeta)))
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, rec_k=rec_k, rec_v=rec_v, rec_beta=rec_beta))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)
+        y_start = self.carried_output(v[:, 0])  # y before the first position: zeros, or a step cache's
+        res = self.run_recurrence(inputs, output_delta=True)
         y, record, patched = expose_and_patch(self, inputs, res)
         # the outputs the recurrence fed back: the patched ones after a carry patch, its own after a readout one
         fed = y if patched and self.state_request.mode == "carry" else res.output
@@ -195,7 +196,7 @@ class DeltaRNN(Mixer):
             p = self.state_request.resolve(y.shape[1])[0]
             rec_read[:, p] = res.output[:, p] - z[:, p]
         for hook, t in ((self.hook_v_old, v - u / beta[..., None]), (self.hook_delta, u), (self.hook_ff, z),
-                        (self.hook_feedback, torch.softmax(torch.cat([torch.zeros_like(fed[:, :1]), fed[:, :-1]], 1), -1)),
+                        (self.hook_feedback, torch.softmax(torch.cat([y_start[:, None], fed[:, :-1]], 1), -1)),
                         (self.hook_rec_v_old, rec_v - ur / rec_beta[..., None]), (self.hook_rec_delta, ur),
                         (self.hook_rec_read, rec_read)):
             self._observe(hook, t)

@@ -86,6 +86,7 @@ class FastWeightMemory(Mixer):
     state_axes: ClassVar[tuple[str, ...]] = ("d_s", "d_r", "d_t")
     recurrence = FWMRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_s", "hook_r", "hook_t", "hook_beta", "hook_q", "hook_e")
+    supports_step: ClassVar[bool] = True  # carries F, the LSTM's (h, c) and the input conv's last inputs
 
     def __init__(self, cfg: FWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -167,7 +168,11 @@ class FastWeightMemory(Mixer):
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         bsz, n_pos, _ = x.shape
         dt = self.d_head
-        h, _ = lstm_scan(self.conv_input(x) @ self.W_ih + self.b_lstm, self.W_hh)
+        cache = self.step_cache  # generation: the LSTM continues from its last (h, c)
+        h, c = lstm_scan(self.conv_input(x) @ self.W_ih + self.b_lstm, self.W_hh,
+                         None if cache is None else cache.buffers.get("lstm"))
+        if cache is not None:
+            cache.buffers["lstm"] = (h[:, -1], c[:, -1])
         h = self.hook_h(h)
         s = self.hook_s(torch.tanh(self.hook_s_pre(self._heads(h, self.W_s, self.b_s))))
         r = self.hook_r(torch.tanh(self.hook_r_pre(self._heads(h, self.W_r, self.b_r))))
@@ -177,8 +182,7 @@ class FastWeightMemory(Mixer):
         e_pre = self._heads(h, self.W_e, self.b_e).view(bsz, n_pos, self.n_heads, self.cfg.n_reads, dt)
         e = self.hook_e(torch.tanh(self.hook_e_pre(e_pre)))
         inputs = RecurrenceInputs(dict(s=s, r=r, t=t, beta=beta, q=q, e=e, writes=None))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, output_delta=True)
+        res = self.run_recurrence(inputs, output_delta=True)
         # v_old is not returned by the kernel: recovered from the write u = β(t − v_old)/d_t (β > 0)
         v_old = t - res.delta * dt / beta[..., None]
         version = v_old._version
@@ -190,7 +194,7 @@ class FastWeightMemory(Mixer):
         w_patched = self.hook_write(writes)
         if w_patched is not res.delta or w_patched._version != version:  # given writes: rerun the memory
             inputs = RecurrenceInputs({**inputs.fields, "writes": w_patched})
-            res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, output_delta=True)
+            res = self.run_recurrence(inputs, restart=True, output_delta=True)
         hops, _, _ = expose_and_patch(self, inputs, res)
         z = self.hook_z(self.hook_read(hops)[..., -1, :])
         out = torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O

@@ -79,6 +79,7 @@ class GatedLinearAttention(Mixer):
     Config = GLAConfig
     recurrence = SumRule()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_log_decay")
+    supports_step: ClassVar[bool] = True
 
     def __init__(self, cfg: GLAConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -150,7 +151,7 @@ class GatedLinearAttention(Mixer):
         heads, width = W.shape[0], W.shape[2]
         y = hook(torch.einsum("bpm,hmd->bphd", x, W))
         if conv is not None:
-            y = F.silu(conv(y.reshape(b, p, -1))).view(b, p, heads, width)
+            y = F.silu(self.causal_conv(conv, y.reshape(b, p, -1))).view(b, p, heads, width)
         return y
 
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
@@ -160,8 +161,7 @@ class GatedLinearAttention(Mixer):
         k = self.hook_k(phi(self._project(x, self.W_K, self.conv_k if conv else None, self.hook_k_pre)))
         v = self.hook_v(self._project(x, self.W_V, self.conv_v if conv else None, self.hook_v_pre))
         inputs = RecurrenceInputs(dict(q=q * self.scale, k=k, v=v, g=self.log_decay(x)))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend)
+        res = self.run_recurrence(inputs)
         z, _, _ = expose_and_patch(self, inputs, res)
         z = self.hook_z(z)
         return torch.einsum("bphd,hdm->bpm", self.hook_o_in(self.output_norm(z, x)), self.W_O) + self.b_O

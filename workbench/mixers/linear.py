@@ -91,6 +91,7 @@ class LinearAttention(Mixer):
     Config = LinearConfig
     recurrence = SumRule(False)  # replaced per instance by SumRule(cfg.sum_norm)
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v")
+    supports_step: ClassVar[bool] = True
 
     def __init__(self, cfg: LinearConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -148,8 +149,7 @@ class LinearAttention(Mixer):
         q, k = self.hook_q(self.feature_map(q)), self.hook_k(self.feature_map(k))
         v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V))
         inputs = RecurrenceInputs(dict(q=q * self.scale, k=k, v=v))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend)
+        res = self.run_recurrence(inputs)
         z, _, _ = expose_and_patch(self, inputs, res)
         z = self.hook_z(z)
         return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O

@@ -85,6 +85,7 @@ class Mamba2(Mixer):
     recurrence = SumRule()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_log_decay")
     skip_default_init: ClassVar[tuple[str, ...]] = ("A_log", "dt_bias", "D")
+    supports_step: ClassVar[bool] = True
 
     def __init__(self, cfg: Mamba2Config, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -179,7 +180,7 @@ class Mamba2(Mixer):
         h, n, p, groups = self.n_heads, self.d_head, self.d_v, self.n_groups
         proj = x @ self.W_in + self.b_in
         gate, xbc, dt = proj.split([self.d_inner, self.d_conv, h], dim=-1)
-        xbc = F.silu(self.conv(xbc) + self.b_conv)
+        xbc = F.silu(self.causal_conv(self.conv, xbc) + self.b_conv)
         xs, B, C = xbc.split([self.d_inner, groups * n, groups * n], dim=-1)
         xs = self.hook_x(xs.view(b, t, h, p))
         dt = F.softplus(dt + self.dt_bias)
@@ -190,8 +191,7 @@ class Mamba2(Mixer):
         q = self.hook_q(C.view(b, t, groups, n).repeat_interleave(group, dim=2))
         v = self.hook_v(xs * dt[..., None])
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, g=g))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend)
+        res = self.run_recurrence(inputs)
         z, _, _ = expose_and_patch(self, inputs, res)
         y = self.hook_z(z) + self.hook_skip(self.D[:, None] * xs)
         o = self.hook_o_in(self.output_norm(y, gate.view(b, t, h, p)))

@@ -27,6 +27,7 @@ from ..components.norms import QKRMSNorm
 from ..dataclass_io import check_int_fields
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
 from .registry import register
+from .softmax import cached_keys_values, causal_mask
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class MLAConfig(MixerConfig):
 class MultiHeadLatentAttention(Mixer):
     Config = MLAConfig
     effective_attention_hooks: ClassVar[tuple[str, ...]] = ("hook_pattern",)
+    supports_step: ClassVar[bool] = True  # its step cache holds the per-head keys and values seen
 
     def __init__(self, cfg: MLAConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -116,9 +118,9 @@ class MultiHeadLatentAttention(Mixer):
         kv = torch.einsum("bpr,rhd->bphd", c, self.W_kv_b)
         k = self.hook_k(torch.cat([kv[..., :dn], rope[:, :, None].expand(-1, -1, h, -1)], dim=-1))
         v = self.hook_v(kv[..., dn:])
-        t = x.shape[1]
+        k, v = cached_keys_values(self.step_cache, k, v)  # with a step cache: the earlier positions' too
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
-        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+        mask = causal_mask(x.shape[1], k.shape[1], 0, x.device)
         scores = self.hook_attn_scores(scores.masked_fill(mask, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
         z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))

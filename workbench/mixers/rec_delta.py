@@ -112,6 +112,7 @@ class RecurrentDeltaNet(Mixer):
     recurrence = RecurrentDeltaRule(None)  # per instance: RecurrentDeltaRule(self)
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q_pre", "hook_k_pre", "hook_v_pre", "hook_beta_pre")
     skip_default_init: ClassVar[tuple[str, ...]] = ("R_q", "R_k", "R_v", "r_beta")
+    supports_step: ClassVar[bool] = True  # carries W and y (and the input conv's last inputs)
 
     def __init__(self, cfg: RecDeltaConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -181,13 +182,13 @@ class RecurrentDeltaNet(Mixer):
         v_pre = self.hook_v_pre(proj("v", self.W_V))
         beta_pre = self.hook_beta_pre(x @ self.W_beta)
         inputs = RecurrenceInputs(dict(q_pre=q_pre, k_pre=k_pre, v_pre=v_pre, beta_pre=beta_pre))
-        cfg = self.model_cfg
-        res = self.recurrence.run(inputs, chunk_size=cfg.chunk_size, backend=cfg.backend, output_delta=True)
+        y_start = self.carried_output(v_pre[:, 0])  # y before the first position: zeros, or a step cache's
+        res = self.run_recurrence(inputs, output_delta=True)
         y, delta, patched = expose_and_patch(self, inputs, res)
         # what the recurrence computed inside, rebuilt from the outputs it fed back: the patched ones after a
         # carry patch, the run's own after a readout patch (which changes only the read-out)
         fed = y if patched and self.state_request.mode == "carry" else res.output
-        y_prev = torch.cat([torch.zeros_like(fed[:, :1]), fed[:, :-1]], dim=1)  # [batch, pos, head, d_v]
+        y_prev = torch.cat([y_start[:, None], fed[:, :-1]], dim=1)  # [batch, pos, head, d_v]
         q, k, v, beta = rec_delta_inputs(q_pre, k_pre, v_pre, beta_pre, *self.recurrence.params(), y_prev)
         self._observe(self.hook_feedback, torch.tanh(y_prev), "hook_feedback")
         for name, t in (("hook_q", q), ("hook_k", k), ("hook_v", v), ("hook_beta", beta),

@@ -159,20 +159,26 @@ class SoftmaxAttention(Mixer):
             k, v = self._expand_kv(self.hook_k_pre(k)), self._expand_kv(self.hook_v_pre(v))
         k = self.hook_k(k)
         v = self.hook_v(v)
+        start = self.step_position()
         if self.cfg.rotary_base:
-            q = self.hook_rot_q(rotate(q, self.cfg.rotary_base, self.cfg.rotary_dim))
-            k = self.hook_rot_k(rotate(k, self.cfg.rotary_base, self.cfg.rotary_dim))
-        t = x.shape[1]
+            q = self.hook_rot_q(rotate(q, self.cfg.rotary_base, self.cfg.rotary_dim, offset=start))
+            k = self.hook_rot_k(rotate(k, self.cfg.rotary_base, self.cfg.rotary_dim, offset=start))
+        k, v = self.cached_keys_values(k, v)  # with a step cache: the earlier positions' too
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
-        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
-        if self.cfg.window:
-            mask = mask | torch.ones(t, t, dtype=torch.bool, device=x.device).tril(-self.cfg.window)
-        scores = self.hook_attn_scores(scores.masked_fill(mask, float("-inf")))
+        scores = self.hook_attn_scores(scores.masked_fill(causal_mask(x.shape[1], k.shape[1], self.cfg.window,
+                                                                      x.device), float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
         z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
         if self.cfg.output_gate:
             z = self.hook_o_in(z * self.hook_gate(self._gate(x)))
         return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O
+
+    supports_step: ClassVar[bool] = True  # its step cache holds the keys (after rotary) and values seen
+
+    def cached_keys_values(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values ``[batch, pos, head, d]`` of every position up to this call's last: the new ones,
+        after those a step cache holds (which then keeps them all)."""
+        return cached_keys_values(self.step_cache, k, v)
 
     def _norm(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, heads, d_head]
         """QK-norm: per head, or (``qk_rmsnorm="all"``) over all heads' channels together (before the
@@ -204,3 +210,23 @@ class SoftmaxAttention(Mixer):
                                      "each head's read-out channel-wise before W_O; cache.stack_head_results() gives "
                                      "each head's exact output")
         return self.W_V.repeat_interleave(self.n_heads // self.n_kv_heads, dim=0), self.W_O
+
+def causal_mask(n_query: int, n_key: int, window: int, device) -> torch.Tensor:
+    """``[n_query, n_key]`` True where a query may not see a key: the queries are the last ``n_query`` of the
+    ``n_key`` positions; query t sees keys ≤ t (and > t − window with a window)."""
+    t = torch.arange(n_key - n_query, n_key, device=device)[:, None]
+    s = torch.arange(n_key, device=device)[None]
+    mask = s > t
+    return mask | (s <= t - window) if window else mask
+
+
+def cached_keys_values(cache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(k, v)`` prefixed with (and saved into) ``cache.buffers["kv"]``; unchanged without a cache. O(pos) memory:
+    the key/value cache of a transformer."""
+    if cache is None:
+        return k, v
+    past = cache.buffers.get("kv")
+    if past is not None:
+        k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
+    cache.buffers["kv"] = (k, v)
+    return k, v

@@ -130,6 +130,7 @@ class SRWM(Mixer):
     recurrence = SelfReference()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_x",)
     skip_default_init: ClassVar[tuple[str, ...]] = ("W_0",)
+    supports_step: ClassVar[bool] = True  # carries W (and the input conv's last inputs)
 
     def __init__(self, cfg: SRWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -177,7 +178,10 @@ class SRWM(Mixer):
 
     # -- state ---------------------------------------------------------------------------------
     def start_state(self, batch: int) -> Float[torch.Tensor, "batch head d_k d_v"]:
-        """W_0 for every sequence, plus the carried shift inside :func:`carried`."""
+        """W_0 for every sequence, plus the carried shift inside :func:`carried`; with a step cache that has seen
+        positions, the state after the last of them."""
+        if self.step_cache is not None and self.step_cache.state is not None:
+            return self.step_cache.state
         W = self.W_0.expand(batch, -1, -1, -1)
         if self.start_shift is None:
             return W
@@ -242,6 +246,8 @@ class SRWM(Mixer):
         inputs = self._inputs(phi)
         cfg = self.model_cfg
         tr = srwm_trace(phi, inputs.w0[:, 0], chunk_size=cfg.chunk_size)
+        if self.step_cache is not None:  # generation: continue from W after this call's last write
+            self.step_cache.state = tr.final_state
         y, delta, _ = expose_and_patch(self, inputs, RecurrenceOutput(tr.y, tr.final_state, None, tr.delta))
         for name in ("main", "q", "k", "v", "v_old"):
             self._record(getattr(self, f"hook_{name}"), getattr(tr, name))

@@ -44,6 +44,11 @@ class AssociativeRecall(TaskConfig):
         return self.num_keys + self.num_values
 
     @property
+    def vocab(self) -> tuple[str, ...]:
+        """Token names by id: keys ``k0 … k{num_keys−1}``, then values ``v0 … v{num_values−1}``."""
+        return tuple(f"k{i}" for i in range(self.num_keys)) + tuple(f"v{i}" for i in range(self.num_values))
+
+    @property
     def seq_len(self) -> int:
         return 2 * (self.num_pairs + self.num_queries)
 

@@ -67,6 +67,11 @@ class Canaries(TaskConfig):
         return self.vocab_size
 
     @property
+    def vocab(self) -> tuple[str, ...]:
+        """Token names by id: ``t0 … t{V−1}`` (the states of the background chain; canaries use them too)."""
+        return tuple(f"t{i}" for i in range(self.vocab_size))
+
+    @property
     def n_canaries(self) -> int:
         return len(self.repetitions) * self.canaries_per_level
 

@@ -44,6 +44,13 @@ class MQAR(TaskConfig):
     def d_vocab(self) -> int:
         return self.vocab_size
 
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        """Token names by id: ``_`` (0, the filler), keys ``k1 … k{V/2−1}`` (ids 1 … V/2−1), values ``v0 … v{V/2−1}``
+        (ids V/2 … V−1, numbered from the first value)."""
+        half = self.vocab_size // 2
+        return ("_",) + tuple(f"k{i}" for i in range(1, half)) + tuple(f"v{i}" for i in range(self.vocab_size - half))
+
     def gap_probabilities(self) -> torch.Tensor:
         """p(gap = i) for i = 0 … space−1, space = (seq_len − 2·kv) // 2."""
         space = (self.seq_len - 2 * self.num_kv_pairs) // 2

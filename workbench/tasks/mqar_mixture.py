@@ -45,6 +45,11 @@ class MQARMixture(TaskConfig):
         return self.tasks[0].vocab_size
 
     @property
+    def vocab(self) -> tuple[str, ...]:
+        """The token names of its MQAR tasks (they share one vocabulary)."""
+        return self.tasks[0].vocab
+
+    @property
     def seq_len(self) -> int:
         return max(t.seq_len for t in self.tasks)
 

@@ -19,6 +19,11 @@ class ByteTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(ids).decode("utf-8", errors="replace")
 
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """Each byte as text: printable ASCII as itself, any other byte as ``\\xNN`` (a lone byte of a
+        multi-byte character is not text)."""
+        return [chr(i) if 32 <= i < 127 or chr(i) in "\n\t" else f"\\x{i:02x}" for i in ids]
+
     def to_json(self) -> str:
         return json.dumps({"kind": "bytes"})
 
@@ -58,6 +63,10 @@ class BPETokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(list(ids))
 
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """Each id as the text it stands for (byte-level markers such as ``Ġ`` decoded to spaces)."""
+        return [self.decode([i]) for i in ids]
+
     def to_json(self) -> str:
         return json.dumps({"kind": "bpe", "tokenizer": json.loads(self._tok.to_str())})
 
@@ -69,9 +78,14 @@ class BPETokenizer:
 
 
 def tokenizer_from_json(text: str):
+    """A tokenizer written by one of ours' ``to_json`` (kind ``bytes``, ``bpe`` or ``vocabulary``)."""
     kind = json.loads(text).get("kind")
     if kind == "bytes":
         return ByteTokenizer()
     if kind == "bpe":
         return BPETokenizer.from_json(text)
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'bytes' or 'bpe'")
+    if kind == "vocabulary":
+        from .vocabulary import VocabularyTokenizer
+
+        return VocabularyTokenizer.from_json(text)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'bytes', 'bpe' or 'vocabulary'")
