@@ -77,6 +77,20 @@ def test_run_with_cache_gives_an_activation_cache(model):
         model.run_with_cache(tokens, names_filter="hook_embed")[1]["resid_pre", 0]
 
 
+def test_tokens_and_generation_as_transformer_lens_documents_them(model):
+    """TransformerLens' Main Demo habits: string tokens, one token, and greedy generation (the fast-weight state
+    and the key/value cache carried from step to step, equal to re-running the prefix)."""
+    tokens = some_tokens(model, batch=1)
+    strings = model.to_str_tokens(tokens[0])
+    assert len(strings) == tokens.shape[1] and all(isinstance(t, str) for t in strings)
+    assert model.to_single_token(strings[2]) == int(tokens[0, 2])
+    assert torch.equal(model.to_tokens(model.to_string(tokens[0])), tokens)
+    out = model.generate(tokens, max_new_tokens=3, do_sample=False, verbose=False)
+    rerun = model.generate(tokens, max_new_tokens=3, do_sample=False, verbose=False, use_past_kv_cache=False)
+    assert out.shape == (1, tokens.shape[1] + 3) and torch.equal(out, rerun) and torch.equal(out[:, :8], tokens)
+    assert int(out[0, 8]) == int(model(tokens)[0, -1].argmax())
+
+
 def test_every_loader_returns_eval_mode(tmp_path):
     from workbench.checkpoint import load_from_bytes
 
