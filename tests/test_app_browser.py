@@ -3,7 +3,8 @@ directory), headless Chromium (Debian's /usr/bin/chromium driven by playwright) 
 the position slider, checks that the heatmap is redrawn for the new position, saves a screenshot and
 times how long an interaction takes to re-render on the bundled checkpoint.
 
-Skips only when /usr/bin/chromium or the playwright package is missing (.ci/run installs both).
+Skips only when /usr/bin/chromium or the playwright package is missing (scripts/test.sh, which CI runs, installs Chromium
+or warns that this test will be skipped; setup.sh installs playwright).
 """
 
 from __future__ import annotations
