@@ -136,7 +136,9 @@ def current() -> tuple[sources.LoadedModel, TokenSequence]:
     return selection
 
 
-def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> int:
+def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False, default: Optional[int] = None) -> int:
+    """A layer of the model (only those with a fast-weight state if ``fast_weights_only``); opens on
+    ``default`` (else the first)."""
     cfg = lm.model.cfg
     layers = lm.model.fast_weight_layers if fast_weights_only else lm.model.mixer_layers  # not the MLP-only blocks
     if not layers:
@@ -144,7 +146,8 @@ def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> in
                 f"fast-weight mixer (one of {mixer_names(fast_weights=True)}).")
         st.stop()
     label = lambda i: f"layer {i}: {lm.model.mixer(i).label(lm.model.mixer(i).cfg)}"  # noqa: E731
-    return st.selectbox("Layer", layers, format_func=label, key="layer")
+    index = layers.index(default) if default in layers else 0
+    return st.selectbox("Layer", layers, format_func=label, key="layer", index=index)
 
 
 def key_value_reason(lm: sources.LoadedModel, layer: int) -> Optional[str]:
@@ -169,12 +172,15 @@ def token_labels(seq: TokenSequence) -> list[str]:
     return sequences.token_labels(seq)
 
 
-def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int):
-    """The probe on ``n`` samples of the sequence's task (seeds seed … seed+n−1), with a progress bar."""
-    bar = st.progress(0.0, text=f"Probing {n} sequences…")
+def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int,
+                                pairs_of=lambda s: s.pairs, what: str = "pairs"):
+    """The probe on ``n`` samples of the sequence's task (seeds seed … seed+n−1), with a progress bar;
+    ``pairs_of(sample)`` gives the pairs probed in each sample."""
+    bar = st.progress(0.0, text=f"Probing the {what} of {n} sequences…")
     df = probe_samples(lm.model, json.loads(seq.task_json), range(seq.seed, seq.seed + n), layer,
-                       progress=lambda i, total: bar.progress(i / total, text=f"Probed {i} of {total} sequences"),
-                       probe=lambda s, lay: caching.probe(lm, s, lay, s.pairs))
+                       progress=lambda i, total: bar.progress(i / total, text=f"Probed the {what} of {i} of {total} "
+                                                                               "sequences"),
+                       probe=lambda s, lay: caching.probe(lm, s, lay, pairs_of(s)))
     bar.empty()
     return df
 
