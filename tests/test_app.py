@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,14 @@ def assert_ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def unescaped(markdown: str) -> str:
+    """An error as the user reads it: the app escapes Markdown's special characters in messages."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def errors(at: AppTest) -> str:
     assert not at.exception, [e.value for e in at.exception]
-    return " | ".join(e.value for e in at.error)
+    return " | ".join(unescaped(e.value) for e in at.error)
 
 
 def metric(at: AppTest, label: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -27,6 +28,15 @@ SEQUENCE_SOURCES = ("Sample from a task", "Type token ids", "Type text")
 STREAM_SOURCES = ("Batches of the model's task", "The sidebar's sequence")
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$])")
+
+
+def plain(text) -> str:
+    """``text`` with Markdown's special characters escaped, so that ``st.error``/``st.info`` show a message as
+    written (unescaped, an error's ``MQAR.__init__()`` renders as ``MQAR.init()`` with "init" in bold)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 @contextmanager
 def errors_shown() -> Iterator[None]:
     """Show a ValueError raised inside as ``st.error`` and stop this run of the page; a view that does not
@@ -34,10 +44,10 @@ def errors_shown() -> Iterator[None]:
     try:
         yield
     except NotDefinedForMixer as e:
-        st.info(str(e))
+        st.info(plain(e))
         st.stop()
     except ValueError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.stop()
 
 
@@ -119,7 +129,7 @@ def sidebar() -> None:
         seq = choose_sequence(lm)
         st.caption(f"{seq.source}: {len(seq)} tokens")
     except ValueError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.session_state["selection_error"] = str(e)
         return
     st.session_state["selection"] = (lm, seq)
@@ -131,7 +141,7 @@ def current() -> tuple[sources.LoadedModel, TokenSequence]:
     selection = st.session_state.get("selection")
     if selection is None:
         problem = st.session_state.get("selection_error") or "no model or sequence chosen"
-        st.warning(f"The sidebar has no usable model and sequence yet: {problem}")
+        st.warning(f"The sidebar has no usable model and sequence yet: {plain(problem)}")
         st.stop()
     return selection
 

@@ -50,7 +50,7 @@ if summary is not None:
     st.caption("On this sequence: " + "; ".join(_said(part) for _, part in summary.groupby("layer"))
                + f". The page opened on layer {default}, where fidelity beats its control the most.")
 if (why := widgets.key_value_reason(lm, layer)) is not None:
-    st.info(f"The associative-recall probe does not apply to layer {layer}: {why}. The Fast weights page shows "
+    st.info(f"The associative-recall probe does not apply to layer {layer}: {widgets.plain(why)}. The Fast weights page shows "
             "its state.")
     st.stop()
 by = controls[1].selectbox("Group by", ["lag", "n_stored", "key_overlap"], key="by")
