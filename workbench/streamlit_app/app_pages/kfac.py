@@ -104,9 +104,9 @@ for col, row in zip(st.columns(3), summary.itertuples()):
     ppl = f"{row.perplexity - base.perplexity:+.3f}"
     col.metric("Held-out perplexity", f"{row.perplexity:.3f}", delta_color="inverse",
                delta=ppl if edited_row and f"{row.perplexity:.3f}" != f"{base.perplexity:.3f}" else None)
+    points = round(100 * row.strict_acc) - round(100 * base.strict_acc)  # percentage points, of the numbers shown
     col.metric("Strict recitation", f"{row.strict_acc:.0%}", delta_color="inverse",
-               delta=f"{row.strict_acc - base.strict_acc:+.0%}" if edited_row and
-               f"{row.strict_acc:.0%}" != f"{base.strict_acc:.0%}" else None)
+               delta=f"{points:+d} pp" if edited_row and points else None)
     col.metric(f"Top-{comparison.k} agreement with the unedited model", f"{row.top_k_agreement:.3f}")
 st.caption("Arrows: the change from the unedited model, green where recitation falls (the edit's aim), red where "
            "perplexity rises (its cost); no arrow where nothing changed at the precision shown.")
