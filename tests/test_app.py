@@ -320,6 +320,11 @@ def strict_recitation(at: AppTest) -> list[str]:
 def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     at = open_app()
     at.sidebar.selectbox(key="checkpoint").set_value("canaries-delta").run()
+    # every position of a canary stream is scored: next-token accuracy, not recall, and no key/value markers
+    assert_ok(at)
+    label = next(m.label for m in at.metric if "accuracy" in m.label)
+    assert label.startswith("Next-token accuracy on the ") and label.endswith(" scored positions (★ rows)")
+    assert [t["name"] for t in charts(at)[0]["data"]] == ["p(next token)", "scored ★"]
     at.switch_page("app_pages/kfac.py").run()
     assert_ok(at)
     assert not at.info and at.radio(key="kfac_recite").value == "The task's canaries"

@@ -10,6 +10,7 @@ from workbench.app_support import caching, widgets
 from workbench.app_support.probing import (aggregate_samples, control_pairs, convention_pairs, layer_summary,
                                            recall_layer, with_control)
 from workbench.app_support.sequences import format_pairs, parse_pairs
+from workbench.mixers import NotDefinedForMixer
 from workbench.plots import probe_curve
 
 st.title("Associative-recall probe")
@@ -30,12 +31,20 @@ if seq.pairs:
                                                  "task's (key token, value) positions taken literally")
 
 # the layer where recall happens: the one whose best head's fidelity beats its control the most, on this sequence
+def probe_layer(i: int, pairs):
+    """The layer's probe and control on this sequence, or None where its memory cannot be read with a key."""
+    try:
+        return with_control(lambda p: caching.probe(lm, seq, i, p), pairs)
+    except NotDefinedForMixer:
+        return None
+
+
 summary = None
 if seq.pairs and probed:
-    pairs0 = convention_pairs(seq.pairs, convention)
     with st.spinner("Probing every layer…"):
-        summary = layer_summary({i: with_control(lambda p, i=i: caching.probe(lm, seq, i, p), pairs0)
-                                 for i in probed})
+        probes = {i: probe_layer(i, convention_pairs(seq.pairs, convention)) for i in probed}
+    if any(v is not None for v in probes.values()):
+        summary = layer_summary({i: v for i, v in probes.items() if v is not None})
 default = recall_layer(summary) if summary is not None else None
 
 controls = st.columns(3)
@@ -76,13 +85,15 @@ if samples == 1:
     if control is not None:
         control = aggregate(control, by)
 else:
-    df = widgets.probe_samples_with_progress(lm, seq, samples, layer, lambda s: convention_pairs(s.pairs, convention))
-    table = aggregate_samples(df, by)
-    if len(seq.pairs) >= 2:  # every sample of the task has as many pairs
-        ctrl = widgets.probe_samples_with_progress(lm, seq, samples, layer,
-                                                   lambda s: control_pairs(convention_pairs(s.pairs, convention)),
-                                                   what="control pairs")
-        control = aggregate_samples(ctrl.assign(n_stored=ctrl["n_stored"] + 1), by)
+    with widgets.errors_shown():
+        df = widgets.probe_samples_with_progress(lm, seq, samples, layer,
+                                                 lambda s: convention_pairs(s.pairs, convention))
+        table = aggregate_samples(df, by)
+        if len(seq.pairs) >= 2:  # every sample of the task has as many pairs
+            ctrl = widgets.probe_samples_with_progress(lm, seq, samples, layer,
+                                                       lambda s: control_pairs(convention_pairs(s.pairs, convention)),
+                                                       what="control pairs")
+            control = aggregate_samples(ctrl.assign(n_stored=ctrl["n_stored"] + 1), by)
     st.caption(f"Mean over {samples} samples; the band is ± one standard error over samples.")
 
 st.plotly_chart(probe_curve(table, by, metric, title=f"layer {layer}: {metric} by {by}", control=control),
