@@ -114,7 +114,8 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # tall: Streamlit scrolls inside its main block, so a full-page picture is only as tall as the window
+            page = browser.new_page(viewport={"width": 1400, "height": 3600})
             for name, n_plots in PAGES.items():
                 page.goto(f"{server}/{name}")
                 page.wait_for_function(PAGE_DONE, arg=n_plots, timeout=180_000)
