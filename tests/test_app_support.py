@@ -311,7 +311,7 @@ def test_fast_weight_heatmap_clips_at_a_quantile_and_log_axes_label_every_tick()
     import plotly.graph_objects as go
 
     axis = log_axis(go.Figure()).layout.yaxis
-    assert axis.type == "log" and axis.tickformat == "~g"
+    assert (axis.type, axis.tickformat, axis.dtick) == ("log", "~g", "D2")
 
 
 # ---------------------------------------------------------------------- launch and plots

@@ -39,9 +39,9 @@ FEW_LAYERS = 3  # up to this many layers, metric_by_layer draws points only
 
 
 def log_axis(fig: go.Figure, axis: str = "y") -> go.Figure:
-    """Make ``axis`` logarithmic with every tick labelled by its full value (20, 30, 40; plotly's default
-    labels the ticks between powers of ten by their leading digit only: "2 3 4")."""
-    return fig.update_layout({f"{axis}axis_type": "log", f"{axis}axis_tickformat": "~g"})
+    """Make ``axis`` logarithmic with ticks at 1, 2, 5 × each power of ten, each labelled by its full value (20,
+    50; plotly's default labels the ticks between powers of ten by their leading digit only: "2 3 4")."""
+    return fig.update_layout({f"{axis}axis_type": "log", f"{axis}axis_tickformat": "~g", f"{axis}axis_dtick": "D2"})
 
 
 def neuron_rms_bar(neurons: pd.DataFrame, title: str = "per-neuron RMS") -> go.Figure:
