@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
 from workbench.app_support.launch import APP_SCRIPT
@@ -58,9 +60,14 @@ def assert_ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def unescaped(markdown: str) -> str:
+    """An error as the user reads it: the app escapes Markdown's special characters in messages."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def errors(at: AppTest) -> str:
     assert not at.exception, [e.value for e in at.exception]
-    return " | ".join(e.value for e in at.error)
+    return " | ".join(unescaped(e.value) for e in at.error)
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -73,21 +80,27 @@ def test_every_page_renders_on_the_bundled_checkpoint(page):
     at = open_app(page)
     assert_ok(at)
     assert "toy-delta" in at.sidebar.caption[0].value and "48 tokens" in at.sidebar.caption[1].value
-    expected_charts = {"overview": 0, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 0,
-                       "outliers": 4, "kfac": 2}[page]
+    expected_charts = {"overview": 1, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 1,
+                       "outliers": 4, "kfac": 1}[page]
     assert len(charts(at)) == expected_charts
     if page == "overview":
-        assert metric(at, "Recall accuracy") == "100%"
+        assert metric(at, "Recall accuracy on the task's 6 queries (★ rows)") == "100%"
         assert len(at.dataframe[0].value) == 48
     if page == "editing":  # the default edit: recall at the first query answers like the last query
-        assert at.metric[0].delta.startswith("was ")
+        assert [(m.value, m.delta) for m in at.metric] == [("32", ""), ("33", ""), ("changed", "")]  # ids: no delta
         assert any("the edit reproduces it" in c.value for c in at.main.caption)
     if page == "outliers":
         assert titles(at)[0] == "kurtosis by layer over 4 × 8 mqar sequences of 48 tokens (seed 0)"
     if page == "kfac":  # the default checkpoint memorized nothing: the page says so and points to one that did
         assert "canaries-delta" in at.info[0].value
+        # ... and, having measured the unedited model, says it recites nothing before running the comparison
+        assert "recites none of 1 typed sequence" in at.warning[0].value and not at.metric
+        at.toggle(key="kfac_anyway").set_value(True).run()
+        assert_ok(at)
         assert [m.label for m in at.metric][:3] == ["Held-out perplexity", "Strict recitation",
                                                    "Top-10 agreement with the unedited model"]
+        # nothing changed at the precision shown (perplexity 1.000, recitation 0 %): no arrow, no colour
+        assert all(m.delta == "" for m in at.metric), [(m.label, m.value, m.delta) for m in at.metric]
 
 
 def test_the_checkouts_app_py_serves_the_installed_app():  # `streamlit run app.py` from the repository root
@@ -112,6 +125,12 @@ def test_sidebar_seed_and_typed_tokens_change_the_sequence():
     assert_ok(at)
     assert at.dataframe[0].value["token"].tolist() == [5, 40, 9, 41, 5]
     assert not any(m.label.startswith("Recall accuracy") for m in at.metric)  # nothing is scored in typed text
+    at.switch_page("app_pages/recall_probe.py").run()  # no pairs yet: say what to type, not an error
+    assert_ok(at)
+    assert "type the pairs below as key_pos:value_pos" in at.info[0].value and not at.get("plotly_chart")
+    next(t for t in at.text_input if t.key.startswith("pairs-")).set_value("0:1 2:3").run()
+    assert_ok(at)
+    assert len(charts(at)) == 1
 
 
 def test_position_slider_layer_and_head_change_the_fast_weight_plots():
@@ -124,7 +143,20 @@ def test_position_slider_layer_and_head_change_the_fast_weight_plots():
     assert "pos 30" in titles(at)[0] and not np.array_equal(heat(after[0]), heat(before[0]))
     _, cache = open_model().run_with_cache(list(at.session_state["selection"][1].tokens))
     assert metric(at, "β_t") == f"{float(cache['blocks.0.attn.hook_beta'][0, 30, 0]):.3f}"
-    assert after[2:] == before[2:]  # the curves along the sequence do not depend on the position
+    # the curves along the sequence do not depend on the position; their dashed marker moves with it
+    assert [c["data"] for c in after[2:]] == [c["data"] for c in before[2:]]
+    assert [[sh["x0"] for sh in c["layout"]["shapes"]] for c in before[2:]] == [[12]] * 3
+    assert [[sh["x0"] for sh in c["layout"]["shapes"]] for c in after[2:]] == [[30]] * 3
+    assert [t["line"]["width"] for t in after[3]["data"]] == [2.5, 1]  # the chosen head bold, in its own colour
+    assert len({t["line"]["color"] for t in after[3]["data"]}) == 2
+    assert titles(at)[:2] == ["W_t: layer 0, head 0, pos 30", "W_t − W_(t−1): layer 0, head 0, pos 30"]
+    full = charts(at)[0]["data"][0]["zmax"]
+    at.toggle(key="clip").set_value(True).run()  # the 99th percentile of |W_t| ends the colour scale
+    assert_ok(at)
+    z = heat(charts(at)[0])
+    zmax = charts(at)[0]["data"][0]["zmax"]
+    assert zmax == pytest.approx(float(np.quantile(np.abs(z), 0.99)), rel=1e-3) and zmax < full
+    at.toggle(key="clip").set_value(False).run()
     beta = metric(at, "β_t")
     at.selectbox(key="head").set_value(1).run()
     assert "head 1" in titles(at)[0] and metric(at, "β_t") != beta
@@ -137,16 +169,70 @@ def test_attention_heads_and_magnitude_toggle():
     at = open_app("attention")
     signed = heat(charts(at)[0])
     assert signed.shape == (48, 48) and signed.min() < 0  # delta-rule effective attention is signed
+    # the caption's colours are the scale's: RdBu runs red → blue, reversed it puts positive weights red
+    trace = charts(at)[0]["data"][0]
+    assert trace["reversescale"] is True and trace["zmid"] == 0
+    low, high = trace["colorscale"][0][1], trace["colorscale"][-1][1]  # before the reversal
+    red = lambda c: [int(v) for v in c[c.index("(") + 1:-1].split(",")]  # noqa: E731
+    assert red(low)[0] > red(low)[2] and red(high)[2] > red(high)[0]  # so after it: zmax red, zmin blue
+    assert "red is a positive weight" in at.main.caption[0].value
+    assert "blue a negative one (the value is subtracted)" in at.main.caption[0].value
+    assert trace["colorbar"]["title"]["text"] == "weight (red +, blue −)"
+    assert "previous_token: the mean share" in at.main.caption[1].value  # each score defined where it is shown
     at.toggle(key="magnitude").set_value(True).run()
     assert np.array_equal(heat(charts(at)[0]), np.abs(signed))
+    assert charts(at)[0]["data"][0]["colorbar"]["title"]["text"] == "|weight|"
+    at.slider(key="attention_window-48").set_value((10, 19)).run()  # zoom to a window of positions
+    assert heat(charts(at)[0]).shape == (10, 10) and np.array_equal(heat(charts(at)[0]), np.abs(signed)[10:20, 10:20])
+    assert charts(at)[0]["data"][0]["x"][0].startswith("10:")
     at.multiselect(key="heads").set_value([1]).run()
     assert_ok(at)
     assert [t for t in titles(at) if t.startswith("layer")] == ["layer 0, head 1"]
+    at.multiselect(key="heads").set_value([]).run()
+    assert "No head selected" in at.info[0].value
+
+
+def recall_margins(tokens, pairs) -> dict:
+    """Per layer, the largest (mean fidelity − control fidelity) over heads, for the written pairs (b_i, b_i)."""
+    from workbench.analysis import probe_associations
+
+    model, b = open_model(), [v for _, v in pairs]
+    out = {}
+    for layer in range(model.cfg.n_layers):
+        df = probe_associations(model, tokens, layer, [[(v, v) for v in b]]).groupby("head").fidelity.mean()
+        ctrl = probe_associations(model, tokens, layer, [list(zip(b, b[1:]))]).groupby("head").fidelity.mean()
+        out[layer] = float((df - ctrl).max())
+    return out
+
+
+def test_recall_probe_opens_on_the_layer_where_pairs_beat_their_control():
+    at = open_app("recall_probe")
+    assert_ok(at)
+    seq = at.session_state["selection"][1]
+    margins = recall_margins(list(seq.tokens), seq.pairs)
+    # layer 1 scores fidelity ≈ 1 on its pairs and on their control alike (case_studies/mqar/README.md); layer 0
+    # holds the pairs: the page asks the probe and opens there
+    assert max(margins, key=margins.get) == 0 and margins[0] > 0.5 > margins[1]
+    assert at.selectbox(key="layer").value == 0
+    said = at.main.caption[1].value
+    assert "layer 0: fidelity 0.89 (control -0.02; head 0), decodes up to 100% (head 1)" in said
+    assert "layer 1: fidelity 1.00 (control 0.99" in said and "opened on layer 0" in said
+    dotted = [t for t in charts(at)[0]["data"] if t.get("line", {}).get("dash") == "dot"]
+    assert [t["name"] for t in dotted] == ["head 0 control", "head 1 control"]
+    at.slider(key="samples").set_value(3).run()  # mean over samples with a ± s.e. band
+    assert_ok(at)
+    bands = [t for t in charts(at)[0]["data"] if t.get("fill") == "toself"]
+    assert len(bands) == 2 and any("standard error" in c.value for c in at.main.caption)
+    assert {"fidelity_sem", "n_samples"} <= set(at.dataframe[0].value.columns)
 
 
 def test_recall_probe_metric_grouping_samples_and_bad_pairs():
     at = open_app("recall_probe")
     assert titles(at) == ["layer 0: fidelity by lag"]
+    pairs = next(t for t in at.text_input if t.key.startswith("pairs-"))
+    assert pairs.value == "1:1 3:3 5:5 7:7 9:9 11:11"  # the pairs as written: key and value at the value position
+    at.radio(key="convention").set_value("task").run()
+    assert next(t for t in at.text_input if t.key.startswith("pairs-")).value == "0:1 2:3 4:5 6:7 8:9 10:11"
     at.selectbox(key="metric").set_value("decodes").run()
     at.selectbox(key="by").set_value("n_stored").run()
     assert titles(at) == ["layer 0: decodes by n_stored"]
@@ -168,12 +254,21 @@ def test_recall_probe_metric_grouping_samples_and_bad_pairs():
 def test_editing_actions_strength_and_mode():
     at = open_app("editing")
     redirected = metric(at, "Top prediction")
+    seq = at.session_state["selection"][1]
+    stars = charts(at)[0]["data"][2]  # the scored positions, green where the edited model is right, red where not
+    assert stars["x"] == list(seq.scored) and stars["marker"]["symbol"] == "star"
+    assert stars["marker"]["color"][0] == "#d62728" and stars["marker"]["color"][1:] == ["#2ca02c"] * 5
+    assert charts(at)[0]["layout"]["shapes"][0]["x0"] == 12  # the edited position
     at.slider(key="strength").set_value(0.0).run()
-    assert at.metric[0].delta == "unchanged" and metric(at, "Top prediction") != redirected
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Top prediction"] == "unchanged" and shown["Top prediction at position 12, with the edit"] == "33"
+    assert redirected == "32"
     at.radio(key="action").set_value("Wipe the memory (W_t = 0)").run()
     at.radio(key="mode").set_value("readout").run()
     assert_ok(at)
-    assert at.metric[0].delta.startswith("was ") and len(at.dataframe[2].value) == 1  # readout: only t changes
+    assert {m.label: m.value for m in at.metric}["Top prediction"] == "changed"
+    assert len(at.dataframe[2].value) == 1  # readout: only t changes
+    assert all(m.delta == "" for m in at.metric)
 
 
 def test_outliers_metric_site_dimension_state_and_tokens_change_the_output():
@@ -190,6 +285,11 @@ def test_outliers_metric_site_dimension_state_and_tokens_change_the_output():
     at.selectbox(key="outlier_metric").set_value("signal_propagation").run()
     assert titles(at)[0].startswith("signal_propagation by layer")
     assert charts(at)[0]["layout"]["yaxis"]["type"] == "linear"
+    at.selectbox(key="outlier_metric").set_value("kurtosis").run()
+    axis = charts(at)[0]["layout"]["yaxis"]
+    assert (axis["type"], axis["tickformat"], axis["dtick"]) == ("log", "~g", "D2")  # ticks read 20, 50, not "2 5"
+    assert {t["mode"] for t in charts(at)[0]["data"]} == {"markers"}  # two layers: points, no line between them
+    at.selectbox(key="outlier_metric").set_value("signal_propagation").run()
     at.selectbox(key="outlier_layer").set_value(1).run()
     at.selectbox(key="outlier_site").set_value("k").run()
     assert titles(at)[1] == "per-neuron RMS of k, layer 1"
@@ -204,7 +304,8 @@ def test_outliers_metric_site_dimension_state_and_tokens_change_the_output():
     at.selectbox(key="state_value").set_value("effective_rank").run()
     at.selectbox(key="state_layer").set_value(1).run()
     assert_ok(at)
-    assert titles(at)[3].startswith("effective_rank of W_t") and len(charts(at)[3]["data"]) == 2  # two heads
+    assert titles(at)[3].startswith("effective rank over position") and len(charts(at)[3]["data"]) == 2  # two heads
+    assert charts(at)[3]["layout"]["yaxis"]["title"]["text"] == "effective rank"  # the selector's name
     at.radio(key="outlier_stream_source").set_value("The sidebar's sequence").run()
     assert_ok(at)
     assert "the mqar sample, seed 0 (48 tokens)" in titles(at)[0] and at.dataframe[0].value["n_tokens"].eq(48).all()
@@ -219,12 +320,20 @@ def strict_recitation(at: AppTest) -> list[str]:
 def test_kfac_page_on_the_canary_checkpoint_forgets_what_svd_keeps():
     at = open_app()
     at.sidebar.selectbox(key="checkpoint").set_value("canaries-delta").run()
+    # every position of a canary stream is scored: next-token accuracy, not recall, and no key/value markers
+    assert_ok(at)
+    label = next(m.label for m in at.metric if "accuracy" in m.label)
+    assert label.startswith("Next-token accuracy on the ") and label.endswith(" scored positions (★ rows)")
+    assert [t["name"] for t in charts(at)[0]["data"]] == ["p(next token)", "scored ★"]
     at.switch_page("app_pages/kfac.py").run()
     assert_ok(at)
     assert not at.info and at.radio(key="kfac_recite").value == "The task's canaries"
     assert titles(at) == ["K-FAC curvature of 4 layer(s), ρ = 0.9", "strict_acc by repetitions"]
     # docs/kfac.md: at ρ = 0.9 the K-FAC edit stops most recitation, SVD truncation keeps all of it
     assert strict_recitation(at) == ["44%", "12%", "44%"]
+    recitation = [m for m in at.metric if m.label == "Strict recitation"]
+    assert [m.delta for m in recitation] == ["", "-32 pp", ""]  # SVD recites as much as before: no arrow
+    assert recitation[1].proto.color == Metric.MetricColor.GREEN  # less recitation: the edit's aim
     at.number_input(key="kfac_rho").set_value(0.8).run()
     assert strict_recitation(at) == ["44%", "0%", "19%"] and "ρ = 0.8" in titles(at)[0]
     svd = at.dataframe[0].value.iloc[2].to_dict()
@@ -297,6 +406,11 @@ def test_bad_task_settings_show_an_error():
     assert "seq_len must be even" in errors(at)
     task.set_value("{not json").run()
     assert "not valid JSON" in errors(at)
+    task.set_value('{"name": "mqar", "num_kv_pair": 3}').run()  # the known fields are listed
+    assert ("unknown MQAR keys ['num_kv_pair']; known keys are ['num_kv_pairs', 'power_a', 'random_non_queries', "
+            "'seq_len', 'vocab_size']") in errors(at)
+    # Markdown would read the underscores and brackets (MQAR.__init__() showed as MQAR.**init**()): escaped
+    assert "\\['num\\_kv\\_pair'\\]" in at.error[0].value
 
 
 def test_uploads_good_and_bad():
@@ -331,7 +445,9 @@ def test_fresh_configs_good_and_bad():
         assert_ok(at)
     cfg = json.loads(at.sidebar.text_area(key="fresh_config").value)
     at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "n_layer": 3})).run()
-    assert "unknown ModelConfig keys ['n_layer']" in errors(at)
+    assert "unknown ModelConfig keys ['n_layer']" in errors(at) and "n\\_layer" in at.error[0].value
+    at.sidebar.text_area(key="fresh_config").set_value("{not json").run()
+    assert errors(at).startswith("the model config is not valid JSON: ") and "not valid: not valid" not in errors(at)
     at.sidebar.text_area(key="fresh_config").set_value(json.dumps({**cfg, "d_mlp": 10**6})).run()
     assert "the app builds models up to" in errors(at)
     at.switch_page("app_pages/editing.py").run()
@@ -373,6 +489,8 @@ def test_a_kfac_edit_lives_only_in_its_own_session():
     from workbench.app_support import caching, sources
 
     alice, bob = open_app("kfac"), open_app("kfac")
+    for at in (alice, bob):
+        at.toggle(key="kfac_anyway").set_value(True).run()
     perplexities = [m.value for m in bob.metric if m.label == "Held-out perplexity"]
     alice.number_input(key="kfac_rho").set_value(0.5).run()
     assert_ok(alice)

@@ -1,9 +1,12 @@
 """The app in a real browser: `workbench app` serves it (streamlit run, headless, on a free port, from a temporary
 directory), headless Chromium (Debian's /usr/bin/chromium driven by playwright) opens the fast-weights page, moves
-the position slider, checks that the heatmap is redrawn for the new position, saves a screenshot and
-times how long an interaction takes to re-render on the bundled checkpoint.
+the position slider, checks that the heatmap is redrawn for the new position and times how long an interaction
+takes to re-render on the bundled checkpoint; then it opens every page, checks what each draws (the markers of
+keys, values and queries, the slider's position on the curves, the attention colour bar) and writes a full-page
+screenshot of each to $WORKBENCH_SCREENSHOT_DIR (default tests/.screenshots/, ignored by git) for review.
 
-Skips only when /usr/bin/chromium or the playwright package is missing (.ci/run installs both).
+Skips only when /usr/bin/chromium or the playwright package is missing (scripts/test.sh, which CI runs, installs Chromium
+or warns that this test will be skipped; setup.sh installs playwright).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from serving import free_port, serving
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-ARTIFACTS = os.environ.get("WORKBENCH_SCREENSHOT_DIR")  # set to keep the screenshot outside tmp_path
+SCREENSHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOT_DIR") or Path(__file__).parent / ".screenshots")
+PAGES = {"": 1, "attention": 4, "fast_weights": 5, "recall_probe": 1, "editing": 1, "outliers": 4, "kfac": 1}  # plots
 
 pytestmark = pytest.mark.integration
 
@@ -80,15 +84,65 @@ def test_slider_redraws_the_fast_weight_heatmap_in_under_a_second(server, tmp_pa
             page.wait_for_function(SETTLED, arg=int(target), timeout=30_000)
             assert int(target) > 30 and plot_state(page)["z"] not in (start["z"], moved["z"])
 
-            shot = tmp_path / "fast_weights.png"
+            shot = tmp_path / "fast_weights_slider.png"
             page.screenshot(path=str(shot))
             assert shot.stat().st_size > 20_000
-            if ARTIFACTS:
-                Path(ARTIFACTS).mkdir(parents=True, exist_ok=True)
-                shutil.copy(shot, Path(ARTIFACTS) / shot.name)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, SCREENSHOTS / shot.name)
         finally:
             browser.close()
     # the first step may still warm caches; the median of the rest is the re-render time
     median = statistics.median(times[1:])
     print(f"slider re-render times (s): {[round(t, 3) for t in times]}, median {median:.3f}")
     assert median < 1.0, f"re-rendering after a slider move took {median:.2f} s (median); times {times}"
+
+
+PAGE_DONE = """(n) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return document.querySelectorAll('.js-plotly-plot .main-svg').length >= n
+        && app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stSpinner"]');
+}"""
+
+
+def legend(page) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')].map(e => e.textContent)")
+
+
+def test_every_page_draws_and_is_saved_as_a_screenshot(server):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # tall: Streamlit scrolls inside its main block, so a full-page picture is only as tall as the window
+            page = browser.new_page(viewport={"width": 1400, "height": 3600})
+            for name, n_plots in PAGES.items():
+                page.goto(f"{server}/{name}")
+                page.wait_for_function(PAGE_DONE, arg=n_plots, timeout=180_000)
+                page.wait_for_timeout(500)  # let plotly finish drawing before the picture
+                assert not page.locator('[data-testid="stException"]').count(), name
+                assert not page.locator('[data-testid="stAlertContentError"]').count(), name
+                shot = SCREENSHOTS / f"{name or 'overview'}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 20_000, name
+                text = page.locator('[data-testid="stMain"]').inner_text()
+                if name == "":  # the task's positions are marked on the p(next token) chart
+                    assert {"key", "value", "query ★ (scored)"} <= set(legend(page))
+                    assert "Recall accuracy on the task's 6 queries (★ rows)" in text
+                if name == "attention":
+                    assert "red is a positive weight" in text
+                    bars = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .cbtitle')]"
+                                         ".map(e => e.textContent)")
+                    assert "weight (red +, blue −)" in bars
+                if name == "fast_weights":  # the slider's position on every chart along the sequence
+                    marks = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .annotation-text')]"
+                                          ".map(e => e.textContent)")
+                    assert marks.count("t = 12") == 3
+                if name == "recall_probe":
+                    assert "opened on layer 0, where fidelity beats its control the most" in text
+                    assert "head 0 control" in legend(page)
+                if name == "kfac":
+                    assert "recites none of" in text
+        finally:
+            browser.close()
+    print(f"screenshots of every page in {SCREENSHOTS}")

@@ -245,6 +245,75 @@ def test_edits_change_the_prediction_and_leave_the_model_alone(toy):
     assert all(block.attn.state_request is None for block in lm.model.blocks)
 
 
+def test_probe_control_layer_choice_and_sample_bands(toy):
+    lm, seq = toy
+    written = probing.convention_pairs(seq.pairs, "written")
+    assert written == tuple((b, b) for _, b in seq.pairs) and probing.convention_pairs(seq.pairs, "task") == seq.pairs
+    assert probing.control_pairs([(1, 1), (3, 3), (5, 5)]) == ((1, 3), (3, 5)) and probing.control_pairs([(1, 1)]) == ()
+    with pytest.raises(ValueError, match="convention must be"):
+        probing.convention_pairs(seq.pairs, "keys")
+    probes = {i: probing.with_control(lambda p, i=i: probing.probe_sequence(lm.model, seq, i, p), written)
+              for i in (0, 1)}
+    df, control = probes[0]
+    assert control["n_stored"].min() == 2 and set(control["key_pos"]) == {b for _, b in seq.pairs[:-1]}
+    summary = probing.layer_summary(probes)
+    assert list(summary.columns) == ["layer", "head", "fidelity", "control_fidelity", "margin", "decodes"]
+    row = summary[(summary.layer == 0) & (summary["head"] == 1)].iloc[0]
+    assert row.margin == pytest.approx(df[df["head"] == 1].fidelity.mean() - control[control["head"] == 1].fidelity.mean())
+    # layer 1's fidelity is higher but no higher than its control's: the pairs live in layer 0
+    assert summary[summary.layer == 1].fidelity.max() > summary[summary.layer == 0].fidelity.max()
+    assert probing.recall_layer(summary) == 0
+    assert probing.with_control(lambda p: probing.probe_sequence(lm.model, seq, 0, p), written[:1])[1] is None
+    many = probing.probe_samples(lm.model, lm.task, [0, 1, 2], 0)
+    agg = probing.aggregate_samples(many, "n_stored")
+    first = agg[(agg["head"] == 0) & (agg["n_stored"] == 1)].iloc[0]
+    per_seq = [many[(many.seq == i) & (many["head"] == 0) & (many.n_stored == 1)].fidelity.mean() for i in range(3)]
+    assert first.n_samples == 3 and first.fidelity == pytest.approx(sum(per_seq) / 3)
+    assert first.fidelity_sem == pytest.approx(torch.tensor(per_seq).std().item() / 3 ** 0.5)
+
+
+def test_roles_p_next_and_the_edit_table(toy):
+    lm, seq = toy
+    roles = predictions.position_roles(len(seq), seq.pairs, seq.scored)
+    assert [roles[a] for a, _ in seq.pairs] == ["key"] * 6 and [roles[b] for _, b in seq.pairs] == ["value"] * 6
+    assert [roles[t] for t in seq.scored] == ["query"] * 6 and roles.count("") == 48 - 18
+    assert predictions.position_roles(3, (), (0, 1)) == ["scored", "scored", ""]
+    table = predictions.predictions(lm.model, list(seq.tokens), seq.scored)
+    probs = lm.model(list(seq.tokens))[0].softmax(-1)
+    assert table["p_next"].iloc[:-1].tolist() == pytest.approx([float(probs[t, seq.tokens[t + 1]]) for t in range(47)])
+    from workbench.plots import next_token_probability, prediction_change
+
+    fig = next_token_probability(table, roles)
+    assert [t.name for t in fig.data] == ["p(next token)", "key", "value", "query ★ (scored)"]
+    assert list(fig.data[3].x) == list(seq.scored)
+    out = edits.wipe_memory(lm.model, list(seq.tokens), 0, seq.scored[0], mode="readout")
+    pos = out.positions
+    assert len(pos) == 48 and pos["p_next_after"].isna().tolist() == [False] * 47 + [True]
+    assert (pos["top_before"] != pos["top_after"]).sum() == len(out.changed)
+    assert pos["p_next_before"].tolist()[:-1] == pytest.approx(table["p_next"].tolist()[:-1], abs=1e-6)
+    fig = prediction_change(pos, seq.scored, seq.scored[0])
+    assert list(fig.data[2].x) == list(seq.scored) and fig.layout.shapes[0].x0 == seq.scored[0]
+    assert fig.data[2].marker.color[0] == "#d62728"  # the wiped query is wrong now
+
+
+def test_fast_weight_heatmap_clips_at_a_quantile_and_log_axes_label_every_tick():
+    from workbench.plots import fast_weight_heatmap
+    from workbench.plots.outliers import log_axis
+
+    W = torch.zeros(8, 8)
+    W[:, 0] = 100.0
+    W[:, 1:] = torch.linspace(-1, 1, 56).reshape(8, 7)
+    assert fast_weight_heatmap(W).data[0].zmax == 100.0
+    clipped = fast_weight_heatmap(W, clip=0.8).data[0]
+    assert clipped.zmax == pytest.approx(float(W.abs().flatten().quantile(0.8))) and clipped.zmin == -clipped.zmax
+    with pytest.raises(ValueError, match="clip must be a quantile"):
+        fast_weight_heatmap(W, clip=1.5)
+    import plotly.graph_objects as go
+
+    axis = log_axis(go.Figure()).layout.yaxis
+    assert (axis.type, axis.tickformat, axis.dtick) == ("log", "~g", "D2")
+
+
 # ---------------------------------------------------------------------- launch and plots
 def test_launch_command_line(tmp_path):
     script = launch.find_app_script()

@@ -45,6 +45,15 @@ def test_every_command_has_help():
         assert res.exit_code == 0 and "Usage" in res.output, (args, res.output)
 
 
+def test_train_recipe_help_lists_every_recipe():
+    from workbench.training.recipes import RECIPES
+
+    res = runner.invoke(app, ["train-recipe", "--help"], env={"COLUMNS": "240"})
+    assert res.exit_code == 0, res.output
+    listed = " ".join(res.output.replace("│", " ").split())
+    assert "recipe name: " + ", ".join(RECIPES) in listed
+
+
 # ------------------------------------------------------------------------------------------------- info
 def test_info_prints_config_hooks_task_and_final_metrics():
     res = runner.invoke(app, ["info", str(DEFAULT_CHECKPOINT)])

@@ -24,6 +24,9 @@ class EditOutcome:
     after: pd.DataFrame  # the same with the edit
     changed: pd.DataFrame  # every position whose top-1 prediction changed: pos, before, after
     target: Optional[int] = None  # the token the edit aims for (redirect), if any
+    # every position: pos, next_token, top_before, top_after, p_next_before, p_next_after (the probability of the
+    # true next token without and with the edit; next_token and both p_next are missing at the last position)
+    positions: Optional[pd.DataFrame] = None
 
     @property
     def top_before(self) -> int:
@@ -41,12 +44,23 @@ def top_k(logits: torch.Tensor, k: int = 5) -> pd.DataFrame:
     return pd.DataFrame({"token": i.tolist(), "prob": v.tolist()})
 
 
-def compare(before: torch.Tensor, after: torch.Tensor, position: int, target: Optional[int] = None) -> EditOutcome:
-    """``before``/``after``: logits ``[batch=1, pos, vocab]`` of the plain and the edited run."""
+def compare(before: torch.Tensor, after: torch.Tensor, position: int, target: Optional[int] = None,
+            tokens: Optional[torch.Tensor] = None) -> EditOutcome:
+    """``before``/``after``: logits ``[batch=1, pos, vocab]`` of the plain and the edited run; with
+    ``tokens [batch=1, pos]`` the outcome has its per-position table too."""
     b, a = before[0].argmax(-1), after[0].argmax(-1)
     idx = (b != a).nonzero()[:, 0].tolist()
     changed = pd.DataFrame({"pos": idx, "before": b[idx].tolist(), "after": a[idx].tolist()})
-    return EditOutcome(position, top_k(before[0, position]), top_k(after[0, position]), changed, target)
+    table = None
+    if tokens is not None:
+        ids = tokens[0].tolist()
+        nxt = torch.tensor(ids[1:])
+        p_b = before[0, :-1].float().softmax(-1).gather(-1, nxt[:, None])[:, 0].tolist() + [None]
+        p_a = after[0, :-1].float().softmax(-1).gather(-1, nxt[:, None])[:, 0].tolist() + [None]
+        table = pd.DataFrame({"pos": list(range(len(ids))), "next_token": ids[1:] + [None], "top_before": b.tolist(),
+                              "top_after": a.tolist(), "p_next_before": p_b, "p_next_after": p_a}).astype(
+            {"next_token": "Int64", "p_next_before": float, "p_next_after": float})
+    return EditOutcome(position, top_k(before[0, position]), top_k(after[0, position]), changed, target, table)
 
 
 def _head(model, head: Optional[int]) -> Optional[int]:
@@ -74,7 +88,7 @@ def redirect_recall(model, tokens, layer: int, position: int, source: int, head:
     key = q[position] if head is None else q[position, head]
     value = value if head is None else value[head]
     edited = edit_association(model, tokens, layer, position, key, value, head=head, strength=strength, mode=mode)
-    return compare(logits, edited, position, target=int(logits[0, source].argmax()))
+    return compare(logits, edited, position, target=int(logits[0, source].argmax()), tokens=tokens)
 
 
 @torch.no_grad()
@@ -95,4 +109,4 @@ def wipe_memory(model, tokens, layer: int, position: int, head: Optional[int] = 
 
     logits = model(tokens)
     patched = patch_fast_weights(model, tokens, layer, position, zero, mode=mode)
-    return compare(logits, patched, position)
+    return compare(logits, patched, position, tokens=tokens)

@@ -202,6 +202,15 @@ def perplexity(model, stream: TokenStream) -> float:
     return math.exp(total / n)
 
 
+@torch.no_grad()
+def unedited_recitation(model, recite: "RecitationSet", prefix_len: int, suffix_len: int) -> dict:
+    """How well the unedited model recites ``recite`` (``strict_acc``, ``loose_acc``, ``mean_norm_distance``):
+    measured before any edit, so a page can say that there is nothing memorized to remove."""
+    prefix_len, suffix_len = check_windows(recite, prefix_len, suffix_len)
+    overall = summarize(recitation_table(model, recite.tensor(), [prefix_len], suffix_len, meta=recite.meta())).iloc[0]
+    return {k: float(overall[k]) for k in ("strict_acc", "loose_acc", "mean_norm_distance")}
+
+
 # ---------------------------------------------------------------------- the comparison
 @dataclass(frozen=True)
 class EditComparison:

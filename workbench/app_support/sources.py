@@ -118,7 +118,11 @@ def load_directory(path: str) -> LoadedModel:
 def build_fresh(config_text: str) -> LoadedModel:
     """A randomly initialised model (seeded by the config's ``seed``) from config JSON; ValueError if bad."""
     try:
-        cfg = ModelConfig.from_json(config_text)
+        data = json.loads(config_text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the model config is not valid JSON: {e}") from None
+    try:
+        cfg = ModelConfig.from_dict(data)
     except (ValueError, TypeError) as e:
         raise ValueError(f"the model config is not valid: {e}") from None
     check_size(cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -27,6 +28,15 @@ SEQUENCE_SOURCES = ("Sample from a task", "Type token ids", "Type text")
 STREAM_SOURCES = ("Batches of the model's task", "The sidebar's sequence")
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$])")
+
+
+def plain(text) -> str:
+    """``text`` with Markdown's special characters escaped, so that ``st.error``/``st.info`` show a message as
+    written (unescaped, an error's ``MQAR.__init__()`` renders as ``MQAR.init()`` with "init" in bold)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 @contextmanager
 def errors_shown() -> Iterator[None]:
     """Show a ValueError raised inside as ``st.error`` and stop this run of the page; a view that does not
@@ -34,10 +44,10 @@ def errors_shown() -> Iterator[None]:
     try:
         yield
     except NotDefinedForMixer as e:
-        st.info(str(e))
+        st.info(plain(e))
         st.stop()
     except ValueError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.stop()
 
 
@@ -119,7 +129,7 @@ def sidebar() -> None:
         seq = choose_sequence(lm)
         st.caption(f"{seq.source}: {len(seq)} tokens")
     except ValueError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.session_state["selection_error"] = str(e)
         return
     st.session_state["selection"] = (lm, seq)
@@ -131,12 +141,14 @@ def current() -> tuple[sources.LoadedModel, TokenSequence]:
     selection = st.session_state.get("selection")
     if selection is None:
         problem = st.session_state.get("selection_error") or "no model or sequence chosen"
-        st.warning(f"The sidebar has no usable model and sequence yet: {problem}")
+        st.warning(f"The sidebar has no usable model and sequence yet: {plain(problem)}")
         st.stop()
     return selection
 
 
-def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> int:
+def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False, default: Optional[int] = None) -> int:
+    """A layer of the model (only those with a fast-weight state if ``fast_weights_only``); opens on
+    ``default`` (else the first)."""
     cfg = lm.model.cfg
     layers = lm.model.fast_weight_layers if fast_weights_only else lm.model.mixer_layers  # not the MLP-only blocks
     if not layers:
@@ -144,7 +156,8 @@ def choose_layer(lm: sources.LoadedModel, fast_weights_only: bool = False) -> in
                 f"fast-weight mixer (one of {mixer_names(fast_weights=True)}).")
         st.stop()
     label = lambda i: f"layer {i}: {lm.model.mixer(i).label(lm.model.mixer(i).cfg)}"  # noqa: E731
-    return st.selectbox("Layer", layers, format_func=label, key="layer")
+    index = layers.index(default) if default in layers else 0
+    return st.selectbox("Layer", layers, format_func=label, key="layer", index=index)
 
 
 def key_value_reason(lm: sources.LoadedModel, layer: int) -> Optional[str]:
@@ -169,12 +182,15 @@ def token_labels(seq: TokenSequence) -> list[str]:
     return sequences.token_labels(seq)
 
 
-def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int):
-    """The probe on ``n`` samples of the sequence's task (seeds seed … seed+n−1), with a progress bar."""
-    bar = st.progress(0.0, text=f"Probing {n} sequences…")
+def probe_samples_with_progress(lm: sources.LoadedModel, seq: TokenSequence, n: int, layer: int,
+                                pairs_of=lambda s: s.pairs, what: str = "pairs"):
+    """The probe on ``n`` samples of the sequence's task (seeds seed … seed+n−1), with a progress bar;
+    ``pairs_of(sample)`` gives the pairs probed in each sample."""
+    bar = st.progress(0.0, text=f"Probing the {what} of {n} sequences…")
     df = probe_samples(lm.model, json.loads(seq.task_json), range(seq.seed, seq.seed + n), layer,
-                       progress=lambda i, total: bar.progress(i / total, text=f"Probed {i} of {total} sequences"),
-                       probe=lambda s, lay: caching.probe(lm, s, lay, s.pairs))
+                       progress=lambda i, total: bar.progress(i / total, text=f"Probed the {what} of {i} of {total} "
+                                                                               "sequences"),
+                       probe=lambda s, lay: caching.probe(lm, s, lay, pairs_of(s)))
     bar.empty()
     return df
 

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..paths import DEFAULT_CHECKPOINT
+from ..recipe_names import RECIPE_NAMES
 from .studies import available_case_studies
 
 app = typer.Typer(help="Fast-weight interpretability workbench.", no_args_is_help=True, add_completion=False)
@@ -41,7 +42,7 @@ def demo(checkpoint: Path = typer.Argument(DEFAULT_CHECKPOINT, help="checkpoint 
 
 
 @app.command("train-recipe")
-def train_recipe(name: str = typer.Argument(..., help="recipe name, e.g. toy-delta"),
+def train_recipe(name: str = typer.Argument(..., help="recipe name: " + ", ".join(RECIPE_NAMES)),
                  out: Path = typer.Option(..., help="directory to write the checkpoint to")) -> None:
     """Train one of the named recipes (workbench/training/recipes.py) and write its run directory to --out."""
     from ..run_dir import RunDirError

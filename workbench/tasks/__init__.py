@@ -1,5 +1,6 @@
 """Seeded tasks (synthetic, and real text). Each is a frozen dataclass with ``sample(batch_size, generator)``."""
 
+from ..dataclass_io import check_keys
 from .associative_recall import AssociativeRecall
 from .base import Task, TaskBatch, TaskConfig
 from .canaries import Canaries
@@ -20,7 +21,7 @@ def task_from_dict(data: dict) -> Task:
     name = data.pop("name", None)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    return TASKS[name](**data)
+    return TASKS[name](**check_keys(TASKS[name], data))
 
 
 __all__ = ["AssociativeRecall", "Canaries", "CodeExecution", "ListOps", "MQAR", "MQARMixture", "Retrieval", "RetrievalBatch", "TASKS", "TextCanaries", "TextLM", "Task", "TaskBatch", "TaskConfig",

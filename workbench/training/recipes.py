@@ -17,6 +17,7 @@ import torch
 from ..config import ModelConfig
 from ..mixers import MixerConfig
 from ..mixers.srwm import SRWMConfig
+from ..recipe_names import RECIPE_NAMES
 from ..tasks import MQAR
 from .run_config import RunConfig, train_run
 from .trainer import TrainConfig
@@ -48,6 +49,8 @@ RECIPES = {
     # one third-order F [16, 16, 16] per layer, as the authors' single F (theirs is 32³); 3 read hops
     "toy-fwm": _mqar_recipe("fwm", n_heads=1, d_head=16),
 }
+if tuple(RECIPES) != RECIPE_NAMES:  # the CLI's help lists RECIPE_NAMES without importing torch
+    raise RuntimeError(f"workbench/recipe_names.py lists {RECIPE_NAMES}, recipes.py defines {tuple(RECIPES)}")
 
 
 def run_recipe(name: str, out: Path, progress: bool = True) -> dict:

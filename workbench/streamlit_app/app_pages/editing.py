@@ -4,6 +4,7 @@ The loaded model is never changed: each edit exists only inside the run that sho
 import streamlit as st
 
 from workbench.app_support import caching, widgets
+from workbench.plots import prediction_change
 
 st.title("Patch and edit the memory")
 lm, seq = widgets.current()
@@ -19,7 +20,7 @@ mode = controls[2].radio("Mode", ["carry", "readout"], horizontal=True, key="mod
                          help="carry: later positions read the edited memory; readout: only position t does")
 
 if action == ACTIONS[0] and (why := widgets.key_value_reason(lm, layer)) is not None:
-    st.info(f"A rank-one association edit does not apply to layer {layer}: {why}. Wiping the memory does.")
+    st.info(f"A rank-one association edit does not apply to layer {layer}: {widgets.plain(why)}. Wiping the memory does.")
     st.stop()
 first = seq.scored[0] if seq.scored else len(seq) - 1
 position = widgets.choose_position(seq, "Edit the memory after the write at position t (★: a scored query)",
@@ -35,9 +36,11 @@ with widgets.errors_shown():
         with st.spinner("Running the model with the wiped memory…"):
             outcome = caching.wipe(lm, seq, layer, position, head, mode)
 
-st.metric(f"Top prediction at position {position}", outcome.top_after,
-          delta=f"was {outcome.top_before}" if outcome.top_after != outcome.top_before else "unchanged",
-          delta_color="off")
+# token ids are names, not quantities: the before and after are shown side by side, never as a delta
+tops = st.columns(3)
+tops[0].metric(f"Top prediction at position {position}, with the edit", outcome.top_after)
+tops[1].metric("Without the edit", outcome.top_before)
+tops[2].metric("Top prediction", "changed" if outcome.top_after != outcome.top_before else "unchanged")
 if outcome.target is not None:
     st.caption(f"The model's own prediction at the source position is {outcome.target}: "
                f"the edit {'reproduces' if outcome.top_after == outcome.target else 'does not reproduce'} it.")
@@ -46,5 +49,8 @@ before.markdown("**Without the edit**")
 before.dataframe(outcome.before, hide_index=True)
 after.markdown("**With the edit**")
 after.dataframe(outcome.after, hide_index=True)
+st.plotly_chart(prediction_change(outcome.positions, seq.scored, position,
+                                  title=f"p(true next token) without and with the edit at pos {position}"),
+                key="prediction_change")
 st.markdown(f"**Positions whose top prediction changed** ({len(outcome.changed)})")
 st.dataframe(outcome.changed, hide_index=True)

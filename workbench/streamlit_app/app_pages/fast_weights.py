@@ -1,10 +1,12 @@
 """Scrub along the sequence and watch one head's fast-weight matrix W_t, its change W_t − W_{t−1} (the
 write k_t u_tᵀ for DeltaNet, u_t = hook_delta), its write strength β_t and its spectrum."""
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from workbench.app_support import caching, widgets
-from workbench.plots import fast_weight_heatmap, per_head_over_positions, singular_values_over_positions
+from workbench.plots import (fast_weight_heatmap, mark_position, per_head_over_positions,
+                             singular_values_over_positions)
 
 st.title("Fast weights")
 lm, seq = widgets.current()
@@ -33,6 +35,14 @@ if len(traj.axes) > 2:
                f"[{' · '.join(traj.axes[:-1])}, {traj.axes[-1]}].")
 
 
+clip = st.toggle("Clip the colour scale of W_t at the 99th percentile of |W_t|", key="clip",
+                 help="one large column can wash out the rest of the matrix: end the scale at the 99% quantile of "
+                      "|entries| (larger ones take the end colours)")
+W_head = traj.W[:, head]
+spectrum = singular_values_over_positions(W_head.reshape(W_head.shape[0], -1, W_head.shape[-1]),
+                                          title=f"singular values of W_t, head {head}")
+
+
 @st.fragment  # moving the slider reruns (and redraws) only this part of the page
 def scrub_positions():
     t = st.slider("Position t", 0, len(seq) - 1, seq.scored[0] if seq.scored else len(seq) // 2,
@@ -46,23 +56,23 @@ def scrub_positions():
     stats[2].metric("‖u_t‖ (hook_delta)", "—" if traj.delta is None else f"{float(traj.delta_norm[t, head]):.3f}")
     stats[3].metric("‖W_t‖_F", f"{float(traj.W[t, head].norm()):.3f}")
     stats[4].metric("σ₁(W_t)", f"{float(traj.singular_values(head)[t, 0]):.3f}")
+    where = f"layer {layer}, head {head}, pos {t}"
     left, right = st.columns(2)
-    left.plotly_chart(fast_weight_heatmap(W, title=f"W_t of layer {layer}, head {head}, after the write at pos {t}",
-                                          axes=axes), key="state")
-    right.plotly_chart(fast_weight_heatmap(write, title=f"the write at pos {t}: W_t − W_(t−1)", axes=axes),
-                       key="update")
+    left.plotly_chart(fast_weight_heatmap(W, title=f"W_t: {where}", axes=axes, clip=0.99 if clip else None),
+                      key="state")
+    right.plotly_chart(fast_weight_heatmap(write, title=f"W_t − W_(t−1): {where}", axes=axes), key="update")
+
+    st.subheader("Along the sequence")
+    st.caption(f"The dashed line marks the slider's position t = {t}; the values there are the numbers above the "
+               f"matrices. Each head keeps its colour in every chart; head {head} is drawn bold.")
+    curves = st.columns(3 if traj.beta is not None else 1)
+    curves[0].plotly_chart(mark_position(go.Figure(spectrum), t), key="spectrum")
+    if traj.beta is not None:
+        curves[1].plotly_chart(per_head_over_positions(traj.beta_per_head, t, "β_t (write strength)", "β_t",
+                                                       highlight=head), key="beta")
+        if traj.delta is not None:
+            curves[2].plotly_chart(per_head_over_positions(traj.delta_norm, t, "‖u_t‖ = ‖hook_delta‖", "‖u_t‖",
+                                                           highlight=head), key="delta")
 
 
 scrub_positions()
-
-st.subheader("Along the sequence")
-st.caption("The values at the slider's position are the numbers above the matrices.")
-curves = st.columns(3 if traj.beta is not None else 1)
-W_head = traj.W[:, head]
-curves[0].plotly_chart(singular_values_over_positions(W_head.reshape(W_head.shape[0], -1, W_head.shape[-1]),
-                                                      title=f"singular values of W_t, head {head}"), key="spectrum")
-if traj.beta is not None:
-    curves[1].plotly_chart(per_head_over_positions(traj.beta_per_head, None, "β_t", "write strength"), key="beta")
-    if traj.delta is not None:
-        curves[2].plotly_chart(per_head_over_positions(traj.delta_norm, None, "‖u_t‖ = ‖hook_delta‖", "norm"),
-                               key="delta")

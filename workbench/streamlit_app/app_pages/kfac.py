@@ -76,6 +76,18 @@ st.caption(f"Reciting {recite.label}: the greedy continuation of the first {int(
            f"{int(suffix)}. strict: all right; loose: 1 − edit distance / {int(suffix)} ≥ 0.75.")
 
 st.subheader("3. Before and after the edit")
+with widgets.errors_shown():
+    def measure_baseline() -> dict:
+        with lm.lock:
+            return kfac_editing.unedited_recitation(lm.model, recite, int(prefix), int(suffix))
+
+    baseline = caching.per_session("kfac_baseline", (lm.key, recite, int(prefix), int(suffix)), measure_baseline)
+if baseline["strict_acc"] == 0 and baseline["loose_acc"] == 0:
+    st.warning(f"The unedited model recites none of {recite.label} (strict 0%, loose 0%): there is no memorized "
+               "text here for an edit to remove, so the comparison can only show what the edit costs (perplexity, "
+               "agreement). Recite other sequences, or pick **canaries-delta** in the sidebar.")
+    if not st.toggle("Compare the edits anyway", key="kfac_anyway"):
+        st.stop()
 budget = st.radio("The SVD baseline keeps", ["energy", "rank"], horizontal=True, key="kfac_budget",
                   format_func={"energy": "the fraction ρ of Σσ²", "rank": "the fraction ρ of the components"}.get)
 with widgets.errors_shown():
@@ -87,11 +99,17 @@ base = summary.iloc[0]
 for col, row in zip(st.columns(3), summary.itertuples()):
     col.markdown(f"**{row.model}**" + ("" if row.model == "unedited" else f" (ρ = {rho:g})"))
     edited_row = row.model != "unedited"
+    # a delta only where the shown numbers differ; both colour a change toward the edit's aim green (less
+    # recitation) and a cost red (higher perplexity)
+    ppl = f"{row.perplexity - base.perplexity:+.3f}"
     col.metric("Held-out perplexity", f"{row.perplexity:.3f}", delta_color="inverse",
-               delta=f"{row.perplexity - base.perplexity:+.3f}" if edited_row else None)
-    col.metric("Strict recitation", f"{row.strict_acc:.0%}",
-               delta=f"{row.strict_acc - base.strict_acc:+.0%}" if edited_row else None)
+               delta=ppl if edited_row and f"{row.perplexity:.3f}" != f"{base.perplexity:.3f}" else None)
+    points = round(100 * row.strict_acc) - round(100 * base.strict_acc)  # percentage points, of the numbers shown
+    col.metric("Strict recitation", f"{row.strict_acc:.0%}", delta_color="inverse",
+               delta=f"{points:+d} pp" if edited_row and points else None)
     col.metric(f"Top-{comparison.k} agreement with the unedited model", f"{row.top_k_agreement:.3f}")
+st.caption("Arrows: the change from the unedited model, green where recitation falls (the edit's aim), red where "
+           "perplexity rises (its cost); no arrow where nothing changed at the precision shown.")
 st.caption(f"Perplexity on {held_out.label}" + ("" if held_out.scored is None else
                                                   ", over the predictions the task scores") + ".")
 metric = st.selectbox("Recitation metric", RECITATION_METRICS, key="kfac_metric")

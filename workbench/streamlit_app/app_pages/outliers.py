@@ -76,6 +76,6 @@ state_layer = controls[1].selectbox("Layers", [None] + lm.model.fast_weight_laye
                                     format_func=lambda i: "all layers" if i is None else f"layer {i}")
 with st.spinner("Reading the fast-weight state at every position…"):
     states = caching.state_table(lm, stream, 4)
-st.plotly_chart(state_over_positions(states, state_value, state_layer,
-                                     title=f"{state_value} of W_t over position (mean over {stream.label})"),
+st.plotly_chart(state_over_positions(states, state_value, state_layer, yaxis_title=STATE_LABELS[state_value],
+                                     title=f"{STATE_LABELS[state_value]} over position (mean over {stream.label})"),
                 key="outlier_states")

@@ -1,9 +1,11 @@
-"""The chosen model and what it predicts along the chosen sequence."""
+"""The chosen model and what it predicts along the chosen sequence: where the task's keys, values and queries
+are, and how sure the model is of each next token."""
 
 import streamlit as st
 
 from workbench.app_support import caching, widgets
-from workbench.app_support.predictions import recall_accuracy
+from workbench.app_support.predictions import position_roles, recall_accuracy
+from workbench.plots import next_token_probability
 
 st.title("Model and sequence")
 lm, seq = widgets.current()
@@ -19,7 +21,17 @@ with st.expander("config.json"):
 
 st.subheader(f"Predictions along the {seq.source} ({len(seq)} tokens)")
 table = caching.prediction_table(lm, seq)
+roles = position_roles(len(seq), seq.pairs, seq.scored)
 accuracy = recall_accuracy(table)
 if accuracy is not None:
-    st.metric("Recall accuracy on the task's queries (★ rows)", f"{accuracy:.0%}")
-st.dataframe(table, hide_index=True, width="stretch")
+    n = len(seq.scored)
+    label = (f"Recall accuracy on the task's {n} queries (★ rows)" if seq.pairs else
+             f"Next-token accuracy on the {n} scored positions (★ rows)")
+    st.metric(label, f"{accuracy:.0%}")
+st.plotly_chart(next_token_probability(table, roles, title=f"p(next token) along the {seq.source}"),
+                key="p_next")
+if seq.pairs:
+    st.caption("Squares: key positions, diamonds: value positions, stars: the queries the task scores (red where "
+               "the top prediction is wrong). The grey line is the probability of the true next token.")
+shown = table.assign(role=[("★ " if r in ("query", "scored") else "") + r for r in roles])
+st.dataframe(shown, hide_index=True, width="stretch")
