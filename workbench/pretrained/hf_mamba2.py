@@ -61,25 +61,32 @@ def convert(cfg: SourceConfig, src: Tensors):
         tensors["unembed.W_U"] = w_e.T.clone()
     else:
         tensors["unembed.W_U"] = src.take("lm_head.weight", (vocab, dm)).T
-    d_inner, d_conv = heads * p, heads * p + 2 * groups * n
-    proj = d_inner + d_conv + heads
     for i in range(n_layers):
         s, q = f"backbone.layers.{i}.", f"blocks.{i}."
         tensors[q + "ln1.w"] = src.take(s + "norm.weight", (dm,))
-        s, q = s + "mixer.", q + "attn."
-        tensors.update({
-            q + "W_in": src.take(s + "in_proj.weight", (proj, dm)).T,
-            q + "b_in": src.take(s + "in_proj.bias", (proj,)) if use_bias else torch.zeros(proj),
-            q + "conv.weight": src.take(s + "conv1d.weight", (d_conv, 1, mixer.conv_size)),
-            q + "b_conv": src.take(s + "conv1d.bias", (d_conv,)) if conv_bias else torch.zeros(d_conv),
-            q + "dt_bias": src.take(s + "dt_bias", (heads,)),
-            q + "A_log": src.take(s + "A_log", (heads,)),
-            q + "D": src.take(s + "D", (heads,)),
-            q + "w_norm": src.take(s + "norm.weight", (d_inner,)),
-            q + "W_O": src.take(s + "out_proj.weight", (dm, d_inner)).T.reshape(heads, p, dm),
-            q + "b_O": src.take(s + "out_proj.bias", (dm,)) if use_bias else torch.zeros(dm),
-        })
+        tensors.update(mamba_tensors(src, s + "mixer.", q + "attn.", dm, heads, p, n, groups, mixer.conv_size,
+                                     use_bias=use_bias, conv_bias=conv_bias))
     return mc, tensors
+
+
+def mamba_tensors(src: Tensors, s: str, q: str, dm: int, heads: int, p: int, n: int, groups: int, conv: int, *,
+                  use_bias: bool, conv_bias: bool) -> dict[str, torch.Tensor]:
+    """One ``Mamba2Mixer`` of transformers (also Nemotron-H's, which has its names and layout) at source prefix ``s``
+    as our mamba2 mixer's tensors at prefix ``q``."""
+    d_inner, d_conv = heads * p, heads * p + 2 * groups * n
+    proj = d_inner + d_conv + heads
+    return {
+        q + "W_in": src.take(s + "in_proj.weight", (proj, dm)).T,
+        q + "b_in": src.take(s + "in_proj.bias", (proj,)) if use_bias else torch.zeros(proj),
+        q + "conv.weight": src.take(s + "conv1d.weight", (d_conv, 1, conv)),
+        q + "b_conv": src.take(s + "conv1d.bias", (d_conv,)) if conv_bias else torch.zeros(d_conv),
+        q + "dt_bias": src.take(s + "dt_bias", (heads,)),
+        q + "A_log": src.take(s + "A_log", (heads,)),
+        q + "D": src.take(s + "D", (heads,)),
+        q + "w_norm": src.take(s + "norm.weight", (d_inner,)),
+        q + "W_O": src.take(s + "out_proj.weight", (dm, d_inner)).T.reshape(heads, p, dm),
+        q + "b_O": src.take(s + "out_proj.bias", (dm,)) if use_bias else torch.zeros(dm),
+    }
 
 
 def _number(cfg: SourceConfig, value) -> float:

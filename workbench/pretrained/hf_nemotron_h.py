@@ -33,7 +33,7 @@ from ..components.moe import MoEConfig
 from ..config import ModelConfig
 from ..mixers.mamba2 import Mamba2Config
 from ..mixers.softmax import SoftmaxConfig
-from .hf_mamba2 import _number
+from .hf_mamba2 import _number, mamba_tensors
 from .registry import register_converter
 from .source_config import SourceConfig
 from .tensors import Tensors
@@ -191,25 +191,6 @@ def convert(cfg: SourceConfig, src: Tensors):
         else:
             tensors.update(moe_tensors(moe, src, s, q + "mlp.", dm, bias=mlp_bias))
     return mc, tensors
-
-
-def mamba_tensors(src: Tensors, s: str, q: str, dm: int, heads: int, p: int, n: int, groups: int, conv: int, *,
-                  use_bias: bool, conv_bias: bool) -> dict[str, torch.Tensor]:
-    """One ``NemotronHMamba2Mixer`` (the names and layout of transformers' ``Mamba2Mixer``)."""
-    d_inner, d_conv = heads * p, heads * p + 2 * groups * n
-    proj = d_inner + d_conv + heads
-    return {
-        q + "W_in": src.take(s + "in_proj.weight", (proj, dm)).T,
-        q + "b_in": src.take(s + "in_proj.bias", (proj,)) if use_bias else torch.zeros(proj),
-        q + "conv.weight": src.take(s + "conv1d.weight", (d_conv, 1, conv)),
-        q + "b_conv": src.take(s + "conv1d.bias", (d_conv,)) if conv_bias else torch.zeros(d_conv),
-        q + "dt_bias": src.take(s + "dt_bias", (heads,)),
-        q + "A_log": src.take(s + "A_log", (heads,)),
-        q + "D": src.take(s + "D", (heads,)),
-        q + "w_norm": src.take(s + "norm.weight", (d_inner,)),
-        q + "W_O": src.take(s + "out_proj.weight", (dm, d_inner)).T.reshape(heads, p, dm),
-        q + "b_O": src.take(s + "out_proj.bias", (dm,)) if use_bias else torch.zeros(dm),
-    }
 
 
 def attention_tensors(m: SoftmaxConfig, src: Tensors, s: str, q: str, dm: int, n_heads: int, d_head: int
