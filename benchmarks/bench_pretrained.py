@@ -24,7 +24,10 @@ Everything runs under ``torch.no_grad()``. Peak memory is the resident set: befo
 (VmHWM) is reset through ``/proc/self/clear_refs`` and freed heap memory is returned to the system
 (``malloc_trim``; glibc's mmap threshold is pinned at 64 KiB so that tensors are never kept by the allocator);
 the number printed is VmHWM after the call minus VmRSS before it (what the call needs on top of the loaded model),
-the largest over the rounds. ``load`` is the process's peak RSS while ``from_pretrained`` opens the model.
+the largest over the rounds, in MiB. ``load`` is the process's peak RSS while ``from_pretrained`` opens the model.
+
+``--threads`` (torch threads per measuring process) defaults to 1: on this shared 2-core machine, loaded by other
+jobs, two threads made a forward 4× slower (OpenMP's threads wait for a core), so 1 measures the machine better.
 """
 
 from __future__ import annotations
