@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .affine import affine
+
 
 class Embed(nn.Module):
     def __init__(self, d_vocab: int, d_model: int):
@@ -32,4 +34,4 @@ class Unembed(nn.Module):
         self.b_U = nn.Parameter(torch.zeros(d_vocab))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model] -> [batch, pos, vocab]
-        return x @ self.W_U + self.b_U
+        return affine(x, self.W_U, self.b_U)

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from .affine import affine
+
 
 def activation(kind: str, pre: torch.Tensor) -> torch.Tensor:
     """The non-gated activations: ``"gelu"`` (exact, erf) or ``"relu2"`` (relu(x)²)."""
@@ -42,9 +44,9 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, d_model]
         if self.kind == "swiglu":
             pre = self.hook_pre(x @ self.W_gate)
-            lin = self.hook_pre_linear(x @ self.W_in + self.b_in)
+            lin = self.hook_pre_linear(affine(x, self.W_in, self.b_in))
             post = self.hook_post(F.silu(pre) * lin)
         else:
-            pre = self.hook_pre(x @ self.W_in + self.b_in)
+            pre = self.hook_pre(affine(x, self.W_in, self.b_in))
             post = self.hook_post(activation(self.kind, pre))
-        return post @ self.W_out + self.b_out
+        return affine(post, self.W_out, self.b_out)
