@@ -13,6 +13,8 @@ from workbench import HookedFastWeightLM, ModelConfig, load
 from workbench.mixers import LinearAttention, names
 from workbench.mixers.step import CannotStep
 
+pytestmark = pytest.mark.integration  # end-to-end on every checkpoint and mixer: the full suite, not the fast loop
+
 # one configuration per registered mixer, with the options that need carrying switched on (short convs,
 # rotary positions, windows, grouped heads, input convolutions, sum normalisation, latent queries, …)
 MIXERS = {

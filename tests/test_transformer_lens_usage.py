@@ -17,6 +17,8 @@ from workbench import HookedFastWeightLM, ModelConfig, load
 from workbench.components.moe import MoEConfig
 from workbench.mixers import NotDefinedForMixer, names
 
+pytestmark = pytest.mark.integration  # end-to-end on every checkpoint and mixer: the full suite, not the fast loop
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ["toy-delta", "toy-delta-lstm", "toy-delta-rnn", "toy-fwm", "toy-rec-delta", "toy-srwm",
                "mqar-softmax-d64", "mqar-linear-d64", "mqar-gated-delta-d64"]
