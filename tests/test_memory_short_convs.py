@@ -20,19 +20,19 @@ KINDS = ("rec_delta", "delta_rnn", "delta_lstm", "srwm", "fwm")
 TOKENS = torch.randint(0, 23, (2, 11), generator=torch.Generator().manual_seed(3))
 
 
-def model_of(kind: str, conv_size: int) -> HookedFastWeightLM:
+def model_of(kind: str, conv_size: int, output_norm: bool = False) -> HookedFastWeightLM:
     cfg = ModelConfig(d_vocab=23, d_model=16, n_layers=2, n_heads=2, d_head=8, d_mlp=24, n_ctx=16, chunk_size=4,
-                      init_std=0.3, mixer=mixer_config({"kind": kind, "conv_size": conv_size}))
+                      init_std=0.3, mixer=mixer_config({"kind": kind, "conv_size": conv_size, "output_norm": output_norm}))
     return HookedFastWeightLM(cfg).eval()
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_without_a_conv_the_mixer_is_the_authors_and_old_configs_load(kind):
     old = mixer_config({"kind": kind})  # a config.json written before the option existed
-    assert old.conv_size == 0 and old.to_dict()["conv_size"] == 0
+    assert old.conv_size == 0 and old.to_dict()["conv_size"] == 0 and old.output_norm is False
     model = model_of(kind, 0)
-    assert not any(".attn.conv_" in n for n, _ in model.named_parameters())
-    assert not any(n.endswith(("_proj", "hook_x_conv")) for n in model.hook_dict)
+    assert not any(".attn.conv_" in n or ".attn.w_norm" in n for n, _ in model.named_parameters())
+    assert not any(n.endswith(("_proj", "hook_x_conv", "hook_z_norm")) for n in model.hook_dict)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -90,8 +90,29 @@ def test_an_identity_conv_is_the_model_without_one(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_the_output_norm_is_a_per_head_rms_norm_of_the_read_out(kind):
+    model = model_of(kind, 0, output_norm=True)
+    with torch.no_grad():
+        for layer in range(2):
+            model.blocks[layer].attn.w_norm.copy_(torch.linspace(0.5, 1.5, 8))
+    _, cache = model.run_with_cache(TOKENS)
+    for layer in range(2):
+        mixer, p = model.blocks[layer].attn, f"blocks.{layer}.attn."
+        z = cache[p + "hook_z"]
+        want = z / z.pow(2).mean(-1, keepdim=True).add(model.cfg.norm_eps).sqrt() * mixer.w_norm
+        assert rel_err(cache[p + "hook_z_norm"], want) < 1e-6
+        heads = mixer.head_outputs(z, cache[f"blocks.{layer}.ln1.hook_normalized"])  # [batch, pos, head, d_model]
+        assert rel_err(heads.sum(-2), torch.einsum("bphd,hdm->bpm", want, mixer.W_O)) < 1e-5
+        o_site = [s for s in linear_sites(model, layers=[layer]) if s.param.endswith(".W_O")][0]
+        assert o_site.input_hook in (p + "hook_z_norm", p + "hook_o_in")
+        assert torch.allclose(cache[o_site.input_hook], want, atol=1e-6)
+    with pytest.raises(ValueError, match="output_norm must be a bool"):
+        mixer_config({"kind": kind, "output_norm": 1}).check(model.cfg)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_states_patches_sites_and_checkpoints_work_through_the_conv(kind, tmp_path):
-    model = model_of(kind, 4)
+    model = model_of(kind, 4, output_norm=True)
     _, cache = model.run_with_cache(TOKENS)
     mixer = model.blocks[1].attn
     final = mixer.recurrence.run(mixer.recurrence_inputs(lambda h: cache.get(f"blocks.1.attn.{h}")),
@@ -103,7 +124,7 @@ def test_states_patches_sites_and_checkpoints_work_through_the_conv(kind, tmp_pa
     changed = patch_fast_weights(model, TOKENS, 1, 5, lambda S: 0.5 * S + 0.1, mode="carry")
     logits = model(TOKENS)
     assert torch.equal(changed[:, :5], logits[:, :5]) and not torch.allclose(changed[:, 6:], logits[:, 6:])
-    plain = {s.param: s.input_hook for s in linear_sites(model_of(kind, 0), layers=[1])}
+    plain = {s.param: s.input_hook for s in linear_sites(model_of(kind, 0, output_norm=True), layers=[1])}
     for site in linear_sites(model, layers=[1]):  # a convolved projection's output is read before its conv
         assert site.input_hook == plain[site.param], site
         assert site.output_hook.endswith("_proj") == (site.param in ("blocks.1.attn.W_Q", "blocks.1.attn.W_K",

@@ -52,7 +52,7 @@ VARIANTS = {
     "fwm": dict(mixer={"kind": "fwm", "n_reads": 2}),
     "fwm_one_read_bare": dict(mixer={"kind": "fwm", "n_reads": 1, "residual": False}, norm="none", mlp="none"),
     "srwm": dict(mixer="srwm"),
-    **{f"{kind}_input_conv": dict(mixer={"kind": kind, "conv_size": 3})
+    **{f"{kind}_conv_output_norm": dict(mixer={"kind": kind, "conv_size": 3, "output_norm": True})
        for kind in ("rec_delta", "delta_rnn", "delta_lstm", "srwm", "fwm")},
     "srwm_identity_outlier_protected": dict(mixer={"kind": "srwm", "input_softmax": False}, block="outlier_protected",
                                             norm="none", positional="none"),
@@ -97,6 +97,8 @@ def expected_hooks(cfg: ModelConfig, exposed: bool = False) -> dict[str, list[st
         if "output_gate" in cond and not getattr(cfg.mixer, "output_gate", False):
             continue
         if "conv_size" in cond and not getattr(cfg.mixer, "conv_size", 0):
+            continue
+        if "with `output_norm`" in cond and not getattr(cfg.mixer, "output_norm", False):
             continue
         layers = range(cfg.n_layers)
         moe_layers = [i for i in layers if cfg.moe_at(i) is not None]

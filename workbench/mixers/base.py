@@ -82,17 +82,22 @@ class MixerConfig:
 
 
 @dataclass(frozen=True)
-class ShortConvConfig(MixerConfig):
-    """Options of a mixer that may take DeltaNet's short causal convolution, which its authors' model does not
-    have: ``conv_size`` taps, 0 (the default: the authors' model) for none. Where it goes is the mixer's
-    choice (:meth:`Mixer.add_short_convs_` on named projections, or :meth:`Mixer.add_input_conv_`)."""
+class DeltaNetExtrasConfig(MixerConfig):
+    """Options of a mixer that may take two parts of DeltaNet its authors' model does not have: ``conv_size``,
+    DeltaNet's short causal convolution (taps; 0, the default, for none; where it goes is the mixer's choice:
+    :meth:`Mixer.add_short_convs_` on named projections, or :meth:`Mixer.add_input_conv_`), and
+    ``output_norm``, DeltaNet's per-head RMSNorm of the read-out before W_O (:meth:`Mixer.add_output_norm_`).
+    Both off is the authors' model."""
 
     conv_size: int = 0
+    output_norm: bool = False
 
     def check(self, model: "ModelConfig", qk_norm: bool = False) -> None:
         if not isinstance(self.conv_size, int) or isinstance(self.conv_size, bool) or self.conv_size < 0:
-            raise ValueError(f"{self.kind}: conv_size must be an integer >= 0 (0: no input convolution), "
+            raise ValueError(f"{self.kind}: conv_size must be an integer >= 0 (0: no short convolution), "
                              f"got {self.conv_size!r}")
+        if not isinstance(self.output_norm, bool):
+            raise ValueError(f"{self.kind}: output_norm must be a bool, got {self.output_norm!r}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,28 @@ class Mixer(nn.Module):
     def proj_hook(self, name: str, otherwise: str) -> str:
         """The hook holding projection ``name``'s output: ``hook_{name}_proj`` with a short conv, else ``otherwise``."""
         return f"hook_{name}_proj" if name in getattr(self, "short_convs", ()) else otherwise
+
+    def add_output_norm_(self, on: bool) -> None:
+        """With ``on``, DeltaNet's per-head RMSNorm of the read-out before W_O (fla's ``o_norm``): a gain
+        ``w_norm [d_v]`` (init 1) and ``hook_z_norm``, what W_O then reads (:meth:`norm_readout`)."""
+        self.has_output_norm = on
+        if on:
+            self.w_norm = nn.Parameter(torch.ones(self.d_head))
+            self.hook_z_norm = HookPoint()  # [batch, pos, head, d_v]  the read-out after the per-head RMSNorm
+
+    def rms_readout(self, z: torch.Tensor) -> torch.Tensor:
+        """Read-outs ``z [..., head, d_v]`` through the per-head RMSNorm (``add_output_norm_``), or unchanged."""
+        if not getattr(self, "has_output_norm", False):
+            return z
+        return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+
+    def norm_readout(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`rms_readout` in a run: fires ``hook_z_norm`` (only with the norm)."""
+        return self.hook_z_norm(self.rms_readout(z)) if getattr(self, "has_output_norm", False) else z
+
+    def readout_hook(self, otherwise: str) -> str:
+        """The hook W_O reads: ``hook_z_norm`` with the output norm, else ``otherwise``."""
+        return "hook_z_norm" if getattr(self, "has_output_norm", False) else otherwise
 
     def add_input_conv_(self, size: int) -> None:
         """With ``size > 0``, a depthwise causal convolution of ``size`` taps over the mixer input (the
@@ -303,7 +330,7 @@ class Mixer(nn.Module):
         (exactly, for every mixer whose output is heads plus a bias; the rest is the mixer's own, e.g. FWM's LSTM
         state). A mixer whose output path is position-wise also takes any ``[..., head, d_head]`` with
         ``[..., d_model]`` (see :meth:`readout_outputs`)."""
-        return torch.einsum("...hd,hdm->...hm", z, self.W_O)
+        return torch.einsum("...hd,hdm->...hm", self.rms_readout(z), self.W_O)
 
     def readout_outputs(self, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """What the output path makes of read-out vectors ``r [..., head, d_v]`` alone (e.g. a probe's Wᵀk) at

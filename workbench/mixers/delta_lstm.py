@@ -38,7 +38,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, delta_lstm
 from ..kernels.delta_lstm import delta_lstm_cell, unpack_state
-from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
+from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -46,7 +46,7 @@ FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
 
 
 @dataclass(frozen=True)
-class DeltaLSTMConfig(ShortConvConfig):
+class DeltaLSTMConfig(DeltaNetExtrasConfig):
     """The Delta LSTM's (version 4) one option is ``conv_size``: DeltaNet's short convolution on the fast
     net's projections x W_Q, x W_K, x W_V (not in the authors' model; 0 = none). It does not take the Outlier
     Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
@@ -108,6 +108,7 @@ class DeltaLSTM(Mixer):
         super().__init__(cfg, model, qk_norm)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
         self.add_short_convs_(cfg.conv_size, {n: h * 3 * dh for n in ("q", "k", "v")})
+        self.add_output_norm_(cfg.output_norm)
         for name in ("W_Q", "W_K", "W_V", "W_RK", "W_RV"):  # [head, d_model, 3·d_head], gates i, u, o
             setattr(self, name, nn.Parameter(torch.empty(h, dm, 3 * dh)))
         self.W_beta = nn.Parameter(torch.empty(dm, h * 3))  # [d_model, head·3]
@@ -156,7 +157,7 @@ class DeltaLSTM(Mixer):
         return RecurrenceInputs({n: get(f"hook_{n}") for n in FIELDS})
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return super().head_outputs(z * self.scale, x)
+        return super().head_outputs(z if self.has_output_norm else z * self.scale, x)
 
     def linear_sites(self) -> list[LinearSite]:
         h3 = self.n_heads * 3 * self.d_head
@@ -210,4 +211,5 @@ class DeltaLSTM(Mixer):
                         (self.hook_gate_o, blocks[..., 11, :]), (self.hook_cell, blocks[..., 12, :])):
             self._observe(hook, t)
         z = self.hook_z(y)
-        return torch.einsum("bphd,hdm->bpm", self.hook_o_in(z * self.scale), self.W_O)
+        o_in = self.norm_readout(z) if self.has_output_norm else z * self.scale
+        return torch.einsum("bphd,hdm->bpm", self.hook_o_in(o_in), self.W_O)

@@ -42,7 +42,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, delta_rnn
 from ..kernels.delta_rnn import delta_rnn_read
-from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
+from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -50,7 +50,7 @@ FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
 
 
 @dataclass(frozen=True)
-class DeltaRNNConfig(ShortConvConfig):
+class DeltaRNNConfig(DeltaNetExtrasConfig):
     """The Delta RNN's one option is ``conv_size``: DeltaNet's short convolution on the fast net's
     projections x W_Q, x W_K, x W_V (not in the authors' model; 0 = none). It does not take the Outlier
     Protected block's QK-norm (its q, k are elu+1 and sum-normalised, as in the authors' layer)."""
@@ -110,6 +110,7 @@ class DeltaRNN(Mixer):
         self.add_qkvo_(bias=False)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
         self.add_short_convs_(cfg.conv_size, {n: h * dh for n in ("q", "k", "v")})
+        self.add_output_norm_(cfg.output_norm)
         self.W_RK = nn.Parameter(torch.empty(h, dm, dh))
         self.W_RV = nn.Parameter(torch.empty(h, dm, dh))
         self.W_beta = nn.Parameter(torch.empty(dm, h))
@@ -159,7 +160,7 @@ class DeltaRNN(Mixer):
                                           ("rec_v", "W_RV", "hook_rec_v"))]
         sites += [LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"),
                   LinearSite("rec_beta", "W_rbeta", "hook_rec_beta_pre", self.d_model, self.n_heads, "in_out"),
-                  LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
+                  LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook=self.readout_hook("hook_z"))]
         return sites
 
     # -- forward --------------------------------------------------------------------------------
@@ -200,4 +201,4 @@ class DeltaRNN(Mixer):
                         (self.hook_rec_v_old, rec_v - ur / rec_beta[..., None]), (self.hook_rec_delta, ur),
                         (self.hook_rec_read, rec_read)):
             self._observe(hook, t)
-        return torch.einsum("bphd,hdm->bpm", self.hook_z(y), self.W_O)
+        return torch.einsum("bphd,hdm->bpm", self.norm_readout(self.hook_z(y)), self.W_O)

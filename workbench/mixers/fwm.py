@@ -41,13 +41,13 @@ from ..components.lstm import lstm_scan
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, fwm
 from ..kernels.fwm import fwm_read
-from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
+from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 
 @dataclass(frozen=True)
-class FWMConfig(ShortConvConfig):
+class FWMConfig(DeltaNetExtrasConfig):
     """Fast Weight Memory options: ``n_reads`` read hops (the authors' default 3) and ``residual`` (add the
     LSTM output h_t to the memory's read-out, as the authors' default); ``conv_size`` a short convolution on
     the LSTM's input (not in the authors' model; 0 = none)."""
@@ -91,6 +91,7 @@ class FastWeightMemory(Mixer):
     def __init__(self, cfg: FWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
         self.add_input_conv_(cfg.conv_size)
+        self.add_output_norm_(cfg.output_norm)
         h, dm, dh, n = self.n_heads, self.d_model, self.d_head, cfg.n_reads
         self.W_ih = nn.Parameter(torch.empty(dm, 4 * dm))  # LSTM gates i, f, z, o from x
         self.W_hh = nn.Parameter(torch.empty(dm, 4 * dm))  # LSTM gates from h_{t-1}
@@ -158,7 +159,7 @@ class FastWeightMemory(Mixer):
         sites.append(LinearSite("q", "W_q", "hook_q", dm, hd, "head_in_out", input_hook="hook_h"))
         sites.append(LinearSite("e", "W_e", "hook_e_pre", dm, hd * self.cfg.n_reads, "head_in_out",
                                 input_hook="hook_h"))
-        sites.append(LinearSite("o", "W_O", None, hd, dm, "head_out", input_hook="hook_z"))
+        sites.append(LinearSite("o", "W_O", None, hd, dm, "head_out", input_hook=self.readout_hook("hook_z")))
         return sites
 
     # -- forward --------------------------------------------------------------------------------
@@ -197,5 +198,5 @@ class FastWeightMemory(Mixer):
             res = self.run_recurrence(inputs, restart=True, output_delta=True)
         hops, _, _ = expose_and_patch(self, inputs, res)
         z = self.hook_z(self.hook_read(hops)[..., -1, :])
-        out = torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O
+        out = torch.einsum("bphd,hdm->bpm", self.norm_readout(z), self.W_O) + self.b_O
         return h + out if self.cfg.residual else out

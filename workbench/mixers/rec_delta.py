@@ -40,13 +40,13 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, rec_delta
 from ..kernels.rec_delta import rec_delta_inputs
-from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
+from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 
 @dataclass(frozen=True)
-class RecDeltaConfig(ShortConvConfig):
+class RecDeltaConfig(DeltaNetExtrasConfig):
     """The Recurrent Delta Net's one option is ``conv_size``: DeltaNet's short convolution on the slow
     projections x W_Q, x W_K, x W_V (not in the authors' model; 0 = none); d_k = d_v = d_head, as the authors' kernel requires. It does not take the
     Outlier Protected block's QK-norm: its q and k pass through a softmax inside the recurrence."""
@@ -125,6 +125,7 @@ class RecurrentDeltaNet(Mixer):
         self.r_beta = nn.Parameter(torch.empty(h, dh))  # [head, d_v]
         self.recurrence = RecurrentDeltaRule(self)
         self.add_short_convs_(cfg.conv_size, {n: h * dh for n in ("q", "k", "v")})
+        self.add_output_norm_(cfg.output_norm)
         self.hook_q_pre = HookPoint()  # [batch, pos, head, d_head]  q̃ = x W_Q (after its conv), the slow part of q
         self.hook_k_pre = HookPoint()  # [batch, pos, head, d_head]  k̃ = x W_K (after its conv), the slow part of k
         self.hook_v_pre = HookPoint()  # [batch, pos, head, d_head]  ṽ = x W_V (after its conv), the slow part of v
@@ -160,7 +161,7 @@ class RecurrentDeltaNet(Mixer):
         sites = [LinearSite(kind, f"W_{kind.upper()}", self.proj_hook(kind, f"hook_{kind}_pre"), self.d_model, hd,
                             "head_in_out") for kind in ("q", "k", "v")]
         sites.append(LinearSite("beta", "W_beta", "hook_beta_pre", self.d_model, self.n_heads, "in_out"))
-        sites.append(LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z"))
+        sites.append(LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook=self.readout_hook("hook_z")))
         return sites
 
     # -- forward --------------------------------------------------------------------------------
@@ -195,4 +196,4 @@ class RecurrentDeltaNet(Mixer):
                         ("hook_v_old", v - delta / beta[..., None]), ("hook_delta", delta)):
             self._observe(getattr(self, name), t, name)
         z = self.hook_z(y)
-        return torch.einsum("bphd,hdm->bpm", z, self.W_O)
+        return torch.einsum("bphd,hdm->bpm", self.norm_readout(z), self.W_O)

@@ -56,7 +56,7 @@ from transformer_lens.hook_points import HookPoint
 
 from ..kernels import RecurrenceOutput, srwm, srwm_trace
 from ..kernels.srwm import N_RATES, block_sizes
-from .base import CacheGetter, LinearSite, Mixer, NotDefinedForMixer, ShortConvConfig
+from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -64,7 +64,7 @@ RATES = ("y", "q", "k", "beta")  # the blocks of W's columns, each with its lear
 
 
 @dataclass(frozen=True)
-class SRWMConfig(ShortConvConfig):
+class SRWMConfig(DeltaNetExtrasConfig):
     """SRWM options: ``input_softmax`` φ = softmax on each head's input (False: identity);
     ``input_proj`` a learned ``W_in [head, d_model, d_head]`` (False: the residual stream split into heads,
     as the authors, which needs d_model = n_heads·d_head); ``beta_init`` the mean of the β columns of W_0;
@@ -136,6 +136,7 @@ class SRWM(Mixer):
         super().__init__(cfg, model, qk_norm)
         h, dm, dh = self.n_heads, self.d_model, self.d_head
         self.add_short_convs_(cfg.conv_size, {"x": h * dh})
+        self.add_output_norm_(cfg.output_norm)
         if cfg.input_proj:
             self.W_in = nn.Parameter(torch.empty(h, dm, dh))
         self.W_0 = nn.Parameter(torch.empty(h, dh, cfg.d_out(dh)))  # the slow weights [W_y | W_q | W_k | w_β]
@@ -218,7 +219,7 @@ class SRWM(Mixer):
 
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
-        sites = [LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook="hook_z")]
+        sites = [LinearSite("o", "W_O", None, hd, self.d_model, "head_out", input_hook=self.readout_hook("hook_z"))]
         if self.cfg.input_proj:
             sites.insert(0, LinearSite("x", "W_in", self.proj_hook("x", "hook_x_pre"), self.d_model, hd,
                                          "head_in_out"))
@@ -256,7 +257,7 @@ class SRWM(Mixer):
         self._record(self.hook_delta, delta)
         self.hook_final_state(tr.final_state)
         z = self.hook_z(y)
-        return torch.einsum("bphd,hdm->bpm", z, self.W_O)
+        return torch.einsum("bphd,hdm->bpm", self.norm_readout(z), self.W_O)
 
 
 # ---------------------------------------------------------------------- stateful segments
