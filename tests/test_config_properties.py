@@ -63,6 +63,7 @@ def test_valid_configs_build_run_and_round_trip_bit_identically(tmp_path_factory
     with torch.no_grad():
         logits = model(tokens)
     assert logits.shape == (2, pos, cfg.d_vocab) and torch.isfinite(logits).all()
+    assert cfg.min_params <= model.num_params()  # the loaders' size guard never refuses a real model
     directory = save(model, tmp_path_factory.mktemp("ckpt"))
     again = load(directory)
     assert again.cfg == cfg
