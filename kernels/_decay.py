@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import torch
 
-# exp() is slow on -inf and on results that underflow to denormals; decays below e^-80 are exactly
-# negligible next to the O(1) terms they are added to, so log decays are clamped to [-80, 0] before exp.
+# exp() is slow on -inf and on results that underflow to denormals, so log decays are clamped to [-80, 0]
+# before exp, and a decay below e^-80 is then set to exactly 0 (not left at e^-80: a hard reset must forget
+# exactly, e.g. an initial state after g = −inf; found by tests/test_kernel_properties.py).
 LOG_FLOOR = -80.0
 # what a log decay of −inf (forget everything) becomes in the cumulative sums: exp of it, or of any sum
 # containing it, is exactly 0; finite, so differences of cumulative sums stay defined
@@ -37,8 +38,8 @@ def cumulative_log_decay(g: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def decay_from_log(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """exp(x) of (cumulative) log decays ``x ≤ 0``, clamped at ``LOG_FLOOR``, as ``dtype``."""
-    return x.clamp(min=LOG_FLOOR).to(dtype).exp()
+    """exp(x) of (cumulative) log decays ``x ≤ 0`` as ``dtype``; exactly 0 below ``LOG_FLOOR``."""
+    return x.clamp(min=LOG_FLOOR).to(dtype).exp().masked_fill(x < LOG_FLOOR, 0.0)
 
 
 def decay_matrix(cum: torch.Tensor, inplace: bool = False, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -46,9 +47,10 @@ def decay_matrix(cum: torch.Tensor, inplace: bool = False, dtype: torch.dtype = 
     :func:`cumulative_log_decay`): lower triangular, exactly 0 above the diagonal. The differences are
     taken in ``cum``'s precision; ``inplace`` reuses the buffers (no autograd)."""
     diff = cum[..., :, None] - cum[..., None, :]
+    gone = diff < LOG_FLOOR  # decayed below e^-80: exactly 0 (see LOG_FLOOR)
     if inplace:
-        return diff.clamp_(LOG_FLOOR, 0.0).to(dtype).exp_().tril_()
-    return diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().tril()
+        return diff.clamp_(LOG_FLOOR, 0.0).to(dtype).exp_().masked_fill_(gone, 0.0).tril_()
+    return diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().masked_fill(gone, 0.0).tril()
 
 
 def decayed_products(x: torch.Tensor, y: torch.Tensor, cum: torch.Tensor, dtype: torch.dtype = torch.float32,
@@ -73,7 +75,8 @@ def decayed_products(x: torch.Tensor, y: torch.Tensor, cum: torch.Tensor, dtype:
         for t0 in range(0, t, rows):
             t1 = min(t, t0 + rows)  # rows t0..t1-1 read keys 0..t1-1 only
             diff = cf[n0:n1, t0:t1, None, :] - cf[n0:n1, None, :t1, :]  # [block, rows, keys, d]
-            decay = diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp() * causal[t0:t1, :t1, None]
+            decay = diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().masked_fill(diff < LOG_FLOOR, 0.0) \
+                * causal[t0:t1, :t1, None]
             part = torch.einsum("ntc,nic,ntic->nti", xf[n0:n1, t0:t1], yf[n0:n1, :t1], decay)
             row_blocks.append(torch.nn.functional.pad(part, (0, t - t1)))
         blocks.append(torch.cat(row_blocks, dim=1))

@@ -133,3 +133,24 @@ def test_a_hook_that_patches_the_decay_positive_gets_the_clear_error():
     reset = model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_log_decay",
                                                      lambda g, hook: torch.full_like(g, -float("inf")))])
     assert torch.isfinite(reset).all()
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("fn", ["delta_rule", "linear_attention"])
+def test_a_hard_reset_forgets_the_initial_state_exactly(fn, per_channel):
+    """g = −inf at the first step: the output is exactly 0 with zero writes (β = 0 or v = 0), in every backend.
+    Before, the chunk forms left e^-80 · S_0 (1e-35), found by tests/test_kernel_properties.py."""
+    from workbench.kernels import linear_attention
+    q, k, v, beta, g, s0 = inputs(b=1, t=5, h=1, d=3)
+    g = g.clone()
+    g[:, 0] = -float("inf")
+    if per_channel:
+        g = g[..., None].expand(*g.shape, 3).contiguous()
+    for backend, chunk in [("reference", 64), ("chunk", 1), ("chunk", 4)]:
+        if fn == "delta_rule":
+            out = delta_rule(q, k, v, torch.zeros_like(beta), g=g, initial_state=s0, chunk_size=chunk,
+                             backend=backend).output
+        else:
+            out = linear_attention(q, k, torch.zeros_like(v), g=g, initial_state=s0, chunk_size=chunk,
+                                   backend=backend).output
+        assert torch.equal(out, torch.zeros_like(out)), (backend, chunk, out.abs().max())

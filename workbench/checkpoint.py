@@ -7,7 +7,8 @@
 
 The safetensors metadata records ``format="workbench"`` and the format ``version``. Every problem — a
 missing file, a config that is not JSON or has unknown keys or bad values, a corrupt weights file, a
-newer format version, missing, unexpected, mis-shaped or non-float tensors — raises one
+newer format version, missing, unexpected, mis-shaped, non-float or non-finite tensors, a config too large for
+the tensors given (refused before anything is allocated) — raises one
 :class:`CheckpointError` (a ``ValueError``) naming the file and the problem.
 """
 
@@ -80,18 +81,20 @@ def _read_tokenizer(directory: Path):
     path = directory / TOKENIZER_FILE
     if not path.is_file():
         return _task_tokenizer(directory)
+    # a damaged tokenizer file (not UTF-8, nested too deeply, fields missing or of the wrong type) is one
+    # CheckpointError, never a KeyError or RecursionError (tests/test_fuzz_checkpoints.py)
     try:
         kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         kind = None
-    if kind in OWN_TOKENIZERS:
-        return tokenizer_from_json(path.read_text(encoding="utf-8"))
-    meta_path = directory / _TOKENIZER_META
-    bos = json.loads(meta_path.read_text()).get("bos_token_id") if meta_path.is_file() else None
     try:
+        if kind in OWN_TOKENIZERS:
+            return tokenizer_from_json(path.read_text(encoding="utf-8"))
+        meta_path = directory / _TOKENIZER_META
+        bos = json.loads(meta_path.read_text()).get("bos_token_id") if meta_path.is_file() else None
         return HFTokenizer.from_file(path, bos_token_id=bos)
-    except ValueError as e:
-        raise CheckpointError(str(e)) from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise CheckpointError(f"{path} is not a readable tokenizer ({type(e).__name__}: {e})") from None
 
 
 def _task_tokenizer(directory: Path):
@@ -181,9 +184,16 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
     Returned in eval mode, as TransformerLens and transformers return a loaded model (call ``.train()`` to
     train it further): every loader (:func:`load`, :func:`load_from_bytes`, ``from_pretrained``) goes
     through here."""
-    model = HookedFastWeightLM(cfg, init=False)  # every parameter is loaded below (strict)
-    expected = model.state_dict()
-    tensors = {**_added_since_saved(model, set(tensors), expected), **tensors}
+    held = sum(t.numel() for t in tensors.values())
+    if cfg.min_params > held:  # refused before anything is built: an absurd config allocates nothing
+        raise CheckpointError(
+            f"{where} holds {held:,} numbers, but its config (d_vocab={cfg.d_vocab}, d_model={cfg.d_model}, "
+            f"n_layers={cfg.n_layers}, n_ctx={cfg.n_ctx}) describes a model of at least {cfg.min_params:,} "
+            "parameters: the config and the weights do not belong together")
+    with torch.device("meta"):  # names and shapes first, nothing allocated: a mis-sized config costs nothing
+        shapes = HookedFastWeightLM(cfg, init=False)
+    expected = shapes.state_dict()
+    tensors = {**_added_since_saved(shapes, set(tensors), expected), **tensors}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -201,6 +211,11 @@ def model_from_tensors(cfg: ModelConfig, tensors: dict[str, torch.Tensor], where
             )
         if expected[name].is_floating_point() and not t.is_floating_point():
             raise CheckpointError(f"{where}: tensor {name!r} has dtype {t.dtype}, expected a floating-point dtype")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{where}: tensor {name!r} holds {bad:,} NaN or infinite values of {t.numel():,}; "
+                                  "the weights are corrupt (or saved from a diverged run)")
+    model = HookedFastWeightLM(cfg, init=False)  # every parameter is loaded below (strict)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()
 
@@ -213,7 +228,7 @@ def _added_since_saved(model: HookedFastWeightLM, present: set[str], expected: d
              for leaf, value in block.attn.added_since_saved().items()}
     if not added or any(name in present for name in added):
         return {}
-    return {name: torch.full_like(expected[name], value) for name, value in added.items()}
+    return {name: torch.full(expected[name].shape, value, dtype=expected[name].dtype) for name, value in added.items()}
 
 
 def _header_size(first8: bytes) -> int:

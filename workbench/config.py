@@ -39,6 +39,10 @@ Backend = Literal["chunk", "reference"]
 MixerSpec = Union[MixerConfig, tuple[Optional[MixerConfig], ...]]
 _CHOICES = {"norm": Norm, "mlp": MLPKind, "positional": Positional, "block": BlockStyle, "backend": Backend}
 
+# a guard against damaged or hostile config.json files: the deepest published language models have a few hundred
+# layers, while n_layers = 10⁹ would hang the checks below, which loop over the layers (tests/test_fuzz_checkpoints.py)
+MAX_LAYERS = 4096
+
 # the mixer options of the flat config.json format, with the defaults they had there
 _LEGACY_MIXER_OPTIONS = {"feature_map": "identity", "dpfp_nu": 1, "favor_features": 32, "sum_norm": False,
                          "qk_norm": "l2", "conv_size": 4, "allow_neg_eigval": False, "output_gate": False}
@@ -105,6 +109,9 @@ class ModelConfig(TransformerLensNames):
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         check_int_fields(self, ("d_vocab", "d_model", "n_layers", "n_heads", "d_head", "n_ctx", "chunk_size"))
         check_int_fields(self, ("d_mlp", "seed"), minimum=0)
+        if self.n_layers > MAX_LAYERS:  # checked first: the checks below (and any loader) loop over the layers
+            raise ValueError(f"ModelConfig.n_layers = {self.n_layers:,} is absurd (at most {MAX_LAYERS:,}); "
+                             "is the config damaged?")
         if self.mlp != "none" and self.d_mlp < 1:
             raise ValueError(f"ModelConfig.d_mlp must be positive when mlp={self.mlp!r}")
         for name in ["init_std", "norm_eps", "branch_scale"]:
@@ -221,6 +228,15 @@ class ModelConfig(TransformerLensNames):
         return tuple(self.mixer if self.has_mixer(i) else None for i in range(self.n_layers))
 
     @property
+    def min_params(self) -> int:
+        """A lower bound on the parameter count by arithmetic alone, nothing built: the embedding and unembedding
+        (2·d_vocab·d_model), learned positions (n_ctx·d_model) and at least d_model per layer. Loaders compare it
+        with the tensors they were given before building anything, so an absurd config (d_model = 10⁹) is refused
+        without an allocation (tests/test_config_properties.py checks it stays below the true count)."""
+        positions = self.n_ctx if self.positional == "learned" else 0
+        return (2 * self.d_vocab + positions + self.n_layers) * self.d_model
+
+    @property
     def qk_norm(self) -> bool:
         """Whether the block style asks the mixers for QK-norm (the Outlier Protected block)."""
         return self.block == "outlier_protected"
@@ -270,6 +286,8 @@ class ModelConfig(TransformerLensNames):
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"not valid JSON: {e}") from None
+        except RecursionError:  # "[[[[…" nested deeper than Python's recursion limit (a damaged or hostile file)
+            raise ValueError("not valid JSON: nested too deeply") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "ModelConfig":

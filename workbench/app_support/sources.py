@@ -121,6 +121,8 @@ def build_fresh(config_text: str) -> LoadedModel:
         data = json.loads(config_text)
     except json.JSONDecodeError as e:
         raise ValueError(f"the model config is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ValueError("the model config is not valid JSON: nested too deeply") from None
     try:
         cfg = ModelConfig.from_dict(data)
     except (ValueError, TypeError) as e:
@@ -147,9 +149,11 @@ def estimate_params(cfg: ModelConfig) -> int:
 
 
 def check_size(cfg: ModelConfig) -> None:
-    n = estimate_params(cfg)
+    n = cfg.min_params  # arithmetic first: building even on the meta device loops over n_layers
+    if n <= MAX_PARAMS:
+        n = estimate_params(cfg)
     if n > MAX_PARAMS:
-        raise ValueError(f"this config has about {n:,} parameters; the app builds models up to {MAX_PARAMS:,} "
+        raise ValueError(f"this config has {'at least' if n == cfg.min_params else 'about'} {n:,} parameters; the app builds models up to {MAX_PARAMS:,} "
                          "(make d_model, d_vocab, n_ctx, d_mlp or n_layers smaller, or use a notebook)")
 
 
