@@ -93,7 +93,8 @@ PROGRESS_DIR = ".progress"  # in --out: each finished run's entry, and the train
 
 
 def _run_key(run: Any, context: Any) -> str:
-    text = json.dumps({"run": run.to_dict(), "context": context}, sort_keys=True, default=str)
+    data = run.to_dict() if hasattr(run, "to_dict") else dataclasses.asdict(run)
+    text = json.dumps({"run": data, "context": context}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -161,3 +161,36 @@ def test_resuming_scope_gives_train_its_state_dir(tmp_path, monkeypatch):
     with resuming(tmp_path), pytest.raises(Interrupted):
         train(MODEL, TASK, cfg, progress=False)
     assert len(list(tmp_path.glob("train_state-*.pt"))) == 1
+
+
+def _without_timings(data):
+    if isinstance(data, dict):
+        return {k: _without_timings(v) for k, v in data.items() if "seconds" not in k}
+    if isinstance(data, list):
+        return [_without_timings(v) for v in data]
+    return data
+
+
+@pytest.mark.integration
+def test_a_case_study_killed_mid_run_finishes_with_the_same_results(tmp_path):
+    """``python -m case_studies.mqar --quick`` SIGKILLed while training its second run (the first finished),
+    then run again with the same command: the results (all but timings) and the checkpoints equal those of
+    a run never interrupted."""
+    cmd = [sys.executable, "-m", "case_studies.mqar", "--quick", "--no-png", "--out"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd + [str(tmp_path / "whole")], cwd=ROOT, env=env, check=True, capture_output=True)
+    progress = tmp_path / "killed" / ".progress"
+
+    def second_run_training() -> bool:
+        return progress.is_dir() and any(progress.glob("*.json")) and any(progress.glob("*/train_state-*.pt"))
+
+    _sigkill_when(cmd + [str(tmp_path / "killed")], second_run_training)
+    assert not (tmp_path / "killed" / "results.json").exists()
+    subprocess.run(cmd + [str(tmp_path / "killed")], cwd=ROOT, env=env, check=True, capture_output=True)
+    whole, killed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "killed"))
+    assert _without_timings(whole["runs"]) == _without_timings(killed["runs"])
+    assert not progress.exists()
+    for run in whole["runs"]:
+        a, b = (load_file(str(tmp_path / d / "checkpoints" / run["name"] / "model.safetensors"))
+                for d in ("whole", "killed"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
