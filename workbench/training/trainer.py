@@ -1,8 +1,8 @@
 """A small, generic training loop: AdamW or SOAP, warmup + cosine, clipping, seeded data, periodic eval.
 
 ``train`` never changes the model it is given: it trains a deep copy and returns it. Two runs with the
-same model, task and config give bit-identical weights on CPU at the same torch thread count (SOAP's
-weights depend on the thread count; see the README's "Reliability"). With a ``resume_dir`` (or a
+same model, task and config give bit-identical weights on CPU at one torch thread (with two threads
+repeats differ, by ~1e-6 with AdamW and ~2e-2 with SOAP; see the README's "Reliability"). With a ``resume_dir`` (or a
 ``writer``) the training state is saved at every eval, checkpoint and the last step
 (:mod:`~workbench.training.resume`): a run killed at any point and started again continues from the last
 saved step and ends with the same weights and history as a run never interrupted.
