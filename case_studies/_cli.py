@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import torch
 from tqdm.auto import tqdm
+
+from workbench import atomic
+from workbench.training import resuming
 
 from . import _report
 
@@ -80,19 +85,60 @@ def redraw(ap: argparse.ArgumentParser, out: Path, write_figures: Callable[[dict
     """``--replot``: the figures and ``tables.md`` again from the ``results.json`` in ``out``; returns it."""
     results = replot_results(ap, out)
     write_figures(results, out, png)
-    (Path(out) / "tables.md").write_text(tables(results))
+    atomic.write_text(Path(out) / "tables.md", tables(results))
     return results
 
 
+PROGRESS_DIR = ".progress"  # in --out: each finished run's entry, and the training state of the current one
+
+
+def _run_key(run: Any, context: Any) -> str:
+    data = run.to_dict() if hasattr(run, "to_dict") else dataclasses.asdict(run)
+    text = json.dumps({"run": data, "context": context}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def run_each(runs: Sequence[Any], execute: Callable[[Any], dict], summary: Callable[[Any, dict], str],
-             progress: bool = True) -> list[dict]:
-    """``execute(run)`` for every run under a progress bar, printing ``summary(run, entry)`` after each."""
+             progress: bool = True, out: Optional[Path] = None, context: Any = None) -> list[dict]:
+    """``execute(run)`` for every run under a progress bar, printing ``summary(run, entry)`` after each.
+
+    With ``out`` the study survives interruption: each finished run's entry is saved (atomically) in
+    ``out/.progress/<run name>.json`` together with torch's global RNG state, and the training inside
+    ``execute`` keeps its state in ``out/.progress/<run name>/`` (:func:`workbench.training.resuming`).
+    The same command run again takes the finished runs' entries from there (restoring the RNG state as
+    it was after each), continues the interrupted run's training from its last saved step, and so ends
+    with the results of a run never interrupted. An entry is used only for the same run under the same
+    ``context`` (JSON data, e.g. the study's protocol). :func:`finish` removes the folder."""
     entries = []
+    store = None if out is None else Path(out) / PROGRESS_DIR
     for run in tqdm(runs, desc="runs", disable=not progress):
-        entries.append(execute(run))
+        if store is None:
+            entries.append(execute(run))
+        else:
+            entries.append(_resumable_run(store, run, execute, context, progress))
         if progress:
             tqdm.write(summary(run, entries[-1]))
     return entries
+
+
+def _resumable_run(store: Path, run: Any, execute: Callable[[Any], dict], context: Any, progress: bool) -> dict:
+    key, done = _run_key(run, context), store / f"{run.name}.json"
+    if done.is_file():
+        try:
+            saved = json.loads(done.read_text())
+        except json.JSONDecodeError:
+            saved = {}
+        if saved.get("key") == key:
+            torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
+            if progress:
+                tqdm.write(f"{run.name}: finished before; taken from {done}")
+            return saved["entry"]
+    with resuming(store / run.name):
+        entry = execute(run)
+    entry = json.loads(json.dumps(entry))  # as results.json will hold it, whether resumed or not
+    atomic.write_json(done, {"key": key, "torch_rng": torch.get_rng_state().tolist(), "entry": entry})
+    shutil.rmtree(store / run.name, ignore_errors=True)
+    return entry
 
 
 def finish(out: Path, results: dict[str, Any], command: str, start: float, cpu_start: float,
@@ -103,5 +149,6 @@ def finish(out: Path, results: dict[str, Any], command: str, start: float, cpu_s
     _report.write_results(out, results, command, time.perf_counter() - start, compact_arrays=True)
     written = json.loads((Path(out) / "results.json").read_text())
     write_figures(written, out, png)
-    (Path(out) / "tables.md").write_text(tables(written))
+    atomic.write_text(Path(out) / "tables.md", tables(written))
+    shutil.rmtree(Path(out) / PROGRESS_DIR, ignore_errors=True)
     return written

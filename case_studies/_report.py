@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -20,6 +21,8 @@ from typing import Any, Optional
 import pandas as pd
 import plotly.graph_objects as go
 import torch
+
+from workbench import atomic
 
 
 def prepare_output(directory: Path) -> Path:
@@ -39,12 +42,14 @@ def command_line(module: str, argv: Optional[list[str]]) -> str:
 def write_figure(fig: go.Figure, directory: Path, name: str, png: bool = True) -> list[Path]:
     """Write ``name.html`` (plotly.js inlined, opens offline) and, if ``png``, ``name.png`` via kaleido."""
     html = Path(directory) / f"{name}.html"
-    fig.write_html(html, include_plotlyjs=True, full_html=True)
+    with atomic.replacing(html) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
     written = [html]
     if png:
         path = Path(directory) / f"{name}.png"
         try:
-            fig.write_image(path, width=900, height=550, scale=1)
+            with atomic.replacing(path) as tmp:
+                fig.write_image(tmp, width=900, height=550, scale=1)
         except Exception as e:  # kaleido missing or no Chrome/Chromium for it to drive
             raise RuntimeError(
                 f"could not write {path} ({type(e).__name__}: {e}); PNG export needs the 'kaleido' package and a "
@@ -67,8 +72,10 @@ def write_figures(figs: dict[str, go.Figure], directory: Path, png: bool = True)
         paths = [Path(directory) / f"{name}.png" for name in figs]
         sizes = [dict(width=f.layout.width or 900, height=f.layout.height or 550, scale=1) for f in figs.values()]
         try:
-            pio.write_images(list(figs.values()), paths, width=[s["width"] for s in sizes],
-                             height=[s["height"] for s in sizes], scale=1)
+            with contextlib.ExitStack() as stack:  # each PNG written beside its name, renamed into place
+                tmps = [stack.enter_context(atomic.replacing(p)) for p in paths]
+                pio.write_images(list(figs.values()), tmps, width=[s["width"] for s in sizes],
+                                 height=[s["height"] for s in sizes], scale=1)
         except Exception as e:  # kaleido missing or no Chrome/Chromium for it to drive
             raise RuntimeError(
                 f"could not write {paths[0].parent}/*.png ({type(e).__name__}: {e}); PNG export needs the 'kaleido' "
@@ -112,5 +119,5 @@ def write_results(directory: Path, results: dict[str, Any], command: str, second
         **results,
     }
     path = Path(directory) / "results.json"
-    path.write_text(results_json(payload, compact_arrays))
+    atomic.write_text(path, results_json(payload, compact_arrays))
     return path

@@ -141,3 +141,61 @@ def test_protocols_hold_a_train_config_and_read_the_flat_protocols_of_older_resu
         assert type(protocol).from_dict(json.loads(json.dumps(flat))) == protocol, name
         with pytest.raises(ValueError, match="out_dir must be None"):
             dataclasses.replace(protocol, train=dataclasses.replace(protocol.train, out_dir="x"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _SeededRun:
+    name: str
+    seed: int
+
+
+def test_run_each_with_out_continues_an_interrupted_study_to_the_same_entries(tmp_path, monkeypatch):
+    """A study killed inside its second run's training: the same call again takes the first run's entry from
+    out/.progress, resumes the second run's training from its saved state, and ends with the entries of a
+    study never interrupted; finish removes the progress folder."""
+    from workbench import ModelConfig, TrainConfig, train
+    from workbench.tasks import MQAR
+    from workbench.training import trainer
+
+    torch.set_num_threads(1)
+    task = MQAR(vocab_size=24, seq_len=16, num_kv_pairs=2)
+    executed = []
+
+    def execute(run):
+        executed.append(run.name)
+        cfg = TrainConfig(steps=10, batch_size=4, eval_every=3, eval_batches=1, seed=run.seed)
+        result = train(ModelConfig(d_vocab=24, d_model=16, n_heads=2, mixer="delta", seed=run.seed), task, cfg,
+                       progress=False)
+        return {"name": run.name, "loss": [h["train_loss"] for h in result.history],
+                "weight": result.model.W_U.sum().item(), "after": torch.rand(1).item()}  # global RNG continues
+
+    runs = [_SeededRun("a", 1), _SeededRun("b", 2), _SeededRun("c", 3)]
+    torch.manual_seed(0)
+    whole = _cli.run_each(runs, execute, lambda r, e: "", progress=False, out=tmp_path / "whole", context={"p": 1})
+
+    real, calls = trainer.masked_loss, {"n": 0}
+
+    def crash_in_b(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 10 + 8:  # run a's 10 steps, then step 8 of run b
+            raise KeyboardInterrupt
+        return real(model, batch)
+
+    monkeypatch.setattr(trainer, "masked_loss", crash_in_b)
+    out = tmp_path / "killed"
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        _cli.run_each(runs, execute, lambda r, e: "", progress=False, out=out, context={"p": 1})
+    assert (out / ".progress" / "a.json").is_file() and list((out / ".progress" / "b").glob("train_state-*.pt"))
+    monkeypatch.undo()
+    executed.clear()
+    torch.manual_seed(0)
+    again = _cli.run_each(runs, execute, lambda r, e: "", progress=False, out=out, context={"p": 1})
+    assert executed == ["b", "c"] and again == whole
+    # another protocol (context) is a different study: nothing is taken from the saved progress
+    executed.clear()
+    _cli.run_each(runs[:1], execute, lambda r, e: "", progress=False, out=out, context={"p": 2})
+    assert executed == ["a"]
+    _cli.finish(out, {"quick": True, "runs": again}, "python -m x", 0.0, 0.0, lambda r, o, png: [],
+                lambda r: "", png=False)
+    assert not (out / ".progress").exists()

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # layer of each top-level part of the package (a module may import its own layer and the ones below)
 LAYERS = {
     "kernels": 0,
-    "dataclass_io": 1, "paths": 1, "recipe_names": 1, "components": 1,
+    "dataclass_io": 1, "atomic": 1, "paths": 1, "recipe_names": 1, "components": 1,
     "mixers": 2,
     "config": 3, "block": 3, "model": 3, "checkpoint": 3, "tasks": 3, "text": 3, "tl_compat": 3, "generation": 3,
     "run_dir": 4, "training": 4, "retrieval": 4, "pretrained": 4,

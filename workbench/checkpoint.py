@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
+from . import atomic
 from .config import ModelConfig
 from .model import HookedFastWeightLM
 from .text.hf_tokenizer import FILE_NAME as TOKENIZER_FILE
@@ -52,15 +53,16 @@ def save(model: HookedFastWeightLM, directory: Union[str, Path]) -> Path:
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"cannot save into {directory}: it is a file, not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(model.cfg.to_json() + "\n")
+    atomic.write_text(directory / CONFIG_FILE, model.cfg.to_json() + "\n")
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "version": FORMAT_VERSION})
+    with atomic.replacing(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "version": FORMAT_VERSION})
     tokenizer = getattr(model, "tokenizer", None)
     if isinstance(tokenizer, HFTokenizer):
-        (directory / TOKENIZER_FILE).write_text(tokenizer.to_json(), encoding="utf-8")
+        atomic.write_text(directory / TOKENIZER_FILE, tokenizer.to_json())
         _write_json(directory / _TOKENIZER_META, {"bos_token_id": tokenizer.bos_token_id})
     elif tokenizer is not None and getattr(tokenizer, "kind", None) in OWN_TOKENIZERS:
-        (directory / TOKENIZER_FILE).write_text(tokenizer.to_json(), encoding="utf-8")
+        atomic.write_text(directory / TOKENIZER_FILE, tokenizer.to_json())
     return directory
 
 
@@ -68,7 +70,7 @@ _TOKENIZER_META = "tokenizer_meta.json"
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data) + "\n")
+    atomic.write_json(path, data)
 
 
 OWN_TOKENIZERS = ("bytes", "bpe", "vocabulary")  # tokenizer.json written by our tokenizers' to_json

@@ -13,9 +13,12 @@ The ``model``, ``task`` and ``train`` sections of ``recipe.json`` make it a run 
 (``workbench train runs/mine/recipe.json`` retrains the same weights). The bundled checkpoints in
 ``workbench/checkpoints/`` have this layout.
 
-Writing is atomic: everything goes into a hidden directory beside the target, which replaces the target
-in one rename when the run is complete; an error on the way leaves the target as it was and removes the
-partial directory.
+Writing is atomic: everything goes into a hidden directory beside the target, ``.<name>.partial``, which
+replaces the target in one rename when the run is complete; every file in it is itself written atomically
+(:mod:`workbench.atomic`). An error on the way leaves the target as it was. The partial directory holds the
+training state (:mod:`workbench.training.resume`) while the run trains; a run that is killed or fails
+keeps it, and the same command run again continues from it (a different run starts afresh there); a
+partial directory without a training state is removed.
 
     with RunWriter("runs/mine") as run:
         result = train(cfg, task, train_cfg, writer=run)      # step_N/ checkpoints go to run.path
@@ -27,11 +30,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from . import atomic
 from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, save
 
 RECIPE_FILE = "recipe.json"
@@ -76,6 +79,13 @@ def _is_run_dir(directory: Path) -> bool:
     return not names or bool(names & set(RUN_FILES)) or any(n.startswith(STEP_PREFIX) for n in names)
 
 
+STATE_PREFIX = "train_state-"  # workbench.training.resume.STATE_PREFIX (that module sits above this one)
+
+
+def _resumable(staging: Path) -> bool:
+    return any(staging.glob(f"{STATE_PREFIX}*.pt"))
+
+
 class RunWriter:
     """Stage a run directory beside ``out`` and put it in place when the ``with`` block ends without error.
 
@@ -97,7 +107,10 @@ class RunWriter:
 
     def __enter__(self) -> "RunWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        self.path = self.out.parent / f".{self.out.name}.partial"
+        if self.path.is_dir() and not _resumable(self.path):
+            shutil.rmtree(self.path)
+        self.path.mkdir(exist_ok=True)
         return self
 
     def save_step(self, model, step: int) -> Path:
@@ -119,20 +132,26 @@ class RunWriter:
         recipe = {**({"recipe": name} if name else {}), **run, "final": history[-1] if history else None,
                   "command": command}
         save(model, staging)
-        (staging / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
-        (staging / HISTORY_FILE).write_text(json.dumps(list(history)) + "\n")
+        atomic.write_json(staging / RECIPE_FILE, recipe, indent=2)
+        atomic.write_json(staging / HISTORY_FILE, list(history))
         for fname, content in (files or {}).items():
-            (staging / fname).write_text(content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
+            if isinstance(content, str):
+                atomic.write_text(staging / fname, content)
+            else:
+                atomic.write_json(staging / fname, content, indent=2)
         self.recipe = recipe
         return recipe
 
     def __exit__(self, exc_type, exc, tb) -> None:
         staging, self.path = self._staging(), None
         if exc_type is not None or self.recipe is None:
-            shutil.rmtree(staging, ignore_errors=True)
+            if not _resumable(staging):  # a training state stays for the same command to continue from
+                shutil.rmtree(staging, ignore_errors=True)
             if exc_type is None:
                 raise RunDirError(f"nothing was written for {self.out}: call write(model, run, history) in the block")
             return
+        for state in staging.glob(f"{STATE_PREFIX}*"):
+            state.unlink()
         old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
         if self.out.exists():
             os.replace(self.out, old)

@@ -6,8 +6,11 @@ evaluates and probes each model, then writes ``results.json``, ``tables.md`` and
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
+
+from workbench import atomic
 
 from .. import _cli, _report
 from . import figures, paper
@@ -35,12 +38,13 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
         study.runs, lambda run: execute(run, study, progress=progress),
         lambda run, e: (f"{run.name}: final eval loss {e['final_eval_loss']:.4f}, acc {e['final_eval_acc']:.3f} "
                         f"({e['stop']} at step {e['steps']}, {e['train_seconds']:.0f} s)"),
-        progress)
+        progress, out=out, context={k: v for k, v in study.to_dict().items() if k != "runs"})
     results = {"quick": quick, "study": study.to_dict(), "paper_source": paper.SOURCE,
                "train_cpu_seconds": round(time.process_time() - cpu_start, 1), "runs": entries}
     results["figures"] = write_figures(results, out, png)
-    (out / "tables.md").write_text(tables(results))
+    atomic.write_text(out / "tables.md", tables(results))
     _report.write_results(out, results, command, time.perf_counter() - start)
+    shutil.rmtree(out / _cli.PROGRESS_DIR, ignore_errors=True)
     return results
 
 

@@ -64,7 +64,7 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
                               time.perf_counter() - start, compact_arrays=True)
         return entry
 
-    entries = _cli.run_each(study.runs, one, _summary, progress)
+    entries = _cli.run_each(study.runs, one, _summary, progress, out=out, context=study.protocol.to_dict())
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 

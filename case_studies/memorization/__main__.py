@@ -40,7 +40,7 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
         study.runs, lambda run: execute(run, study.protocol, progress=progress),
         lambda run, e: (f"{run.name}: val ppl {e['val_ppl']:.2f}, {len(e['memorized'])} canaries recited "
                         f"({e['train_seconds']:.0f} s training, {e['probe_edit_seconds']:.0f} s probes and edits)"),
-        progress)
+        progress, out=out, context=study.protocol.to_dict())
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 

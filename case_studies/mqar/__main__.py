@@ -46,7 +46,7 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
     out = _report.prepare_output(out)
     entries = _cli.run_each(
         study.runs, lambda run: execute(run, study.protocol, checkpoints, command, progress=progress),
-        _summary, progress)
+        _summary, progress, out=out, context=study.protocol.to_dict())
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 

@@ -33,7 +33,7 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
         study.runs, lambda run: execute(run, study.protocol, checkpoints, progress=progress),
         lambda run, e: (f"{run.name}: ppl {e['val_ppl']:.2f} → W8A8 {e['w8a8']['per_tensor']['ppl_w8a8']:.2f}, "
                         f"Kurt resid {e['final_kurtosis']['resid_post']:.2f} ({e['train_seconds']:.0f} s training)"),
-        progress)
+        progress, out=out, context=study.protocol.to_dict())
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 

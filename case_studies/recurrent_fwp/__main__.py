@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from workbench import load
+from workbench import atomic, load
 
 from .. import _cli, _report
 from . import figures
@@ -57,7 +57,7 @@ def run_study(study: Study, out: Path, checkpoints, command: str, quick: bool, p
             f.write(json.dumps(entry) + "\n")
         return entry
 
-    entries = _cli.run_each(study.runs, one, _summary, progress)
+    entries = _cli.run_each(study.runs, one, _summary, progress, out=out, context=study.protocol.to_dict())
     results = {"quick": quick, "study": study.to_dict(), "runs": entries}
     written = _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
     partial.unlink()
@@ -83,7 +83,7 @@ def rescore(ap, out: Path, checkpoints: Path, command: str, png: bool) -> dict:
                      f"{entry['test']['answer_accuracy']}: not the model of this results.json")
         entry["test"] = test
     results["rescored"] = {"command": command, "wall_seconds": round(time.perf_counter() - start, 1)}
-    (Path(out) / "results.json").write_text(_report.results_json(results, compact_arrays=True))
+    atomic.write_text(Path(out) / "results.json", _report.results_json(results, compact_arrays=True))
     return _cli.redraw(ap, out, write_figures, tables, png)
 
 

@@ -64,7 +64,8 @@ def train_command(config: Path = typer.Argument(..., help='JSON file {"model": {
                                                 '...}, "train": {TrainConfig}}; a recipe.json works too'),
                   out: Path = typer.Option(..., help="directory to write the checkpoint, recipe.json and history.json to"),
                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
-    """Train a model from a JSON run config and save the checkpoint to --out."""
+    """Train a model from a JSON run config and save the checkpoint to --out. A run that is killed or fails keeps
+    its training state in .<out>.partial beside --out; the same command run again continues from it."""
     from ..run_dir import RunDirError
     from ..training.run_config import RunConfigError, load_run_config, train_run
 

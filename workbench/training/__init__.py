@@ -2,8 +2,9 @@
 named runs of the bundled checkpoints) and the text-model command (``text``). Every entry point writes its
 run directory through :mod:`workbench.run_dir`."""
 
+from .resume import resuming
 from .trainer import (OPTIMIZERS, TrainConfig, TrainResult, evaluate, lr_at, make_optimizer, masked_loss, run_record,
                       train)
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "evaluate", "lr_at", "make_optimizer", "masked_loss", "run_record",
-           "train"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "evaluate", "lr_at", "make_optimizer", "masked_loss", "resuming",
+           "run_record", "train"]

@@ -20,6 +20,7 @@ from typing import Mapping, Optional
 import torch
 import torch.distributed as dist
 
+from ... import atomic
 from ..torchrun import process_group
 from .stats import KFACConfig, KFACFactors, collect_kfac
 
@@ -100,7 +101,8 @@ def main(argv=None) -> None:
         if world > 1:
             all_reduce_kfac(stats)
         if rank == 0:
-            torch.save({"world_size": world, "factors": {k: v.to_dict() for k, v in stats.items()}}, args.out)
+            with atomic.replacing(args.out) as tmp:
+                torch.save({"world_size": world, "factors": {k: v.to_dict() for k, v in stats.items()}}, tmp)
 
 if __name__ == "__main__":
     main()

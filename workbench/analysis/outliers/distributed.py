@@ -21,6 +21,7 @@ from typing import Mapping, Union
 import torch
 import torch.distributed as dist
 
+from ... import atomic
 from ..torchrun import process_group
 from .stats import OutlierStats
 
@@ -120,8 +121,7 @@ def main(argv=None) -> None:
         if world > 1:
             all_reduce_stats(stats)
         if rank == 0:
-            with open(args.out, "w") as f:
-                json.dump({"world_size": world, "sites": summaries(stats)}, f, indent=1)
+            atomic.write_json(args.out, {"world_size": world, "sites": summaries(stats)}, indent=1)
 
 if __name__ == "__main__":
     main()
