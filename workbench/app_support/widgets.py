@@ -92,7 +92,8 @@ def choose_model() -> sources.LoadedModel:
 def choose_sequence(lm: sources.LoadedModel) -> TokenSequence:
     """Sidebar: the sequence to look at. Raises ValueError with the reason if it is not usable."""
     cfg = lm.model.cfg
-    has_tokenizer = lm.model.tokenizer is not None
+    # a tokenizer of free text (not a synthetic task's vocabulary of token names) starts the sidebar on typed text
+    has_tokenizer = getattr(lm.model.tokenizer, "encodes_free_text", lm.model.tokenizer is not None)
     options = SEQUENCE_SOURCES if has_tokenizer else SEQUENCE_SOURCES[:2]
     # a model with a tokenizer starts on typed text (its own widget key, so that choice is not carried over from
     # a model without one)

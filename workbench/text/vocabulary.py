@@ -19,6 +19,7 @@ class VocabularyTokenizer:
     """Names ↔ ids for a fixed vocabulary (``tokens[i]`` names id i); ``encode`` splits on whitespace."""
 
     kind = "vocabulary"
+    encodes_free_text = False  # only its token names: the app offers task sequences and token ids, not typed text
 
     def __init__(self, tokens: Sequence[str]):
         tokens = tuple(tokens)
