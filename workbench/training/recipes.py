@@ -16,6 +16,7 @@ import torch
 
 from ..config import ModelConfig
 from ..mixers import MixerConfig
+from ..mixers.delta_lstm import DeltaLSTMConfig
 from ..mixers.delta_rnn import DeltaRNNConfig
 from ..mixers.rec_delta import RecDeltaConfig
 from ..mixers.srwm import SRWMConfig
@@ -44,12 +45,11 @@ RECIPES = {
     "toy-softmax": _mqar_recipe("softmax"),
     # the fast-weight memories of Irie et al. and Schlag et al. (bundled). Without DeltaNet's short convolution and
     # per-head output RMSNorm (EXTRAS; not in the authors' models) they learned mostly to answer late queries by
-    # elimination (MQAR accuracy 0.29-0.42 after 1500-4000 steps); the Recurrent Delta Net and the Delta RNN are
-    # retrained with them. Their recurrences run position by position, so they are kept narrow (d_head 16).
+    # elimination (MQAR accuracy 0.29-0.42 after 1500-4000 steps); the Recurrent Delta Net, the Delta RNN and the
+    # Delta LSTM are retrained with them. Their recurrences run position by position, so they are kept narrow (d_head 16).
     "toy-rec-delta": _mqar_recipe(RecDeltaConfig(**EXTRAS), steps=1000, n_heads=4, d_head=16),
     "toy-delta-rnn": _mqar_recipe(DeltaRNNConfig(**EXTRAS), steps=1000, n_heads=4, d_head=16),
-    # not yet retrained with the extras (the authors' model; learned recall only partly: see the README)
-    "toy-delta-lstm": _mqar_recipe("delta_lstm", steps=2200, d_head=16),
+    "toy-delta-lstm": _mqar_recipe(DeltaLSTMConfig(**EXTRAS), steps=1500, d_head=16),
     # the SRWM with the identity input map and without the extras: with its input softmax (the authors' default)
     # it stayed at chance for 500 steps at 2×32 and at 4×16; with the extras (1500 steps) it reached only 0.095
     "toy-srwm": _mqar_recipe(SRWMConfig(input_softmax=False), steps=4000, n_heads=4, d_head=16),
