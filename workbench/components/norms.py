@@ -7,6 +7,12 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 
+def rms_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / √(mean(x²) + ε) over the last axis: the one home of the per-head RMS norms (QK-norm, the read-out norms
+    of DeltaNet, GLA, Mamba-2 and the memories' ``output_norm``); the caller applies its gain."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
 class LayerNorm(nn.Module):
     def __init__(self, d: int, eps: float = 1e-5):
         super().__init__()
@@ -45,7 +51,7 @@ class QKRMSNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
+        return rms_normalize(x, self.eps) * self.w
 
 
 class Gain(nn.Module):

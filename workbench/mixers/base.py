@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.norms import rms_normalize
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_keys
 from ..kernels import RecurrenceOutput
@@ -176,7 +177,7 @@ class Mixer(nn.Module):
         """Read-outs ``z [..., head, d_v]`` through the per-head RMSNorm (``add_output_norm_``), or unchanged."""
         if not getattr(self, "has_output_norm", False):
             return z
-        return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + self.model_cfg.norm_eps) * self.w_norm
+        return rms_normalize(z, self.model_cfg.norm_eps) * self.w_norm
 
     def norm_readout(self, z: torch.Tensor) -> torch.Tensor:
         """:meth:`rms_readout` in a run: fires ``hook_z_norm`` (only with the norm)."""

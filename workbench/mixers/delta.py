@@ -49,7 +49,7 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from ..components.feature_maps import FeatureMap, feature_dim
-from ..components.norms import Gain
+from ..components.norms import Gain, rms_normalize
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, delta_rule
@@ -271,7 +271,7 @@ class DeltaNet(Mixer):
 
     def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_v]
         eps = self.cfg.output_norm_eps or self.model_cfg.norm_eps
-        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + eps) * self.w_norm
+        z = rms_normalize(z, eps) * self.w_norm
         if self.cfg.output_gate:
             gate = torch.einsum("...m,hmd->...hd", x, self.W_G)
             z = z * (F.silu(gate) if self.cfg.gate_activation == "silu" else torch.sigmoid(gate))

@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.norms import rms_normalize
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
@@ -125,7 +126,7 @@ class GatedLinearAttention(Mixer):
 
     def output_norm(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [batch, pos, head, d_v]
         eps = self.cfg.output_norm_eps or self.model_cfg.norm_eps
-        z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + eps) * self.w_norm
+        z = rms_normalize(z, eps) * self.w_norm
         if self.cfg.output_gate:
             z = z * F.silu(torch.einsum("...m,hmd->...hd", x, self.W_G))
         return z

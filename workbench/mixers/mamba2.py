@@ -41,6 +41,7 @@ from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
+from ..components.norms import rms_normalize
 from ..components.short_conv import ShortConv
 from ..dataclass_io import check_int_fields
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig
@@ -148,7 +149,7 @@ class Mamba2(Mixer):
         eps = self.cfg.output_norm_eps or self.model_cfg.norm_eps
         y = (y * F.silu(gate)).flatten(-2)
         grouped = y.unflatten(-1, (self.n_groups, -1))
-        y = (grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + eps)).flatten(-2) * self.w_norm
+        y = rms_normalize(grouped, eps).flatten(-2) * self.w_norm
         return y.unflatten(-1, (self.n_heads, self.d_v))
 
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
