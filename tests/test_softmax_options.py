@@ -59,3 +59,57 @@ def test_biases_and_own_head_sizes_load_and_round_trip(tmp_path):
     workbench.save(model, tmp_path)
     again = workbench.load(tmp_path)
     assert torch.equal(again(TOKENS), model(TOKENS))
+
+
+# ---------------------------------------------------------------- the fused path when nothing observes the pattern
+def _pattern_run(model, tokens, **kw):
+    """The forward through the scores and pattern hooks (a hook that returns its input unchanged observes them)."""
+    keep = lambda t, hook: t  # noqa: E731
+    return model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n.endswith(("hook_pattern", "hook_attn_scores")), keep)],
+                                **kw)
+
+
+def test_the_fused_path_equals_the_pattern_path():
+    for mixer in ("softmax", SoftmaxConfig(window=3), SoftmaxConfig(n_kv_heads=2, rotary_base=10_000)):
+        model = HookedFastWeightLM(ModelConfig(**BASE, mixer=mixer, init_std=0.3)).double()
+        torch.testing.assert_close(model(TOKENS), _pattern_run(model, TOKENS), rtol=1e-12, atol=1e-12)
+
+
+def test_the_fused_path_equals_the_pattern_path_when_stepping():
+    model = HookedFastWeightLM(ModelConfig(**BASE, mixer=SoftmaxConfig(window=4), init_std=0.3)).double()
+    full = model(TOKENS)
+    for observe in (False, True):
+        cache, outs = model.init_cache(), []
+        for t in range(TOKENS.shape[1]):
+            step = TOKENS[:, t : t + 1]
+            outs.append(_pattern_run(model, step, past_kv_cache=cache) if observe else model(step, past_kv_cache=cache))
+        torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-10, atol=1e-10)
+
+
+def test_a_hook_on_the_pattern_is_honoured():
+    """The fused path is taken only when nothing observes the pattern: a hook that edits it changes the output."""
+    model = HookedFastWeightLM(ModelConfig(**BASE, mixer="softmax", init_std=0.3))
+    uniform = lambda p, hook: torch.tril(torch.ones_like(p)) / torch.tril(torch.ones_like(p)).sum(-1, keepdim=True)  # noqa: E731
+    edited = model.run_with_hooks(TOKENS, fwd_hooks=[("blocks.0.attn.hook_pattern", uniform)])
+    assert (edited - model(TOKENS)).abs().max() > 1e-3
+    _, cache = model.run_with_cache(TOKENS)
+    assert cache["blocks.0.attn.hook_pattern"].shape == (2, 4, 13, 13)
+
+
+def test_observed_sees_hooks_of_every_kind():
+    from torch import nn
+
+    from workbench.components.observed import observed
+
+    point = nn.Identity()
+    assert not observed(point)
+    for register in (lambda: point.register_forward_hook(lambda *a: None),
+                     lambda: point.register_forward_pre_hook(lambda *a: None),
+                     lambda: point.register_full_backward_hook(lambda *a: None),
+                     lambda: nn.modules.module.register_module_forward_hook(lambda *a: None)):
+        handle = register()
+        assert observed(point)
+        handle.remove()
+        assert not observed(point)
+    point.forward = lambda x: x  # what nnsight installs on every module it wraps
+    assert observed(point)
