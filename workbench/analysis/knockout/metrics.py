@@ -11,11 +11,15 @@ Metric = Callable[[torch.Tensor], torch.Tensor]  # logits [batch, pos, vocab] ->
 
 def final_token_logprob(token: torch.Tensor, position: int = -1) -> Metric:
     """The metric log p(token | prefix) at ``position`` (default the last), one ``token`` per sequence
-    (``[batch]`` ids, or an int for all)."""
+    (``[batch]`` ids, or an int for all; a batch of k copies of the sequences, as a knockout grid runs them, takes
+    them k times)."""
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(logits[:, position].double(), dim=-1)  # [batch, vocab]
-        ids = torch.as_tensor(token, device=logits.device).long().expand(logits.shape[0])
+        ids = torch.as_tensor(token, device=logits.device).long().reshape(-1)
+        if logits.shape[0] % ids.numel():
+            raise ValueError(f"final_token_logprob has {ids.numel()} tokens for a batch of {logits.shape[0]}")
+        ids = ids.repeat(logits.shape[0] // ids.numel())  # a batch of repeated copies (the grid's) repeats them
         return logp.gather(-1, ids[:, None])[:, 0]
 
     return metric

@@ -4,7 +4,8 @@ Two exact routes, both ending in the same splice — the clean run with the head
 at the target positions only, so every other position, head and layer is the clean run's:
 
   - ``"attention"`` (mixers whose output is linear in the values, ``hook_z = A · hook_v``):
-    z'_t = z_t − Σ_{s ∈ sources} A[t, s] v_s, A the layer's exact effective attention
+    z'_t = z_t − Σ_{s ∈ sources} A[t, s] v_s = Σ_{s ∉ sources} A[t, s] v_s (the shorter sum is taken), A the
+    layer's exact effective attention (float32, as ``model.effective_attention`` gives it)
     (``model.effective_attention``; mamba-knockout's zero-attention knockout, here exact for the delta rule too);
   - ``"rerun"`` (every fast-weight mixer): the layer's recurrence re-run without the sources' writes
     (:mod:`workbench.mixers.knockout`; the mixer says what its writes are, ``Mixer.knockout_inputs``), read at
@@ -88,9 +89,13 @@ def knocked_readout(model, tokens, layer: int, head: Heads, sources, route: str 
         if v is None:
             raise NotDefinedForMixer(f"layer {layer} ({attn.label(attn.cfg)}) has no hook_v to knock out through "
                                      "its effective attention; use route='rerun'")
-        for h in heads:
-            taken = torch.einsum("bts,bsd->btd", A[:, h][:, :, src].to(v.dtype), v[:, src, h])
-            z[:, :, h] = z[:, :, h] - taken.to(z.dtype)
+        kept = [s for s in range(tokens.shape[1]) if s not in set(src)]
+        for h in heads:  # the shorter of two equal sums, so that A's float32 rounding stays small:
+            if len(kept) < len(src):  # z'_t = Σ_{s ∉ sources} A[t, s] v_s (exactly 0 with every source out)
+                z[:, :, h] = torch.einsum("bts,bsd->btd", A[:, h][:, :, kept].to(v.dtype), v[:, kept, h]).to(z.dtype)
+            else:  # z'_t = z_t − Σ_{s ∈ sources} A[t, s] v_s (exactly z_t where A[t, sources] = 0: t < s)
+                taken = torch.einsum("bts,bsd->btd", A[:, h][:, :, src].to(v.dtype), v[:, src, h])
+                z[:, :, h] = z[:, :, h] - taken.to(z.dtype)
         return z
     if not attn.has_fast_weights:
         raise NotDefinedForMixer(f"layer {layer} ({attn.label(attn.cfg)}) keeps no fast-weight memory to re-run; "
