@@ -39,3 +39,20 @@ def check_metric(values, n: int) -> torch.Tensor:
         got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"the metric must map logits [batch, pos, vocab] to one number per sequence [{n}], got {got}")
     return values.double()
+
+
+def logit_difference(a, b, position: int = -1) -> Metric:
+    """The metric logit(a) − logit(b) at ``position`` (default the last); ``a``/``b`` token ids (ints, or ``[batch]``
+    ids repeated over a batch of copies as :func:`final_token_logprob`)."""
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        row = logits[:, position].double()  # [batch, vocab]
+        out = []
+        for tok in (a, b):
+            ids = torch.as_tensor(tok, device=logits.device).long().reshape(-1)
+            if logits.shape[0] % ids.numel():
+                raise ValueError(f"logit_difference has {ids.numel()} tokens for a batch of {logits.shape[0]}")
+            out.append(row.gather(-1, ids.repeat(logits.shape[0] // ids.numel())[:, None])[:, 0])
+        return out[0] - out[1]
+
+    return metric
