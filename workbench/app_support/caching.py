@@ -146,4 +146,4 @@ def steering_sweep(lm: sources.LoadedModel, seq: TokenSequence, layer: int, _dir
                    dirs_key: tuple, positions: tuple, mode: str, strengths: tuple, token_a: int, token_b: int,
                    heldout: TokenStream) -> pd.DataFrame:
     return _locked(lm, steering.strength_sweep, list(seq.tokens), layer, _dirs, list(positions), mode,
-                   list(strengths), token_a, token_b, heldout.stacked())
+                   list(strengths), token_a, token_b, heldout.stacked(), torch.cat(heldout.masks(), 0))

@@ -95,13 +95,15 @@ def next_token_table(model, tokens: list[int], layer: int, dirs: Directions, pos
 
 
 def strength_sweep(model, tokens: list[int], layer: int, dirs: Directions, positions: list[int], mode: str,
-                   strengths: list[float], token_a: int, token_b: int, heldout: torch.Tensor) -> pd.DataFrame:
+                   strengths: list[float], token_a: int, token_b: int, heldout: torch.Tensor,
+                   heldout_mask: Optional[torch.Tensor] = None) -> pd.DataFrame:
     """:func:`~workbench.analysis.steering_sweep` of residual and state steering on the sequence, scored by
-    logit(A) − logit(B) at its last position, with perplexity on ``heldout``."""
+    logit(A) − logit(B) at its last position, with perplexity on ``heldout`` (over ``heldout_mask``'s predictions)."""
     ids = model.check_tokens(tokens)
     steerers = {"residual": lambda s: residual_steering(model, layer, dirs.residual, s, positions=positions)}
     if dirs.state is not None:
         state_positions = positions[:1] if mode == "carry" else positions
         steerers["state"] = lambda s: state_steering(model, layer, state_positions, direction=dirs.state, strength=s,
                                                      mode=mode)
-    return steering_sweep(model, ids, steerers, strengths, metric=logit_difference(token_a, token_b), heldout=heldout)
+    return steering_sweep(model, ids, steerers, strengths, metric=logit_difference(token_a, token_b), heldout=heldout,
+                          heldout_mask=heldout_mask)

@@ -42,5 +42,5 @@ def next_token_shift(table: pd.DataFrame, title: str = "") -> go.Figure:
         fig.add_trace(go.Bar(x=table["token"].astype(str).tolist(), y=table[col].tolist(), name=str(col),
                              marker_color=PALETTE[i % len(PALETTE)]))
     fig.update_layout(barmode="group", title=title or "Next-token distribution with and without steering",
-                      xaxis_title="token", yaxis_title="p(next token)", margin=dict(l=50, r=10, t=40, b=40))
+                      xaxis_title="token", xaxis_type="category", yaxis_title="p(next token)", margin=dict(l=50, r=10, t=40, b=40))
     return fig

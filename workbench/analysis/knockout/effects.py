@@ -1,7 +1,8 @@
 """The per-(source, target) effect of path knockouts on a metric, as a DataFrame.
 
 For each source s the knocked-out read-out is computed once (one effective-attention product or one re-run of the
-layer), then every target t ≥ s is spliced in its own copy of the batch and all of them run in one forward pass.
+layer), then every target t ≥ s is spliced in its own copy of the batch and all of them run in one forward pass
+(the metric still sees one copy, ``[batch, pos, vocab]``, at a time).
 Pairs with t < s are left out: a causal layer reads nothing at t that s writes later.
 """
 
@@ -53,7 +54,7 @@ def knockout_effects(model, tokens, layer: int, head: Heads = 0, metric: Optiona
             return out.view_as(z)
 
         logits = model.run_with_hooks(tokens.repeat(len(ts), 1), fwd_hooks=[(hook_name, splice)])
-        values = check_metric(metric(logits), len(ts) * batch).view(len(ts), batch)
+        values = torch.stack([check_metric(metric(part), batch) for part in logits.split(batch)])  # [len(ts), batch]
         for i, t in enumerate(ts):
             diff = values[i] - clean
             sem = float(diff.std(unbiased=True) / batch ** 0.5) if batch > 1 else float("nan")

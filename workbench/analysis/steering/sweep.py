@@ -24,18 +24,19 @@ COLUMNS = ["steering", "strength", "metric", "metric_sem", "clean_metric", "effe
            "clean_perplexity"]
 
 
-def _heldout_loss(model, heldout: Optional[torch.Tensor]) -> float:
-    return float("nan") if heldout is None else float(lm_loss(model(heldout), heldout))
+def _heldout_loss(model, heldout: Optional[torch.Tensor], mask: Optional[torch.Tensor]) -> float:
+    return float("nan") if heldout is None else float(lm_loss(model(heldout), heldout, mask=mask))
 
 
 @torch.no_grad()
 def steering_sweep(model, tokens, steerers: Mapping[str, Callable[[float], ContextManager]],
                    strengths: Sequence[float], metric: Optional[Metric] = None,
-                   heldout: Optional[torch.Tensor] = None, progress: bool = False) -> pd.DataFrame:
+                   heldout: Optional[torch.Tensor] = None, heldout_mask: Optional[torch.Tensor] = None,
+                   progress: bool = False) -> pd.DataFrame:
     """One row per (steering, strength): ``metric`` on ``tokens`` under that steering (batch mean and its
     standard error, NaN for one sequence), the clean value and the effect (steered − clean), and the mean
     next-token loss and perplexity on ``heldout`` tokens ``[batch, pos]`` under the same steering (NaN without
-    them). ``metric`` maps logits to ``[batch]``; default: log p of the clean run's last prediction.
+    them; ``heldout_mask`` ``[batch, pos-1]``: only the predictions it marks, e.g. a task's ``loss_mask``). ``metric`` maps logits to ``[batch]``; default: log p of the clean run's last prediction.
     Columns: :data:`COLUMNS`."""
     tokens = model.check_tokens(tokens)
     if heldout is not None:
@@ -48,13 +49,15 @@ def steering_sweep(model, tokens, steerers: Mapping[str, Callable[[float], Conte
     metric = default_metric(model, tokens, metric)
     batch = tokens.shape[0]
     clean = check_metric(metric(model(tokens)), batch)
-    clean_ppl = math.exp(_heldout_loss(model, heldout))
+    if heldout_mask is not None and heldout is None:
+        raise ValueError("heldout_mask goes with heldout tokens")
+    clean_ppl = math.exp(_heldout_loss(model, heldout, heldout_mask))
     rows = []
     jobs = [(name, s) for name in steerers for s in strengths]
     for name, s in tqdm(jobs, desc="steering sweep", disable=not progress):
         with steerers[name](s):
             values = check_metric(metric(model(tokens)), batch)
-            loss = _heldout_loss(model, heldout)
+            loss = _heldout_loss(model, heldout, heldout_mask)
         diff = values - clean
         rows.append(dict(steering=name, strength=s, metric=float(values.mean()),
                          metric_sem=float(values.std() / batch ** 0.5) if batch > 1 else float("nan"),

@@ -64,7 +64,7 @@ st.plotly_chart(next_token_shift(table, title=f"Next-token distribution at the l
 st.dataframe(table, hide_index=True)
 
 if st.toggle("Sweep the strength (metric: logit A − logit B at the last position; perplexity on held-out task "
-             "sequences)", key="steer_sweep"):
+             "sequences, over the predictions the task scores)", key="steer_sweep"):
     peak = abs(strength) or 1.0
     strengths = tuple(round(peak * f, 6) for f in (-1.0, -0.5, 0.0, 0.5, 1.0))
     heldout = (token_streams.task_stream(cfg, task, 1, 8, seed + 1) if task is not None
