@@ -104,9 +104,9 @@ def test_the_grid_equals_one_knockout_per_cell(mixer):
     metric = final_token_logprob(torch.tensor([3, 5]))
     df = knockout_effects(model, TOKENS, 1, 1, metric=metric, sources=[1, 4, 6], targets=[4, 6])
     assert list(zip(df.source, df.target)) == [(1, 4), (1, 6), (4, 4), (4, 6), (6, 6)]  # targets before a source: none
-    clean = metric(model(TOKENS))
+    clean = metric(model(TOKENS)).detach()
     for row in df.itertuples():
-        one = metric(knock_out(model, TOKENS, 1, 1, [row.source], [row.target])) - clean
+        one = (metric(knock_out(model, TOKENS, 1, 1, [row.source], [row.target])) - clean).detach()
         assert abs(row.effect - float(one.mean())) <= 1e-9
         assert abs(row.effect_sem - float(one.std() / 2 ** 0.5)) <= 1e-9
     assert df.effect.abs().max() > 0
@@ -133,6 +133,7 @@ def test_clear_errors():
     assert rec.mixer(0).state_request is None
 
 
+@pytest.mark.integration  # builds a transformers model, saves it and opens it (seconds)
 def test_knockout_on_an_imported_checkpoint(tmp_path):
     transformers = pytest.importorskip("transformers")
     if not hasattr(transformers, "Qwen3_5TextConfig"):
@@ -151,3 +152,18 @@ def test_knockout_on_an_imported_checkpoint(tmp_path):
     assert len(df) == 4 and df.effect.abs().max() > 0
     soft = [i for i in model.mixer_layers if i not in model.fast_weight_layers][0]
     assert knockout_effects(model, tokens, soft, 0, sources=[2], targets=[11]).route.tolist() == ["attention"]
+
+
+def test_the_heatmap_puts_sources_across_and_targets_down_and_leaves_no_path_blank():
+    import pandas as pd
+
+    from workbench.plots import knockout_heatmap
+
+    df = pd.DataFrame(dict(layer=1, head=0, route="rerun", source=[0, 0, 2], target=[1, 2, 2], effect=[-0.5, 0.25, 1.0]))
+    fig = knockout_heatmap(df, labels=["a", "b", "c"])
+    trace = fig.data[0]
+    assert list(trace.x) == ["0: a", "2: c"] and list(trace.y) == ["1: b", "2: c"]
+    assert [list(row) for row in trace.z] == [[-0.5, None], [0.25, 1.0]]  # target 1 < source 2: no path, blank
+    assert trace.zmid == 0 and trace.zmax == 1.0 and "layer 1, head 0, route rerun" in fig.layout.title.text
+    with pytest.raises(ValueError, match="lacks columns"):
+        knockout_heatmap(pd.DataFrame(dict(source=[0])))

@@ -118,12 +118,12 @@ def test_the_sweep_rows_are_the_steered_runs():
                 "state": lambda s: state_steering(model, 1, [5], direction=D, strength=s, mode="carry")}
     df = steering_sweep(model, POS, steerers, [0.0, 4.0], metric=metric, heldout=heldout)
     assert df.steering.tolist() == ["residual", "residual", "state", "state"]
-    clean_ppl = math.exp(float(lm_loss(model(heldout), heldout)))
+    clean_ppl = math.exp(float(lm_loss(model(heldout), heldout).detach()))
     zero = df[df.strength == 0]
     assert (zero.effect == 0).all() and zero.perplexity.tolist() == pytest.approx([clean_ppl] * 2, rel=1e-12)
     with residual_steering(model, 1, v, 4.0):
-        assert df.metric[1] == pytest.approx(float(metric(model(POS)).mean()), rel=1e-12)
-        assert df.perplexity[1] == pytest.approx(math.exp(float(lm_loss(model(heldout), heldout))), rel=1e-12)
+        assert df.metric[1] == pytest.approx(float(metric(model(POS)).detach().mean()), rel=1e-12)
+        assert df.perplexity[1] == pytest.approx(math.exp(float(lm_loss(model(heldout), heldout).detach())), rel=1e-12)
     assert (df[df.strength == 4].effect.abs() > 0).all()
     with pytest.raises(ValueError, match="strengths"):
         steering_sweep(model, POS, steerers, [])
@@ -151,6 +151,7 @@ def test_held_out_text_and_clear_errors():
             pass
 
 
+@pytest.mark.integration  # builds a transformers model, saves it and opens it (seconds)
 def test_steering_an_imported_checkpoint(tmp_path):
     transformers = pytest.importorskip("transformers")
     if not hasattr(transformers, "Qwen3_5TextConfig"):
@@ -167,3 +168,20 @@ def test_steering_an_imported_checkpoint(tmp_path):
                                                   direction=contrastive_state_direction(model, pos, neg, layer))}
     df = steering_sweep(model, pos, steerers, [0.0, 8.0], heldout=neg)
     assert (df[df.strength == 0].effect == 0).all() and (df[df.strength == 8].effect.abs() > 0).all()
+
+
+def test_the_sweep_plot_draws_metric_and_perplexity_per_steering_side_by_side():
+    import pandas as pd
+
+    from workbench.plots import next_token_shift, steering_sweep_plot
+
+    df = pd.DataFrame(dict(steering=["residual"] * 2 + ["state"] * 2, strength=[0.0, 2.0] * 2,
+                           metric=[1.0, 3.0, 1.0, 1.5], metric_sem=[0.1] * 4, perplexity=[5.0, 7.0, 5.0, 5.5]))
+    fig = steering_sweep_plot(df)
+    assert [(t.name, t.xaxis) for t in fig.data] == [("residual", "x"), ("residual", "x2"), ("state", "x"),
+                                                      ("state", "x2")]
+    assert list(fig.data[1].y) == [5.0, 7.0] and list(fig.data[0].error_y.array) == [0.1, 0.1]
+    bars = next_token_shift(pd.DataFrame(dict(token=[4, 9], clean=[0.6, 0.1], state=[0.2, 0.5])))
+    assert [t.name for t in bars.data] == ["clean", "state"] and list(bars.data[0].x) == ["4", "9"]
+    with pytest.raises(ValueError, match="lacks columns"):
+        steering_sweep_plot(df.drop(columns="perplexity"))
