@@ -91,6 +91,7 @@ def test_bad_choices_show_a_message_and_a_model_without_fast_weights_steers_the_
     at.radio(key="model_source").set_value("Fresh model (random init)").run()
     at.selectbox(key="fresh_mixer").set_value("softmax").run()
     at.switch_page("app_pages/steering.py").run()
+    at.multiselect(key="steer_positions").set_value([3]).run()  # the empty choice above stays until changed
     assert_ok(at)
     assert "softmax" in at.sidebar.caption[0].value
     assert "layer 0 (softmax attention) keeps no fast-weight state to steer" in at.info[0].value

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics import Metric, check_metric, default_metric
-from .paths import Heads, knocked_readout, pick_route, positions_or_empty, resolve_heads
+from .paths import Heads, clean_parts, knocked_readout, pick_route, positions_or_empty, resolve_heads
 
 COLUMNS = ["layer", "head", "source", "target", "route", "metric", "clean_metric", "effect", "effect_sem"]
 
@@ -39,12 +39,13 @@ def knockout_effects(model, tokens, layer: int, head: Heads = 0, metric: Optiona
     clean = check_metric(metric(model(tokens)), batch)
     head_label = heads[0] if len(heads) == 1 else ",".join(map(str, heads))
     hook_name = f"blocks.{layer}.attn.hook_z"
+    parts = clean_parts(model, tokens, layer, route)
     rows = []
     for s in tqdm(src, desc="knockout sources", disable=not progress):
         ts = [t for t in tgt if t >= s]
         if not ts:
             continue
-        z_new = knocked_readout(model, tokens, layer, heads, [s], route)  # [batch, pos, head, d_v]
+        z_new = knocked_readout(model, tokens, layer, heads, [s], route, parts)  # [batch, pos, head, d_v]
 
         def splice(z: torch.Tensor, hook, ts=ts, z_new=z_new) -> torch.Tensor:  # z: [len(ts)·batch, pos, head, d_v]
             out = z.clone().view(len(ts), batch, *z.shape[1:])

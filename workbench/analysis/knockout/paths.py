@@ -69,26 +69,38 @@ def pick_route(model, tokens, layer: int, route: str) -> str:
 
 
 @torch.no_grad()
-def knocked_readout(model, tokens, layer: int, head: Heads, sources, route: str = "auto"
-                    ) -> Float[torch.Tensor, "batch pos head d_v"]:
+def clean_parts(model, tokens, layer: int, route: str) -> dict[str, torch.Tensor]:
+    """What every knockout of ``layer`` on ``tokens`` starts from: the clean ``z`` (hook_z), and for the attention
+    route ``v`` (hook_v) and ``A`` (the effective attention). Compute once, pass to :func:`knocked_readout`."""
+    clean = model.layer_cache(tokens, layer, ["hook_z", "hook_v"])
+    parts = {"z": clean("hook_z")}
+    if route == "attention":
+        attn = model.mixer(layer)
+        if clean("hook_v") is None:
+            raise NotDefinedForMixer(f"layer {layer} ({attn.label(attn.cfg)}) has no hook_v to knock out through "
+                                     "its effective attention; use route='rerun'")
+        parts.update(v=clean("hook_v"), A=model.effective_attention(tokens, layer))  # A: [batch, head, pos, pos]
+    return parts
+
+
+@torch.no_grad()
+def knocked_readout(model, tokens, layer: int, head: Heads, sources, route: str = "auto",
+                    parts: Optional[dict] = None) -> Float[torch.Tensor, "batch pos head d_v"]:
     """The read-out ``hook_z`` of ``layer`` at every position when the ``sources``' writes are removed for
-    ``head`` (None: every head, each knocked out on its own); the other heads keep the clean read-out."""
+    ``head`` (None: every head, each knocked out on its own); the other heads keep the clean read-out.
+    ``parts``: :func:`clean_parts` of this layer, tokens and route, when computed already."""
     tokens = model.check_tokens(tokens)
     layer = layer % model.cfg.n_layers
     heads = resolve_heads(model, head)
     src = positions_or_empty(sources, tokens.shape[1])
     route = pick_route(model, tokens, layer, route)
     attn = model.mixer(layer)
-    clean = model.layer_cache(tokens, layer, ["hook_z", "hook_v"])
-    z = clean("hook_z").clone()
+    parts = clean_parts(model, tokens, layer, route) if parts is None else parts
+    z = parts["z"].clone()
     if not src or not heads:
         return z
     if route == "attention":
-        A = model.effective_attention(tokens, layer)  # [batch, head, pos, pos] (query, key)
-        v = clean("hook_v")
-        if v is None:
-            raise NotDefinedForMixer(f"layer {layer} ({attn.label(attn.cfg)}) has no hook_v to knock out through "
-                                     "its effective attention; use route='rerun'")
+        A, v = parts["A"], parts["v"]
         kept = [s for s in range(tokens.shape[1]) if s not in set(src)]
         for h in heads:  # the shorter of two equal sums, so that A's float32 rounding stays small:
             if len(kept) < len(src):  # z'_t = Σ_{s ∉ sources} A[t, s] v_s (exactly 0 with every source out)
