@@ -8,15 +8,16 @@ Edited models, and what is measured on them, live in :func:`per_session` stores:
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from operator import attrgetter
-from typing import Callable, Hashable, TypeVar
+from typing import Callable, Hashable, Optional, TypeVar
 
 import pandas as pd
 import streamlit as st
 import torch
 
-from . import attention_maps, edits, outlier_dashboard, predictions, probing, sources, trajectory
+from . import attention_maps, edits, outlier_dashboard, predictions, probing, sources, steering, trajectory
 from .sequences import TokenSequence
 from .token_streams import TokenStream
 
@@ -123,3 +124,26 @@ def per_session(store: str, key: Hashable, compute: Callable[[], T], max_entries
     while len(entries) > max_entries:
         entries.popitem(last=False)
     return value
+
+
+# ---------------------------------------------------------------------- steering (the Steering page)
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def steering_directions(lm: sources.LoadedModel, layer: int, source: str, task_json: Optional[str], n: int, seed: int,
+                        token_a: int, token_b: int) -> steering.Directions:
+    task = None if task_json is None else json.loads(task_json)
+    return _locked(lm, steering.directions, layer, source, task, n, seed, token_a, token_b)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def steering_table(lm: sources.LoadedModel, seq: TokenSequence, layer: int, _dirs: steering.Directions,
+                   dirs_key: tuple, positions: tuple, strength: float, mode: str) -> pd.DataFrame:
+    """``dirs_key`` (the arguments of :func:`steering_directions`) stands for ``_dirs`` in the cache key."""
+    return _locked(lm, steering.next_token_table, list(seq.tokens), layer, _dirs, list(positions), strength, mode)
+
+
+@st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_KEY)
+def steering_sweep(lm: sources.LoadedModel, seq: TokenSequence, layer: int, _dirs: steering.Directions,
+                   dirs_key: tuple, positions: tuple, mode: str, strengths: tuple, token_a: int, token_b: int,
+                   heldout: TokenStream) -> pd.DataFrame:
+    return _locked(lm, steering.strength_sweep, list(seq.tokens), layer, _dirs, list(positions), mode,
+                   list(strengths), token_a, token_b, heldout.stacked(), torch.cat(heldout.masks(), 0))

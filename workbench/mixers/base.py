@@ -255,6 +255,19 @@ class Mixer(nn.Module):
     def _no_fast_weights(self) -> str:
         return f"a {self.label(self.cfg)} layer keeps no fast-weight state"
 
+    def knockout_inputs(self, inputs: RecurrenceInputs, sources: list[int], head: int) -> Optional[RecurrenceInputs]:
+        """The recurrence inputs with the content positions ``sources`` write into ``head``'s memory removed and
+        everything else (keys, rates, decays, queries) held fixed, for a path knockout
+        (:mod:`.knockout`). Default: the values ``v`` zeroed there — exactly zeroing the columns A[:, s] of the
+        effective attention of a mixer linear in its values. None (the default without a field ``v``): this
+        memory's writes are not set by an input value, so the knockout drops the writes themselves
+        (W_s := W_{s-1}) and re-runs from there."""
+        from .knockout import zero_at
+
+        if "v" not in inputs.fields or inputs.v is None:
+            return None
+        return RecurrenceInputs({**inputs.fields, "v": zero_at(inputs.v, sources, head)})
+
     # ------------------------------------------------------------------ stepping (generation)
     supports_step: ClassVar[bool] = False  # True: forward continues from self.step_cache (see .step)
 

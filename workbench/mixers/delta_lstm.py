@@ -156,6 +156,13 @@ class DeltaLSTM(Mixer):
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs({n: get(f"hook_{n}") for n in FIELDS})
 
+    def knockout_inputs(self, inputs: RecurrenceInputs, sources: list[int], head: int) -> RecurrenceInputs:
+        """The values written into each gate's W^g and R^g (``v`` and ``rec_v``) zeroed at ``sources`` for ``head``."""
+        from .knockout import zero_at
+
+        return RecurrenceInputs({**inputs.fields, "v": zero_at(inputs.v, sources, head),
+                                 "rec_v": zero_at(inputs.rec_v, sources, head)})
+
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(z if self.has_output_norm else z * self.scale, x)
 

@@ -150,6 +150,13 @@ class DeltaRNN(Mixer):
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs({n: get(f"hook_{n}") for n in FIELDS})
 
+    def knockout_inputs(self, inputs: RecurrenceInputs, sources: list[int], head: int) -> RecurrenceInputs:
+        """The values written into W and the recurrent fast matrix R (``v`` and ``rec_v``) zeroed at ``sources`` for ``head``."""
+        from .knockout import zero_at
+
+        return RecurrenceInputs({**inputs.fields, "v": zero_at(inputs.v, sources, head),
+                                 "rec_v": zero_at(inputs.rec_v, sources, head)})
+
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
         sites = [LinearSite(kind, param, out, self.d_model, hd, "head_in_out")

@@ -220,6 +220,9 @@ def expose_and_patch(mixer, inputs: RecurrenceInputs, base: RecurrenceOutput
     request: Optional[StateRequest] = mixer.state_request
     if request is None:
         return base.output, base.delta, False
+    if not isinstance(request, StateRequest):  # another request on the state, e.g. a write knockout (.knockout)
+        out, delta = request.apply(mixer, inputs, base)
+        return out, delta, True
     cfg = mixer.model_cfg
     positions = request.resolve(inputs.n_pos)
     states = states_at(mixer.recurrence, inputs, positions, cfg.chunk_size, cfg.backend)

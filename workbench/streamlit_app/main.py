@@ -23,6 +23,7 @@ page = st.navigation([
     st.Page(PAGES / "editing.py", title="Patch and edit"),
     st.Page(PAGES / "outliers.py", title="Outliers"),
     st.Page(PAGES / "kfac.py", title="K-FAC editing"),
+    st.Page(PAGES / "steering.py", title="Steering"),
 ])
 
 with st.sidebar:
