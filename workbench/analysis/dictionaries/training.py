@@ -1,0 +1,80 @@
+"""One training loop for both dictionaries: Adam on random minibatches (seeded), the reconstruction MSE plus
+the sparsity penalty, unit-norm decoders after every step, a progress bar."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .codes import sparsity_penalty
+from .sae import SAEConfig, SparseAutoencoder
+from .write_sae import WriteSAE, WriteSAEConfig, frobenius
+
+
+def _fit(module, data: Sequence[torch.Tensor], loss: Callable, cfg, desc: str, progress: bool) -> pd.DataFrame:
+    n = data[0].shape[0]
+    if n == 0:
+        raise ValueError("no training data: collect at least one vector/write")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr)
+    history = []
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
+        mse, codes = loss(*(x[idx] for x in data))
+        total = mse + sparsity_penalty(codes, cfg.sparsity, cfg.l1)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        module.normalize_decoder_()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            l0 = (codes > 0).float().sum(-1).mean().item()
+            history.append({"step": step, "mse": mse.item(), "l0": l0})
+            bar.set_postfix(mse=f"{mse.item():.3g}", l0=f"{l0:.1f}")
+    return pd.DataFrame(history)
+
+
+def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress: bool = True
+              ) -> tuple[SparseAutoencoder, pd.DataFrame]:
+    """A sparse autoencoder fitted to ``activations [n, d_in]``; returns it (eval mode) and the training history
+    (step, mse, l0)."""
+    if activations.ndim != 2:
+        raise ValueError(f"activations must be [n, d_in], got {tuple(activations.shape)}")
+    x = activations.detach()
+    sae = SparseAutoencoder(cfg, x.shape[1]).to(x.dtype)
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
+
+    def loss(batch):
+        recon, codes = sae(batch)
+        return (recon - batch).pow(2).sum(-1).mean(), codes
+
+    history = _fit(sae, (x,), loss, cfg, "SAE", progress)
+    return sae.eval(), history
+
+
+def train_write_sae(keys: torch.Tensor, values: torch.Tensor, cfg: WriteSAEConfig = WriteSAEConfig(),
+                    progress: bool = True) -> tuple[WriteSAE, pd.DataFrame]:
+    """A WriteSAE fitted to the writes k_n u_nᵀ given as ``keys [n, d_k]`` and ``values [n, d_v]``
+    (:func:`.writes.collect_writes`); the loss is the squared Frobenius error per write, in units of the
+    mean write norm (``input_scale``). Returns it (eval mode) and the history (step, mse, l0)."""
+    if keys.ndim != 2 or values.ndim != 2 or keys.shape[0] != values.shape[0]:
+        raise ValueError(f"writes must be keys [n, d_k] and values [n, d_v], got {tuple(keys.shape)} and "
+                         f"{tuple(values.shape)}")
+    k, u = keys.detach(), values.detach()
+    sae = WriteSAE(cfg, k.shape[1], u.shape[1]).to(k.dtype)
+    scale = frobenius(k, u).mean()
+    if not scale > 0:
+        raise ValueError("every write is zero; there is nothing to decompose")
+    sae.input_scale.fill_(scale.item())
+
+    def loss(bk, bu):
+        recon, codes = sae(bk, bu)
+        err = (recon - torch.einsum("nk,nv->nkv", bk, bu)) / sae.input_scale
+        return err.pow(2).sum((-1, -2)).mean(), codes
+
+    history = _fit(sae, (k, u), loss, cfg, "WriteSAE", progress)
+    return sae.eval(), history
