@@ -110,8 +110,8 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
     native_logits = model(tokens)
     native_logp = F.log_softmax(native_logits[:, :-1].double(), dim=-1)
     targets = tokens[:, 1:]
-    s_all = torch.as_tensor(firings.sequence.values)
-    t_all = torch.as_tensor(firings.position.values)
+    s_all = torch.tensor(firings.sequence.tolist(), dtype=torch.long)
+    t_all = torch.tensor(firings.position.tolist(), dtype=torch.long)
     native = torch.einsum("nk,nv->nkv", keys[s_all, t_all].double(), values[s_all, t_all].double())
     norm = native.flatten(1).norm(dim=-1)
     firings["write_norm"] = norm.tolist()
@@ -124,9 +124,9 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
     work = [g[i:i + chunk] for g in groups for i in range(0, len(g), chunk)]
     for idx in tqdm(work, desc="substitution", disable=not progress, leave=False):
         t = int(t_all[idx[0]])
-        r = torch.as_tensor(firings.random_atom.values)[idx]
+        r = torch.tensor(firings.random_atom.tolist(), dtype=torch.long)[idx]
         scale = norm[idx][:, None, None]
-        atom_w = scale * unit_atoms[torch.as_tensor(firings.atom.values)[idx]]
+        atom_w = scale * unit_atoms[torch.tensor(firings.atom.tolist(), dtype=torch.long)[idx]]
         rand_w = torch.where((r >= 0)[:, None, None], scale * unit_atoms[r.clamp_min(0)], torch.nan)
         writes = torch.cat([atom_w, torch.zeros_like(atom_w), rand_w])  # rows: atom..., ablate..., random...
         nat = native[idx].repeat(len(CONDITIONS), 1, 1)
