@@ -6,6 +6,14 @@ from .fast_weights import fast_weights
 from .head_scores import induction_score, previous_token_score, retrieval_score
 from .recall_probe import aggregate, probe_associations, retrieve
 from .layer_inputs import RecurrenceInputs, recurrence_inputs
+from .dictionaries import (SAEConfig, SparseAutoencoder, WriteSAE, WriteSAEConfig, atom_usage, cache_activations,
+                           collect_writes, install_write, load_dictionary, reconstruction_metrics, save_dictionary,
+                           spliced_loss, state_writes, substitution_test, train_sae, train_write_sae, win_rate,
+                           write_reconstruction_metrics)
 
 __all__ = ["aggregate", "probe_associations", "retrieve", "edit_association", "patch_fast_weights", "rank_one_edit", "effective_attention", "fast_weights", "induction_score", "previous_token_score", "retrieval_score", "RecurrenceInputs",
-           "recurrence_inputs"]
+           "recurrence_inputs",
+           "SAEConfig", "SparseAutoencoder", "WriteSAE", "WriteSAEConfig", "atom_usage", "cache_activations",
+           "collect_writes", "install_write", "load_dictionary", "reconstruction_metrics", "save_dictionary",
+           "spliced_loss", "state_writes", "substitution_test", "train_sae", "train_write_sae", "win_rate",
+           "write_reconstruction_metrics"]
