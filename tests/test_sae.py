@@ -31,7 +31,7 @@ def test_the_sae_reconstructs_a_low_rank_sparse_signal(sparsity):
     idx = torch.stack([torch.randperm(12, generator=gen)[:2] for _ in range(1500)])
     codes.scatter_(1, idx, torch.rand(1500, 2, generator=gen) + 0.5)
     x = codes @ basis
-    cfg = SAEConfig(n_latents=24, sparsity=sparsity, k=2, l1=3e-3, steps=400, batch_size=128, lr=1e-2)
+    cfg = SAEConfig(n_latents=24, sparsity=sparsity, k=2, l1=2e-2, steps=400, batch_size=128, lr=1e-2)
     sae, history = train_sae(x, cfg, progress=False)
     m = reconstruction_metrics(sae, x)
     assert m["explained_variance"] > 0.9, m

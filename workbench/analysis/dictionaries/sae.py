@@ -23,7 +23,8 @@ from .codes import check_sparsity, sparse_codes
 @dataclass(frozen=True)
 class SAEConfig(JsonConfig):
     """``n_latents`` dictionary directions; ``sparsity`` "topk" (``k`` per vector) or "relu_l1" (penalty ``l1``);
-    training: ``steps`` of Adam at ``lr`` on minibatches of ``batch_size`` vectors, seeded by ``seed``."""
+    training: ``steps`` of Adam at ``lr`` on minibatches of ``batch_size`` vectors, seeded by ``seed``; latents
+    silent for ``resample_every`` steps are restarted on badly reconstructed vectors (0: never)."""
 
     n_latents: int = 256
     sparsity: str = "topk"
@@ -33,9 +34,11 @@ class SAEConfig(JsonConfig):
     batch_size: int = 256
     lr: float = 1e-3
     seed: int = 0
+    resample_every: int = 250
 
     def __post_init__(self) -> None:
         check_int_fields(self, ("n_latents", "steps", "batch_size"))
+        check_int_fields(self, ("resample_every",), minimum=0)
         check_sparsity(self.sparsity, self.k, self.l1, self.n_latents, type(self).__name__)
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or self.lr <= 0:
             raise ValueError(f"SAEConfig.lr must be a number > 0, got {self.lr!r}")
@@ -72,6 +75,14 @@ class SparseAutoencoder(nn.Module):
         """(reconstruction ``[..., d_in]``, codes ``[..., n_latents]``)."""
         codes = self.encode(x)
         return self.decode(codes), codes
+
+    @torch.no_grad()
+    def restart_(self, latents: torch.Tensor, x: torch.Tensor) -> None:
+        """Latents ``latents`` restarted on the directions of the vectors ``x`` (centred on b_dec), no bias."""
+        d = nn.functional.normalize(x - self.b_dec, dim=-1).to(self.W_dec)
+        self.W_dec[latents] = d
+        self.W_enc[:, latents] = d.T
+        self.b_enc[latents] = 0
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:

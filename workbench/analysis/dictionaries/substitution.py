@@ -101,7 +101,7 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
     gen = torch.Generator().manual_seed(seed + 1)
     atoms = sae.atoms().detach().double()
     unit_atoms = atoms / atoms.flatten(1).norm(dim=-1)[:, None, None]
-    codes = sae.encode(keys.to(atoms.dtype), values.to(atoms.dtype))
+    codes = sae.encode(keys.to(sae.b_dec.dtype), values.to(sae.b_dec.dtype))
     rand = []
     for s, p in zip(firings.sequence, firings.position):  # a random atom that does not fire on this write
         silent = torch.nonzero(codes[s, p] == 0).flatten()

@@ -15,26 +15,45 @@ from .write_sae import WriteSAE, WriteSAEConfig, frobenius
 
 
 def _fit(module, data: Sequence[torch.Tensor], loss: Callable, cfg, desc: str, progress: bool) -> pd.DataFrame:
+    """``loss(*batch) -> (mse, codes, per-row error)``. Dictionary elements silent for ``cfg.resample_every``
+    steps are restarted (``module.restart_``) on the batch's worst-reconstructed rows, up to 80 % of training."""
     n = data[0].shape[0]
     if n == 0:
         raise ValueError("no training data: collect at least one vector/write")
     gen = torch.Generator().manual_seed(cfg.seed)
+    with torch.no_grad():  # start every element on a data row (as the WriteSAE release and Gao et al. start near data)
+        start = torch.randint(0, n, (codes_width(module),), generator=gen)
+        module.restart_(torch.arange(len(start)), *(x[start] for x in data))
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr)
+    last_fired = torch.zeros(codes_width(module), dtype=torch.long)
     history = []
     bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-        mse, codes = loss(*(x[idx] for x in data))
+        batch = [x[idx] for x in data]
+        mse, codes, err = loss(*batch)
         total = mse + sparsity_penalty(codes, cfg.sparsity, cfg.l1)
         opt.zero_grad()
         total.backward()
         opt.step()
         module.normalize_decoder_()
+        last_fired[(codes > 0).any(0)] = step
+        every = cfg.resample_every
+        if every and step and step % every == 0 and step <= 0.8 * cfg.steps:
+            dead = torch.nonzero(last_fired <= step - every).flatten()
+            if len(dead):
+                worst = err.detach().argsort(descending=True)[: len(dead)]
+                module.restart_(dead[: len(worst)], *(x[worst] for x in batch))
+                last_fired[dead] = step
         if step % 50 == 0 or step == cfg.steps - 1:
             l0 = (codes > 0).float().sum(-1).mean().item()
             history.append({"step": step, "mse": mse.item(), "l0": l0})
             bar.set_postfix(mse=f"{mse.item():.3g}", l0=f"{l0:.1f}")
     return pd.DataFrame(history)
+
+
+def codes_width(module) -> int:
+    return module.n_atoms if isinstance(module, WriteSAE) else module.n_latents
 
 
 def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress: bool = True
@@ -50,7 +69,8 @@ def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress:
 
     def loss(batch):
         recon, codes = sae(batch)
-        return (recon - batch).pow(2).sum(-1).mean(), codes
+        err = (recon - batch).pow(2).sum(-1)
+        return err.mean(), codes, err
 
     history = _fit(sae, (x,), loss, cfg, "SAE", progress)
     return sae.eval(), history
@@ -73,8 +93,8 @@ def train_write_sae(keys: torch.Tensor, values: torch.Tensor, cfg: WriteSAEConfi
 
     def loss(bk, bu):
         recon, codes = sae(bk, bu)
-        err = (recon - torch.einsum("nk,nv->nkv", bk, bu)) / sae.input_scale
-        return err.pow(2).sum((-1, -2)).mean(), codes
+        err = ((recon - torch.einsum("nk,nv->nkv", bk, bu)) / sae.input_scale).pow(2).sum((-1, -2))
+        return err.mean(), codes, err
 
     history = _fit(sae, (k, u), loss, cfg, "WriteSAE", progress)
     return sae.eval(), history

@@ -30,7 +30,8 @@ from .codes import check_sparsity, sparse_codes
 @dataclass(frozen=True)
 class WriteSAEConfig(JsonConfig):
     """``n_atoms`` rank-one atoms; ``sparsity`` "topk" (``k`` atoms per write) or "relu_l1" (penalty ``l1``);
-    training: ``steps`` of Adam at ``lr`` on minibatches of ``batch_size`` writes, seeded by ``seed``."""
+    training: ``steps`` of Adam at ``lr`` on minibatches of ``batch_size`` writes, seeded by ``seed``; atoms
+    silent for ``resample_every`` steps are restarted on badly reconstructed writes (0: never)."""
 
     n_atoms: int = 256
     sparsity: str = "topk"
@@ -40,9 +41,11 @@ class WriteSAEConfig(JsonConfig):
     batch_size: int = 256
     lr: float = 3e-3
     seed: int = 0
+    resample_every: int = 250
 
     def __post_init__(self) -> None:
         check_int_fields(self, ("n_atoms", "steps", "batch_size"))
+        check_int_fields(self, ("resample_every",), minimum=0)
         check_sparsity(self.sparsity, self.k, self.l1, self.n_atoms, type(self).__name__)
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or self.lr <= 0:
             raise ValueError(f"WriteSAEConfig.lr must be a number > 0, got {self.lr!r}")
@@ -101,6 +104,15 @@ class WriteSAE(nn.Module):
     def normalize_decoder_(self) -> None:
         self.dec_keys.copy_(nn.functional.normalize(self.dec_keys, dim=-1))
         self.dec_values.copy_(nn.functional.normalize(self.dec_values, dim=-1))
+
+    @torch.no_grad()
+    def restart_(self, atoms: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Atoms ``atoms`` restarted as the (normalised) writes keys[i] ⊗ values[i], encoder = decoder, no bias."""
+        k, u = nn.functional.normalize(keys, dim=-1), nn.functional.normalize(values, dim=-1)
+        for dec, enc, x in ((self.dec_keys, self.enc_keys, k), (self.dec_values, self.enc_values, u)):
+            dec[atoms] = x.to(dec)
+            enc[atoms] = x.to(enc)
+        self.b_enc[atoms] = 0
 
     @classmethod
     def from_writes(cls, keys: Float[torch.Tensor, "n d_k"], values: Float[torch.Tensor, "n d_v"]) -> "WriteSAE":
