@@ -144,7 +144,8 @@ def test_write_sae_recovers_a_sparse_rank_one_dictionary():
     which = torch.randint(0, 8, (800,), generator=gen)
     scale = torch.rand(800, generator=gen) + 0.5
     keys, values = d[which] * scale[:, None], g[which]
-    sae, history = train_write_sae(keys, values, WriteSAEConfig(n_atoms=16, k=1, steps=300, batch_size=128, lr=1e-2), progress=False)
+    sae, history = train_write_sae(keys, values, WriteSAEConfig(n_atoms=16, k=1, steps=300, batch_size=128, lr=1e-2,
+                                                                    resample_every=100), progress=False)
     m = write_reconstruction_metrics(sae, keys, values)
     assert m["explained_variance"] > 0.95 and m["l0"] <= 1
     assert history.mse.iloc[-1] < history.mse.iloc[0]
