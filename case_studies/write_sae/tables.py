@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
+from workbench.analysis.dictionaries import win_rate
+
+TOP = 0.1  # the share of firings, by KL of the removed write, in the "writes that matter" row
+
 
 def _pct(w: dict) -> str:
     return (f"{w['wins']}/{w['n']} = {100 * w['fraction']:.1f} % "
@@ -15,6 +21,10 @@ def headline(results: dict) -> str:
              "| head | vs removed write, true-token loss | vs removed write, KL | vs random atom, loss | vs random atom, KL |",
              "|---|---|---|---|---|"]
     rows = [(str(h["head"]), h["win_rates"]) for h in results["heads"]] + [("pooled", results["pooled_win_rates"])]
+    firings = pd.DataFrame(results["firings"])
+    top = firings[firings.kl_ablate >= firings.kl_ablate.quantile(1 - TOP)]
+    rows.append((f"pooled, top {100 * TOP:.0f} % by KL of removal",
+                 [win_rate(top, b, m) for b in ("ablate", "random") for m in ("loss", "kl")]))
     for name, wr in rows:
         by = {(w["baseline"], w["metric"]): w for w in wr}
         lines.append(f"| {name} | " + " | ".join(_pct(by[key]) for key in
