@@ -12,10 +12,12 @@ import torch
 
 import workbench
 from workbench import HookedFastWeightLM, ModelConfig
-from workbench.analysis.dictionaries import (WriteSAE, WriteSAEConfig, atom_usage, collect_writes, install_write,
+from workbench.analysis.dictionaries import (SAEConfig, WriteSAE, WriteSAEConfig, atom_usage, cache_activations,
+                                             collect_writes, install_write, spliced_loss, train_sae,
                                              load_dictionary, save_dictionary, state_writes, substitution_test,
                                              train_write_sae, wilson_interval, win_rate, write_reconstruction_metrics)
 from workbench.mixers import NotDefinedForMixer, registry
+from workbench.mixers.state import start_state
 
 T = 20
 
@@ -43,14 +45,17 @@ WRITERS = [n for n in registry.names() if has_writes(make(n, 1))]
 
 
 def test_the_mixers_with_rank_one_writes():
-    assert {"linear", "delta", "gated_delta", "kda", "gla", "mamba2", "rec_delta"} <= set(WRITERS)
-    assert not {"softmax", "mla", "fwm", "delta_rnn", "delta_lstm", "srwm"} & set(WRITERS)
+    assert {"linear", "delta", "gated_delta", "kda", "gla", "mamba2", "rec_delta", "srwm"} <= set(WRITERS)
+    assert not {"softmax", "mla", "fwm", "delta_rnn", "delta_lstm"} & set(WRITERS)
+    with pytest.raises(NotDefinedForMixer, match="rank-two"):
+        state_writes(make("delta_rnn", 1), tokens(), 0)
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_the_write_is_what_the_state_adds_after_its_decay_or_a_clear_error(name):
     """W_t − k_t u_tᵀ = D_t W_{t-1} with D_t diagonal over key channels, 0 ≤ D ≤ 1 (the identity for the delta
-    rule and linear attention, a scalar decay for Gated DeltaNet and Mamba-2, per channel for GLA and KDA)."""
+    rule, linear attention and the SRWM, a scalar decay for Gated DeltaNet and Mamba-2, per channel for GLA and
+    KDA); W_{-1} is the recurrence's start state."""
     model, ids = make(name, 1), tokens()
     if name not in WRITERS:
         with pytest.raises(NotDefinedForMixer, match="fast-weight|rank-one|state"):
@@ -60,10 +65,11 @@ def test_the_write_is_what_the_state_adds_after_its_decay_or_a_clear_error(name)
     assert k.shape == (2, T, 2, model.mixer(0).d_k) and u.shape == (2, T, 2, model.mixer(0).d_v)
     W = model.fast_weights(ids, 0, list(range(T))).double()  # [batch, pos, head, d_k, d_v]
     rest = W - torch.einsum("bphk,bphv->bphkv", k.double(), u.double())
-    prev = torch.cat([torch.zeros_like(W[:, :1]), W[:, :-1]], dim=1)
+    w_start = start_state(model.mixer(0).recurrence, model.recurrence_inputs(ids, 0))  # W_{-1}: zeros, or SRWM's W_0
+    prev = torch.cat([w_start[:, None].to(W), W[:, :-1]], dim=1)
     ratio = (rest * prev).sum(-1) / (prev * prev).sum(-1).clamp_min(1e-30)
     assert (rest - ratio[..., None] * prev).norm() <= 1e-5 * W.norm()
-    assert ratio[:, 1:].min() >= -1e-5 and ratio[:, 1:].max() <= 1 + 1e-5
+    assert ratio.min() >= -1e-5 and ratio.max() <= 1 + 1e-5
     wrong = rest + torch.einsum("bphk,bphv->bphkv", k.double(), u.double()) * 0.5  # half a write left over
     assert (wrong - ratio[..., None] * prev).norm() > 1e-3 * W.norm()
 
@@ -84,7 +90,7 @@ def test_installing_the_native_write_changes_nothing_and_removing_it_changes_onl
         assert (removed[:, 7:] - clean[:, 7:]).abs().amax() > 1e-3
 
 
-@pytest.mark.parametrize("name", ["delta", "gated_delta", "mamba2"])
+@pytest.mark.parametrize("name", WRITERS)
 def test_a_dictionary_of_the_native_writes_reproduces_the_model(name):
     """One atom per write, code 1 on its own atom: installing the decoded write at any position is the model."""
     model, ids = make(name), tokens()
@@ -100,7 +106,7 @@ def test_a_dictionary_of_the_native_writes_reproduces_the_model(name):
     res = substitution_test(model, sae, ids, layer, head, firings=firings, progress=False)
     assert res.loss_atom.tolist() == pytest.approx(res.loss_native.tolist(), abs=1e-5)
     assert res.kl_atom.abs().max() <= 1e-9
-    assert (res.kl_ablate > 1e-6).all() and (res.kl_random > 1e-6).all()  # the controls do change the model
+    assert (res.kl_ablate > 1e-10).all() and (res.kl_random > 1e-10).all()  # the controls do change the model
     assert win_rate(res, "ablate", "kl")["wins"] == 3
 
 
@@ -201,3 +207,11 @@ def test_runs_on_an_imported_qwen3_5_checkpoint(tmp_path):
     res = substitution_test(model, sae, ids, layer, 3, n_firings=6, progress=False)
     assert len(res) == 6 and res[["loss_atom", "loss_ablate", "kl_atom"]].notna().all().all()
     assert 0 <= win_rate(res)["fraction"] <= 1
+    from test_sae import exact_sae  # an ordinary SAE on one of its hooks: the exact one splices in unnoticed
+
+    hook = f"blocks.{layer}.hook_resid_post"
+    acts = cache_activations(model, ids, hook)
+    out = spliced_loss(model, exact_sae(acts.shape[1]), ids, hook)
+    assert out["loss_spliced"] == pytest.approx(out["loss_clean"], abs=1e-9)
+    vec, _ = train_sae(acts, SAEConfig(n_latents=16, k=2, steps=10), progress=False)
+    assert spliced_loss(model, vec, ids, hook)["loss_spliced"] != out["loss_clean"]
