@@ -13,7 +13,7 @@ def write_reconstruction_metrics(sae: WriteSAE, keys: torch.Tensor, values: torc
     """On writes ``keys [n, d_k]`` ⊗ ``values [n, d_v]``: relative_mse (Σ‖X − X̂‖²_F / Σ‖X‖²_F),
     explained_variance (1 − Σ‖X − X̂‖²_F / Σ‖X − X̄‖²_F), l0 (mean active atoms per write), dead (atoms never
     active)."""
-    keys, values = keys.to(sae.b_dec.dtype), values.to(sae.b_dec.dtype)
+    keys, values = keys.to(sae.b_dec), values.to(sae.b_dec)
     recon, codes = sae(keys, values)
     x = torch.einsum("nk,nv->nkv", keys, values)
     err = (recon - x).pow(2).sum((-1, -2))
@@ -26,7 +26,7 @@ def write_reconstruction_metrics(sae: WriteSAE, keys: torch.Tensor, values: torc
 def atom_usage(sae: WriteSAE, keys: torch.Tensor, values: torch.Tensor) -> pd.DataFrame:
     """Per atom: ``fires`` (writes on which its code is non-zero), ``frequency`` (that over all writes) and
     ``mean_code`` (its mean code where it fires)."""
-    codes = sae.encode(keys.to(sae.b_dec.dtype), values.to(sae.b_dec.dtype))
+    codes = sae.encode(keys.to(sae.b_dec), values.to(sae.b_dec))
     active = codes > 0
     fires = active.sum(0)
     mean = torch.where(fires > 0, codes.sum(0) / fires.clamp_min(1), torch.zeros_like(codes[0]))

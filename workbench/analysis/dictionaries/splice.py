@@ -40,7 +40,7 @@ def cache_activations(model, batches, hook_name: str) -> torch.Tensor:
 def reconstruction_metrics(sae: SparseAutoencoder, activations: torch.Tensor) -> dict:
     """mse (mean squared error per vector, summed over d_in), explained_variance (1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²),
     l0 (mean number of non-zero codes) and dead (latents never active) on ``activations [n, d_in]``."""
-    recon, codes = sae(activations.to(sae.b_dec.dtype))
+    recon, codes = sae(activations.to(sae.b_dec))
     x = activations.to(recon.dtype)
     err = (recon - x).pow(2).sum(-1)
     var = (x - x.mean(0)).pow(2).sum(-1)
@@ -50,7 +50,7 @@ def reconstruction_metrics(sae: SparseAutoencoder, activations: torch.Tensor) ->
 
 def _loss(logits: torch.Tensor, tokens: torch.Tensor, loss_mask: Optional[torch.Tensor]) -> float:
     nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).double(), tokens[:, 1:].flatten(), reduction="none")
-    w = torch.ones_like(nll) if loss_mask is None else loss_mask.flatten().double()
+    w = torch.ones_like(nll) if loss_mask is None else loss_mask.flatten().to(nll)
     return ((nll * w).sum() / w.sum()).item()
 
 
@@ -65,8 +65,8 @@ def spliced_loss(model, sae: SparseAutoencoder, tokens: torch.Tensor, hook_name:
     tokens = model.check_tokens(tokens)
 
     def splice(act, hook):
-        recon = sae.decode(sae.encode(act.reshape(*act.shape[:2], -1).to(sae.b_dec.dtype)))
-        return recon.reshape(act.shape).to(act.dtype)
+        recon = sae.decode(sae.encode(act.reshape(*act.shape[:2], -1).to(sae.b_dec)))
+        return recon.reshape(act.shape).to(act)
 
     def zero(act, hook):
         return torch.zeros_like(act)

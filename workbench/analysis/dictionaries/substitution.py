@@ -38,10 +38,10 @@ def counted_predictions(tokens: torch.Tensor, loss_mask: Optional[torch.Tensor])
     """``[batch, pos-1]`` bool: the predictions logits[:, s] → tokens[:, s+1] the metric counts."""
     b, t = tokens.shape
     if loss_mask is None:
-        return torch.ones(b, t - 1, dtype=torch.bool)
+        return torch.ones(b, t - 1, dtype=torch.bool, device=tokens.device)
     if tuple(loss_mask.shape) != (b, t - 1):
         raise ValueError(f"loss_mask must be [batch, pos-1] = {(b, t - 1)}, got {tuple(loss_mask.shape)}")
-    return loss_mask.bool()
+    return loss_mask.bool().to(tokens.device)
 
 
 def eligible_positions(counted: torch.Tensor) -> torch.Tensor:
@@ -56,8 +56,8 @@ def find_firings(sae: WriteSAE, keys: torch.Tensor, values: torch.Tensor, allowe
     """Firings (sequence, position, atom, code) of ``sae`` on one head's writes ``keys [batch, pos, d_k]``,
     ``values [batch, pos, d_v]`` at ``allowed [batch, pos]`` positions; at most ``n_firings`` drawn uniformly
     (seeded) when given."""
-    codes = sae.encode(keys.to(sae.b_dec.dtype), values.to(sae.b_dec.dtype))
-    codes = codes * allowed[..., None].to(codes.dtype)
+    codes = sae.encode(keys.to(sae.b_dec), values.to(sae.b_dec))
+    codes = codes * allowed[..., None].to(codes)
     seq, pos, atom = torch.nonzero(codes > 0, as_tuple=True)
     if n_firings is not None and len(seq) > n_firings:
         pick = torch.randperm(len(seq), generator=torch.Generator().manual_seed(seed))[:n_firings].sort().values
@@ -101,7 +101,7 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
     gen = torch.Generator().manual_seed(seed + 1)
     atoms = sae.atoms().detach().double()
     unit_atoms = atoms / atoms.flatten(1).norm(dim=-1)[:, None, None]
-    codes = sae.encode(keys.to(sae.b_dec.dtype), values.to(sae.b_dec.dtype))
+    codes = sae.encode(keys.to(sae.b_dec), values.to(sae.b_dec)).cpu()
     rand = []
     for s, p in zip(firings.sequence, firings.position):  # a random atom that does not fire on this write
         silent = torch.nonzero(codes[s, p] == 0).flatten()
@@ -115,7 +115,8 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
     native = torch.einsum("nk,nv->nkv", keys[s_all, t_all].double(), values[s_all, t_all].double())
     norm = native.flatten(1).norm(dim=-1)
     firings["write_norm"] = norm.tolist()
-    mask = torch.stack([counted[s, :] & (torch.arange(counted.shape[1]) >= t) for s, t in zip(s_all, t_all)])
+    after = torch.arange(counted.shape[1], device=counted.device)
+    mask = torch.stack([counted[s, :] & (after >= t) for s, t in zip(s_all, t_all)])
     nll_native, _ = _metrics(native_logits[s_all], native_logp[s_all], targets[s_all], mask)
     firings["loss_native"] = nll_native.tolist()
     out = {f"{m}_{c}": torch.full((len(firings),), math.nan, dtype=torch.float64) for m in ("loss", "kl") for c in CONDITIONS}
@@ -126,8 +127,9 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
         t = int(t_all[idx[0]])
         r = torch.tensor(firings.random_atom.tolist(), dtype=torch.long)[idx]
         scale = norm[idx][:, None, None]
-        atom_w = scale * unit_atoms[torch.tensor(firings.atom.tolist(), dtype=torch.long)[idx]]
-        rand_w = torch.where((r >= 0)[:, None, None], scale * unit_atoms[r.clamp_min(0)], torch.nan)
+        atom_w = scale * unit_atoms.to(scale)[torch.tensor(firings.atom.tolist(), dtype=torch.long)[idx]]
+        rand_w = torch.where((r >= 0)[:, None, None].to(scale.device), scale * unit_atoms[r.clamp_min(0)].to(scale),
+                             torch.nan)
         writes = torch.cat([atom_w, torch.zeros_like(atom_w), rand_w])  # rows: atom..., ablate..., random...
         nat = native[idx].repeat(len(CONDITIONS), 1, 1)
         rows = s_all[idx].repeat(len(CONDITIONS))
@@ -135,8 +137,8 @@ def substitution_test(model, sae: WriteSAE, tokens: torch.Tensor, layer: int, he
                                     mode="carry")
         nll, kl = _metrics(logits, native_logp[rows], targets[rows], mask[idx].repeat(len(CONDITIONS), 1))
         for j, c in enumerate(CONDITIONS):
-            out[f"loss_{c}"][idx] = nll[j * len(idx):(j + 1) * len(idx)]
-            out[f"kl_{c}"][idx] = kl[j * len(idx):(j + 1) * len(idx)]
+            out[f"loss_{c}"][idx] = nll[j * len(idx):(j + 1) * len(idx)].cpu()
+            out[f"kl_{c}"][idx] = kl[j * len(idx):(j + 1) * len(idx)].cpu()
     for name, col in out.items():
         firings[name] = col.tolist()
     return firings

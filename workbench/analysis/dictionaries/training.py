@@ -37,12 +37,12 @@ def _fit(module, data: Sequence[torch.Tensor], loss: Callable, cfg, desc: str, p
         total.backward()
         opt.step()
         module.normalize_decoder_()
-        last_fired[(codes > 0).any(0)] = step
+        last_fired[(codes > 0).any(0).cpu()] = step
         every = cfg.resample_every
         if every and step and step % every == 0 and step <= 0.8 * cfg.steps:
             dead = torch.nonzero(last_fired <= step - every).flatten()
             if len(dead):
-                worst = err.detach().argsort(descending=True)[: len(dead)]
+                worst = err.detach().argsort(descending=True)[: len(dead)].cpu()
                 module.restart_(dead[: len(worst)], *(x[worst] for x in batch))
                 last_fired[dead] = step
         if step % 50 == 0 or step == cfg.steps - 1:
@@ -63,7 +63,7 @@ def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress:
     if activations.ndim != 2:
         raise ValueError(f"activations must be [n, d_in], got {tuple(activations.shape)}")
     x = activations.detach()
-    sae = SparseAutoencoder(cfg, x.shape[1]).to(x.dtype)
+    sae = SparseAutoencoder(cfg, x.shape[1]).to(device=x.device, dtype=x.dtype)
     with torch.no_grad():
         sae.b_dec.copy_(x.mean(0))
 
@@ -85,7 +85,7 @@ def train_write_sae(keys: torch.Tensor, values: torch.Tensor, cfg: WriteSAEConfi
         raise ValueError(f"writes must be keys [n, d_k] and values [n, d_v], got {tuple(keys.shape)} and "
                          f"{tuple(values.shape)}")
     k, u = keys.detach(), values.detach()
-    sae = WriteSAE(cfg, k.shape[1], u.shape[1]).to(k.dtype)
+    sae = WriteSAE(cfg, k.shape[1], u.shape[1]).to(device=k.device, dtype=k.dtype)
     scale = frobenius(k, u).mean()
     if not scale > 0:
         raise ValueError("every write is zero; there is nothing to decompose")
