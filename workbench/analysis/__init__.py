@@ -6,13 +6,23 @@ from .fast_weights import fast_weights
 from .head_scores import induction_score, previous_token_score, retrieval_score
 from .recall_probe import aggregate, probe_associations, retrieve
 from .layer_inputs import RecurrenceInputs, recurrence_inputs
+__all__ = ["aggregate", "probe_associations", "retrieve", "edit_association", "patch_fast_weights", "rank_one_edit", "effective_attention", "fast_weights", "induction_score", "previous_token_score", "retrieval_score", "RecurrenceInputs",
+           "recurrence_inputs"]
+
 # path knockout and steering (issue 15, items 3 and 4)
 from .knockout import final_token_logprob, knock_out, knocked_readout, knockout_effects, logit_difference
 from .steering import (caa_vector, contrastive_state_direction, heldout_text, residual_steering, state_steering,
                        steering_sweep, unembedding_direction)
+__all__ += ["final_token_logprob", "knock_out", "knocked_readout", "knockout_effects", "logit_difference",
+            "caa_vector", "contrastive_state_direction", "heldout_text", "residual_steering", "state_steering",
+            "steering_sweep", "unembedding_direction"]
 
-__all__ = ["aggregate", "probe_associations", "retrieve", "edit_association", "patch_fast_weights", "rank_one_edit", "effective_attention", "fast_weights", "induction_score", "previous_token_score", "retrieval_score", "RecurrenceInputs",
-           "recurrence_inputs",
-           "final_token_logprob", "knock_out", "knocked_readout", "knockout_effects", "logit_difference",
-           "caa_vector", "contrastive_state_direction", "heldout_text", "residual_steering", "state_steering",
-           "steering_sweep", "unembedding_direction"]
+# dictionaries of state writes and sparse autoencoders (issue 15, item 5)
+from .dictionaries import (SAEConfig, SparseAutoencoder, WriteSAE, WriteSAEConfig, atom_usage, cache_activations,
+                           collect_writes, install_write, load_dictionary, reconstruction_metrics, save_dictionary,
+                           spliced_loss, state_writes, substitution_test, train_sae, train_write_sae, win_rate,
+                           write_reconstruction_metrics)
+__all__ += ["SAEConfig", "SparseAutoencoder", "WriteSAE", "WriteSAEConfig", "atom_usage", "cache_activations",
+            "collect_writes", "install_write", "load_dictionary", "reconstruction_metrics", "save_dictionary",
+            "spliced_loss", "state_writes", "substitution_test", "train_sae", "train_write_sae", "win_rate",
+            "write_reconstruction_metrics"]

@@ -246,6 +246,21 @@ class Mixer(nn.Module):
 
     state_axes: ClassVar[tuple[str, ...]] = ("d_k", "d_v")  # names of a head's state axes (plots, the app)
 
+    write_hooks: ClassVar[tuple[str, ...]] = ()  # the hooks state_write reads
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """The write into the state at every position as rank-one factors ``(keys [batch, pos, head, d_k],
+        values [batch, pos, head, d_v])``: W_t = A_t(W_{t-1}) + k_t u_tᵀ, where A_t is what the recurrence does
+        to the old state before it writes (the identity, a decay; for the delta rule the key removal is inside
+        u_t = β_t(v_t − A_t(W_{t-1})ᵀ k_t)). Read from the run's hooks ``write_hooks``. The default: the write
+        is not one rank-one matrix, or there is no state (NotDefinedForMixer saying which); WriteSAE
+        (:mod:`workbench.analysis.dictionaries`) asks this and refuses with the reason."""
+        if not self.has_fast_weights:
+            raise NotDefinedForMixer(self._no_fast_weights() + ", so there is no state write to decompose")
+        raise NotDefinedForMixer(
+            f"the {self.label(self.cfg)} mixer ({type(self).__name__}) does not write its state as one rank-one "
+            "matrix k_t u_tᵀ per position and head (a mixer that does overrides Mixer.state_write and write_hooks)")
+
     input_hooks: ClassVar[tuple[str, ...]] = ()  # the hooks recurrence_inputs reads
 
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:

@@ -282,6 +282,12 @@ class DeltaNet(Mixer):
         return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v"),
                                      beta=get("hook_beta"), g=self.cached_log_decay(get)))
 
+    write_hooks: ClassVar[tuple[str, ...]] = ("hook_k", "hook_delta")
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k_t, u_t): the delta rule writes k_t u_tᵀ after any decay, u_t = β_t(v_t − (α_t W_{t-1})ᵀ k_t)."""
+        return get("hook_k"), get("hook_delta")
+
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(self.output_norm(z, x), x)
 

@@ -147,6 +147,12 @@ class DeltaRNN(Mixer):
         return 2 * self.d_head
 
     # -- the interface --------------------------------------------------------------------------
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotDefinedForMixer(
+            "the Delta RNN's state [W | R] holds two fast matrices, each written with its own rank-one write "
+            "(k_t u_tᵀ into W, kʳ_t uʳ_tᵀ into R): one position writes a rank-two update, which no single rank-one "
+            "atom replaces")
+
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs({n: get(f"hook_{n}") for n in FIELDS})
 

@@ -136,6 +136,12 @@ class GatedLinearAttention(Mixer):
         return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v"),
                                      g=get("hook_log_decay")))
 
+    write_hooks: ClassVar[tuple[str, ...]] = ("hook_k", "hook_v")
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k_t, v_t): GLA adds k_t v_tᵀ after the per-key-channel decay diag(α_t) W_{t-1}."""
+        return get("hook_k"), get("hook_v")
+
     def head_outputs(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().head_outputs(self.output_norm(z, x), x)
 

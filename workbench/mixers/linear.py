@@ -121,6 +121,16 @@ class LinearAttention(Mixer):
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs(dict(q=get("hook_q") * self.scale, k=get("hook_k"), v=get("hook_v")))
 
+    write_hooks: ClassVar[tuple[str, ...]] = ("hook_k", "hook_v")
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(φ(k_t), v_t): the sum rule adds φ(k_t) v_tᵀ (sum-normalised: v_t with a last entry 1, the normaliser's
+        column of the state)."""
+        k, v = get("hook_k"), get("hook_v")
+        if self.cfg.sum_norm:
+            v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+        return k, v
+
     def linear_sites(self) -> list[LinearSite]:
         hd = self.n_heads * self.d_head
         return [LinearSite("q", "W_Q", "hook_q_pre", self.d_model, hd, "head_in_out"),

@@ -140,6 +140,12 @@ class Mamba2(Mixer):
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs(dict(q=get("hook_q"), k=get("hook_k"), v=get("hook_v"), g=get("hook_log_decay")))
 
+    write_hooks: ClassVar[tuple[str, ...]] = ("hook_k", "hook_v")
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B_t, dt_t x_t): the SSM adds B_t (dt_t x_t)ᵀ after the scalar decay exp(dt_t A)."""
+        return get("hook_k"), get("hook_v")
+
     def _gate(self, x: torch.Tensor) -> torch.Tensor:  # [..., head, d_v]
         gate = x @ self.W_in[:, : self.d_inner] + self.b_in[: self.d_inner]
         return gate.unflatten(-1, (self.n_heads, self.d_v))

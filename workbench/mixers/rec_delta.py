@@ -152,6 +152,12 @@ class RecurrentDeltaNet(Mixer):
                 p.copy_(torch.randn(p.shape, generator=generator) * std)
 
     # -- the interface --------------------------------------------------------------------------
+    write_hooks: ClassVar[tuple[str, ...]] = ("hook_k", "hook_delta")
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k_t, u_t): the delta rule's write k_t u_tᵀ (both recorded from the run; see the module docstring)."""
+        return get("hook_k"), get("hook_delta")
+
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return RecurrenceInputs(dict(q_pre=get("hook_q_pre"), k_pre=get("hook_k_pre"), v_pre=get("hook_v_pre"),
                                      beta_pre=get("hook_beta_pre")))

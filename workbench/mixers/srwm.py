@@ -197,6 +197,12 @@ class SRWM(Mixer):
         return RecurrenceInputs(dict(x=x, w0=start[:, None].expand(-1, x.shape[1], -1, -1, -1)))
 
     # -- the interface --------------------------------------------------------------------------
+    write_hooks: ClassVar[tuple[str, ...]] = ("hook_k", "hook_delta")
+
+    def state_write(self, get: CacheGetter) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k_t, Δ_t): W_t = W_{t-1} + k_t Δ_tᵀ (recorded from the run; read by y_{t+1}, ``read_offset = 1``)."""
+        return get("hook_k"), get("hook_delta")
+
     def recurrence_inputs(self, get: CacheGetter) -> RecurrenceInputs:
         return self._inputs(get("hook_x"))
 
