@@ -31,6 +31,7 @@ from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
 from .._decay import cumulative_log_decay, decay_from_log, decay_matrix, decayed_products
 from .._triangular import unit_lower_inverse
+from .wy import WYChunk, wy_forward
 
 
 def delta_rule_chunk(
@@ -66,33 +67,19 @@ def delta_rule_chunk(
         qk, kk = scores[:, 0], scores[:, 1]
         return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
                                output_final_state, output_chunk_states, output_delta)
-    # [Q; diag(β) K] Kᵀ in one matmul: rows 0..C−1 hold QKᵀ, rows C..2C−1 hold diag(β) KKᵀ
-    kt = kc.view(nb, C, dk).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
-    scores = (torch.cat([qc, kc * bc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)
-    if g is not None:
-        # [n, batch·head, chunk] float64 (kernels/_decay.py: large decays keep their digits, −inf is exact)
-        cum = cumulative_log_decay(to_chunks(g[..., None], C)[..., 0])  # padding: g = 0
-        # Γ on and below the diagonal, exactly 0 above it (so Γ ⊙ QKᵀ needs no separate causal mask)
-        decay = decay_matrix(cum, inplace=not grad)
-        if grad:
-            scores = scores * decay.view(nb, 1, C, C)
-        else:
-            scores.mul_(decay.view(nb, 1, C, C))
-        gamma = decay_from_log(cum)[..., None]  # γ  [n, batch·head, chunk, 1]
-        k_read = kc * gamma  # diag(γ) K
-        q_read = qc * gamma  # diag(γ) Q
-        k_write = kc * decay_from_log(cum[..., -1:] - cum)[..., None]  # diag(γ_C/γ) K
-        gamma_end = decay_from_log(cum[..., -1])[..., None, None]  # [n, batch·head, 1, 1]
+    # a per-head gate or none: the WY form with its chunkwise backward (wy.py)
+    gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
+    s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
+    if grad:
+        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0)
     else:
-        scores = torch.cat([scores[:, :1].tril(), scores[:, 1:]], dim=1) if grad else scores
-        if not grad:
-            scores[:, 0].tril_()
-        k_read = k_write = kc
-        q_read = qc
-        gamma_end = None
-    qk, kk = scores[:, 0], scores[:, 1]  # tril(Γ⊙QKᵀ), diag(β)(Γ⊙KKᵀ)  [n·batch·head, chunk, chunk]
-    return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
-                           output_final_state, output_chunk_states, output_delta)
+        o, U, start, _ = wy_forward(qc, kc, vc, bc, gc, s0)
+    return RecurrenceOutput(
+        output=from_chunks(o, b, t_len).to(q.dtype),
+        final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
+        chunk_states=states_from_chunks(start[:n], b) if output_chunk_states else None,
+        delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
+    )
 
 
 def _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
@@ -112,11 +99,13 @@ def _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_en
     S = qc.new_zeros(bh, dk, dv) if initial_state is None else initial_state.float().reshape(bh, dk, dv)
     if grad:
         starts, us = [], []
-        for i in range(n):
+        # unbind, not u0[i]: the backward of n selects would add n zero-filled copies of each whole tensor
+        ends = [None] * n if gamma_end is None else gamma_end.unbind(0)
+        for u0_i, w_i, kw_i, end_i in zip(u0.unbind(0), w.unbind(0), k_write_t.unbind(0), ends):
             starts.append(S)
-            u = torch.baddbmm(u0[i], w[i], S, alpha=-1.0)  # delta errors of chunk i
+            u = torch.baddbmm(u0_i, w_i, S, alpha=-1.0)  # delta errors of chunk i
             us.append(u)
-            S = torch.baddbmm(S if gamma_end is None else S * gamma_end[i], k_write_t[i], u)
+            S = torch.baddbmm(S if end_i is None else S * end_i, kw_i, u)
         start = torch.stack(starts)  # [n, batch·head, d_k, d_v]
         U = torch.stack(us)  # [n, batch·head, chunk, d_v]
     else:  # the same arithmetic written into preallocated buffers (no autograd graph to keep)

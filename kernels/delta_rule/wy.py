@@ -1,0 +1,187 @@
+"""The chunkwise delta rule with a per-head (or no) decay as one autograd.Function: the WY forward of
+chunk.py with a hand-derived chunkwise backward instead of autograd through every forward op.
+
+Per chunk (rows = the chunk's C positions; b = the cumulative log decay inside the chunk, γ = exp(b),
+γ_C = γ of the last row, ρ = exp(b_C − b), Γ_ti = exp(b_t − b_i) for i ≤ t, else 0):
+
+    G = KKᵀ ⊙ Γ,   P = tril(QKᵀ ⊙ Γ),   L = I + tril(diag(β) G, −1),   [U₀ | W] = L⁻¹ diag(β) [V | diag(γ) K]
+    U = U₀ − W S,   O = diag(γ) Q S + P U,   S' = γ_C S + (diag(ρ) K)ᵀ U           (S → S': one step per chunk)
+
+The backward runs the hand-off in reverse (one step per chunk, two small matmuls, like the forward):
+with D₀ = Pᵀ dO + dU_out and E = (diag(γ)Q)ᵀ dO + dS_out (both batched over all chunks),
+
+    dU = D₀ + diag(ρ)K dS',      dS = γ_C dS' + E − Wᵀ dU,
+
+and everything else is batched over all chunks: dW = −dU Sᵀ, d(diag(γ)Q) = dO Sᵀ, d(diag(ρ)K) = U dS'ᵀ,
+dP = tril(dO Uᵀ); through the inverse, dX = L⁻ᵀ [dU | dW] and dM = −tril(dX [U₀ | W]ᵀ, −1) (from
+d(L⁻¹) = −L⁻ᵀ d(L⁻¹)·… collapsed with [U₀ | W] = L⁻¹X); then the products' gradients, and the log decay's
+as a reverse cumulative sum of the gradient of b (each exp(b_t − b_i) gives +Γ-weighted terms to b_t and −
+to b_i). This is the chunkwise gradient of the WY form as flash-linear-attention derives it
+(fla/ops/gated_delta_rule/chunk.py: chunk_gated_delta_rule_bwd — dv through the reverse state recurrence
+chunk_gated_delta_rule_bwd_dhu, dw/dk/dq from the saved chunk states, the WY backward
+fla/ops/gated_delta_rule/wy_fast.py prepare_wy_repr_bwd, dg as a reverse cumsum); written here in our
+orientation (o = Sᵀq, states [d_k, d_v]) with dense C × C blocks and our own derivation, not copied.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .._decay import cumulative_log_decay, decay_from_log, decay_matrix
+from .._triangular import unit_lower_inverse
+
+
+def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
+    """The chunkwise forward, without autograd, on chunked tensors: ``qc, kc [n, bh, C, d_k]``, ``vc [n, bh, C,
+    d_v]``, ``bc [n, bh, C, 1]``, ``gc [n, bh, C]`` float32 log decays or None, ``s0 [bh, d_k, d_v]`` or None.
+    Returns ``(o [n, bh, C, d_v], u [n, bh, C, d_v], starts [n + 1, bh, d_k, d_v], saved)``: starts[c] is the
+    state before chunk c, starts[n] the final state; ``saved`` holds what the backward needs (with ``keep``)."""
+    n, bh, C, dk = qc.shape
+    dv = vc.shape[-1]
+    nb = n * bh
+    kt = kc.reshape(nb, C, dk).transpose(-1, -2)
+    scores = (torch.cat([qc, kc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)  # [QKᵀ; KKᵀ]
+    if gc is not None:
+        cum = cumulative_log_decay(gc)  # [n, bh, C] float64 (kernels/_decay.py)
+        decay = decay_matrix(cum, inplace=True).view(nb, 1, C, C)  # Γ, 0 above the diagonal
+        scores.mul_(decay)
+        gamma = decay_from_log(cum)[..., None]  # γ  [n, bh, C, 1]
+        rho = decay_from_log(cum[..., -1:] - cum)[..., None]  # γ_C / γ
+        gamma_end = gamma[..., -1:, :]  # [n, bh, 1, 1]
+        q_read, k_write = qc * gamma, kc * rho
+        x_plain = torch.cat([vc, kc * gamma], dim=-1)  # [V | diag(γ) K]
+    else:
+        decay = gamma = rho = gamma_end = None
+        scores[:, 0].tril_()
+        q_read, k_write = qc, kc
+        x_plain = torch.cat([vc, kc], dim=-1)
+    p, gk = scores[:, 0], scores[:, 1]  # P = tril(Γ⊙QKᵀ), G = Γ⊙KKᵀ  [n·bh, C, C]
+    inv = unit_lower_inverse(gk * bc.reshape(nb, C, 1))  # L⁻¹; reads the strict lower triangle of diag(β) G
+    uw = (inv @ (x_plain * bc).view(nb, C, dv + dk)).view(n, bh, C, dv + dk)  # [U₀ | W]
+    u0, w = uw[..., :dv], uw[..., dv:]
+
+    starts = qc.new_empty(n + 1, bh, dk, dv)
+    u = qc.new_empty(n, bh, C, dv)
+    if s0 is None:
+        starts[0].zero_()
+    else:
+        starts[0].copy_(s0)
+    k_write_t = k_write.transpose(-1, -2)
+    S, U = starts.unbind(0), u.unbind(0)
+    ends = gamma_end.unbind(0) if gamma_end is not None else [None] * n
+    for i, (u0_i, w_i, kw_i, end_i) in enumerate(zip(u0.unbind(0), w.unbind(0), k_write_t.unbind(0), ends)):
+        torch.baddbmm(u0_i, w_i, S[i], alpha=-1.0, out=U[i])  # delta errors of chunk i
+        if end_i is None:
+            torch.baddbmm(S[i], kw_i, U[i], out=S[i + 1])
+        else:
+            torch.mul(S[i], end_i, out=S[i + 1])
+            S[i + 1].baddbmm_(kw_i, U[i])
+    o = torch.baddbmm(q_read.reshape(nb, C, dk) @ starts[:n].view(nb, dk, dv), p, u.view(nb, C, dv))
+    saved = None
+    if keep:
+        saved = (qc, kc, bc, decay, gamma, rho, gamma_end, q_read, k_write, x_plain, p, gk, inv, uw, starts, u)
+    return o.view(n, bh, C, dv), u, starts, saved
+
+
+def wy_backward(saved, do, du, dstarts):
+    """Gradients of :func:`wy_forward` in (qc, kc, vc, bc, gc, s0) given those of its outputs: ``do``, ``du``
+    ``[n, bh, C, d_v]`` and ``dstarts [n + 1, bh, d_k, d_v]`` (each may be None)."""
+    qc, kc, bc, decay, gamma, rho, gamma_end, q_read, k_write, x_plain, p, gk, inv, uw, starts, u = saved
+    n, bh, C, dk = qc.shape
+    dv = u.shape[-1]
+    nb = n * bh
+    gated = decay is not None
+    zeros = qc.new_zeros
+    do = zeros(n, bh, C, dv) if do is None else do.reshape(n, bh, C, dv).contiguous()
+    w = uw[..., dv:]
+    s_in = starts[:n].reshape(nb, dk, dv)
+
+    # D₀ = Pᵀ dO (+ dU_out), E = (diag(γ)Q)ᵀ dO (+ dS_out), batched
+    d0 = torch.bmm(p.transpose(-1, -2), do.reshape(nb, C, dv)).view(n, bh, C, dv)
+    if du is not None:
+        d0 += du.reshape(n, bh, C, dv)
+    e = torch.bmm(q_read.reshape(nb, C, dk).transpose(-1, -2), do.reshape(nb, C, dv)).view(n, bh, dk, dv)
+    if dstarts is not None:
+        e += dstarts[:n]
+    # the reverse hand-off: ds[c] = gradient of the state before chunk c; ds[n] that of the final state
+    ds = qc.new_empty(n + 1, bh, dk, dv)
+    if dstarts is None:
+        ds[n].zero_()
+    else:
+        ds[n].copy_(dstarts[n])
+    # [dO; dU] side by side in one buffer, so that one product with Sᵀ gives d(diag(γ)Q) and −dW
+    od = qc.new_empty(n, bh, 2 * C, dv)
+    od[:, :, :C] = do
+    DS, DU = ds.unbind(0), od[:, :, C:].unbind(0)
+    ends = gamma_end.unbind(0) if gated else [None] * n
+    for i in range(n - 1, -1, -1):
+        torch.baddbmm(d0[i], k_write[i], DS[i + 1], out=DU[i])  # dU = D₀ + diag(ρ)K dS'
+        if ends[i] is None:
+            torch.baddbmm(DS[i + 1] + e[i], w[i].transpose(-1, -2), DU[i], alpha=-1.0, out=DS[i])
+        else:
+            torch.baddbmm(e[i], w[i].transpose(-1, -2), DU[i], alpha=-1.0, out=DS[i])
+            DS[i].add_(DS[i + 1] * ends[i])
+    dU = od[:, :, C:]
+
+    # batched over all chunks: [d(γQ); −dW] = [dO; dU] Sᵀ, d(ρK) = U dS'ᵀ, dP = tril(dO Uᵀ)
+    qw = torch.bmm(od.view(nb, 2 * C, dv), s_in.transpose(-1, -2)).view(n, bh, 2 * C, dk)
+    dq_read, dw = qw[:, :, :C], qw[:, :, C:].neg_()
+    dk_write = torch.bmm(u.view(nb, C, dv), ds[1:].reshape(nb, dk, dv).transpose(-1, -2)).view(n, bh, C, dk)
+    dp = torch.bmm(do.view(nb, C, dv), u.view(nb, C, dv).transpose(-1, -2)).tril_()
+    # through [U₀ | W] = L⁻¹ X:  dX = L⁻ᵀ [dU | dW],  dM = −tril(dX [U₀ | W]ᵀ, −1)
+    duw = torch.cat([dU, dw], dim=-1).view(nb, C, dv + dk)
+    dx = torch.bmm(inv.transpose(-1, -2), duw)
+    dm = torch.bmm(dx, uw.view(nb, C, dv + dk).transpose(-1, -2)).neg_().tril_(-1)
+    # X = diag(β) [V | diag(γ) K]
+    bflat = bc.reshape(nb, C, 1)
+    dbeta = (dx * x_plain.view(nb, C, dv + dk)).sum(-1) + (dm * gk).sum(-1)  # [n·bh, C]
+    dxp = (dx * bflat).view(n, bh, C, dv + dk)
+    dv_ = dxp[..., :dv]
+    dk_ = dxp[..., dv:] * gamma if gated else dxp[..., dv:].clone()
+    # M = tril(diag(β) G, −1), P = tril(QKᵀ ⊙ Γ): dG = diag(β) dM; [dQKᵀ-block; dKKᵀ-block] ⊙ Γ
+    dg_ = dm * bflat
+    dpk = torch.stack([dp, dg_], dim=1)  # [n·bh, 2, C, C]
+    if gated:
+        db = (dpk[:, 0] * p).sum(-1) - (dpk[:, 0] * p).sum(-2) + (dg_ * gk).sum(-1) - (dg_ * gk).sum(-2)
+        dpk.mul_(decay)
+    # dQ += dQK K, dK += dKK K + dKKᵀ K + dQKᵀ Q
+    kf, qf = kc.reshape(nb, C, dk), qc.reshape(nb, C, dk)
+    dq = torch.bmm(dpk[:, 0], kf)
+    dk_ += (torch.bmm(dpk[:, 1] + dpk[:, 1].transpose(-1, -2), kf)
+            + torch.bmm(dpk[:, 0].transpose(-1, -2), qf)).view(n, bh, C, dk)
+    dq = dq.view(n, bh, C, dk)
+    if gated:
+        dq += dq_read * gamma
+        dk_ += dk_write * rho
+        db = db.view(n, bh, C)
+        db += (dq_read * q_read).sum(-1)  # through γ in diag(γ) Q
+        db += (dxp[..., dv:] * x_plain[..., dv:]).sum(-1)  # through γ in diag(γ) K
+        r = (dk_write * k_write).sum(-1)  # through ρ = exp(b_C − b)
+        db -= r
+        db[..., -1] += r.sum(-1) + (starts[:n] * ds[1:]).sum((-1, -2)) * gamma_end[..., 0, 0]  # and γ_C
+        dgc = db.flip(-1).cumsum(-1).flip(-1)  # b = cumsum(g) within the chunk
+    else:
+        dq += dq_read
+        dk_ += dk_write
+        dgc = None
+    return dq, dk_, dv_, dbeta.view(n, bh, C, 1), dgc, ds[0]
+
+
+class WYChunk(torch.autograd.Function):
+    """``(o, u, starts) = WYChunk.apply(qc, kc, vc, bc, gc, s0)`` on chunked float32 tensors (see
+    :func:`wy_forward`); differentiable in every input through :func:`wy_backward`."""
+
+    @staticmethod
+    def forward(ctx, qc, kc, vc, bc, gc: Optional[torch.Tensor], s0: Optional[torch.Tensor]):
+        o, u, starts, saved = wy_forward(qc, kc, vc, bc, gc, s0, keep=True)
+        ctx.save_for_backward(*saved)  # (None entries allowed; outputs saved this way make no reference cycle)
+        ctx.has_s0 = s0 is not None
+        ctx.set_materialize_grads(False)
+        return o, u, starts
+
+    @staticmethod
+    def backward(ctx, do, du, dstarts):
+        dq, dk, dv, dbeta, dg, ds0 = wy_backward(ctx.saved_tensors, do, du, dstarts)
+        return dq, dk, dv, dbeta, dg, ds0 if ctx.has_s0 else None
