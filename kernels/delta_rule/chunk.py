@@ -29,9 +29,11 @@ import torch
 
 from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
-from .._decay import cumulative_log_decay, decay_from_log, decay_matrix, decayed_products
+from .._decay import cumulative_log_decay, decay_from_log, decayed_products
 from .._triangular import unit_lower_inverse
 from .wy import WYChunk, wy_forward
+
+WY_BLOCK = 32  # the measured best on this machine at d = 64 (kernels/README.md, Speed)
 
 
 def delta_rule_chunk(
@@ -48,26 +50,17 @@ def delta_rule_chunk(
 ) -> RecurrenceOutput:
     b, t_len, h, dk = q.shape
     dv = v.shape[-1]
-    C = chunk_size
     grad = torch.is_grad_enabled() and any(
         x.requires_grad for x in (q, k, v, beta, g, initial_state) if x is not None)
+    if g is not None and g.dim() == 4:
+        return _per_channel(q, k, v, beta, g, initial_state, chunk_size, grad, output_final_state,
+                            output_chunk_states, output_delta)
+    # a per-head gate or none: the WY form with its chunkwise backward (wy.py), computed in blocks of
+    # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states
+    C = wy_block(chunk_size)
     qc, kc, vc = to_chunks(q, C), to_chunks(k, C).contiguous(), to_chunks(v, C)  # [n, batch·head, chunk, d]
     bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
     n, bh = qc.shape[:2]
-    nb = n * bh
-
-    if g is not None and g.dim() == 4:  # per key channel: [n, batch·head, chunk, d_k] float64; padding g = 0
-        cum = cumulative_log_decay(to_chunks(g, C), dim=-2)
-        scores = torch.stack([decayed_products(qc, kc, cum), decayed_products(kc * bc, kc, cum)], dim=2)
-        scores = scores.view(nb, 2, C, C)
-        gamma = decay_from_log(cum)  # γ  [n, batch·head, chunk, d_k]
-        k_read, q_read = kc * gamma, qc * gamma
-        k_write = kc * decay_from_log(cum[..., -1:, :] - cum)
-        gamma_end = decay_from_log(cum[..., -1, :])[..., None]  # [n, batch·head, d_k, 1]: decays S's rows
-        qk, kk = scores[:, 0], scores[:, 1]
-        return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
-                               output_final_state, output_chunk_states, output_delta)
-    # a per-head gate or none: the WY form with its chunkwise backward (wy.py)
     gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
     s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
     if grad:
@@ -77,9 +70,33 @@ def delta_rule_chunk(
     return RecurrenceOutput(
         output=from_chunks(o, b, t_len).to(q.dtype),
         final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
-        chunk_states=states_from_chunks(start[:n], b) if output_chunk_states else None,
+        chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
     )
+
+
+def wy_block(chunk_size: int) -> int:
+    """The block length the WY form computes in: ``WY_BLOCK`` when it divides a larger ``chunk_size``, else
+    ``chunk_size`` itself (the blocks only change the cost, never the result beyond float32 rounding)."""
+    return WY_BLOCK if chunk_size > WY_BLOCK and chunk_size % WY_BLOCK == 0 else chunk_size
+
+
+def _per_channel(q, k, v, beta, g, initial_state, C, grad, output_final_state, output_chunk_states, output_delta):
+    """A decay per key channel (Kimi Delta Attention): autograd through the chunk form below."""
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C).contiguous(), to_chunks(v, C)  # [n, batch·head, chunk, d]
+    bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
+    n, bh = qc.shape[:2]
+    nb = n * bh
+    cum = cumulative_log_decay(to_chunks(g, C), dim=-2)  # [n, batch·head, chunk, d_k] float64; padding g = 0
+    scores = torch.stack([decayed_products(qc, kc, cum), decayed_products(kc * bc, kc, cum)], dim=2)
+    scores = scores.view(nb, 2, C, C)
+    gamma = decay_from_log(cum)  # γ  [n, batch·head, chunk, d_k]
+    k_read, q_read = kc * gamma, qc * gamma
+    k_write = kc * decay_from_log(cum[..., -1:, :] - cum)
+    gamma_end = decay_from_log(cum[..., -1, :])[..., None]  # [n, batch·head, d_k, 1]: decays S's rows
+    qk, kk = scores[:, 0], scores[:, 1]
+    return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
+                           output_final_state, output_chunk_states, output_delta)
 
 
 def _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
