@@ -58,7 +58,7 @@ def delta_rule_chunk(
     # a per-head gate or none: the WY form with its chunkwise backward (wy.py), computed in blocks of
     # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states
     C = wy_block(chunk_size)
-    qc, kc, vc = to_chunks(q, C), to_chunks(k, C).contiguous(), to_chunks(v, C)  # [n, batch·head, chunk, d]
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [n, batch·head, chunk, d] (views for batch 1)
     bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
     n, bh = qc.shape[:2]
     gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0

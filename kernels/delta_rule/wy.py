@@ -41,8 +41,14 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
     n, bh, C, dk = qc.shape
     dv = vc.shape[-1]
     nb = n * bh
-    kt = kc.reshape(nb, C, dk).transpose(-1, -2)
-    scores = (torch.cat([qc, kc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)  # [QKᵀ; KKᵀ]
+    # one buffer [Q; K] per chunk: the products below read it in place (no cat, no per-operand copies)
+    qk = qc.new_empty(n, bh, 2 * C, dk)
+    qk[:, :, :C] = qc
+    qk[:, :, C:] = kc
+    kf = qk[:, :, C:].reshape(nb, C, dk)  # a view
+    scores = torch.bmm(qk.view(nb, 2 * C, dk), kf.transpose(-1, -2)).view(nb, 2, C, C)  # [QKᵀ; KKᵀ]
+    x = qc.new_empty(n, bh, C, dv + dk)  # X = diag(β) [V | diag(γ) K], written in place
+    torch.mul(vc, bc, out=x[..., :dv])
     if gc is not None:
         cum = cumulative_log_decay(gc)  # [n, bh, C] float64 (kernels/_decay.py)
         decay = decay_matrix(cum, inplace=True).view(nb, 1, C, C)  # Γ, 0 above the diagonal
@@ -50,16 +56,16 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         gamma = decay_from_log(cum)[..., None]  # γ  [n, bh, C, 1]
         rho = decay_from_log(cum[..., -1:] - cum)[..., None]  # γ_C / γ
         gamma_end = gamma[..., -1:, :]  # [n, bh, 1, 1]
-        q_read, k_write = qc * gamma, kc * rho
-        x_plain = torch.cat([vc, kc * gamma], dim=-1)  # [V | diag(γ) K]
+        k_write = qk[:, :, C:] * rho
+        torch.mul(qk[:, :, C:], bc * gamma, out=x[..., dv:])
     else:
         decay = gamma = rho = gamma_end = None
         scores[:, 0].tril_()
-        q_read, k_write = qc, kc
-        x_plain = torch.cat([vc, kc], dim=-1)
+        k_write = qk[:, :, C:]
+        torch.mul(qk[:, :, C:], bc, out=x[..., dv:])
     p, gk = scores[:, 0], scores[:, 1]  # P = tril(Γ⊙QKᵀ), G = Γ⊙KKᵀ  [n·bh, C, C]
     inv = unit_lower_inverse(gk * bc.reshape(nb, C, 1))  # L⁻¹; reads the strict lower triangle of diag(β) G
-    uw = (inv @ (x_plain * bc).view(nb, C, dv + dk)).view(n, bh, C, dv + dk)  # [U₀ | W]
+    uw = torch.bmm(inv, x.view(nb, C, dv + dk)).view(n, bh, C, dv + dk)  # [U₀ | W]
     u0, w = uw[..., :dv], uw[..., dv:]
 
     starts = qc.new_empty(n + 1, bh, dk, dv)
@@ -78,50 +84,57 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         else:
             torch.mul(S[i], end_i, out=S[i + 1])
             S[i + 1].baddbmm_(kw_i, U[i])
-    o = torch.baddbmm(q_read.reshape(nb, C, dk) @ starts[:n].view(nb, dk, dv), p, u.view(nb, C, dv))
+    o = torch.bmm(qk[:, :, :C].reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
+    if gamma is not None:
+        o.view(n, bh, C, dv).mul_(gamma)  # diag(γ) Q S
+    o.baddbmm_(p, u.view(nb, C, dv))  # + P U
     saved = None
     if keep:
-        saved = (qc, kc, bc, decay, gamma, rho, gamma_end, q_read, k_write, x_plain, p, gk, inv, uw, starts, u)
+        saved = (qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, inv, uw, starts, u)
     return o.view(n, bh, C, dv), u, starts, saved
 
 
 def wy_backward(saved, do, du, dstarts):
     """Gradients of :func:`wy_forward` in (qc, kc, vc, bc, gc, s0) given those of its outputs: ``do``, ``du``
     ``[n, bh, C, d_v]`` and ``dstarts [n + 1, bh, d_k, d_v]`` (each may be None)."""
-    qc, kc, bc, decay, gamma, rho, gamma_end, q_read, k_write, x_plain, p, gk, inv, uw, starts, u = saved
-    n, bh, C, dk = qc.shape
+    qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, inv, uw, starts, u = saved
+    n, bh, C2, dk = qk.shape
+    C = C2 // 2
     dv = u.shape[-1]
     nb = n * bh
     gated = decay is not None
-    zeros = qc.new_zeros
-    do = zeros(n, bh, C, dv) if do is None else do.reshape(n, bh, C, dv).contiguous()
+    qf, kf = qk[:, :, :C], qk[:, :, C:]
+    do = qk.new_zeros(n, bh, C, dv) if do is None else do.reshape(n, bh, C, dv)
     w = uw[..., dv:]
     s_in = starts[:n].reshape(nb, dk, dv)
 
-    # D₀ = Pᵀ dO (+ dU_out), E = (diag(γ)Q)ᵀ dO (+ dS_out), batched
+    # [dO; dU] side by side in one buffer, so that one product with Sᵀ gives d(diag(γ)Q) and −dW
+    od = qk.new_empty(n, bh, 2 * C, dv)
+    od[:, :, :C] = do
+    do = od[:, :, :C]
+    # D₀ = Pᵀ dO (+ dU_out), E = (diag(γ)Q)ᵀ dO (+ dS_out) = Qᵀ diag(γ) dO, batched
     d0 = torch.bmm(p.transpose(-1, -2), do.reshape(nb, C, dv)).view(n, bh, C, dv)
     if du is not None:
         d0 += du.reshape(n, bh, C, dv)
-    e = torch.bmm(q_read.reshape(nb, C, dk).transpose(-1, -2), do.reshape(nb, C, dv)).view(n, bh, dk, dv)
+    do_g = do * gamma if gated else do
+    e = torch.bmm(qf.reshape(nb, C, dk).transpose(-1, -2), do_g.reshape(nb, C, dv)).view(n, bh, dk, dv)
     if dstarts is not None:
         e += dstarts[:n]
     # the reverse hand-off: ds[c] = gradient of the state before chunk c; ds[n] that of the final state
-    ds = qc.new_empty(n + 1, bh, dk, dv)
+    ds = qk.new_empty(n + 1, bh, dk, dv)
     if dstarts is None:
         ds[n].zero_()
     else:
         ds[n].copy_(dstarts[n])
-    # [dO; dU] side by side in one buffer, so that one product with Sᵀ gives d(diag(γ)Q) and −dW
-    od = qc.new_empty(n, bh, 2 * C, dv)
-    od[:, :, :C] = do
     DS, DU = ds.unbind(0), od[:, :, C:].unbind(0)
     ends = gamma_end.unbind(0) if gated else [None] * n
+    kw, wt = k_write.unbind(0), w.transpose(-1, -2).unbind(0)
     for i in range(n - 1, -1, -1):
-        torch.baddbmm(d0[i], k_write[i], DS[i + 1], out=DU[i])  # dU = D₀ + diag(ρ)K dS'
+        torch.baddbmm(d0[i], kw[i], DS[i + 1], out=DU[i])  # dU = D₀ + diag(ρ)K dS'
         if ends[i] is None:
-            torch.baddbmm(DS[i + 1] + e[i], w[i].transpose(-1, -2), DU[i], alpha=-1.0, out=DS[i])
+            torch.baddbmm(DS[i + 1] + e[i], wt[i], DU[i], alpha=-1.0, out=DS[i])
         else:
-            torch.baddbmm(e[i], w[i].transpose(-1, -2), DU[i], alpha=-1.0, out=DS[i])
+            torch.baddbmm(e[i], wt[i], DU[i], alpha=-1.0, out=DS[i])
             DS[i].add_(DS[i + 1] * ends[i])
     dU = od[:, :, C:]
 
@@ -129,35 +142,37 @@ def wy_backward(saved, do, du, dstarts):
     qw = torch.bmm(od.view(nb, 2 * C, dv), s_in.transpose(-1, -2)).view(n, bh, 2 * C, dk)
     dq_read, dw = qw[:, :, :C], qw[:, :, C:].neg_()
     dk_write = torch.bmm(u.view(nb, C, dv), ds[1:].reshape(nb, dk, dv).transpose(-1, -2)).view(n, bh, C, dk)
-    dp = torch.bmm(do.view(nb, C, dv), u.view(nb, C, dv).transpose(-1, -2)).tril_()
+    dp = torch.bmm(do.reshape(nb, C, dv), u.view(nb, C, dv).transpose(-1, -2)).tril_()
     # through [U₀ | W] = L⁻¹ X:  dX = L⁻ᵀ [dU | dW],  dM = −tril(dX [U₀ | W]ᵀ, −1)
     duw = torch.cat([dU, dw], dim=-1).view(nb, C, dv + dk)
     dx = torch.bmm(inv.transpose(-1, -2), duw)
     dm = torch.bmm(dx, uw.view(nb, C, dv + dk).transpose(-1, -2)).neg_().tril_(-1)
-    # X = diag(β) [V | diag(γ) K]
-    bflat = bc.reshape(nb, C, 1)
-    dbeta = (dx * x_plain.view(nb, C, dv + dk)).sum(-1) + (dm * gk).sum(-1)  # [n·bh, C]
-    dxp = (dx * bflat).view(n, bh, C, dv + dk)
-    dv_ = dxp[..., :dv]
-    dk_ = dxp[..., dv:] * gamma if gated else dxp[..., dv:].clone()
-    # M = tril(diag(β) G, −1), P = tril(QKᵀ ⊙ Γ): dG = diag(β) dM; [dQKᵀ-block; dKKᵀ-block] ⊙ Γ
-    dg_ = dm * bflat
-    dpk = torch.stack([dp, dg_], dim=1)  # [n·bh, 2, C, C]
+    # X = diag(β) [V | diag(γ) K]:  dV = β dX_V,  dK = βγ dX_K,  dβ = ⟨dX_V, V⟩ + γ⟨dX_K, K⟩ (+ from M below)
+    dx = dx.view(n, bh, C, dv + dk)
+    sk = (dx[..., dv:] * kf).sum(-1, keepdim=True)  # ⟨dX_K, K⟩  [n, bh, C, 1]
+    dbeta = (dx[..., :dv] * vc).sum(-1, keepdim=True) + (sk * gamma if gated else sk)
+    dv_ = dx[..., :dv] * bc
+    dk_ = dx[..., dv:] * (bc * gamma if gated else bc)
+    # M = tril(diag(β) G, −1), P = tril(QKᵀ ⊙ Γ): dG = diag(β) dM
+    dm = dm.view(n, bh, C, C)
+    dbeta += (dm * gk.view(n, bh, C, C)).sum(-1, keepdim=True)
+    dg_ = (dm * bc).view(nb, C, C)
     if gated:
-        db = (dpk[:, 0] * p).sum(-1) - (dpk[:, 0] * p).sum(-2) + (dg_ * gk).sum(-1) - (dg_ * gk).sum(-2)
-        dpk.mul_(decay)
-    # dQ += dQK K, dK += dKK K + dKKᵀ K + dQKᵀ Q
-    kf, qf = kc.reshape(nb, C, dk), qc.reshape(nb, C, dk)
-    dq = torch.bmm(dpk[:, 0], kf)
-    dk_ += (torch.bmm(dpk[:, 1] + dpk[:, 1].transpose(-1, -2), kf)
-            + torch.bmm(dpk[:, 0].transpose(-1, -2), qf)).view(n, bh, C, dk)
-    dq = dq.view(n, bh, C, dk)
+        hp, hg = dp * p, dg_ * gk  # each exp(b_t − b_i) factor: + to b_t (rows), − to b_i (columns)
+        db = hp.sum(-1) - hp.sum(-2) + hg.sum(-1) - hg.sum(-2)
+        dp.mul_(decay[:, 0])
+        dg_.mul_(decay[:, 0])
+    # dQ = (dP⊙Γ) K;  dK += (dG⊙Γ) K + (dG⊙Γ)ᵀ K + (dP⊙Γ)ᵀ Q
+    k2 = kf.reshape(nb, C, dk)
+    dq = torch.bmm(dp, k2).view(n, bh, C, dk)
+    dk_ += torch.baddbmm(torch.bmm(dp.transpose(-1, -2), qf.reshape(nb, C, dk)), dg_ + dg_.transpose(-1, -2),
+                         k2).view(n, bh, C, dk)
     if gated:
         dq += dq_read * gamma
         dk_ += dk_write * rho
         db = db.view(n, bh, C)
-        db += (dq_read * q_read).sum(-1)  # through γ in diag(γ) Q
-        db += (dxp[..., dv:] * x_plain[..., dv:]).sum(-1)  # through γ in diag(γ) K
+        db += (dq_read * qf).sum(-1) * gamma[..., 0]  # through γ in diag(γ) Q
+        db += (sk * bc * gamma)[..., 0]  # through γ in diag(γ) K
         r = (dk_write * k_write).sum(-1)  # through ρ = exp(b_C − b)
         db -= r
         db[..., -1] += r.sum(-1) + (starts[:n] * ds[1:]).sum((-1, -2)) * gamma_end[..., 0, 0]  # and γ_C
@@ -166,7 +181,7 @@ def wy_backward(saved, do, du, dstarts):
         dq += dq_read
         dk_ += dk_write
         dgc = None
-    return dq, dk_, dv_, dbeta.view(n, bh, C, 1), dgc, ds[0]
+    return dq, dk_, dv_, dbeta, dgc, ds[0]
 
 
 class WYChunk(torch.autograd.Function):
