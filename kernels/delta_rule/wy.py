@@ -25,12 +25,41 @@ orientation (o = Sᵀq, states [d_k, d_v]) with dense C × C blocks and our own 
 
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
 from typing import Optional
 
 import torch
 
+from .. import _native
 from .._decay import cumulative_log_decay, decay_from_log, decay_matrix
 from .._triangular import unit_lower_inverse
+
+_C_SOURCE = Path(__file__).with_name("wy_native.c")
+_I, _L, _P = ctypes.c_int, ctypes.c_long, ctypes.c_void_p
+
+
+def native_library(x: torch.Tensor):
+    """The compiled wy_native.c for CPU tensors (kernels/_native.py), or None: then the PyTorch path runs."""
+    if x.device.type != "cpu":
+        return None
+    lib = _native.load(_C_SOURCE)
+    if lib is not None and not getattr(lib, "_typed", False):
+        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _I, _P, _L, _P, _P, _P]
+        lib.wy_loop_bwd.argtypes = [_I] * 5 + [_P, _P, _L, _P, _I, _P, _P, _P, _L, _P]
+        lib.unit_lower_solve.argtypes = [_I, _I, _I, _P, _P, _I]
+        lib._typed = True
+    return lib
+
+
+def _solve(lib, lm: torch.Tensor, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """(I + tril(lm, −1))⁻¹ x (or ⁻ᵀ): ``lm [nb, C, C]``, ``x [nb, C, m]`` contiguous; native: in place in x."""
+    if lib is None:
+        inv = unit_lower_inverse(lm)
+        return torch.bmm(inv.transpose(-1, -2) if transpose else inv, x)
+    nb, C, m = x.shape
+    lib.unit_lower_solve(nb, C, m, _native.ptr(lm), _native.ptr(x), int(transpose))
+    return x
 
 
 def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
@@ -64,8 +93,9 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         k_write = qk[:, :, C:]
         torch.mul(qk[:, :, C:], bc, out=x[..., dv:])
     p, gk = scores[:, 0], scores[:, 1]  # P = tril(Γ⊙QKᵀ), G = Γ⊙KKᵀ  [n·bh, C, C]
-    inv = unit_lower_inverse(gk * bc.reshape(nb, C, 1))  # L⁻¹; reads the strict lower triangle of diag(β) G
-    uw = torch.bmm(inv, x.view(nb, C, dv + dk)).view(n, bh, C, dv + dk)  # [U₀ | W]
+    lib = native_library(qc)
+    lm = gk * bc.reshape(nb, C, 1)  # diag(β) G: L = I + its strict lower triangle
+    uw = _solve(lib, lm, x.view(nb, C, dv + dk)).view(n, bh, C, dv + dk)  # [U₀ | W] = L⁻¹ X
     u0, w = uw[..., :dv], uw[..., dv:]
 
     starts = qc.new_empty(n + 1, bh, dk, dv)
@@ -74,30 +104,36 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         starts[0].zero_()
     else:
         starts[0].copy_(s0)
-    k_write_t = k_write.transpose(-1, -2)
-    S, U = starts.unbind(0), u.unbind(0)
-    ends = gamma_end.unbind(0) if gamma_end is not None else [None] * n
-    for i, (u0_i, w_i, kw_i, end_i) in enumerate(zip(u0.unbind(0), w.unbind(0), k_write_t.unbind(0), ends)):
-        torch.baddbmm(u0_i, w_i, S[i], alpha=-1.0, out=U[i])  # delta errors of chunk i
-        if end_i is None:
-            torch.baddbmm(S[i], kw_i, U[i], out=S[i + 1])
-        else:
-            torch.mul(S[i], end_i, out=S[i + 1])
-            S[i + 1].baddbmm_(kw_i, U[i])
+    if lib is not None:
+        gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
+        lib.wy_loop_fwd(n, bh, C, dk, dv, _native.ptr(uw), dv + dk, _native.ptr(k_write), k_write.stride(1),
+                        None if gend is None else _native.ptr(gend), _native.ptr(u), _native.ptr(starts))
+    else:
+        k_write_t = k_write.transpose(-1, -2)
+        S, U = starts.unbind(0), u.unbind(0)
+        ends = gamma_end.unbind(0) if gamma_end is not None else [None] * n
+        for i, (u0_i, w_i, kw_i, end_i) in enumerate(zip(u0.unbind(0), w.unbind(0), k_write_t.unbind(0), ends)):
+            torch.baddbmm(u0_i, w_i, S[i], alpha=-1.0, out=U[i])  # delta errors of chunk i
+            if end_i is None:
+                torch.baddbmm(S[i], kw_i, U[i], out=S[i + 1])
+            else:
+                torch.mul(S[i], end_i, out=S[i + 1])
+                S[i + 1].baddbmm_(kw_i, U[i])
     o = torch.bmm(qk[:, :, :C].reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
     if gamma is not None:
         o.view(n, bh, C, dv).mul_(gamma)  # diag(γ) Q S
     o.baddbmm_(p, u.view(nb, C, dv))  # + P U
     saved = None
     if keep:
-        saved = (qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, inv, uw, starts, u)
+        saved = (qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, uw, starts, u)
     return o.view(n, bh, C, dv), u, starts, saved
 
 
 def wy_backward(saved, do, du, dstarts):
     """Gradients of :func:`wy_forward` in (qc, kc, vc, bc, gc, s0) given those of its outputs: ``do``, ``du``
     ``[n, bh, C, d_v]`` and ``dstarts [n + 1, bh, d_k, d_v]`` (each may be None)."""
-    qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, inv, uw, starts, u = saved
+    qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, uw, starts, u = saved
+    lib = native_library(qk)
     n, bh, C2, dk = qk.shape
     C = C2 // 2
     dv = u.shape[-1]
@@ -126,16 +162,22 @@ def wy_backward(saved, do, du, dstarts):
         ds[n].zero_()
     else:
         ds[n].copy_(dstarts[n])
-    DS, DU = ds.unbind(0), od[:, :, C:].unbind(0)
-    ends = gamma_end.unbind(0) if gated else [None] * n
-    kw, wt = k_write.unbind(0), w.transpose(-1, -2).unbind(0)
-    for i in range(n - 1, -1, -1):
-        torch.baddbmm(d0[i], kw[i], DS[i + 1], out=DU[i])  # dU = D₀ + diag(ρ)K dS'
-        if ends[i] is None:
-            torch.baddbmm(DS[i + 1] + e[i], wt[i], DU[i], alpha=-1.0, out=DS[i])
-        else:
-            torch.baddbmm(e[i], wt[i], DU[i], alpha=-1.0, out=DS[i])
-            DS[i].add_(DS[i + 1] * ends[i])
+    if lib is not None:
+        gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
+        lib.wy_loop_bwd(n, bh, C, dk, dv, _native.ptr(d0), _native.ptr(k_write), k_write.stride(1), _native.ptr(uw),
+                        dv + dk, _native.ptr(e), None if gend is None else _native.ptr(gend),
+                        _native.ptr(od[:, :, C:]), 2 * C * dv, _native.ptr(ds))
+    else:
+        DS, DU = ds.unbind(0), od[:, :, C:].unbind(0)
+        ends = gamma_end.unbind(0) if gated else [None] * n
+        kw, wt = k_write.unbind(0), w.transpose(-1, -2).unbind(0)
+        for i in range(n - 1, -1, -1):
+            torch.baddbmm(d0[i], kw[i], DS[i + 1], out=DU[i])  # dU = D₀ + diag(ρ)K dS'
+            if ends[i] is None:
+                torch.baddbmm(DS[i + 1] + e[i], wt[i], DU[i], alpha=-1.0, out=DS[i])
+            else:
+                torch.baddbmm(e[i], wt[i], DU[i], alpha=-1.0, out=DS[i])
+                DS[i].add_(DS[i + 1] * ends[i])
     dU = od[:, :, C:]
 
     # batched over all chunks: [d(γQ); −dW] = [dO; dU] Sᵀ, d(ρK) = U dS'ᵀ, dP = tril(dO Uᵀ)
@@ -145,7 +187,7 @@ def wy_backward(saved, do, du, dstarts):
     dp = torch.bmm(do.reshape(nb, C, dv), u.view(nb, C, dv).transpose(-1, -2)).tril_()
     # through [U₀ | W] = L⁻¹ X:  dX = L⁻ᵀ [dU | dW],  dM = −tril(dX [U₀ | W]ᵀ, −1)
     duw = torch.cat([dU, dw], dim=-1).view(nb, C, dv + dk)
-    dx = torch.bmm(inv.transpose(-1, -2), duw)
+    dx = _solve(lib, lm, duw, transpose=True)
     dm = torch.bmm(dx, uw.view(nb, C, dv + dk).transpose(-1, -2)).neg_().tril_(-1)
     # X = diag(β) [V | diag(γ) K]:  dV = β dX_V,  dK = βγ dX_K,  dβ = ⟨dX_V, V⟩ + γ⟨dX_K, K⟩ (+ from M below)
     dx = dx.view(n, bh, C, dv + dk)

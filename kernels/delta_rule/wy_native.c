@@ -1,0 +1,79 @@
+/* The sequential parts of the WY chunk kernel (kernels/delta_rule/wy.py) in C, so that each of the n chunk
+ * hand-offs costs two BLAS calls instead of three PyTorch dispatches, and the unit-triangular systems are
+ * solved by one trsm per chunk instead of an explicit inverse.  Built on first use by kernels/_native.py
+ * (plain C: it compiles in about a second, against the BLAS that PyTorch already carries) and called
+ * through ctypes; wy.py falls back to the PyTorch path when no compiler is present.
+ *
+ * Layout: every matrix is row-major float32; arrays are [n, bh, rows, cols] with the given row strides.
+ * BLAS is column-major, so a row-major product C = op(A) op(B) is the column-major Cᵀ = op(B)ᵀ op(A)ᵀ
+ * (gemm_rm below), and the row-major lower-triangular L Y = X is the column-major Yᵀ Lᵀ = Xᵀ with Lᵀ upper.
+ */
+#include <string.h>
+
+extern void sgemm_(const char *ta, const char *tb, const int *m, const int *n, const int *k, const float *alpha,
+                   const float *a, const int *lda, const float *b, const int *ldb, const float *beta, float *c,
+                   const int *ldc);
+extern void strsm_(const char *side, const char *uplo, const char *ta, const char *diag, const int *m, const int *n,
+                   const float *alpha, const float *a, const int *lda, float *b, const int *ldb);
+
+/* row-major C[m×n] = alpha op(A) op(B) + beta C */
+static void gemm_rm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                    int ldb, float beta, float *c, int ldc) {
+    sgemm_(&tb, &ta, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+static void copy_rows(float *dst, int ldd, const float *src, int lds, int rows, int cols) {
+    for (int r = 0; r < rows; r++) memcpy(dst + (long)r * ldd, src + (long)r * lds, sizeof(float) * cols);
+}
+
+/* Forward hand-off.  uw [n, bh, C, ld_uw] holds U0 (columns 0..dv-1) and W (columns dv..dv+dk-1); kw [n, bh, C, dk]
+ * = diag(ρ)K, matrices ms_kw apart; gend [n, bh] = γ_C or NULL (no decay); u [n, bh, C, dv] (out); starts [n+1, bh, dk, dv] with starts[0]
+ * given:   U_i = U0_i − W_i S_i,   S_{i+1} = γ_C S_i + (diag(ρ)K_i)ᵀ U_i. */
+void wy_loop_fwd(int n, int bh, int C, int dk, int dv, const float *uw, int ld_uw, const float *kw, long ms_kw,
+                 const float *gend, float *u, float *starts) {
+    const long sz = (long)dk * dv;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < bh; j++) {
+            const long m = (long)i * bh + j;
+            const float *u0 = uw + m * C * ld_uw, *w = u0 + dv, *k = kw + m * ms_kw;
+            const float *s = starts + m * sz;
+            float *uu = u + m * C * dv, *s2 = starts + (m + bh) * sz;
+            copy_rows(uu, dv, u0, ld_uw, C, dv);
+            gemm_rm('N', 'N', C, dv, dk, -1.0f, w, ld_uw, s, dv, 1.0f, uu, dv);
+            const float g = gend ? gend[m] : 1.0f;
+            for (long e = 0; e < sz; e++) s2[e] = g * s[e];
+            gemm_rm('T', 'N', dk, dv, C, 1.0f, k, dk, uu, dv, 1.0f, s2, dv);
+        }
+    }
+}
+
+/* Backward hand-off, in reverse.  d0 [n, bh, C, dv] = Pᵀ dO (+ dU_out); e [n, bh, dk, dv] = (diag(γ)Q)ᵀ dO (+ dS_out);
+ * kw as in the forward; du (out) rows of stride dv, matrices of stride ms_du; ds [n+1, bh, dk, dv] with ds[n] given:
+ *   dU_i = D0_i + diag(ρ)K_i dS_{i+1},   dS_i = γ_C dS_{i+1} + E_i − W_iᵀ dU_i. */
+void wy_loop_bwd(int n, int bh, int C, int dk, int dv, const float *d0, const float *kw, long ms_kw, const float *uw,
+                 int ld_uw,
+                 const float *e, const float *gend, float *du, long ms_du, float *ds) {
+    const long sz = (long)dk * dv;
+    for (int i = n - 1; i >= 0; i--) {
+        for (int j = 0; j < bh; j++) {
+            const long m = (long)i * bh + j;
+            const float *k = kw + m * ms_kw, *w = uw + m * C * ld_uw + dv, *dsn = ds + (m + bh) * sz;
+            float *dd = du + m * ms_du, *dsi = ds + m * sz;
+            memcpy(dd, d0 + m * C * dv, sizeof(float) * C * dv);
+            gemm_rm('N', 'N', C, dv, dk, 1.0f, k, dk, dsn, dv, 1.0f, dd, dv);
+            const float g = gend ? gend[m] : 1.0f;
+            const float *ee = e + m * sz;
+            for (long x = 0; x < sz; x++) dsi[x] = ee[x] + g * dsn[x];
+            gemm_rm('T', 'N', dk, dv, C, -1.0f, w, ld_uw, dd, dv, 1.0f, dsi, dv);
+        }
+    }
+}
+
+/* In place, for each of nb systems: X ← (I + tril(M, −1))⁻¹ X, or with trans ← (I + tril(M, −1))⁻ᵀ X.
+ * M [nb, C, C] (only its strict lower triangle is read), X [nb, C, m]. */
+void unit_lower_solve(int nb, int C, int m, const float *M, float *X, int trans) {
+    const float one = 1.0f;
+    const char side = 'R', uplo = 'U', diag = 'U', ta = trans ? 'T' : 'N';
+    for (long b = 0; b < nb; b++)
+        strsm_(&side, &uplo, &ta, &diag, &m, &C, &one, M + b * C * C, &C, X + b * C * m, &m);
+}
