@@ -45,7 +45,7 @@ def native_library(x: torch.Tensor):
         return None
     lib = _native.load(_C_SOURCE)
     if lib is not None and not getattr(lib, "_typed", False):
-        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _I, _P, _L, _P, _P, _P]
+        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _I, _P, _L, _P, _P, _P, _P, _L, _P, _L, _P, _P]
         lib.wy_loop_bwd.argtypes = [_I] * 5 + [_P, _P, _L, _P, _I, _P, _P, _P, _L, _P]
         lib.unit_lower_solve.argtypes = [_I, _I, _I, _P, _P, _I]
         lib._typed = True
@@ -104,10 +104,14 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         starts[0].zero_()
     else:
         starts[0].copy_(s0)
-    if lib is not None:
+    if lib is not None:  # the hand-off and the read-out in C (wy_native.c)
+        o = qc.new_empty(n, bh, C, dv)
         gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
-        lib.wy_loop_fwd(n, bh, C, dk, dv, _native.ptr(uw), dv + dk, _native.ptr(k_write), k_write.stride(1),
-                        None if gend is None else _native.ptr(gend), _native.ptr(u), _native.ptr(starts))
+        gam = None if gamma is None else gamma.reshape(n, bh, C).contiguous()
+        P = _native.ptr
+        lib.wy_loop_fwd(n, bh, C, dk, dv, P(uw), dv + dk, P(k_write), k_write.stride(1),
+                        None if gend is None else P(gend), P(u), P(starts), P(qk), 2 * C * dk, P(p), p.stride(0),
+                        None if gam is None else P(gam), P(o))
     else:
         k_write_t = k_write.transpose(-1, -2)
         S, U = starts.unbind(0), u.unbind(0)
@@ -119,14 +123,14 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
             else:
                 torch.mul(S[i], end_i, out=S[i + 1])
                 S[i + 1].baddbmm_(kw_i, U[i])
-    o = torch.bmm(qk[:, :, :C].reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
-    if gamma is not None:
-        o.view(n, bh, C, dv).mul_(gamma)  # diag(γ) Q S
-    o.baddbmm_(p, u.view(nb, C, dv))  # + P U
+        o = torch.bmm(qk[:, :, :C].reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
+        if gamma is not None:
+            o.view(n, bh, C, dv).mul_(gamma)  # diag(γ) Q S
+        o = o.baddbmm_(p, u.view(nb, C, dv)).view(n, bh, C, dv)  # + P U
     saved = None
     if keep:
         saved = (qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, uw, starts, u)
-    return o.view(n, bh, C, dv), u, starts, saved
+    return o, u, starts, saved
 
 
 def wy_backward(saved, do, du, dstarts):

@@ -26,20 +26,31 @@ static void copy_rows(float *dst, int ldd, const float *src, int lds, int rows, 
     for (int r = 0; r < rows; r++) memcpy(dst + (long)r * ldd, src + (long)r * lds, sizeof(float) * cols);
 }
 
-/* Forward hand-off.  uw [n, bh, C, ld_uw] holds U0 (columns 0..dv-1) and W (columns dv..dv+dk-1); kw [n, bh, C, dk]
- * = diag(ρ)K, matrices ms_kw apart; gend [n, bh] = γ_C or NULL (no decay); u [n, bh, C, dv] (out); starts [n+1, bh, dk, dv] with starts[0]
- * given:   U_i = U0_i − W_i S_i,   S_{i+1} = γ_C S_i + (diag(ρ)K_i)ᵀ U_i. */
+/* Forward hand-off and read-out.  uw [n, bh, C, ld_uw] holds U0 (columns 0..dv-1) and W (columns dv..dv+dk-1);
+ * kw [n, bh, C, dk] = diag(ρ)K, matrices ms_kw apart; gend [n, bh] = γ_C or NULL (no decay); u [n, bh, C, dv] (out);
+ * starts [n+1, bh, dk, dv] with starts[0] given; q [.., C, dk] matrices ms_q apart, p [.., C, C] = tril(Γ⊙QKᵀ)
+ * matrices ms_p apart, gam [n, bh, C] = γ or NULL, o [n, bh, C, dv] (out):
+ *   U_i = U0_i − W_i S_i,   O_i = diag(γ) Q_i S_i + P_i U_i,   S_{i+1} = γ_C S_i + (diag(ρ)K_i)ᵀ U_i
+ * (the read-out here, while S_i and U_i are in cache: as batched products of 16 or 32 rows it ran at half speed). */
 void wy_loop_fwd(int n, int bh, int C, int dk, int dv, const float *uw, int ld_uw, const float *kw, long ms_kw,
-                 const float *gend, float *u, float *starts) {
+                 const float *gend, float *u, float *starts, const float *q, long ms_q, const float *p, long ms_p,
+                 const float *gam, float *o) {
     const long sz = (long)dk * dv;
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < bh; j++) {
             const long m = (long)i * bh + j;
             const float *u0 = uw + m * C * ld_uw, *w = u0 + dv, *k = kw + m * ms_kw;
             const float *s = starts + m * sz;
-            float *uu = u + m * C * dv, *s2 = starts + (m + bh) * sz;
+            float *uu = u + m * C * dv, *s2 = starts + (m + bh) * sz, *oo = o + m * C * dv;
             copy_rows(uu, dv, u0, ld_uw, C, dv);
             gemm_rm('N', 'N', C, dv, dk, -1.0f, w, ld_uw, s, dv, 1.0f, uu, dv);
+            gemm_rm('N', 'N', C, dv, dk, 1.0f, q + m * ms_q, dk, s, dv, 0.0f, oo, dv);
+            if (gam)
+                for (int r = 0; r < C; r++) {
+                    const float g = gam[m * C + r];
+                    for (int c = 0; c < dv; c++) oo[(long)r * dv + c] *= g;
+                }
+            gemm_rm('N', 'N', C, dv, C, 1.0f, p + m * ms_p, C, uu, dv, 1.0f, oo, dv);
             const float g = gend ? gend[m] : 1.0f;
             for (long e = 0; e < sz; e++) s2[e] = g * s[e];
             gemm_rm('T', 'N', dk, dv, C, 1.0f, k, dk, uu, dv, 1.0f, s2, dv);
