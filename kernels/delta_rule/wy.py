@@ -45,9 +45,9 @@ def native_library(x: torch.Tensor):
         return None
     lib = _native.load(_C_SOURCE)
     if lib is not None and not getattr(lib, "_typed", False):
-        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _I, _P, _L, _P, _P, _P, _P, _L, _P, _L, _P, _P]
-        lib.wy_loop_bwd.argtypes = [_I] * 5 + [_P, _P, _L, _P, _I, _P, _P, _P, _L, _P]
-        lib.unit_lower_solve.argtypes = [_I, _I, _I, _P, _P, _I]
+        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _L, _P, _P, _P, _P, _P, _P, _P]
+        lib.wy_loop_bwd.argtypes = [_I] * 5 + [_P, _P, _L, _P, _L, _P, _P, _P, _L, _P]
+        lib.unit_lower_solve.argtypes = [_I, _I, _I, _P, _P, _L, _I]
         lib._typed = True
     return lib
 
@@ -58,8 +58,17 @@ def _solve(lib, lm: torch.Tensor, x: torch.Tensor, transpose: bool = False) -> t
         inv = unit_lower_inverse(lm)
         return torch.bmm(inv.transpose(-1, -2) if transpose else inv, x)
     nb, C, m = x.shape
-    lib.unit_lower_solve(nb, C, m, _native.ptr(lm), _native.ptr(x), int(transpose))
+    lib.unit_lower_solve(nb, C, m, _native.ptr(lm), _native.ptr(x), m * C, int(transpose))
     return x
+
+
+def _solve_into(lib, lm: torch.Tensor, x: torch.Tensor, C: int) -> None:
+    """x ← (I + tril(lm, −1))⁻¹ x in place, for ``x [n, bh, C, m]`` whose matrices may lie apart (rows contiguous)."""
+    n, bh, _, m = x.shape
+    if lib is None:
+        x.copy_(torch.bmm(unit_lower_inverse(lm), x.reshape(n * bh, C, m)).view(n, bh, C, m))
+        return
+    lib.unit_lower_solve(n * bh, C, m, _native.ptr(lm), _native.ptr(x), x.stride(1), 0)
 
 
 def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
@@ -70,14 +79,16 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
     n, bh, C, dk = qc.shape
     dv = vc.shape[-1]
     nb = n * bh
-    # one buffer [Q; K] per chunk: the products below read it in place (no cat, no per-operand copies)
-    qk = qc.new_empty(n, bh, 2 * C, dk)
-    qk[:, :, :C] = qc
-    qk[:, :, C:] = kc
-    kf = qk[:, :, C:].reshape(nb, C, dk)  # a view
-    scores = torch.bmm(qk.view(nb, 2 * C, dk), kf.transpose(-1, -2)).view(nb, 2, C, C)  # [QKᵀ; KKᵀ]
-    x = qc.new_empty(n, bh, C, dv + dk)  # X = diag(β) [V | diag(γ) K], written in place
-    torch.mul(vc, bc, out=x[..., :dv])
+    lib = native_library(qc)
+    # one buffer [K; Q; W] per chunk: [K; Q] Kᵀ gives both C×C products in one matmul, and the hand-off reads
+    # [Q; W] S in one product (W, solved for below, is written into its rows); no cat, no per-operand copies
+    kqw = qc.new_empty(n, bh, 3 * C, dk)
+    kqw[:, :, :C] = kc
+    kqw[:, :, C:2 * C] = qc
+    kf, qf, w = kqw[:, :, :C], kqw[:, :, C:2 * C], kqw[:, :, 2 * C:]
+    scores = torch.bmm(kqw[:, :, :2 * C].reshape(nb, 2 * C, dk), kf.reshape(nb, C, dk).transpose(-1, -2))
+    scores = scores.view(nb, 2, C, C)  # [KKᵀ; QKᵀ]
+    u0 = torch.mul(vc, bc, out=qc.new_empty(n, bh, C, dv))  # diag(β) V, solved in place into U₀ below (contiguous)
     if gc is not None:
         cum = cumulative_log_decay(gc)  # [n, bh, C] float64 (kernels/_decay.py)
         decay = decay_matrix(cum, inplace=True).view(nb, 1, C, C)  # Γ, 0 above the diagonal
@@ -85,18 +96,17 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         gamma = decay_from_log(cum)[..., None]  # γ  [n, bh, C, 1]
         rho = decay_from_log(cum[..., -1:] - cum)[..., None]  # γ_C / γ
         gamma_end = gamma[..., -1:, :]  # [n, bh, 1, 1]
-        k_write = qk[:, :, C:] * rho
-        torch.mul(qk[:, :, C:], bc * gamma, out=x[..., dv:])
+        k_write = torch.mul(kf, rho, out=qc.new_empty(n, bh, C, dk))  # diag(ρ) K
+        torch.mul(kf, bc * gamma, out=w)  # diag(β γ) K, solved in place into W below
     else:
         decay = gamma = rho = gamma_end = None
-        scores[:, 0].tril_()
-        k_write = qk[:, :, C:]
-        torch.mul(qk[:, :, C:], bc, out=x[..., dv:])
-    p, gk = scores[:, 0], scores[:, 1]  # P = tril(Γ⊙QKᵀ), G = Γ⊙KKᵀ  [n·bh, C, C]
-    lib = native_library(qc)
+        scores[:, 1].tril_()
+        k_write = kf
+        torch.mul(kf, bc, out=w)
+    gk, p = scores[:, 0], scores[:, 1]  # G = Γ⊙KKᵀ, P = tril(Γ⊙QKᵀ)  [n·bh, C, C]
     lm = gk * bc.reshape(nb, C, 1)  # diag(β) G: L = I + its strict lower triangle
-    uw = _solve(lib, lm, x.view(nb, C, dv + dk)).view(n, bh, C, dv + dk)  # [U₀ | W] = L⁻¹ X
-    u0, w = uw[..., :dv], uw[..., dv:]
+    _solve_into(lib, lm, u0, C)  # U₀ = L⁻¹ diag(β) V
+    _solve_into(lib, lm, w, C)  # W = L⁻¹ diag(βγ) K
 
     starts = qc.new_empty(n + 1, bh, dk, dv)
     u = qc.new_empty(n, bh, C, dv)
@@ -104,14 +114,16 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         starts[0].zero_()
     else:
         starts[0].copy_(s0)
-    if lib is not None:  # the hand-off and the read-out in C (wy_native.c)
+    if lib is not None:  # the hand-off and the read-out in C (wy_native.c), two products per chunk and head
         o = qc.new_empty(n, bh, C, dv)
+        kp = qc.new_empty(n, bh, dk + C, C)  # [(diag(ρ)K)ᵀ; P]
+        kp[:, :, :dk] = k_write.transpose(-1, -2)
+        kp[:, :, dk:] = p.view(n, bh, C, C)
         gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
         gam = None if gamma is None else gamma.reshape(n, bh, C).contiguous()
         P = _native.ptr
-        lib.wy_loop_fwd(n, bh, C, dk, dv, P(uw), dv + dk, P(k_write), k_write.stride(1),
-                        None if gend is None else P(gend), P(u), P(starts), P(qk), 2 * C * dk, P(p), p.stride(0),
-                        None if gam is None else P(gam), P(o))
+        lib.wy_loop_fwd(n, bh, C, dk, dv, P(qf), 3 * C * dk, P(u0), P(kp), None if gend is None else P(gend),
+                        None if gam is None else P(gam), P(u), P(starts), P(o))
     else:
         k_write_t = k_write.transpose(-1, -2)
         S, U = starts.unbind(0), u.unbind(0)
@@ -123,33 +135,32 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
             else:
                 torch.mul(S[i], end_i, out=S[i + 1])
                 S[i + 1].baddbmm_(kw_i, U[i])
-        o = torch.bmm(qk[:, :, :C].reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
+        o = torch.bmm(qf.reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
         if gamma is not None:
             o.view(n, bh, C, dv).mul_(gamma)  # diag(γ) Q S
         o = o.baddbmm_(p, u.view(nb, C, dv)).view(n, bh, C, dv)  # + P U
     saved = None
     if keep:
-        saved = (qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, uw, starts, u)
+        saved = (kqw, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, u0, starts, u)
     return o, u, starts, saved
 
 
 def wy_backward(saved, do, du, dstarts):
     """Gradients of :func:`wy_forward` in (qc, kc, vc, bc, gc, s0) given those of its outputs: ``do``, ``du``
     ``[n, bh, C, d_v]`` and ``dstarts [n + 1, bh, d_k, d_v]`` (each may be None)."""
-    qk, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, uw, starts, u = saved
-    lib = native_library(qk)
-    n, bh, C2, dk = qk.shape
-    C = C2 // 2
+    kqw, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, u0, starts, u = saved
+    lib = native_library(kqw)
+    n, bh, C3, dk = kqw.shape
+    C = C3 // 3
     dv = u.shape[-1]
     nb = n * bh
     gated = decay is not None
-    qf, kf = qk[:, :, :C], qk[:, :, C:]
-    do = qk.new_zeros(n, bh, C, dv) if do is None else do.reshape(n, bh, C, dv)
-    w = uw[..., dv:]
+    kf, qf, w = kqw[:, :, :C], kqw[:, :, C:2 * C], kqw[:, :, 2 * C:]
+    do = kqw.new_zeros(n, bh, C, dv) if do is None else do.reshape(n, bh, C, dv)
     s_in = starts[:n].reshape(nb, dk, dv)
 
     # [dO; dU] side by side in one buffer, so that one product with Sᵀ gives d(diag(γ)Q) and −dW
-    od = qk.new_empty(n, bh, 2 * C, dv)
+    od = kqw.new_empty(n, bh, 2 * C, dv)
     od[:, :, :C] = do
     do = od[:, :, :C]
     # D₀ = Pᵀ dO (+ dU_out), E = (diag(γ)Q)ᵀ dO (+ dS_out) = Qᵀ diag(γ) dO, batched
@@ -161,15 +172,15 @@ def wy_backward(saved, do, du, dstarts):
     if dstarts is not None:
         e += dstarts[:n]
     # the reverse hand-off: ds[c] = gradient of the state before chunk c; ds[n] that of the final state
-    ds = qk.new_empty(n + 1, bh, dk, dv)
+    ds = kqw.new_empty(n + 1, bh, dk, dv)
     if dstarts is None:
         ds[n].zero_()
     else:
         ds[n].copy_(dstarts[n])
     if lib is not None:
         gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
-        lib.wy_loop_bwd(n, bh, C, dk, dv, _native.ptr(d0), _native.ptr(k_write), k_write.stride(1), _native.ptr(uw),
-                        dv + dk, _native.ptr(e), None if gend is None else _native.ptr(gend),
+        lib.wy_loop_bwd(n, bh, C, dk, dv, _native.ptr(d0), _native.ptr(k_write), k_write.stride(1), _native.ptr(w),
+                        w.stride(1), _native.ptr(e), None if gend is None else _native.ptr(gend),
                         _native.ptr(od[:, :, C:]), 2 * C * dv, _native.ptr(ds))
     else:
         DS, DU = ds.unbind(0), od[:, :, C:].unbind(0)
@@ -192,7 +203,8 @@ def wy_backward(saved, do, du, dstarts):
     # through [U₀ | W] = L⁻¹ X:  dX = L⁻ᵀ [dU | dW],  dM = −tril(dX [U₀ | W]ᵀ, −1)
     duw = torch.cat([dU, dw], dim=-1).view(nb, C, dv + dk)
     dx = _solve(lib, lm, duw, transpose=True)
-    dm = torch.bmm(dx, uw.view(nb, C, dv + dk).transpose(-1, -2)).neg_().tril_(-1)
+    dm = torch.bmm(dx[..., :dv], u0.reshape(nb, C, dv).transpose(-1, -2))
+    dm = dm.baddbmm_(dx[..., dv:], w.reshape(nb, C, dk).transpose(-1, -2)).neg_().tril_(-1)
     # X = diag(β) [V | diag(γ) K]:  dV = β dX_V,  dK = βγ dX_K,  dβ = ⟨dX_V, V⟩ + γ⟨dX_K, K⟩ (+ from M below)
     dx = dx.view(n, bh, C, dv + dk)
     sk = (dx[..., dv:] * kf).sum(-1, keepdim=True)  # ⟨dX_K, K⟩  [n, bh, C, 1]
