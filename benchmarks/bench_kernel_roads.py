@@ -4,6 +4,7 @@
     python benchmarks/bench_kernel_roads.py            # B=1, H=4, T=2048, D=64, fp32, gated
     python benchmarks/bench_kernel_roads.py --quick    # a tiny smoke run
 
+0. the forward's phases at blocks of 32 (each step of kernels/delta_rule/wy.py timed on its own);
 1. the triangular systems: block-doubling inverse + product, ``torch.linalg.solve_triangular``, forward
    substitution (a loop over rows), and the native trsm (kernels/delta_rule/wy_native.c), per block size;
 2. the chunk hand-off: the PyTorch loop (three dispatches per chunk), the native loop, and a parallel
@@ -34,7 +35,8 @@ except ImportError:
     from benchmarks.timing import interleaved_wall_cpu
 
 from workbench.kernels import _native, delta_rule
-from workbench.kernels._chunking import to_chunks
+from workbench.kernels._chunking import from_chunks, to_chunks
+from workbench.kernels._decay import cumulative_log_decay, decay_from_log, decay_matrix
 from workbench.kernels._triangular import unit_lower_inverse
 
 chunk_module = importlib.import_module("workbench.kernels.delta_rule.chunk")
@@ -104,6 +106,45 @@ def main(argv=None) -> None:
     v, beta = torch.randn(b, t, h, d, generator=gen), torch.rand(b, t, h, generator=gen)
     g = -torch.rand(b, t, h, generator=gen) * 0.1
     lib = wy.native_library(q)
+
+    # 0. the forward's phases, blocks of 32: the steps of wy.wy_forward, each timed on its own
+    C = 32
+    qc, kc, vc, bc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C), to_chunks(beta[..., None], C)
+    gc = to_chunks(g[..., None], C)[..., 0]
+    n, bh = qc.shape[:2]
+    nb = n * bh
+    kqw = qc.new_empty(n, bh, 3 * C, d)
+
+    def layout():
+        kqw[:, :, :C] = kc
+        kqw[:, :, C:2 * C] = qc
+        return torch.mul(vc, bc)
+
+    def products():
+        return torch.bmm(kqw[:, :, :2 * C].reshape(nb, 2 * C, d), kqw[:, :, :C].reshape(nb, C, d).transpose(-1, -2))
+
+    scores = products().view(nb, 2, C, C)
+    decayed = torch.empty_like(scores)
+
+    def decays():
+        cum = cumulative_log_decay(gc)
+        torch.mul(scores, decay_matrix(cum, inplace=True).view(nb, 1, C, C), out=decayed)
+        gamma, rho = decay_from_log(cum)[..., None], decay_from_log(cum[..., -1:] - cum)[..., None]
+        return torch.mul(kqw[:, :, :C], rho), torch.mul(kqw[:, :, :C], bc * gamma)
+
+    def solves():
+        lm = scores[:, 0] * bc.reshape(nb, C, 1)
+        wy._solve_into(lib, lm, torch.mul(vc, bc), C)
+        wy._solve_into(lib, lm, torch.mul(kqw[:, :, :C], bc), C)
+
+    with torch.no_grad():
+        out = wy.wy_forward(qc, kc, vc, bc, gc, None)[0]
+        fns = {"layout copies ([K; Q] buffer, diag(β)V)": layout, "[K; Q] Kᵀ": products,
+               "decay matrix and γ, ρ passes": decays, "triangular solves": solves,
+               "output back to [batch, pos, head, d_v]": lambda: from_chunks(out, b, t),
+               "whole wy_forward (hand-off and read-out: the rest)": lambda: wy.wy_forward(qc, kc, vc, bc, gc, None)}
+        show(f"0. forward phases, blocks of {C} ({'native' if lib is not None else 'PyTorch'} helpers)",
+             interleaved_wall_cpu(fns, reps))
 
     # 1. the triangular systems [U₀ | W] = L⁻¹ X, X [nb, C, 2d]
     for C in (16, 32, 64):

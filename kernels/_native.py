@@ -59,7 +59,11 @@ def _load(path: str) -> Optional[ctypes.CDLL]:
                               RuntimeWarning, stacklevel=3)
                 return None
             os.replace(out, target)  # atomic: concurrent builders each write their own file
-    return ctypes.CDLL(str(target))
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as e:  # e.g. a PyTorch built without an exported sgemm_/strsm_
+        warnings.warn(f"loading {target.name} failed ({e}); using the PyTorch path", RuntimeWarning, stacklevel=3)
+        return None
 
 
 def load(path: Path) -> Optional[ctypes.CDLL]:

@@ -104,7 +104,7 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         k_write = kf
         torch.mul(kf, bc, out=w)
     gk, p = scores[:, 0], scores[:, 1]  # G = Γ⊙KKᵀ, P = tril(Γ⊙QKᵀ)  [n·bh, C, C]
-    lm = gk * bc.reshape(nb, C, 1)  # diag(β) G: L = I + its strict lower triangle
+    lm = (gk * bc.reshape(nb, C, 1)).contiguous()  # diag(β) G: L = I + its strict lower triangle (a no-op copy)
     _solve_into(lib, lm, u0, C)  # U₀ = L⁻¹ diag(β) V
     _solve_into(lib, lm, w, C)  # W = L⁻¹ diag(βγ) K
 
