@@ -35,7 +35,7 @@ except ImportError:
     from benchmarks.timing import interleaved_wall_cpu
 
 from workbench.kernels import _native, delta_rule
-from workbench.kernels._chunking import from_chunks, to_chunks
+from workbench.kernels._chunking import to_chunks
 from workbench.kernels._decay import cumulative_log_decay, decay_from_log, decay_matrix
 from workbench.kernels._triangular import unit_lower_inverse
 
@@ -138,11 +138,9 @@ def main(argv=None) -> None:
         wy._solve_into(lib, lm, torch.mul(kqw[:, :, :C], bc), C)
 
     with torch.no_grad():
-        out = wy.wy_forward(qc, kc, vc, bc, gc, None)[0]
         fns = {"layout copies ([K; Q] buffer, diag(β)V)": layout, "[K; Q] Kᵀ": products,
                "decay matrix and γ, ρ passes": decays, "triangular solves": solves,
-               "output back to [batch, pos, head, d_v]": lambda: from_chunks(out, b, t),
-               "whole wy_forward (hand-off and read-out: the rest)": lambda: wy.wy_forward(qc, kc, vc, bc, gc, None)}
+               "whole wy_forward (hand-off and read-out: the rest)": lambda: wy.wy_forward(qc, kc, vc, bc, gc, None, b)}
         show(f"0. forward phases, blocks of {C} ({'native' if lib is not None else 'PyTorch'} helpers)",
              interleaved_wall_cpu(fns, reps))
 
@@ -194,7 +192,7 @@ def main(argv=None) -> None:
         st, uu, oo = torch.zeros(n + 1, bh, d, d), torch.empty(n, bh, C, d), torch.empty(n, bh, C, d)
         P = _native.ptr
         fns["native loop, with the read-out (2 BLAS calls per chunk, head)"] = lambda: lib.wy_loop_fwd(
-            n, bh, C, d, d, P(qw), 2 * C * d, P(u0c), P(kp), P(gc), P(gam), P(uu), P(st), P(oo))
+            n, bh, C, d, d, P(qw), 2 * C * d, P(u0c), P(kp), P(gc), P(gam), P(uu), P(st), P(oo), bh)
     show(f"2. the hand-off of {n} chunks of {C}, {bh} heads", interleaved_wall_cpu(fns, reps))
     ref = torch_loop()
     sc = scan()[0]

@@ -64,11 +64,11 @@ def delta_rule_chunk(
     gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
     s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
     if grad:
-        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0)
+        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b)
     else:
-        o, U, start, _ = wy_forward(qc, kc, vc, bc, gc, s0)
+        o, U, start, _ = wy_forward(qc, kc, vc, bc, gc, s0, b)
     return RecurrenceOutput(
-        output=from_chunks(o, b, t_len).to(q.dtype),
+        output=o[:, :t_len].to(q.dtype),  # [batch, pos, head, d_v]: o comes in that layout, padding at the end
         final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
         chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,

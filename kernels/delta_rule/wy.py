@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 
 from .. import _native
+from .._chunking import from_chunks
 from .._decay import cumulative_log_decay, decay_from_log, decay_matrix
 from .._triangular import unit_lower_inverse
 
@@ -45,7 +46,7 @@ def native_library(x: torch.Tensor):
         return None
     lib = _native.load(_C_SOURCE)
     if lib is not None and not getattr(lib, "_typed", False):
-        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _L, _P, _P, _P, _P, _P, _P, _P]
+        lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _L, _P, _P, _P, _P, _P, _P, _P, _I]
         lib.wy_loop_bwd.argtypes = [_I] * 5 + [_P, _P, _L, _P, _L, _P, _P, _P, _L, _P]
         lib.unit_lower_solve.argtypes = [_I, _I, _I, _P, _P, _L, _I]
         lib._typed = True
@@ -71,11 +72,12 @@ def _solve_into(lib, lm: torch.Tensor, x: torch.Tensor, C: int) -> None:
     lib.unit_lower_solve(n * bh, C, m, _native.ptr(lm), _native.ptr(x), x.stride(1), 0)
 
 
-def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
+def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
     """The chunkwise forward, without autograd, on chunked tensors: ``qc, kc [n, bh, C, d_k]``, ``vc [n, bh, C,
-    d_v]``, ``bc [n, bh, C, 1]``, ``gc [n, bh, C]`` float32 log decays or None, ``s0 [bh, d_k, d_v]`` or None.
-    Returns ``(o [n, bh, C, d_v], u [n, bh, C, d_v], starts [n + 1, bh, d_k, d_v], saved)``: starts[c] is the
-    state before chunk c, starts[n] the final state; ``saved`` holds what the backward needs (with ``keep``)."""
+    d_v]``, ``bc [n, bh, C, 1]``, ``gc [n, bh, C]`` float32 log decays or None, ``s0 [bh, d_k, d_v]`` or None;
+    bh = batch·head. Returns ``(o [batch, n·C, head, d_v], u [n, bh, C, d_v], starts [n + 1, bh, d_k, d_v],
+    saved)``: o in the caller's layout (padding included), starts[c] the state before chunk c, starts[n] the
+    final state; ``saved`` holds what the backward needs (with ``keep``)."""
     n, bh, C, dk = qc.shape
     dv = vc.shape[-1]
     nb = n * bh
@@ -115,7 +117,7 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
     else:
         starts[0].copy_(s0)
     if lib is not None:  # the hand-off and the read-out in C (wy_native.c), two products per chunk and head
-        o = qc.new_empty(n, bh, C, dv)
+        o = qc.new_empty(batch, n * C, bh // batch, dv)
         kp = qc.new_empty(n, bh, dk + C, C)  # [(diag(ρ)K)ᵀ; P]
         kp[:, :, :dk] = k_write.transpose(-1, -2)
         kp[:, :, dk:] = p.view(n, bh, C, C)
@@ -123,7 +125,7 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         gam = None if gamma is None else gamma.reshape(n, bh, C).contiguous()
         P = _native.ptr
         lib.wy_loop_fwd(n, bh, C, dk, dv, P(qf), 3 * C * dk, P(u0), P(kp), None if gend is None else P(gend),
-                        None if gam is None else P(gam), P(u), P(starts), P(o))
+                        None if gam is None else P(gam), P(u), P(starts), P(o), bh // batch)
     else:
         k_write_t = k_write.transpose(-1, -2)
         S, U = starts.unbind(0), u.unbind(0)
@@ -138,7 +140,7 @@ def wy_forward(qc, kc, vc, bc, gc, s0, keep: bool = False):
         o = torch.bmm(qf.reshape(nb, C, dk), starts[:n].view(nb, dk, dv))  # Q S
         if gamma is not None:
             o.view(n, bh, C, dv).mul_(gamma)  # diag(γ) Q S
-        o = o.baddbmm_(p, u.view(nb, C, dv)).view(n, bh, C, dv)  # + P U
+        o = from_chunks(o.baddbmm_(p, u.view(nb, C, dv)).view(n, bh, C, dv), batch, n * C)  # + P U
     saved = None
     if keep:
         saved = (kqw, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, u0, starts, u)
@@ -156,12 +158,15 @@ def wy_backward(saved, do, du, dstarts):
     nb = n * bh
     gated = decay is not None
     kf, qf, w = kqw[:, :, :C], kqw[:, :, C:2 * C], kqw[:, :, 2 * C:]
-    do = kqw.new_zeros(n, bh, C, dv) if do is None else do.reshape(n, bh, C, dv)
     s_in = starts[:n].reshape(nb, dk, dv)
 
     # [dO; dU] side by side in one buffer, so that one product with Sᵀ gives d(diag(γ)Q) and −dW
     od = kqw.new_empty(n, bh, 2 * C, dv)
-    od[:, :, :C] = do
+    if do is None:
+        od[:, :, :C].zero_()
+    else:  # dO arrives in the output's layout [batch, n·C, head, d_v]
+        b = do.shape[0]
+        od[:, :, :C].view(n, b, bh // b, C, dv).copy_(do.reshape(b, n, C, bh // b, dv).permute(1, 0, 3, 2, 4))
     do = od[:, :, :C]
     # D₀ = Pᵀ dO (+ dU_out), E = (diag(γ)Q)ᵀ dO (+ dS_out) = Qᵀ diag(γ) dO, batched
     d0 = torch.bmm(p.transpose(-1, -2), do.reshape(nb, C, dv)).view(n, bh, C, dv)
@@ -243,12 +248,12 @@ def wy_backward(saved, do, du, dstarts):
 
 
 class WYChunk(torch.autograd.Function):
-    """``(o, u, starts) = WYChunk.apply(qc, kc, vc, bc, gc, s0)`` on chunked float32 tensors (see
+    """``(o, u, starts) = WYChunk.apply(qc, kc, vc, bc, gc, s0, batch)`` on chunked float32 tensors (see
     :func:`wy_forward`); differentiable in every input through :func:`wy_backward`."""
 
     @staticmethod
-    def forward(ctx, qc, kc, vc, bc, gc: Optional[torch.Tensor], s0: Optional[torch.Tensor]):
-        o, u, starts, saved = wy_forward(qc, kc, vc, bc, gc, s0, keep=True)
+    def forward(ctx, qc, kc, vc, bc, gc: Optional[torch.Tensor], s0: Optional[torch.Tensor], batch: int):
+        o, u, starts, saved = wy_forward(qc, kc, vc, bc, gc, s0, batch, keep=True)
         ctx.save_for_backward(*saved)  # (None entries allowed; outputs saved this way make no reference cycle)
         ctx.has_s0 = s0 is not None
         ctx.set_materialize_grads(False)
@@ -257,4 +262,4 @@ class WYChunk(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, du, dstarts):
         dq, dk, dv, dbeta, dg, ds0 = wy_backward(ctx.saved_tensors, do, du, dstarts)
-        return dq, dk, dv, dbeta, dg, ds0 if ctx.has_s0 else None
+        return dq, dk, dv, dbeta, dg, ds0 if ctx.has_s0 else None, None

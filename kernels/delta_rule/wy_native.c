@@ -29,13 +29,15 @@ static void copy_rows(float *dst, int ldd, const float *src, int lds, int rows, 
 
 /* Forward hand-off and read-out, two products per chunk and head.  qw: per chunk and head the rows [Q; W]
  * ([2C, dk], matrices ms_qw apart); u0 [n, bh, C, dv]; kp [n, bh, dk + C, C] the rows [(diag(ρ)K)ᵀ; P] with
- * P = tril(Γ⊙QKᵀ); gend [n, bh] = γ_C and gam [n, bh, C] = γ, or NULL (no decay); u, o [n, bh, C, dv] (out);
+ * P = tril(Γ⊙QKᵀ); gend [n, bh] = γ_C and gam [n, bh, C] = γ, or NULL (no decay); u [n, bh, C, dv] (out);
+ * o [batch, T = n·C, heads, dv] (out, written in the caller's layout: bh = batch·heads);
  * starts [n+1, bh, dk, dv] with starts[0] given:
  *   [T_Q; T_W] = [Q; W] S_i,  U_i = U0_i − T_W,  [R_S; R_O] = [(diag(ρ)K)ᵀ; P] U_i,
  *   S_{i+1} = γ_C S_i + R_S,  O_i = diag(γ) T_Q + R_O
  * (the read-out here, while S_i and U_i are in cache: as batched products of 16 or 32 rows it ran at half speed). */
 void wy_loop_fwd(int n, int bh, int C, int dk, int dv, const float *qw, long ms_qw, const float *u0, const float *kp,
-                 const float *gend, const float *gam, float *u, float *starts, float *o) {
+                 const float *gend, const float *gam, float *u, float *starts, float *o, int heads) {
+    const long ld_o = (long)heads * dv, T = (long)n * C;
     const long sz = (long)dk * dv;
     float *t = malloc(sizeof(float) * (2L * C + dk + C) * dv), *r = t + 2L * C * dv;
     if (!t) return;
@@ -43,7 +45,8 @@ void wy_loop_fwd(int n, int bh, int C, int dk, int dv, const float *qw, long ms_
         for (int j = 0; j < bh; j++) {
             const long m = (long)i * bh + j;
             const float *s = starts + m * sz, *uz = u0 + m * C * dv;
-            float *uu = u + m * C * dv, *s2 = starts + (m + bh) * sz, *oo = o + m * C * dv;
+            float *uu = u + m * C * dv, *s2 = starts + (m + bh) * sz;
+            float *oo = o + ((j / heads) * T + (long)i * C) * ld_o + (long)(j % heads) * dv;
             gemm_rm('N', 'N', 2 * C, dv, dk, 1.0f, qw + m * ms_qw, dk, s, dv, 0.0f, t, dv);
             for (long e = 0; e < (long)C * dv; e++) uu[e] = uz[e] - t[C * dv + e];
             gemm_rm('N', 'N', dk + C, dv, C, 1.0f, kp + m * (dk + C) * C, C, uu, dv, 0.0f, r, dv);
@@ -52,7 +55,7 @@ void wy_loop_fwd(int n, int bh, int C, int dk, int dv, const float *qw, long ms_
             for (int row = 0; row < C; row++) {
                 const float gr = gam ? gam[m * C + row] : 1.0f;
                 const float *tq = t + (long)row * dv, *ro = r + sz + (long)row * dv;
-                float *orow = oo + (long)row * dv;
+                float *orow = oo + (long)row * ld_o;
                 for (int c = 0; c < dv; c++) orow[c] = gr * tq[c] + ro[c];
             }
         }
