@@ -90,6 +90,7 @@ def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
     kf, qf, w = kqw[:, :, :C], kqw[:, :, C:2 * C], kqw[:, :, 2 * C:]
     scores = torch.bmm(kqw[:, :, :2 * C].reshape(nb, 2 * C, dk), kf.reshape(nb, C, dk).transpose(-1, -2))
     scores = scores.view(nb, 2, C, C)  # [KKᵀ; QKᵀ]
+    kp = qc.new_empty(n, bh, dk + C, C)  # the rows [(diag(ρ)K)ᵀ; P] that multiply U in the hand-off
     u0 = torch.mul(vc, bc, out=qc.new_empty(n, bh, C, dv))  # diag(β) V, solved in place into U₀ below (contiguous)
     if gc is not None:
         cum = cumulative_log_decay(gc)  # [n, bh, C] float64 (kernels/_decay.py)
@@ -98,13 +99,15 @@ def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
         gamma = decay_from_log(cum)[..., None]  # γ  [n, bh, C, 1]
         rho = decay_from_log(cum[..., -1:] - cum)[..., None]  # γ_C / γ
         gamma_end = gamma[..., -1:, :]  # [n, bh, 1, 1]
-        k_write = torch.mul(kf, rho, out=qc.new_empty(n, bh, C, dk))  # diag(ρ) K
+        torch.mul(kf.transpose(-1, -2), rho.transpose(-1, -2), out=kp[:, :, :dk])  # (diag(ρ) K)ᵀ
         torch.mul(kf, bc * gamma, out=w)  # diag(β γ) K, solved in place into W below
     else:
         decay = gamma = rho = gamma_end = None
         scores[:, 1].tril_()
-        k_write = kf
+        kp[:, :, :dk] = kf.transpose(-1, -2)
         torch.mul(kf, bc, out=w)
+    kp[:, :, dk:] = scores[:, 1].view(n, bh, C, C)  # P
+    k_write = kp[:, :, :dk].transpose(-1, -2)  # diag(ρ) K, a view  [n, bh, C, d_k]
     gk, p = scores[:, 0], scores[:, 1]  # G = Γ⊙KKᵀ, P = tril(Γ⊙QKᵀ)  [n·bh, C, C]
     lm = (gk * bc.reshape(nb, C, 1)).contiguous()  # diag(β) G: L = I + its strict lower triangle (a no-op copy)
     _solve_into(lib, lm, u0, C)  # U₀ = L⁻¹ diag(β) V
@@ -118,9 +121,6 @@ def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
         starts[0].copy_(s0)
     if lib is not None:  # the hand-off and the read-out in C (wy_native.c), two products per chunk and head
         o = qc.new_empty(batch, n * C, bh // batch, dv)
-        kp = qc.new_empty(n, bh, dk + C, C)  # [(diag(ρ)K)ᵀ; P]
-        kp[:, :, :dk] = k_write.transpose(-1, -2)
-        kp[:, :, dk:] = p.view(n, bh, C, C)
         gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
         gam = None if gamma is None else gamma.reshape(n, bh, C).contiguous()
         P = _native.ptr
@@ -143,14 +143,14 @@ def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
         o = from_chunks(o.baddbmm_(p, u.view(nb, C, dv)).view(n, bh, C, dv), batch, n * C)  # + P U
     saved = None
     if keep:
-        saved = (kqw, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, u0, starts, u)
+        saved = (kqw, vc, bc, decay, gamma, rho, gamma_end, kp, p, gk, lm, u0, starts, u)
     return o, u, starts, saved
 
 
 def wy_backward(saved, do, du, dstarts):
     """Gradients of :func:`wy_forward` in (qc, kc, vc, bc, gc, s0) given those of its outputs: ``do``, ``du``
     ``[n, bh, C, d_v]`` and ``dstarts [n + 1, bh, d_k, d_v]`` (each may be None)."""
-    kqw, vc, bc, decay, gamma, rho, gamma_end, k_write, p, gk, lm, u0, starts, u = saved
+    kqw, vc, bc, decay, gamma, rho, gamma_end, kp, p, gk, lm, u0, starts, u = saved
     lib = native_library(kqw)
     n, bh, C3, dk = kqw.shape
     C = C3 // 3
@@ -158,6 +158,7 @@ def wy_backward(saved, do, du, dstarts):
     nb = n * bh
     gated = decay is not None
     kf, qf, w = kqw[:, :, :C], kqw[:, :, C:2 * C], kqw[:, :, 2 * C:]
+    k_write = kp[:, :, :dk].transpose(-1, -2)  # diag(ρ) K  [n, bh, C, d_k]
     s_in = starts[:n].reshape(nb, dk, dv)
 
     # [dO; dU] side by side in one buffer, so that one product with Sᵀ gives d(diag(γ)Q) and −dW
@@ -184,7 +185,7 @@ def wy_backward(saved, do, du, dstarts):
         ds[n].copy_(dstarts[n])
     if lib is not None:
         gend = None if gamma_end is None else gamma_end.reshape(n, bh).contiguous()
-        lib.wy_loop_bwd(n, bh, C, dk, dv, _native.ptr(d0), _native.ptr(k_write), k_write.stride(1), _native.ptr(w),
+        lib.wy_loop_bwd(n, bh, C, dk, dv, _native.ptr(d0), _native.ptr(kp), kp.stride(1), _native.ptr(w),
                         w.stride(1), _native.ptr(e), None if gend is None else _native.ptr(gend),
                         _native.ptr(od[:, :, C:]), 2 * C * dv, _native.ptr(ds))
     else:

@@ -64,7 +64,7 @@ void wy_loop_fwd(int n, int bh, int C, int dk, int dv, const float *qw, long ms_
 }
 
 /* Backward hand-off, in reverse.  d0 [n, bh, C, dv] = Pᵀ dO (+ dU_out); e [n, bh, dk, dv] = (diag(γ)Q)ᵀ dO (+ dS_out);
- * kw [n, bh, C, dk] = diag(ρ)K and w [.., C, dk] = W, matrices ms_kw and ms_w apart; du (out) rows of stride dv, matrices of stride ms_du; ds [n+1, bh, dk, dv] with ds[n] given:
+ * kw [.., dk, C] = (diag(ρ)K)ᵀ and w [.., C, dk] = W, matrices ms_kw and ms_w apart; du (out) rows of stride dv, matrices of stride ms_du; ds [n+1, bh, dk, dv] with ds[n] given:
  *   dU_i = D0_i + diag(ρ)K_i dS_{i+1},   dS_i = γ_C dS_{i+1} + E_i − W_iᵀ dU_i. */
 void wy_loop_bwd(int n, int bh, int C, int dk, int dv, const float *d0, const float *kw, long ms_kw, const float *w,
                  long ms_w,
@@ -76,7 +76,7 @@ void wy_loop_bwd(int n, int bh, int C, int dk, int dv, const float *d0, const fl
             const float *k = kw + m * ms_kw, *wm = w + m * ms_w, *dsn = ds + (m + bh) * sz;
             float *dd = du + m * ms_du, *dsi = ds + m * sz;
             memcpy(dd, d0 + m * C * dv, sizeof(float) * C * dv);
-            gemm_rm('N', 'N', C, dv, dk, 1.0f, k, dk, dsn, dv, 1.0f, dd, dv);
+            gemm_rm('T', 'N', C, dv, dk, 1.0f, k, C, dsn, dv, 1.0f, dd, dv);
             const float g = gend ? gend[m] : 1.0f;
             const float *ee = e + m * sz;
             for (long x = 0; x < sz; x++) dsi[x] = ee[x] + g * dsn[x];
