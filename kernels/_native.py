@@ -48,17 +48,20 @@ def _load(path: str) -> Optional[ctypes.CDLL]:
         cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
         if cc is None:
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            out = Path(tmp) / target.name
-            cmd = [cc, "-O3", "-shared", "-fPIC", "-o", str(out), str(path),
-                   f"-L{torch_lib}", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                warnings.warn(f"building {Path(path).name} failed; using the PyTorch path\n{res.stderr[-2000:]}",
-                              RuntimeWarning, stacklevel=3)
-                return None
-            os.replace(out, target)  # atomic: concurrent builders each write their own file
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                out = Path(tmp) / target.name
+                cmd = [cc, "-O3", "-shared", "-fPIC", "-o", str(out), str(path),
+                       f"-L{torch_lib}", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise OSError(res.stderr[-2000:])
+                os.replace(out, target)  # atomic: concurrent builders each write their own file
+        except OSError as e:  # no writable cache, a failed compile or link
+            warnings.warn(f"building {Path(path).name} failed; using the PyTorch path\n{e}", RuntimeWarning,
+                          stacklevel=3)
+            return None
     try:
         return ctypes.CDLL(str(target))
     except OSError as e:  # e.g. a PyTorch built without an exported sgemm_/strsm_

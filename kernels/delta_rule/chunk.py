@@ -9,10 +9,15 @@ unit lower-triangular system (derivation in kernels/README.md)
 so U = U₀ − W S with [U₀ | W] = L⁻¹ diag(β) [V | diag(γ) K], L = I + tril(diag(β)(Γ⊙KKᵀ), −1).
 Then   O = diag(γ) Q S + tril(Γ ⊙ Q Kᵀ) U    and    S' = γ_C S + (diag(γ_C / γ) K)ᵀ U.
 
-Everything except the S → S' hand-off runs batched over all chunks at once, as three matmuls:
-[Q; diag(β) K] Kᵀ (both C×C products in one), L⁻¹ [·|·] (both right-hand sides in one) and the
-output; the hand-off is two small matmuls per chunk. Cost O(pos·C·d + pos·d²). Computes in float32,
-returns the input dtype. Without autograd the same arithmetic runs in place in preallocated buffers.
+A per-head gate or none runs in wy.py: one autograd.Function with a written-out chunkwise backward, computed
+in blocks of ``WY_BLOCK`` positions, with the triangular solves and the block-by-block hand-off and read-out in
+a small C file when a compiler is present (PyTorch ops otherwise). Cost O(pos·C·d + pos·d²). Computes in
+float32, returns the input dtype.
+
+The per-channel form below runs everything except the S → S' hand-off batched over all chunks at once, as
+three matmuls: [Q; diag(β) K] Kᵀ (both C×C products in one), L⁻¹ [·|·] (both right-hand sides in one) and the
+output; the hand-off is two small matmuls per chunk, autograd through all of it. Without autograd the same
+arithmetic runs in place in preallocated buffers.
 
 A per-key-channel decay (g ``[batch, pos, head, d_k]``, Kimi Delta Attention) is the same algebra with
 diagonal matrices in place of scalars: γ_t and Γ_ti become vectors over the key channels, so diag(γ) K is
