@@ -23,7 +23,7 @@ try:
 except ImportError:
     from benchmarks.timing import interleaved_ms
 
-chunk_module = importlib.import_module("workbench.kernels.delta_rule.chunk")
+chunk_module = importlib.import_module("workbench.kernels.delta_rule.wy")  # the per-head-gate chunk form
 
 
 def main(argv=None) -> None:

@@ -1,19 +1,22 @@
 """Kernel speed against the peer implementations, in one process, as ratios.
 
-    python benchmarks/bench_kernels.py            # B=1, H=4, T=2048, D=64, fp32, CPU
+    python benchmarks/bench_kernels.py            # B=1, H=4, T=2048, D=64, fp32, CPU, 1 thread
     python benchmarks/bench_kernels.py --quick    # a tiny smoke run
 
 Peers (each used as published, imported from the installed package): transformers' Qwen3-Next
 ``torch_chunk_gated_delta_rule`` / ``torch_recurrent_gated_delta_rule`` and flash-linear-attention's
 ``fla/ops/*/naive.py`` references. Ratios are peer / ours.
 The fast implementations are timed round-robin and each keeps its best run (benchmarks/timing.py), so
-load from other processes falls on all of them alike.
+load from other processes falls on all of them alike; both the best wall time and the best CPU time of the
+thread are kept (on a shared machine the CPU time is the steadier), and the load average is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -23,9 +26,11 @@ import torch.nn.functional as F
 from workbench.kernels import delta_rule
 
 try:
-    from timing import interleaved_ms, median_ms  # run as a script: benchmarks/ is on sys.path
+    from timing import interleaved_wall_cpu  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.timing import interleaved_ms, median_ms
+    from benchmarks.timing import interleaved_wall_cpu
+
+chunk_module = importlib.import_module("workbench.kernels.delta_rule.chunk")
 
 
 def fla_naive(op: str):
@@ -49,31 +54,33 @@ def transformers_peers():
 
 
 def matmul_rates() -> dict[str, float]:
-    """GFLOP/s of a large square matmul and of the batched 64×64 matmuls the chunk algorithm is made of."""
+    """GFLOP/s of a large square matmul and of the batched 64×64 matmuls, from the best CPU time of the thread."""
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    big = 2 * 1024**3 / median_ms(lambda: a @ b, 10) / 1e6
     x, y = torch.randn(128, 64, 64), torch.randn(128, 64, 64)
-    small = 2 * 128 * 64**3 / median_ms(lambda: torch.bmm(x, y), 20) / 1e6
-    return {"large": big, "batched64": small}
+    best = interleaved_wall_cpu({"large": lambda: a @ b, "batched64": lambda: torch.bmm(x, y)}, 20)
+    return {"large": 2 * 1024**3 / best["large"][1] / 1e6, "batched64": 2 * 128 * 64**3 / best["batched64"][1] / 1e6}
 
 
 def chunk_flops(b: int, t: int, h: int, d: int, c: int) -> float:
-    """FLOPs (2 per multiply-add) of our chunk algorithm, as it runs (kernels/delta_rule/chunk.py), per head:
-    [Q; βK]Kᵀ (4tcd), the block-doubling inverse of each C×C unit-triangular matrix (≈ 2C³/3 per chunk,
-    ≈ 2tc²/3), its product with the 2d right-hand sides [V | γK] (4tcd), W·S and Kᵀ·U per chunk (4td²),
-    and the output Q·S + (QKᵀ)·U (2td² + 2tcd)."""
-    return b * h * (10 * t * c * d + 6 * t * d * d + 2 * t * c * c / 3)
+    """FLOPs (2 per multiply-add) of our chunk algorithm for a per-head gate or none, as it runs
+    (kernels/delta_rule/wy.py) with blocks of ``c`` positions, per head and position: [K; Q]Kᵀ (4cd), the
+    triangular solves for the 2d right-hand sides [V | γK] (2cd: half a dense product), and per block the
+    hand-off and read-out [Q; W]·S (4d²) and [(ρK)ᵀ; P]·U (2d² + 2cd)."""
+    return b * h * t * (8 * c * d + 6 * d * d)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     b, t, h, d = (1, 128, 2, 16) if args.quick else (1, 2048, 4, 64)
     reps = 1 if args.quick else args.repeats
     print("command: python benchmarks/bench_kernels.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={b} H={h} T={t} D={d} fp32; best of {reps} interleaved runs")
+    print("load average (1, 5, 15 min) at the start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(b, t, h, d, generator=gen)
     k = F.normalize(torch.randn(b, t, h, d, generator=gen), dim=-1)
@@ -94,6 +101,8 @@ def main(argv=None) -> None:
     peers = transformers_peers()
     if peers:
         add("transformers torch_chunk", lambda q, k, v, b_, g_: peers["chunk"](q, k, v, g_, b_)[0], True)
+        add("transformers torch_chunk", lambda q, k, v, b_, g_: peers["chunk"](q, k, v, torch.zeros_like(g_), b_)[0],
+            False)  # g = 0: the ungated delta rule
         add("transformers torch_recurrent", lambda q, k, v, b_, g_: peers["recurrent"](q, k, v, g_, b_)[0], True,
             slow=True)
     tr = lambda x: x.transpose(1, 2)  # noqa: E731  fla's delta naive files take [B, H, T, D]
@@ -122,22 +131,32 @@ def main(argv=None) -> None:
     # the fast implementations run round-robin (best of `reps` each); loops over positions get few runs
     fast = [(i, c) for i, c in enumerate(cases) if not c[3]]
     slow = [(i, c) for i, c in enumerate(cases) if c[3]]
-    f_ms = interleaved_ms({i: forward(c[2]) for i, c in fast}, reps)
-    fb_ms = interleaved_ms({i: forward_backward(c[2]) for i, c in fast}, max(1, reps // 3), warmup=1)
+    f_ms = interleaved_wall_cpu({i: forward(c[2]) for i, c in fast}, reps)
+    fb_ms = interleaved_wall_cpu({i: forward_backward(c[2]) for i, c in fast}, max(1, reps // 3), warmup=1)
     for i, c in slow:
-        f_ms.update(interleaved_ms({i: forward(c[2])}, max(1, reps // 5), warmup=1))
-        fb_ms.update(interleaved_ms({i: forward_backward(c[2])}, 1, warmup=0))
+        f_ms.update(interleaved_wall_cpu({i: forward(c[2])}, max(1, reps // 5), warmup=1))
+        fb_ms.update(interleaved_wall_cpu({i: forward_backward(c[2])}, 1, warmup=0))
     rows = [(name, kind, f_ms[i], fb_ms[i]) for i, (name, kind, _, _) in enumerate(cases)]
     ours_by_kind = {kind: (f, fb) for name, kind, f, fb in rows if name == "ours chunk"}
-    print(f"\n{'implementation':<34} {'rule':<6} {'fwd ms':>8} {'fwd+bwd ms':>11} {'fwd: peer/ours':>15} {'fwd+bwd: peer/ours':>19}")
+    print("\nbest wall ms (best thread-CPU ms); ratios peer / ours, wall (CPU)")
+    print(f"{'implementation':<34} {'rule':<6} {'fwd ms':>15} {'fwd+bwd ms':>17} {'fwd: peer/ours':>15} "
+          f"{'fwd+bwd: peer/ours':>19}")
     for name, kind, f, fb in rows:
         of, ofb = ours_by_kind[kind]
-        print(f"{name:<34} {kind:<6} {f:>8.2f} {fb:>11.2f} {f / of:>15.2f} {fb / ofb:>19.2f}")
+        print(f"{name:<34} {kind:<6} {f[0]:>7.2f} ({f[1]:>6.2f}) {fb[0]:>8.2f} ({fb[1]:>7.2f}) "
+              f"{f[0] / of[0]:>6.2f} ({f[1] / of[1]:>5.2f}) {fb[0] / ofb[0]:>8.2f} ({fb[1] / ofb[1]:>6.2f})")
     rates = matmul_rates()
-    flops = chunk_flops(b, t, h, d, 64)
-    print(f"\nmatmul throughput here: {rates['large']:.0f} GFLOP/s (1024³), {rates['batched64']:.0f} GFLOP/s (batched 64×64×64)")
-    print(f"our chunk algorithm: {flops / 1e6:.0f} MFLOP -> matmul-bound time {flops / rates['large'] / 1e6:.2f} ms at the "
+    block = chunk_module.wy_block(64)
+    flops = chunk_flops(b, t, h, d, block)
+    bound = flops / rates["large"] / 1e6
+    print(f"\nmatmul throughput here (best CPU time): {rates['large']:.0f} GFLOP/s (1024³), {rates['batched64']:.0f} "
+          "GFLOP/s (batched 64×64×64)")
+    print(f"our chunk algorithm (blocks of {block}): {flops / 1e6:.0f} MFLOP -> matmul-bound time {bound:.2f} ms at the "
           f"large-matmul rate, {flops / rates['batched64'] / 1e6:.2f} ms at the batched 64×64 rate")
+    for kind, (of, ofb) in ours_by_kind.items():
+        print(f"ours chunk {kind}: forward {of[0] / bound:.1f}× ({of[1] / bound:.1f}× by CPU time) the large-matmul-rate "
+              f"bound")
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

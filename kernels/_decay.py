@@ -47,10 +47,16 @@ def decay_matrix(cum: torch.Tensor, inplace: bool = False, dtype: torch.dtype = 
     :func:`cumulative_log_decay`): lower triangular, exactly 0 above the diagonal. The differences are
     taken in ``cum``'s precision; ``inplace`` reuses the buffers (no autograd)."""
     diff = cum[..., :, None] - cum[..., None, :]
+    if inplace:  # fewer passes: what was clamped to e^-80 (or rounds to it) is set to 0 by the threshold
+        out = diff.to(dtype).clamp_(LOG_FLOOR, 0.0).exp_()
+        return torch.nn.functional.threshold_(out, _floor_value(dtype), 0.0).tril_()
     gone = diff < LOG_FLOOR  # decayed below e^-80: exactly 0 (see LOG_FLOOR)
-    if inplace:
-        return diff.clamp_(LOG_FLOOR, 0.0).to(dtype).exp_().masked_fill_(gone, 0.0).tril_()
     return diff.clamp(LOG_FLOOR, 0.0).to(dtype).exp().masked_fill(gone, 0.0).tril()
+
+
+def _floor_value(dtype: torch.dtype) -> float:
+    """exp(LOG_FLOOR) as ``dtype`` rounds it: a decay at or below it is taken as exactly 0."""
+    return float(torch.tensor(LOG_FLOOR, dtype=dtype).exp())
 
 
 def decayed_products(x: torch.Tensor, y: torch.Tensor, cum: torch.Tensor, dtype: torch.dtype = torch.float32,

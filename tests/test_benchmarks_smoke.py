@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.integration
 @pytest.mark.parametrize("script, needle", [("bench_kernels.py", "ours chunk"), ("bench_hooks.py", "gated_delta"),
                                             ("bench_decay_precision.py", "fwd+bwd"), ("bench_generate.py", "rec_delta"),
-                                            ("bench_pretrained.py", "source (transformers)")])
+                                            ("bench_pretrained.py", "source (transformers)"),
+                                            ("bench_kernel_roads.py", "3. whole kernel")])
 def test_benchmark_quick_mode_runs(script, needle):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"], capture_output=True,
                          text=True, timeout=600, cwd=ROOT)

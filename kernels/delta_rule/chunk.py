@@ -9,10 +9,15 @@ unit lower-triangular system (derivation in kernels/README.md)
 so U = U₀ − W S with [U₀ | W] = L⁻¹ diag(β) [V | diag(γ) K], L = I + tril(diag(β)(Γ⊙KKᵀ), −1).
 Then   O = diag(γ) Q S + tril(Γ ⊙ Q Kᵀ) U    and    S' = γ_C S + (diag(γ_C / γ) K)ᵀ U.
 
-Everything except the S → S' hand-off runs batched over all chunks at once, as three matmuls:
-[Q; diag(β) K] Kᵀ (both C×C products in one), L⁻¹ [·|·] (both right-hand sides in one) and the
-output; the hand-off is two small matmuls per chunk. Cost O(pos·C·d + pos·d²). Computes in float32,
-returns the input dtype. Without autograd the same arithmetic runs in place in preallocated buffers.
+A per-head gate or none runs in wy.py: one autograd.Function with a written-out chunkwise backward, computed
+in blocks of ``WY_BLOCK`` positions, with the triangular solves and the block-by-block hand-off and read-out in
+a small C file when a compiler is present (PyTorch ops otherwise). Cost O(pos·C·d + pos·d²). Computes in
+float32, returns the input dtype.
+
+The per-channel form below runs everything except the S → S' hand-off batched over all chunks at once, as
+three matmuls: [Q; diag(β) K] Kᵀ (both C×C products in one), L⁻¹ [·|·] (both right-hand sides in one) and the
+output; the hand-off is two small matmuls per chunk, autograd through all of it. Without autograd the same
+arithmetic runs in place in preallocated buffers.
 
 A per-key-channel decay (g ``[batch, pos, head, d_k]``, Kimi Delta Attention) is the same algebra with
 diagonal matrices in place of scalars: γ_t and Γ_ti become vectors over the key channels, so diag(γ) K is
@@ -29,8 +34,11 @@ import torch
 
 from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
-from .._decay import cumulative_log_decay, decay_from_log, decay_matrix, decayed_products
+from .._decay import cumulative_log_decay, decay_from_log, decayed_products
 from .._triangular import unit_lower_inverse
+from .wy import WYChunk, wy_forward
+
+WY_BLOCK = 32  # the measured best on this machine at d = 64 (kernels/README.md, Speed)
 
 
 def delta_rule_chunk(
@@ -47,50 +55,51 @@ def delta_rule_chunk(
 ) -> RecurrenceOutput:
     b, t_len, h, dk = q.shape
     dv = v.shape[-1]
-    C = chunk_size
     grad = torch.is_grad_enabled() and any(
         x.requires_grad for x in (q, k, v, beta, g, initial_state) if x is not None)
+    if g is not None and g.dim() == 4:
+        return _per_channel(q, k, v, beta, g, initial_state, chunk_size, grad, output_final_state,
+                            output_chunk_states, output_delta)
+    # a per-head gate or none: the WY form with its chunkwise backward (wy.py), computed in blocks of
+    # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states
+    C = wy_block(chunk_size)
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [n, batch·head, chunk, d] (views for batch 1)
+    bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
+    n, bh = qc.shape[:2]
+    gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
+    s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
+    if grad:
+        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b)
+    else:
+        o, U, start, _ = wy_forward(qc, kc, vc, bc, gc, s0, b)
+    return RecurrenceOutput(
+        output=o[:, :t_len].to(q.dtype),  # [batch, pos, head, d_v]: o comes in that layout, padding at the end
+        final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
+        chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
+        delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
+    )
+
+
+def wy_block(chunk_size: int) -> int:
+    """The block length the WY form computes in: ``WY_BLOCK`` when it divides a larger ``chunk_size``, else
+    ``chunk_size`` itself (the blocks only change the cost, never the result beyond float32 rounding)."""
+    return WY_BLOCK if chunk_size > WY_BLOCK and chunk_size % WY_BLOCK == 0 else chunk_size
+
+
+def _per_channel(q, k, v, beta, g, initial_state, C, grad, output_final_state, output_chunk_states, output_delta):
+    """A decay per key channel (Kimi Delta Attention): autograd through the chunk form below."""
     qc, kc, vc = to_chunks(q, C), to_chunks(k, C).contiguous(), to_chunks(v, C)  # [n, batch·head, chunk, d]
     bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
     n, bh = qc.shape[:2]
     nb = n * bh
-
-    if g is not None and g.dim() == 4:  # per key channel: [n, batch·head, chunk, d_k] float64; padding g = 0
-        cum = cumulative_log_decay(to_chunks(g, C), dim=-2)
-        scores = torch.stack([decayed_products(qc, kc, cum), decayed_products(kc * bc, kc, cum)], dim=2)
-        scores = scores.view(nb, 2, C, C)
-        gamma = decay_from_log(cum)  # γ  [n, batch·head, chunk, d_k]
-        k_read, q_read = kc * gamma, qc * gamma
-        k_write = kc * decay_from_log(cum[..., -1:, :] - cum)
-        gamma_end = decay_from_log(cum[..., -1, :])[..., None]  # [n, batch·head, d_k, 1]: decays S's rows
-        qk, kk = scores[:, 0], scores[:, 1]
-        return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
-                               output_final_state, output_chunk_states, output_delta)
-    # [Q; diag(β) K] Kᵀ in one matmul: rows 0..C−1 hold QKᵀ, rows C..2C−1 hold diag(β) KKᵀ
-    kt = kc.view(nb, C, dk).transpose(-1, -2)  # a strided view: BLAS reads it transposed, no copy
-    scores = (torch.cat([qc, kc * bc], dim=2).view(nb, 2 * C, dk) @ kt).view(nb, 2, C, C)
-    if g is not None:
-        # [n, batch·head, chunk] float64 (kernels/_decay.py: large decays keep their digits, −inf is exact)
-        cum = cumulative_log_decay(to_chunks(g[..., None], C)[..., 0])  # padding: g = 0
-        # Γ on and below the diagonal, exactly 0 above it (so Γ ⊙ QKᵀ needs no separate causal mask)
-        decay = decay_matrix(cum, inplace=not grad)
-        if grad:
-            scores = scores * decay.view(nb, 1, C, C)
-        else:
-            scores.mul_(decay.view(nb, 1, C, C))
-        gamma = decay_from_log(cum)[..., None]  # γ  [n, batch·head, chunk, 1]
-        k_read = kc * gamma  # diag(γ) K
-        q_read = qc * gamma  # diag(γ) Q
-        k_write = kc * decay_from_log(cum[..., -1:] - cum)[..., None]  # diag(γ_C/γ) K
-        gamma_end = decay_from_log(cum[..., -1])[..., None, None]  # [n, batch·head, 1, 1]
-    else:
-        scores = torch.cat([scores[:, :1].tril(), scores[:, 1:]], dim=1) if grad else scores
-        if not grad:
-            scores[:, 0].tril_()
-        k_read = k_write = kc
-        q_read = qc
-        gamma_end = None
-    qk, kk = scores[:, 0], scores[:, 1]  # tril(Γ⊙QKᵀ), diag(β)(Γ⊙KKᵀ)  [n·batch·head, chunk, chunk]
+    cum = cumulative_log_decay(to_chunks(g, C), dim=-2)  # [n, batch·head, chunk, d_k] float64; padding g = 0
+    scores = torch.stack([decayed_products(qc, kc, cum), decayed_products(kc * bc, kc, cum)], dim=2)
+    scores = scores.view(nb, 2, C, C)
+    gamma = decay_from_log(cum)  # γ  [n, batch·head, chunk, d_k]
+    k_read, q_read = kc * gamma, qc * gamma
+    k_write = kc * decay_from_log(cum[..., -1:, :] - cum)
+    gamma_end = decay_from_log(cum[..., -1, :])[..., None]  # [n, batch·head, d_k, 1]: decays S's rows
+    qk, kk = scores[:, 0], scores[:, 1]
     return _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_end, initial_state, grad,
                            output_final_state, output_chunk_states, output_delta)
 
@@ -112,11 +121,13 @@ def _solve_and_read(q, qc, kc, vc, bc, qk, kk, k_read, q_read, k_write, gamma_en
     S = qc.new_zeros(bh, dk, dv) if initial_state is None else initial_state.float().reshape(bh, dk, dv)
     if grad:
         starts, us = [], []
-        for i in range(n):
+        # unbind, not u0[i]: the backward of n selects would add n zero-filled copies of each whole tensor
+        ends = [None] * n if gamma_end is None else gamma_end.unbind(0)
+        for u0_i, w_i, kw_i, end_i in zip(u0.unbind(0), w.unbind(0), k_write_t.unbind(0), ends):
             starts.append(S)
-            u = torch.baddbmm(u0[i], w[i], S, alpha=-1.0)  # delta errors of chunk i
+            u = torch.baddbmm(u0_i, w_i, S, alpha=-1.0)  # delta errors of chunk i
             us.append(u)
-            S = torch.baddbmm(S if gamma_end is None else S * gamma_end[i], k_write_t[i], u)
+            S = torch.baddbmm(S if end_i is None else S * end_i, kw_i, u)
         start = torch.stack(starts)  # [n, batch·head, d_k, d_v]
         U = torch.stack(us)  # [n, batch·head, chunk, d_v]
     else:  # the same arithmetic written into preallocated buffers (no autograd graph to keep)

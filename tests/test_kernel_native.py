@@ -1,0 +1,74 @@
+"""The WY chunk kernel's native helpers (kernels/delta_rule/wy_native.c, built by kernels/_native.py) against its
+PyTorch path: same outputs, states, delta errors and gradients in every input, on awkward shapes; and
+``WORKBENCH_NATIVE=0`` really takes the PyTorch path. Skips only where no C compiler is present."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+
+import pytest
+import torch
+
+from helpers import rel_err
+from test_kernels import grads, make
+from workbench.kernels import delta_rule
+
+wy = importlib.import_module("workbench.kernels.delta_rule.wy")
+
+SHAPES = [  # (batch, pos, head, d_k, d_v, chunk): views (batch 1), padding, d_k ≠ d_v, blocks of 16 and 32
+    (1, 100, 2, 60, 32, 64),
+    (2, 63, 3, 17, 11, 16),
+    (1, 130, 2, 8, 5, 32),
+    (1, 256, 4, 64, 64, 64),
+]
+
+
+@pytest.fixture
+def native():
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler: the kernels run their PyTorch path")
+    if wy.native_library(torch.zeros(1)) is None:
+        pytest.fail("a C compiler is present but wy_native.c did not build")
+
+
+def run_both(monkeypatch, fn):
+    native_result = fn()
+    monkeypatch.setenv("WORKBENCH_NATIVE", "0")
+    assert wy.native_library(torch.zeros(1)) is None
+    torch_result = fn()
+    monkeypatch.delenv("WORKBENCH_NATIVE")
+    return native_result, torch_result
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("gated", [False, True], ids=["delta", "gated"])
+def test_native_and_pytorch_paths_agree_forward_and_backward(native, monkeypatch, shape, gated):
+    b, t, h, dk, dv, c = shape
+    q, k, v, beta, g, s0 = make(b, t, h, dk, dv, seed=5)
+
+    def fn(q, k, v, beta, g, s0):
+        return delta_rule(q, k, v, beta, g=g if gated else None, initial_state=s0, chunk_size=c,
+                          output_final_state=True, output_chunk_states=True, output_delta=True)
+
+    (nat, gn), (pt, gp) = run_both(monkeypatch, lambda: grads(fn, [q, k, v, beta, g, s0]))
+    for name in ("output", "final_state", "chunk_states", "delta"):
+        assert rel_err(getattr(nat, name), getattr(pt, name)) < 1e-5, name
+    for i, (a, r) in enumerate(zip(gn, gp)):
+        if r is None:
+            assert a is None or not gated and i == 4
+            continue
+        assert rel_err(a, r) < 1e-5, f"grad of input {i}"
+
+
+def test_native_and_pytorch_paths_agree_without_autograd(native, monkeypatch):
+    q, k, v, beta, g, s0 = make(1, 200, 3, 32, 48, seed=6)
+    g[0, 50:53] = -float("inf")  # hard resets
+
+    def fn():
+        with torch.no_grad():
+            return delta_rule(q, k, v, beta, g=g, initial_state=s0, output_final_state=True, output_delta=True)
+
+    nat, pt = run_both(monkeypatch, fn)
+    for name in ("output", "final_state", "delta"):
+        assert rel_err(getattr(nat, name), getattr(pt, name)) < 1e-5, name
