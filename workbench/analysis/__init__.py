@@ -6,6 +6,10 @@ from .fast_weights import fast_weights
 from .head_scores import induction_score, previous_token_score, retrieval_score
 from .recall_probe import aggregate, probe_associations, retrieve
 from .layer_inputs import RecurrenceInputs, recurrence_inputs
+from .lenses import (LensTrainConfig, TunedLens, TunedLensConfig, kl_to_final, lens_table, logit_lens,
+                     residual_stream, train_tuned_lens, tuned_lens)
 
 __all__ = ["aggregate", "probe_associations", "retrieve", "edit_association", "patch_fast_weights", "rank_one_edit", "effective_attention", "fast_weights", "induction_score", "previous_token_score", "retrieval_score", "RecurrenceInputs",
-           "recurrence_inputs"]
+           "recurrence_inputs",
+           "LensTrainConfig", "TunedLens", "TunedLensConfig", "kl_to_final", "lens_table", "logit_lens",
+           "residual_stream", "train_tuned_lens", "tuned_lens"]
