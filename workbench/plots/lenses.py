@@ -29,6 +29,8 @@ def lens_by_layer(table: pd.DataFrame, metric: str = "ppl", log_y: Optional[bool
     for model, g in groups:
         hooks = g["hook"].tolist() if "hook" in g.columns else [""] * len(g)
         for name in lenses:
+            if g[f"{name}_{metric}"].isna().all():  # a model measured without a tuned lens
+                continue
             label = f"{name} lens" if model is None else f"{model}: {name} lens"
             fig.add_trace(go.Scatter(
                 x=g["layer"].tolist(), y=g[f"{name}_{metric}"].tolist(), mode="lines+markers", name=label,
