@@ -271,3 +271,22 @@ def test_lenses_on_an_imported_checkpoint_match_transformers_hidden_states(tmp_p
     lens, _ = train_tuned_lens(model, train, LensTrainConfig(steps=30), progress=False)
     table = lens_table(model, ids, lens)
     assert (table.tuned_kl.iloc[:n] < table.logit_kl.iloc[:n]).all() and table.tuned_kl.iloc[n] == 0
+
+
+def test_shape_annotations_hold_at_run_time():
+    from beartype import beartype
+    from jaxtyping import TypeCheckError, jaxtyped
+
+    def checked(fn):
+        return jaxtyped(typechecker=beartype)(fn)
+
+    model = small("gated_delta").to(torch.float32)
+    tokens = tokens_for(model)
+    resid = checked(residual_stream)(model, tokens)
+    checked(logit_lens)(model, tokens)
+    lens = TunedLens.for_model(model)
+    checked(tuned_lens)(model, tokens, lens)
+    checked(TunedLens.decode)(lens, model, resid[0], 0)
+    checked(kl_to_final)(torch.randn(2, 5, 7), torch.randn(2, 5, 7))
+    with pytest.raises(TypeCheckError):
+        checked(kl_to_final)(torch.randn(2, 5, 7), torch.randn(2, 5, 8))  # the vocab axis disagrees
