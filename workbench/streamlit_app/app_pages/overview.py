@@ -48,9 +48,8 @@ with st.expander("Lenses: what each layer would predict"):
             steps = int(st.number_input("Training steps", min_value=1, max_value=1000, value=100, key="lens_steps"))
         with st.spinner("Decoding every layer…" if not steps else f"Training a tuned lens for {steps} steps…"):
             lens_table = caching.lens_layers(lm, seq, stream, steps)
-    lens_metric = st.radio("Measure", ["kl", "ppl", "ce"], horizontal=True, key="lens_metric",
-                           format_func=lambda m: {"kl": "KL to the final layer", "ppl": "perplexity",
-                                                  "ce": "cross-entropy"}[m])
-    st.plotly_chart(lens_by_layer(lens_table, lens_metric, title=f"{lens_metric} by layer along the {seq.source}"),
-                    key="lens_chart")
+    measures = {"kl": "KL to the final layer", "ppl": "perplexity", "ce": "cross-entropy"}
+    lens_metric = st.radio("Measure", list(measures), horizontal=True, key="lens_metric", format_func=measures.get)
+    st.plotly_chart(lens_by_layer(lens_table, lens_metric,
+                                  title=f"{measures[lens_metric]} by layer along the {seq.source}"), key="lens_chart")
     st.dataframe(lens_table, hide_index=True, width="stretch")
