@@ -4,7 +4,8 @@ For each run directory: a tuned lens is trained with the authors' recipe (LensTr
 lr 1.0, 250 steps) on windows drawn from the *training* documents, then both lenses are measured on the
 *validation* documents (``validation_windows``, every token predicted once), split into equal groups of windows:
 each number is the mean over the groups ± its standard error (the spread over held-out text; one model and one lens
-seed per run — the spread over training seeds is not measured here). Writes ``results.json`` (with the command,
+seed per run — the spread over training seeds is not measured here). The cross-entropy gain of the tuned lens over
+the logit lens is paired (both lenses on the same windows), so its standard error is that of the difference. Writes ``results.json`` (with the command,
 wall time and CPU seconds), ``tables.md``, ``lenses.html`` and each lens (safetensors + JSON) under ``--out``.
 
     python -m workbench.training.text --out runs/delta-4l --mixer delta --n-layers 4 --d-model 64 --d-head 16 \\
@@ -31,7 +32,7 @@ from workbench.plots import lens_by_layer
 from workbench.tasks import task_from_dict
 from workbench.text import validation_windows
 
-STATS = ("logit_ppl", "tuned_ppl", "logit_kl", "tuned_kl")
+STATS = ("logit_ppl", "tuned_ppl", "gain_ce", "logit_kl", "tuned_kl")
 
 
 def measure(run: Path, out: Path, steps: int, batch_size: int, groups: int, seed: int) -> pd.DataFrame:
@@ -50,6 +51,7 @@ def measure(run: Path, out: Path, steps: int, batch_size: int, groups: int, seed
     tables = [lens_table(model, torch.stack(windows[i * per:(i + 1) * per]), lens).assign(group=i)
               for i in range(groups)]
     both = pd.concat(tables)
+    both["gain_ce"] = both["logit_ce"] - both["tuned_ce"]  # paired: the same windows through both lenses
     mean = both.groupby("layer")[list(STATS)].mean()
     se = both.groupby("layer")[list(STATS)].std(ddof=1) / math.sqrt(groups)
     pooled = lens_table(model, torch.stack(windows[: groups * per]), lens)
@@ -64,8 +66,8 @@ def measure(run: Path, out: Path, steps: int, batch_size: int, groups: int, seed
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| model | layer | logit-lens ppl | tuned-lens ppl | logit-lens KL (nats) | tuned-lens KL (nats) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | layer | logit-lens ppl | tuned-lens ppl | CE logit − tuned (nats, paired) | logit-lens KL (nats) "
+             "| tuned-lens KL (nats) |", "|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         cells = [f"{r[s]:.4g} ± {r[s + '_se']:.2g}" for s in STATS]
         lines.append(f"| {r['model']} | {r['layer']} | " + " | ".join(cells) + " |")

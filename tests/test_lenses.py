@@ -290,3 +290,19 @@ def test_shape_annotations_hold_at_run_time():
     checked(kl_to_final)(torch.randn(2, 5, 7), torch.randn(2, 5, 7))
     with pytest.raises(TypeCheckError):
         checked(kl_to_final)(torch.randn(2, 5, 7), torch.randn(2, 5, 8))  # the vocab axis disagrees
+
+
+def test_the_measured_table_in_the_docs_is_the_committed_run():
+    """docs/lenses.md shows the table of docs/lenses_text_results.json (as scripts/lens_text.py prints it), with its
+    command and wall time."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("lens_text", root / "scripts" / "lens_text.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = json.loads((root / "docs" / "lenses_text_results.json").read_text())
+    doc = (root / "docs" / "lenses.md").read_text()
+    assert script.markdown(pd.DataFrame(results["table"])) in doc
+    assert results["command"] in doc and f"{results['wall_seconds'] / 60:.1f} min wall" in doc
+    assert results["args"]["steps"] == str(LensTrainConfig().steps)
