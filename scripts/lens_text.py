@@ -5,8 +5,9 @@ lr 1.0, 250 steps) on windows drawn from the *training* documents, then both len
 *validation* documents (``validation_windows``, every token predicted once), split into equal groups of windows:
 each number is the mean over the groups ± its standard error (the spread over held-out text; one model and one lens
 seed per run — the spread over training seeds is not measured here). The cross-entropy gain of the tuned lens over
-the logit lens is paired (both lenses on the same windows), so its standard error is that of the difference. Writes ``results.json`` (with the command,
-wall time and CPU seconds), ``tables.md``, ``lenses.html`` and each lens (safetensors + JSON) under ``--out``.
+the logit lens is paired (both lenses on the same windows), so its standard error is that of the difference.
+Writes ``results.json`` (with the command, wall time and CPU seconds), ``tables.md``, ``lenses.html`` and each lens
+(safetensors + JSON) under ``--out``.
 
     python -m workbench.training.text --out runs/delta-4l --mixer delta --n-layers 4 --d-model 64 --d-head 16 \\
         --d-mlp 256 --steps 600 --save-every 0

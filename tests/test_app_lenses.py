@@ -45,3 +45,11 @@ def test_the_sidebar_sequence_as_the_training_stream():
     at.number_input(key="lens_steps").set_value(5).run()
     assert_ok(at)
     assert "tuned_kl" in at.dataframe[1].value.columns
+
+
+def test_one_typed_token_gets_a_note_not_an_error():
+    at = open_app()
+    at.sidebar.radio(key="sequence_source").set_value("Type token ids").run()
+    next(t for t in at.sidebar.text_area if t.key.startswith("typed-")).set_value("5").run()
+    assert_ok(at)
+    assert any("at least two tokens" in i.value for i in at.info)
