@@ -80,7 +80,7 @@ def test_every_page_renders_on_the_bundled_checkpoint(page):
     at = open_app(page)
     assert_ok(at)
     assert "toy-delta" in at.sidebar.caption[0].value and "48 tokens" in at.sidebar.caption[1].value
-    expected_charts = {"overview": 1, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 1,
+    expected_charts = {"overview": 1 + 1, "attention": 2 + 2, "fast_weights": 5, "recall_probe": 1, "editing": 1,
                        "outliers": 4, "kfac": 1}[page]
     assert len(charts(at)) == expected_charts
     if page == "overview":

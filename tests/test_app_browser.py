@@ -149,3 +149,31 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
         finally:
             browser.close()
     print(f"screenshots of every page in {SCREENSHOTS}")
+
+
+def test_the_lenses_expander_draws_the_logit_lens_then_the_tuned_lens(server):
+    """Overview page: opening the Lenses expander shows the logit lens by layer; switching on "Train a tuned lens"
+    trains one on the task's batches and draws it beside the logit lens."""
+    lens_traces = ("() => [...document.querySelectorAll('.js-plotly-plot')].filter(d => d.layout && d.layout.title"
+                   " && String(d.layout.title.text).includes('by layer')).map(d => d.data.map(t => t.name))")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 3600})
+            page.goto(server)
+            page.wait_for_function(PAGE_DONE, arg=1, timeout=180_000)
+            page.get_by_text("Lenses: what each layer would predict").click()
+            page.wait_for_function(f"() => ({lens_traces})().length === 1", timeout=60_000)
+            assert page.evaluate(lens_traces) == [["logit lens"]]
+            page.get_by_text("Train a tuned lens").click()
+            page.wait_for_function(f"() => ({lens_traces})().some(names => names.includes('tuned lens'))",
+                                   timeout=180_000)
+            page.wait_for_function(PAGE_DONE, arg=2, timeout=180_000)
+            assert page.evaluate(lens_traces) == [["logit lens", "tuned lens"]]
+            assert {"logit lens", "tuned lens"} <= set(legend(page))
+            assert not page.locator('[data-testid="stException"]').count()
+            assert not page.locator('[data-testid="stAlertContentError"]').count()
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "overview-lenses.png"), full_page=True)
+        finally:
+            browser.close()

@@ -26,3 +26,9 @@ __all__ += ["SAEConfig", "SparseAutoencoder", "WriteSAE", "WriteSAEConfig", "ato
             "collect_writes", "install_write", "load_dictionary", "reconstruction_metrics", "save_dictionary",
             "spliced_loss", "state_writes", "substitution_test", "train_sae", "train_write_sae", "win_rate",
             "write_reconstruction_metrics"]
+
+# lenses (issue 15, item 1)
+from .lenses import (LensTrainConfig, TunedLens, TunedLensConfig, kl_to_final, lens_table, logit_lens,
+                     residual_stream, train_tuned_lens, tuned_lens)
+__all__ += ["LensTrainConfig", "TunedLens", "TunedLensConfig", "kl_to_final", "lens_table", "logit_lens",
+            "residual_stream", "train_tuned_lens", "tuned_lens"]

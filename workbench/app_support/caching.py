@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from . import attention_maps, edits, outlier_dashboard, predictions, probing, sources, steering, trajectory
+from . import attention_maps, edits, lenses, outlier_dashboard, predictions, probing, sources, steering, trajectory
 from .sequences import TokenSequence
 from .token_streams import TokenStream
 
@@ -109,6 +109,12 @@ def residual_writes(lm: sources.LoadedModel, stream: TokenStream, layer: int, si
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
 def state_table(lm: sources.LoadedModel, stream: TokenStream, n_singular: int) -> pd.DataFrame:
     return _locked(lm, outlier_dashboard.state_table, stream, n_singular)
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def lens_layers(lm: sources.LoadedModel, seq: TokenSequence, stream, steps: int) -> pd.DataFrame:
+    """The logit lens (and, with a ``stream`` and ``steps`` > 0, a tuned lens trained on it) by layer on ``seq``."""
+    return _locked(lm, lenses.lens_layers, list(seq.tokens), stream, steps)
 
 
 # ---------------------------------------------------------------------- per browser session (edits)

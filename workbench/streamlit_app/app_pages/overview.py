@@ -5,7 +5,7 @@ import streamlit as st
 
 from workbench.app_support import caching, widgets
 from workbench.app_support.predictions import position_roles, recall_accuracy
-from workbench.plots import next_token_probability
+from workbench.plots import lens_by_layer, next_token_probability
 
 st.title("Model and sequence")
 lm, seq = widgets.current()
@@ -35,3 +35,25 @@ if seq.pairs:
                "the top prediction is wrong). The grey line is the probability of the true next token.")
 shown = table.assign(role=[("★ " if r in ("query", "scored") else "") + r for r in roles])
 st.dataframe(shown, hide_index=True, width="stretch")
+
+with st.expander("Lenses: what each layer would predict"):
+    st.caption("The logit lens decodes the residual stream after each layer (0: the embeddings) with the model's "
+               "own final norm and unembedding; the tuned lens first applies a per-layer affine translator "
+               "h + A h + b trained to match the final layer (Belrose et al. 2023). KL(final ‖ lens) is 0 at the "
+               "last layer, which is the model itself.")
+    if len(seq) < 2:
+        st.info("The lenses compare next-token predictions: type at least two tokens.")
+    else:
+        with widgets.errors_shown():
+            stream, steps = None, 0
+            if st.toggle("Train a tuned lens", key="lens_tuned"):
+                stream = widgets.choose_stream(lm, seq, key="lens_stream")
+                steps = int(st.number_input("Training steps", min_value=1, max_value=1000, value=100,
+                                            key="lens_steps"))
+            with st.spinner("Decoding every layer…" if not steps else f"Training a tuned lens for {steps} steps…"):
+                lens_table = caching.lens_layers(lm, seq, stream, steps)
+        measures = {"kl": "KL to the final layer", "ppl": "perplexity", "ce": "cross-entropy"}
+        lens_metric = st.radio("Measure", list(measures), horizontal=True, key="lens_metric", format_func=measures.get)
+        title = f"{measures[lens_metric]} by layer along the {seq.source}"
+        st.plotly_chart(lens_by_layer(lens_table, lens_metric, title=title), key="lens_chart")
+        st.dataframe(lens_table, hide_index=True, width="stretch")
