@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import psutil
 from streamlit.proto.Alert_pb2 import Alert
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -252,8 +253,8 @@ async def drive(browser, url: str, session: Session, deadline: float, timeout: f
 
 # ---------------------------------------------------------------------- the run
 def quantile(xs: list, q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))] if xs else float("nan")
+    """The ``q`` quantile of ``xs``, linearly interpolated (numpy's default); nan when there are none."""
+    return float(np.quantile(xs, q)) if len(xs) else float("nan")
 
 
 async def load(url: str, n: int, duration: float, timeout: float, checkpoints: Path) -> list[Session]:

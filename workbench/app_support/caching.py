@@ -11,7 +11,7 @@ by ``max_entries`` (at most :data:`MODELS_KEPT` in all, each under ``sources.MAX
 uploads, fresh configs and directories, a ``ttl`` as well; results by ``max_entries``; :func:`per_session` stores
 by their ``max_entries`` and by the session's life (Streamlit drops a session's state once its browser tab is
 closed, after ``server.disconnectedSessionTTL``). The rest of the app keeps no module-level state: the
-``lru_cache``\ s it reaches (the text and canary tasks' corpora in workbench/tasks/) have a ``maxsize``.
+``lru_cache`` functions it reaches (the text and canary tasks' corpora in workbench/tasks/) have a ``maxsize``.
 """
 
 from __future__ import annotations
