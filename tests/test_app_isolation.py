@@ -173,3 +173,19 @@ def test_every_app_cache_is_bounded_and_no_module_state_grows():
                                                "clear", "popitem", "remove", "discard"))
                     assert not mutated, f"{other.name}:{node.lineno} mutates the module-level {name} of {f.name}"
     assert caches >= 15  # the audit saw the caches (caching.py holds them)
+
+
+@pytest.mark.integration
+def test_an_upload_over_the_limit_is_refused_in_the_sidebar(monkeypatch):
+    """Where Streamlit's server.maxUploadSize is not set (AppTest, a plain `streamlit run`), the app's own check
+    refuses the file with a message; the sidebar then takes a file that fits."""
+    weights = (DEFAULT_CHECKPOINT / "model.safetensors").stat().st_size
+    monkeypatch.setitem(sources.MAX_UPLOAD_BYTES, "model.safetensors", weights - 1)
+    at = upload(open_app(), DEFAULT_CHECKPOINT)
+    assert not at.exception
+    assert any("the uploaded model.safetensors ('model.safetensors') is 0.3 MB; the app reads at most" in e.value
+               .replace("\\", "") for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+    assert at.session_state["selection"] is None
+    monkeypatch.setitem(sources.MAX_UPLOAD_BYTES, "model.safetensors", weights)
+    at.run()
+    assert not at.error and at.session_state["selection"][0].key.startswith("upload:")
