@@ -10,7 +10,10 @@ links, the seed of the sidebar's sample, the fast-weight position slider, the ed
 and (every other round) an upload of a bundled checkpoint (a different one per session) through the sidebar's
 file uploaders, then back to the shipped one. An interaction is timed from the browser action to the server's
 ``script_finished`` message for the run it caused, read off the session's websocket (decoded with Streamlit's
-own protobufs), plus the page reporting that it is no longer running.
+own protobufs), plus the page reporting that it is no longer running: what the user waits for, browser included.
+Beside it, the server's share: from the session's rerun request leaving the browser (a ``rerun_script`` BackMsg on
+the websocket) to that run's ``script_finished`` arriving. On a small machine the browser's own work (8 pages
+drawing plotly charts) weighs on the first figure; the server's CPU seconds are printed too.
 
 Errors are counted from what reaches the browser: an exception element or an error alert in a delta (the
 websocket) or on the page (the DOM), a run that ends with a compile error, a run that does not finish within
@@ -45,6 +48,7 @@ from typing import Optional
 import numpy as np
 import psutil
 from streamlit.proto.Alert_pb2 import Alert
+from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from workbench.paths import CHECKPOINTS_DIR
@@ -131,6 +135,18 @@ class Session:
     started: int = 0  # script runs started (new_session messages) and finished, read off the websocket
     finished: int = 0
     seen: set = field(default_factory=set)  # DOM error texts already counted
+    server_times: list = field(default_factory=list)  # seconds from a rerun request sent to its run finished
+    requested: Optional[float] = None  # when the first rerun request not yet answered was sent
+
+    def on_sent(self, payload) -> None:
+        if isinstance(payload, str):
+            return
+        try:
+            msg = BackMsg.FromString(payload)
+        except Exception:  # noqa: BLE001 - not a BackMsg: nothing to time
+            return
+        if msg.WhichOneof("type") == "rerun_script" and self.requested is None:
+            self.requested = time.perf_counter()
 
     def on_frame(self, payload) -> None:
         if isinstance(payload, str):
@@ -144,6 +160,9 @@ class Session:
             self.started += 1
         elif kind == "script_finished":
             self.finished += 1
+            if self.requested is not None and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                self.server_times.append(time.perf_counter() - self.requested)
+                self.requested = None
             if msg.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
                 self.errors.append("a run ended with a compile error")
         elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
@@ -218,7 +237,8 @@ async def drive(browser, url: str, session: Session, deadline: float, timeout: f
     rng = random.Random(session.index)
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
-    page.on("websocket", lambda ws: (ws.on("framereceived", session.on_frame),
+    page.set_default_timeout(timeout * 1000)  # a starved browser finding a widget: the same limit as a run
+    page.on("websocket", lambda ws: (ws.on("framereceived", session.on_frame), ws.on("framesent", session.on_sent),
                                      ws.on("close", lambda _: session.errors.append("the websocket closed")
                                            if time.monotonic() < deadline else None)))
     page.on("crash", lambda _: session.errors.append("the page crashed"))
@@ -308,6 +328,7 @@ def main(argv: Optional[list] = None) -> dict:
         log = (workdir / "server.log").read_text()
         shutil.rmtree(workdir, ignore_errors=True)
     times = [t for s in sessions for _, t in s.timings]
+    server_times = [t for s in sessions for t in s.server_times]
     errors = [f"session {s.index}: {e}" for s in sessions for e in s.errors] + ([] if alive else ["the server died"])
     rss = [r for _, r in sampler.samples]
     kinds = sorted({k for s in sessions for k, _ in s.timings})
@@ -316,6 +337,8 @@ def main(argv: Optional[list] = None) -> dict:
         "sessions": args.sessions, "duration_s": args.duration, "wall_s": round(wall, 1),
         "interactions": len(times), "p50_s": round(quantile(times, 0.5), 3), "p95_s": round(quantile(times, 0.95), 3),
         "max_s": round(max(times), 3) if times else None,
+        "server_runs": len(server_times), "server_p50_s": round(quantile(server_times, 0.5), 3),
+        "server_p95_s": round(quantile(server_times, 0.95), 3),
         "by_kind": {k: {"n": len(ts), "p50_s": round(quantile(ts, 0.5), 3), "p95_s": round(quantile(ts, 0.95), 3)}
                     for k in kinds for ts in [[t for s in sessions for kk, t in s.timings if kk == k]]},
         "per_session_interactions": [len(s.timings) for s in sessions],
@@ -332,9 +355,11 @@ def main(argv: Optional[list] = None) -> dict:
     print(f"{args.sessions:>8} {args.duration:>10.0f} {len(times):>12} {result['p50_s']:>7.3f} {result['p95_s']:>7.3f} "
           f"{result['max_s'] or float('nan'):>7.3f} {result['rss_idle_mb']:>11} {result['rss_peak_mb']:>8} "
           f"{result['rss_end_mb']:>7} {len(errors):>6} {load_before[0]:>14.2f} / {load_after[0]:<.2f}")
-    print(f"\n{'interaction':<14} {'n':>5} {'p50 s':>7} {'p95 s':>7}")
+    print(f"\n{'interaction':<22} {'n':>5} {'p50 s':>7} {'p95 s':>7}")
     for k, v in result["by_kind"].items():
-        print(f"{k:<14} {v['n']:>5} {v['p50_s']:>7.3f} {v['p95_s']:>7.3f}")
+        print(f"{k:<22} {v['n']:>5} {v['p50_s']:>7.3f} {v['p95_s']:>7.3f}")
+    print(f"{'request → run finished':<22} {len(server_times):>5} {result['server_p50_s']:>7.3f} {result['server_p95_s']:>7.3f}"
+          "  (the websocket's rerun request to the server's script_finished: no browser rendering)")
     print(f"\nserver: listening on {', '.join(addresses)}; {result['server_cpu_s']} CPU s over {wall:.0f} s wall on "
           f"{os.cpu_count()} CPUs; {result['server_log_tracebacks']} tracebacks in its log")
     for e in errors[:20]:

@@ -67,4 +67,6 @@ def test_two_sessions_for_twenty_seconds_hold_with_no_errors(tmp_path):
     assert {"open the app", "page", "seed", "upload"} <= set(kinds), kinds  # every session uploads in its first round
     assert all(n >= 3 for n in figures["per_session_interactions"]), figures["per_session_interactions"]
     assert 0 < figures["p50_s"] <= figures["p95_s"] <= figures["max_s"]
+    assert figures["server_runs"] >= len(figures["per_session_interactions"])  # rerun requests timed on the wire
+    assert 0 < figures["server_p50_s"] <= figures["server_p95_s"]
     assert figures["rss_idle_mb"] < figures["rss_peak_mb"] < RSS_BOUND_MB
