@@ -111,6 +111,15 @@ class MemorySampler(threading.Thread):
     def __init__(self, pid: int, every: float = 0.25):
         super().__init__(daemon=True)
         self.proc, self.every, self.samples, self.done = psutil.Process(pid), every, [], threading.Event()
+        self.client_cpu = {}  # pid: CPU seconds of this script's other child processes (the browser, its driver)
+
+    def sample_clients(self) -> None:
+        for p in psutil.Process().children(recursive=True):
+            if p.pid != self.proc.pid:
+                try:
+                    self.client_cpu[p.pid] = sum(p.cpu_times()[:2])  # user and system
+                except psutil.Error:
+                    pass
 
     def rss(self) -> int:
         procs = [self.proc] + self.proc.children(recursive=True)
@@ -122,6 +131,8 @@ class MemorySampler(threading.Thread):
                 self.samples.append((time.monotonic(), self.rss()))
             except psutil.Error:
                 return
+            if len(self.samples) % 4 == 0:
+                self.sample_clients()
             self.done.wait(self.every)
 
 
@@ -345,6 +356,8 @@ def main(argv: Optional[list] = None) -> dict:
         "rss_idle_mb": round(rss_idle / 2**20), "rss_peak_mb": round(max(rss) / 2**20) if rss else None,
         "rss_end_mb": round(rss[-1] / 2**20) if rss else None,
         "server_cpu_s": round(sum(cpu1[:2]) - sum(cpu0[:2]), 1),
+        "server_cpu_per_interaction_s": round((sum(cpu1[:2]) - sum(cpu0[:2])) / max(1, len(times)), 3),
+        "browser_cpu_s": round(sum(sampler.client_cpu.values()), 1),
         "errors": len(errors), "error_list": errors[:50],
         "load_average_before": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in load_after],
         "cpus": os.cpu_count(), "listening_on": addresses,
@@ -360,8 +373,10 @@ def main(argv: Optional[list] = None) -> dict:
         print(f"{k:<22} {v['n']:>5} {v['p50_s']:>7.3f} {v['p95_s']:>7.3f}")
     print(f"{'request → run finished':<22} {len(server_times):>5} {result['server_p50_s']:>7.3f} {result['server_p95_s']:>7.3f}"
           "  (the websocket's rerun request to the server's script_finished: no browser rendering)")
-    print(f"\nserver: listening on {', '.join(addresses)}; {result['server_cpu_s']} CPU s over {wall:.0f} s wall on "
-          f"{os.cpu_count()} CPUs; {result['server_log_tracebacks']} tracebacks in its log")
+    print(f"\nserver: listening on {', '.join(addresses)}; {result['server_cpu_s']} CPU s "
+          f"({result['server_cpu_per_interaction_s']} s an interaction) over {wall:.0f} s wall on {os.cpu_count()} CPUs; "
+          f"{result['server_log_tracebacks']} tracebacks in its log")
+    print(f"browser (Chromium and playwright's driver): {result['browser_cpu_s']} CPU s")
     for e in errors[:20]:
         print("error:", e)
     if args.json:
