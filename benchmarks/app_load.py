@@ -259,7 +259,7 @@ async def drive(browser, url: str, session: Session, deadline: float, timeout: f
     while time.monotonic() < deadline:
         if rounds:  # every round starts on the overview page, where the app opens
             await timed(page, session, "page", nav(page, "Model and sequence"), timeout)
-        await timed(page, session, "seed", seed(page, rng.randrange(10_000)), timeout)
+        await timed(page, session, "seed", seed(page, 1 + rounds + 1000 * session.index), timeout)  # a new seed
         if rounds % 2 == 0:  # an upload every other round (the first included), then back to the shipped checkpoint
             await timed(page, session, "upload", radio(page, "Model", "Upload a checkpoint", "sidebar"), timeout)
             await timed(page, session, "upload", upload(page, "config.json", ckpt / "config.json"), timeout)

@@ -103,7 +103,7 @@ def test_no_page_shows_one_sessions_choices_edits_or_uploads_to_another():
 def test_opening_many_models_and_uploads_keeps_a_bounded_number_alive():
     at = open_app()  # on the shipped checkpoint: counted as there before
     gc.collect()
-    before = {id(m) for m in gc.get_objects() if isinstance(m, HookedFastWeightLM)}
+    before = {id(m) for m in gc.get_objects() if issubclass(type(m), HookedFastWeightLM)}
     at.sidebar.radio(key="model_source").set_value("Fresh model (random init)").run()
     config = json.loads(at.sidebar.text_area(key="fresh_config").value)
     opened = set()
@@ -118,7 +118,7 @@ def test_opening_many_models_and_uploads_keeps_a_bounded_number_alive():
         opened.add(at.session_state["selection"][0].key)
     assert len(opened) == 18
     gc.collect()
-    alive = [m for m in gc.get_objects() if isinstance(m, HookedFastWeightLM) and id(m) not in before]
+    alive = [m for m in gc.get_objects() if issubclass(type(m), HookedFastWeightLM) and id(m) not in before]
     # the fresh and upload caches hold 4 each (max_entries); the session holds its current model among them
     assert 4 <= len(alive) <= 8, f"{len(alive)} of the 18 models opened are still alive"
     assert caching.MODEL_TTL <= 3600
