@@ -324,7 +324,14 @@ def test_launch_command_line(tmp_path):
     assert flags == {"--server.port": "8642", "--server.headless": "true", "--browser.serverAddress": "localhost",
                      **{f"--{k}": v for k, v in launch.APP_OPTIONS.items()}}
     assert flags["--server.fileWatcherType"] == "none" and flags["--browser.gatherUsageStats"] == "false"
-    assert launch.streamlit_argv(script, address="127.0.0.1")[-2:] == ["--server.address", "127.0.0.1"]
+    assert flags["--server.address"] == "127.0.0.1"  # this machine only, unless asked
+    exposed = launch.streamlit_argv(script, address="0.0.0.0")
+    assert exposed.count("--server.address") == 1 and exposed[exposed.index("--server.address") + 1] == "0.0.0.0"
+    assert exposed[exposed.index("--browser.serverAddress") + 1] == "localhost"
+    with pytest.raises(ValueError, match="address must be a host name"):
+        launch.streamlit_argv(script, address="0.0.0.0 --server.port 1")
+    assert int(flags["--server.maxUploadSize"]) == sources.MAX_UPLOAD_MB
+    assert sources.MAX_UPLOAD_BYTES["model.safetensors"] >= 4 * sources.MAX_PARAMS + (1 << 20)  # fp32 + header
     with pytest.raises(ValueError, match="port must be"):
         launch.streamlit_argv(script, port=70000)
     with pytest.raises(FileNotFoundError, match="package data of workbench"):
@@ -355,8 +362,56 @@ def test_workbench_app_command_help_and_errors(tmp_path, monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["app", "--help"])
     assert res.exit_code == 0 and "--port" in res.output and "--headless" in res.output
+    assert "127.0.0.1" in res.output and "--address 0.0.0.0" in res.output  # says how to expose it
     res = runner.invoke(app, ["app", "--port", "0"])
     assert res.exit_code == 2 and "port must be an int in [1, 65535]" in res.output
     monkeypatch.setattr(launch, "APP_SCRIPT", tmp_path / "main.py")  # as in a broken install
     res = runner.invoke(app, ["app"])
     assert res.exit_code == 2 and "package data of workbench" in res.output
+
+
+def test_workbench_app_binds_to_this_machine_unless_told_otherwise(monkeypatch):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    served = []
+    monkeypatch.setattr("os.execv", lambda path, argv: served.append(argv))  # record the server, do not become it
+    runner = CliRunner()
+    res = runner.invoke(app, ["app", "--headless"])
+    assert res.exit_code == 0, res.output
+    argv = served[-1]
+    assert argv[argv.index("--server.address") + 1] == "127.0.0.1" and "this machine only" in res.output
+    assert "warning" not in res.output
+    res = runner.invoke(app, ["app", "--headless", "--address", "0.0.0.0"])
+    argv = served[-1]
+    assert argv[argv.index("--server.address") + 1] == "0.0.0.0"
+    assert "warning: serving on 0.0.0.0" in res.output and "no login" in res.output
+    assert launch.exposure_warning("localhost") is None and launch.exposure_warning("::1") is None
+    assert "192.168.1.5" in launch.exposure_warning("192.168.1.5")
+
+
+def test_uploads_are_refused_above_the_size_limit_and_parsed_in_memory(monkeypatch):
+    from workbench.paths import DEFAULT_CHECKPOINT
+
+    config = (DEFAULT_CHECKPOINT / "config.json").read_bytes()
+    weights = (DEFAULT_CHECKPOINT / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"the uploaded config.json is 1.0 MB; the app reads at most 1 MB"):
+        sources.load_uploaded(config + b" " * (1 << 20), weights)
+    with pytest.raises(ValueError, match=r"uploaded model.safetensors \('big.safetensors'\) is 100.0 MB.*at most 100 MB"):
+        sources.check_upload_size("model.safetensors", (100 << 20) + 1, "big.safetensors")
+    sources.check_upload_size("model.safetensors", 100 << 20)  # the limit itself is allowed
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError(f"an upload touched the file system: {args}")
+
+    import builtins
+    import tempfile
+
+    for name in ("mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryDirectory", "TemporaryFile"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, mode="r", *a, **k: no_disk(file, mode) if any(c in mode for c in "wax+")
+                        else real_open(file, mode, *a, **k))
+    lm = sources.load_uploaded(config, weights, "up")
+    assert lm.key.startswith("upload:") and lm.model.cfg.n_layers == 2

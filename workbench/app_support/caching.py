@@ -4,6 +4,14 @@ Models are ``st.cache_resource`` (one object shared by every session, never muta
 ``st.cache_data`` (each caller gets its own copy), keyed by the model's ``key`` and the inputs. Every
 computation holds the model's lock: hooks are module state and must not interleave across sessions.
 Edited models, and what is measured on them, live in :func:`per_session` stores: no other session sees them.
+
+Every cache is bounded, so that many sessions opening many models cannot grow the server without limit
+(tests/test_app_isolation.py opens more models than the caches hold and counts the models left alive): models
+by ``max_entries`` (at most :data:`MODELS_KEPT` in all, each under ``sources.MAX_PARAMS`` parameters) and, for
+uploads, fresh configs and directories, a ``ttl`` as well; results by ``max_entries``; :func:`per_session` stores
+by their ``max_entries`` and by the session's life (Streamlit drops a session's state once its browser tab is
+closed, after ``server.disconnectedSessionTTL``). The rest of the app keeps no module-level state: the
+``lru_cache`` functions it reaches (the text and canary tasks' corpora in workbench/tasks/) have a ``maxsize``.
 """
 
 from __future__ import annotations
@@ -31,24 +39,28 @@ def _locked(lm: sources.LoadedModel, fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------- models (shared, immutable)
+MODEL_TTL = 3600  # seconds: an upload or a fresh config nobody has asked for in an hour is let go
+MODELS_KEPT = 8 + 4 + 4 + 4  # the max_entries below, together
+
+
 @st.cache_resource(max_entries=8, show_spinner="Loading the checkpoint…")
 def shipped_model(name: str, stamp: str) -> sources.LoadedModel:
     """``stamp`` (the files' mtimes) makes a rewritten checkpoint load afresh."""
     return sources.load_shipped(name)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Reading the uploaded checkpoint…")
+@st.cache_resource(max_entries=4, ttl=MODEL_TTL, show_spinner="Reading the uploaded checkpoint…")
 def uploaded_model(digest: str, label: str, _config: bytes, _weights: bytes) -> sources.LoadedModel:
     return sources.load_uploaded(_config, _weights, label)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Opening the model directory…")
+@st.cache_resource(max_entries=4, ttl=MODEL_TTL, show_spinner="Opening the model directory…")
 def directory_model(path: str, stamp: str) -> sources.LoadedModel:
     """``stamp`` (the files' mtimes) makes a rewritten directory load afresh."""
     return sources.load_directory(path)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Building the model…")
+@st.cache_resource(max_entries=4, ttl=MODEL_TTL, show_spinner="Building the model…")
 def fresh_model(config_text: str) -> sources.LoadedModel:
     return sources.build_fresh(config_text)
 

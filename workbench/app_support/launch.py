@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..paths import PACKAGE_DIR
+from .sources import MAX_UPLOAD_MB
 
 APP_SCRIPT = PACKAGE_DIR / "streamlit_app" / "main.py"  # its pages: streamlit_app/app_pages/
 
@@ -23,7 +24,14 @@ APP_OPTIONS = {
     # about 0.2 s of CPU each time, most of the time a slider move costs. Python's own collector still runs.
     "runner.postScriptGC": "false",
     "client.toolbarMode": "minimal",  # no deploy button
+    # Served to this machine only unless `workbench app --address` says otherwise (the app reads local
+    # directories and runs uploaded models: not something to offer a network by default).
+    "server.address": "127.0.0.1",
+    # Streamlit refuses larger files before they reach us; sources.check_upload_size says why in the sidebar.
+    "server.maxUploadSize": str(MAX_UPLOAD_MB),
 }
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def find_app_script(script: Optional[Path] = None) -> Path:
@@ -38,14 +46,26 @@ def find_app_script(script: Optional[Path] = None) -> Path:
 
 
 def streamlit_argv(script: Path, port: int = 8501, address: Optional[str] = None, headless: bool = False) -> list[str]:
-    """The command line that serves ``script`` on ``port`` with :data:`APP_OPTIONS`. The printed address is given,
-    so nothing leaves the machine (streamlit would otherwise look up its external IP)."""
+    """The command line that serves ``script`` on ``port`` with :data:`APP_OPTIONS`, bound to ``address``
+    (default 127.0.0.1: this machine only; ``0.0.0.0`` serves every network interface). The printed address is
+    given, so nothing leaves the machine (streamlit would otherwise look up its external IP)."""
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise ValueError(f"port must be an int in [1, 65535], got {port!r}")
+    address = address or APP_OPTIONS["server.address"]
+    if any(c.isspace() for c in address):
+        raise ValueError(f"address must be a host name or IP address such as 127.0.0.1 or 0.0.0.0, got {address!r}")
+    shown = "localhost" if address in LOOPBACK or address in ("0.0.0.0", "::") else address
     argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-            "--server.headless", "true" if headless else "false", "--browser.serverAddress", address or "localhost"]
-    for key, value in APP_OPTIONS.items():
+            "--server.headless", "true" if headless else "false", "--browser.serverAddress", shown]
+    for key, value in {**APP_OPTIONS, "server.address": address}.items():
         argv += [f"--{key}", value]
-    if address:
-        argv += ["--server.address", address]
     return argv
+
+
+def exposure_warning(address: Optional[str]) -> Optional[str]:
+    """What to tell the user when ``address`` serves the app beyond this machine (None when it does not)."""
+    if not address or address in LOOPBACK:
+        return None
+    return (f"warning: serving on {address}: anyone who can reach this machine on that interface can use the app, "
+            "read the model directories it can open and make it run uploaded models. It has no login; put it "
+            "behind an authenticating proxy or an SSH tunnel (ssh -L 8501:localhost:8501 host) instead where you can.")

@@ -23,6 +23,11 @@ from ..paths import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT
 from ..run_dir import RECIPE_FILE
 
 MAX_PARAMS = 20_000_000  # the app runs on a CPU next to other users: bigger models belong in a notebook
+# Uploads: model.safetensors of MAX_PARAMS float32 weights is 80 MB (plus its header); a config.json is a few kB.
+# Streamlit refuses bigger files itself (server.maxUploadSize, launch.APP_OPTIONS); check_upload_size says so
+# in the sidebar wherever the option is not set (a plain `streamlit run`, AppTest).
+MAX_UPLOAD_MB = 100
+MAX_UPLOAD_BYTES = {CONFIG_FILE: 1 << 20, WEIGHTS_FILE: MAX_UPLOAD_MB << 20}
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,8 +73,20 @@ def recipe_task(directory: Path) -> Optional[dict]:
     return task if isinstance(task, dict) else None
 
 
+def check_upload_size(kind: str, size: int, name: Optional[str] = None) -> None:
+    """ValueError unless an uploaded ``kind`` file (config.json or model.safetensors) of ``size`` bytes fits."""
+    limit = MAX_UPLOAD_BYTES[kind]
+    if size > limit:
+        raise ValueError(f"the uploaded {kind}{f' ({name!r})' if name else ''} is {size / 2**20:.1f} MB; the app reads at most "
+                         f"{limit / 2**20:g} MB for {kind} (models up to {MAX_PARAMS:,} parameters): open bigger "
+                         "checkpoints in a notebook with workbench.load")
+
+
 def load_uploaded(config: bytes, weights: bytes, label: str = "uploaded checkpoint") -> LoadedModel:
-    """A model from the bytes of an uploaded config.json and model.safetensors (same checks as ``load``)."""
+    """A model from the bytes of an uploaded config.json and model.safetensors (same checks as ``load``), parsed
+    in memory: nothing is written to disk."""
+    check_upload_size(CONFIG_FILE, len(config))
+    check_upload_size(WEIGHTS_FILE, len(weights))
     cfg = config_from_text(config)
     check_size(cfg)
     digest = hashlib.sha256(config + b"\0" + weights).hexdigest()[:16]

@@ -67,6 +67,8 @@ def choose_model() -> sources.LoadedModel:
         if config is None or weights is None:
             raise ValueError("upload both files of a checkpoint: config.json and model.safetensors (written by "
                              "workbench.save)")
+        for kind, upload in ((sources.CONFIG_FILE, config), (sources.WEIGHTS_FILE, weights)):
+            sources.check_upload_size(kind, upload.size, upload.name)  # before reading it (Streamlit keeps it in memory)
         c, w = config.getvalue(), weights.getvalue()
         digest = hashlib.sha256(c + b"\0" + w).hexdigest()
         return caching.uploaded_model(digest, f"upload: {config.name} + {weights.name}", c, w)

@@ -100,13 +100,15 @@ def case_study(ctx: typer.Context,
 
 @app.command("app")
 def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
-                address: str = typer.Option("", help="address to bind (default: streamlit's, all interfaces)"),
+                address: str = typer.Option(
+                    "127.0.0.1", help="address to bind: 127.0.0.1 serves this machine only; --address 0.0.0.0 "
+                                      "serves every network interface (the app has no login: prefer an SSH tunnel)"),
                 headless: bool = typer.Option(False, "--headless", help="do not open a browser window")) -> None:
     """Open the browser app (streamlit run on the installed workbench/streamlit_app/main.py) on the bundled checkpoint."""
     import os
     import sys
 
-    from ..app_support.launch import find_app_script, streamlit_argv
+    from ..app_support.launch import exposure_warning, find_app_script, streamlit_argv
 
     try:
         script = find_app_script()
@@ -114,7 +116,12 @@ def app_command(port: int = typer.Option(8501, help="port to serve the app on"),
     except (FileNotFoundError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
-    typer.echo(f"serving the workbench app on http://localhost:{port} (Ctrl-C stops it)")
+    warning = exposure_warning(address)
+    if warning:
+        typer.echo(warning, err=True)
+    where = ("to this machine only (--address 0.0.0.0 serves the network)" if warning is None
+             else f"on {address}, to every client that can reach it")
+    typer.echo(f"serving the workbench app on http://localhost:{port} {where} (Ctrl-C stops it)")
     sys.stdout.flush()
     os.execv(argv[0], argv)  # become the server: signals (Ctrl-C, kill) reach streamlit itself
 
