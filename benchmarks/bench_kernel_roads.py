@@ -24,6 +24,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -82,10 +83,12 @@ def before_kernel():
     except (OSError, subprocess.CalledProcessError):
         return None
     name = "workbench.kernels.delta_rule._chunk_before"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "workbench.kernels.delta_rule"
-    exec(compile(src, f"{BEFORE}:kernels/delta_rule/chunk.py", "exec"), module.__dict__)
+    with tempfile.TemporaryDirectory() as tmp:  # imported from a file like any module (its package: today's)
+        path = Path(tmp) / "_chunk_before.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module.delta_rule_chunk
 
 

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
 from ..components.norms import QKRMSNorm
-from ..components.observed import observed
 from ..components.rotary import rotate
 from ..dataclass_io import check_int_fields
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
@@ -172,16 +170,11 @@ class SoftmaxAttention(Mixer):
         return torch.einsum("bphd,hdm->bpm", z, self.W_O) + self.b_O
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(q kᵀ · scale, causal [and windowed]) v, ``[batch, pos, head, d]``. Through the scores and
-        pattern hooks when anything observes them; otherwise one fused ``scaled_dot_product_attention``, which
-        never materialises the ``[batch, head, pos, pos]`` pattern (the same function, rounded differently:
-        ~1e-7 relative in fp32; 5× faster than the einsum path for Qwen3.5's attention layers at T = 512)."""
+        """softmax(q kᵀ · scale, causal [and windowed]) v, ``[batch, pos, head, d]``, through the scores and pattern
+        hooks. Always this one path, hooked or not, so that caching or patching never changes a bit of the output
+        (a fused ``scaled_dot_product_attention`` when nothing observes the pattern measured 55 against 60 ms for
+        Qwen3.5's attention at T = 512 on one CPU thread, and would round differently)."""
         mask = causal_mask(q.shape[1], k.shape[1], self.cfg.window, q.device)
-        if not observed(self.hook_attn_scores, self.hook_pattern):
-            plain = q.shape[1] == k.shape[1] and not self.cfg.window  # the causal mask alone
-            return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                  attn_mask=None if plain else ~mask, is_causal=plain,
-                                                  scale=self.scale).transpose(1, 2)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale
         pattern = self.hook_pattern(self.hook_attn_scores(scores.masked_fill(mask, float("-inf"))).softmax(-1))
         return torch.einsum("bhqk,bkhd->bqhd", pattern, v)
