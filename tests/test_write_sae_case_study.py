@@ -38,3 +38,36 @@ def test_quick_run(tmp_path, capsys):
     assert (out / "tables.md").is_file()
     with pytest.raises(SystemExit):
         main(["--only", "x", "--out", str(tmp_path / "other")])
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.integration
+def test_a_run_killed_after_its_first_part_continues_to_the_same_results(tmp_path, monkeypatch):
+    """Each part (a head, the sweep, the SAE) is saved when it finishes; the same command again takes the finished
+    parts from out/.progress and ends with the results of a run never interrupted."""
+    from case_studies.write_sae import run as study_run
+
+    whole = tmp_path / "whole"
+    main(["--quick", "--no-png", "--out", str(whole)])
+    real_sweep, real_head = study_run.sweep, study_run.head_entry
+
+    def killed(*args, **kwargs):
+        raise _Killed("killed in the sweep")
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(study_run, "sweep", killed)
+    with pytest.raises(_Killed):
+        main(["--quick", "--no-png", "--out", str(out)])
+    assert (out / ".progress" / "head0.json").is_file() and not (out / "results.json").exists()
+    monkeypatch.setattr(study_run, "sweep", real_sweep)
+    heads_run = []
+    monkeypatch.setattr(study_run, "head_entry", lambda *a, **k: heads_run.append(1) or real_head(*a, **k))
+    main(["--quick", "--no-png", "--out", str(out)])
+    assert not heads_run  # the finished head was taken from .progress
+    timing = {"command", "wall_seconds", "cpu_seconds", "written", "machine"}
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, out))
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    assert not (out / ".progress").exists()

@@ -18,6 +18,7 @@ from workbench.analysis.dictionaries import (atom_usage, cache_activations, coll
 from workbench.paths import CHECKPOINTS_DIR
 from workbench.tasks import task_from_dict
 
+from .. import _cli
 from .config import Study
 
 
@@ -89,18 +90,41 @@ def sae_entry(model, study: Study, train: list, evaluation: list, out: Optional[
             "train_history": history.to_dict("list")}
 
 
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One resumable piece of the study: a studied head (``head``), the sparsity sweep or the SAE.
+    :func:`case_studies._cli.run_each` saves each finished piece, so a killed run continues where it stopped."""
+
+    name: str
+    head: Optional[int] = None
+
+
+def _summary(part: Part, entry: dict) -> str:
+    if part.head is not None:
+        ev = entry["reconstruction"].get("explained_variance")
+        return f"{part.name}: {len(entry['firings']['atom'])} firings" + (f", explained variance {ev:.3f}" if ev else "")
+    return f"{part.name}: done"
+
+
 def execute(study: Study, out: Optional[Path] = None, progress: bool = True) -> dict:
     model, task = load(study)
     train = batches(task, study.train_batches, study.batch_size, study.data_seed)
     evaluation = batches(task, study.eval_batches, study.batch_size, study.data_seed + 1)
-    heads, firings = [], []
-    for head in study.heads:
-        entry, f = head_entry(model, study, head, train, evaluation, out, progress)
-        heads.append(entry)
-        firings.append(f)
-    all_firings = pd.concat(firings, ignore_index=True)
+
+    def run(part: Part) -> dict:
+        if part.head is not None:
+            entry, firings = head_entry(model, study, part.head, train, evaluation, out, progress)
+            return {**entry, "firings": firings.to_dict("list")}
+        if part.name == "sweep":
+            return {"rows": sweep(model, study, train, evaluation, progress)}
+        return sae_entry(model, study, train, evaluation, out, progress)
+
+    parts = [Part(f"head{h}", h) for h in study.heads] + [Part("sweep"), Part("sae")]
+    entries = _cli.run_each(parts, run, _summary, progress=progress, out=out, context=study.to_dict())
+    heads = [{k: v for k, v in e.items() if k != "firings"} for e in entries[: len(study.heads)]]
+    all_firings = pd.concat([pd.DataFrame(e["firings"]) for e in entries[: len(study.heads)]], ignore_index=True)
     return {"heads": heads,
             "pooled_win_rates": [win_rate(all_firings, b, m) for b in ("ablate", "random") for m in ("loss", "kl")],
-            "sweep": sweep(model, study, train, evaluation, progress),
-            "sae": sae_entry(model, study, train, evaluation, out, progress),
+            "sweep": entries[-2]["rows"],
+            "sae": entries[-1],
             "firings": all_firings.to_dict("list")}
