@@ -8,7 +8,8 @@ from .fast_weights import fast_weight_heatmap, singular_values_over_positions, s
 from .positions import mark_position, per_head_over_positions
 from .hops import hop_heatmap
 from .predictions import next_token_probability, prediction_change
+from .patching import attribution_scatter, head_effects_bar, patching_heatmap, patching_heatmaps
 
 __all__ = ["curvature_spectrum_figure", "kept_components", "thin_spectrum", "probe_curve", "probe_against_accuracy", "attention_heatmap", "head_scores_bar", "fast_weight_heatmap", "singular_values_over_positions",
            "state_and_update", "mark_position", "per_head_over_positions", "hop_heatmap", "next_token_probability",
-           "prediction_change"]
+           "prediction_change", "attribution_scatter", "head_effects_bar", "patching_heatmap", "patching_heatmaps"]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformer_lens.patching import (generic_activation_patch, layer_pos_head_vector_patch_setter,
                                        layer_pos_patch_setter)
 
-from .grid import Sweep, prepare, run_metric, source_states
+from .grid import Sweep, prepare, source_states
 from .metrics import evaluate
 from .sites import STATE_SITES, TL_SITES
 
@@ -37,8 +37,7 @@ def activation_patching(model, clean, corrupted, metric, *, sites: Optional[Sequ
     """
     sweep = prepare(model, clean, corrupted, metric, sites, layers, positions, per_head, direction)
     with torch.no_grad():
-        sweep.target_value = run_metric(model, sweep, sweep.target)
-        sweep.source_value = run_metric(model, sweep, sweep.source)
+        sweep.measure(model)
         _tl_sites(model, sweep, progress)
         _own_sites(model, sweep, progress)
     return sweep.frame()
@@ -63,11 +62,13 @@ def _tl_sites(model, sweep: Sweep, progress: bool) -> None:
         index = _index_frame(sweep, site, {c.layer: cache[c.hook].shape[2] if cache[c.hook].ndim > 3 else 1
                                            for c in cells})
         setter = layer_pos_head_vector_patch_setter if "head_index" in index else layer_pos_patch_setter
-        values = generic_activation_patch(model, sweep.target, cache, lambda logits: evaluate(sweep.metric, logits),
-                                          setter, site, index_df=index, reduce="mean")
+        # TransformerLens stores float32: hand it the change from the unpatched run, so that small effects keep
+        # float32's relative precision instead of the metric's
+        values = generic_activation_patch(model, sweep.target, cache, lambda logits: evaluate(sweep.metric, logits)
+                                          - sweep.target_values, setter, site, index_df=index, reduce="mean")
         for row, value in zip(index.itertuples(index=False), values.tolist()):
             head = int(row.head_index) if "head_index" in index else None
-            sweep.add(site, int(row.layer), int(row.pos), head, float(value))
+            sweep.add(site, int(row.layer), int(row.pos), head, sweep.target_value + float(value))
 
 
 def _own_sites(model, sweep: Sweep, progress: bool) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .grid import Sweep, prepare, run_metric, source_states
+from .grid import Sweep, prepare, source_states
 from .metrics import evaluate
 from .sites import STATE_SITES, TL_SITES
 
@@ -32,8 +32,7 @@ def attribution_patching(model, clean, corrupted, metric, *, sites: Optional[Seq
     columns (``effect`` is the estimate, ``patched`` = target metric + estimate)."""
     sweep = prepare(model, clean, corrupted, metric, sites, layers, positions, per_head, direction)
     with torch.no_grad():
-        sweep.target_value = run_metric(model, sweep, sweep.target)
-        sweep.source_value = run_metric(model, sweep, sweep.source)
+        sweep.measure(model)
     n_pos = sweep.target.shape[1]
     hook_cells = [c for c in sweep.cells if c.site not in STATE_SITES]
     groups = [[c for c in hook_cells if c.site in TL_SITES]] + [[c] for c in hook_cells if c.site not in TL_SITES]

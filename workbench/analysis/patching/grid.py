@@ -44,9 +44,16 @@ class Sweep:
     cells: list[Cell]
     positions: list[int]
     per_head: bool
-    target_value: float = 0.0
+    target_value: float = 0.0  # batch means of the metric on the unpatched runs
     source_value: float = 0.0
+    target_values: Optional[torch.Tensor] = None  # [batch]
     rows: list[dict] = field(default_factory=list)
+
+    def measure(self, model) -> None:
+        """The metric on the two unpatched runs."""
+        self.target_values = evaluate(self.metric, model(self.target))
+        self.target_value = float(self.target_values.mean())
+        self.source_value = float(evaluate(self.metric, model(self.source)).mean())
 
     def heads(self, site: str, n_heads: int) -> list[Optional[int]]:
         return list(range(n_heads)) if self.per_head and head_resolved(site) else [None]
@@ -104,10 +111,6 @@ def _check_layer(layer, n_layers: int) -> int:
     if not isinstance(layer, int) or isinstance(layer, bool) or not -n_layers <= layer < n_layers:
         raise ValueError(f"layers must be ints in [0, {n_layers - 1}] (or negative from the end), got {layer!r}")
     return layer % n_layers
-
-
-def run_metric(model, sweep: Sweep, tokens: torch.Tensor) -> float:
-    return float(evaluate(sweep.metric, model(tokens)).mean())
 
 
 def source_states(model, tokens: torch.Tensor, layer: int, n_pos: int) -> torch.Tensor:
