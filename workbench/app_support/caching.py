@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from . import attention_maps, edits, outlier_dashboard, predictions, probing, sources, trajectory
+from . import attention_maps, edits, information_flow, outlier_dashboard, predictions, probing, sources, trajectory
 from .sequences import TokenSequence
 from .token_streams import TokenStream
 
@@ -123,3 +123,21 @@ def per_session(store: str, key: Hashable, compute: Callable[[], T], max_entries
     while len(entries) > max_entries:
         entries.popitem(last=False)
     return value
+
+
+# ---------------------------------------------------------------------- information flow (patching)
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_sweep(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str) -> pd.DataFrame:
+    return _locked(lm, information_flow.sweep, inputs, site, direction)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_heads(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, layer: int, position: int,
+               direction: str) -> pd.DataFrame:
+    return _locked(lm, information_flow.heads, inputs, site, layer, position, direction)
+
+
+@st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_attribution(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str,
+                     real: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _locked(lm, information_flow.attribution, inputs, site, direction, real)
