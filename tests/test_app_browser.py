@@ -26,7 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 SCREENSHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOT_DIR") or Path(__file__).parent / ".screenshots")
-PAGES = {"": 1, "attention": 4, "fast_weights": 5, "recall_probe": 1, "editing": 1, "outliers": 4, "kfac": 1}  # plots
+PAGES = {"": 1, "attention": 4, "fast_weights": 5, "recall_probe": 1, "editing": 1, "outliers": 4, "kfac": 1,
+         "information_flow": 2}  # plots
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +144,8 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
                     assert "head 0 control" in legend(page)
                 if name == "kfac":
                     assert "recites none of" in text
+                if name == "information_flow":  # the patching heatmap and the chosen cell's heads
+                    assert "Metric on the clean input" in text and "each head patched alone" in text
         finally:
             browser.close()
     print(f"screenshots of every page in {SCREENSHOTS}")

@@ -127,6 +127,11 @@ def per_session(store: str, key: Hashable, compute: Callable[[], T], max_entries
 
 # ---------------------------------------------------------------------- information flow (patching)
 @st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_default_query(lm: sources.LoadedModel, seq: TokenSequence) -> int:
+    return _locked(lm, information_flow.default_query, seq)
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
 def flow_sweep(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str) -> pd.DataFrame:
     return _locked(lm, information_flow.sweep, inputs, site, direction)
 

@@ -61,6 +61,20 @@ def task_pair(seq: TokenSequence, query: int, d_vocab: int) -> FlowInputs:
     return FlowInputs(tuple(clean), tuple(corrupted), int(answer), int(distractor), note)
 
 
+@torch.no_grad()
+def default_query(model, seq: TokenSequence) -> int:
+    """The query the page opens on: the first whose task pair moves the metric by at least half as much as the
+    query that moves it most (a corruption the model does not notice has nothing to localise)."""
+    found = queries(seq)
+    gaps = []
+    for t in found:
+        pair = task_pair(seq, t, model.cfg.d_vocab)
+        logits = model(torch.tensor([pair.clean, pair.corrupted]))[:, -1]
+        diff = logits[:, pair.answer] - logits[:, pair.distractor]
+        gaps.append(float((diff[0] - diff[1]).abs()))
+    return found[next(i for i, g in enumerate(gaps) if g >= 0.5 * max(gaps))]
+
+
 def edited_pair(model, seq: TokenSequence, position: int, token: int) -> FlowInputs:
     """Clean: ``seq``; corrupted: ``seq`` with ``token`` at ``position``. Metric tokens: :func:`model_choice`."""
     d_vocab = model.cfg.d_vocab

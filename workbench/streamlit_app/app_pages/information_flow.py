@@ -35,7 +35,8 @@ with widgets.errors_shown():
             st.info("The sidebar's sequence has no query of a stored association (sample it from a task such as "
                     "MQAR); choose “Change one token” or “Type both inputs”.")
             st.stop()
-        query = st.selectbox("Query position (the clean input ends there)", found, index=0,
+        start = caching.flow_default_query(lm, seq)
+        query = st.selectbox("Query position (the clean input ends there)", found, index=found.index(start),
                              format_func=lambda t: f"{t}: token {seq.tokens[t]} ★", key=f"flow_query-{len(seq)}")
         inputs = information_flow.task_pair(seq, query, model.cfg.d_vocab)
     elif choice == INPUTS[1]:
