@@ -257,3 +257,13 @@ def test_logit_diff_and_the_plots():
     assert list(head_effects_bar(cell).data[0].x) == ["head 0", "head 1"]
     with pytest.raises(ValueError, match="no per-head rows"):
         head_effects_bar(real)
+
+
+def test_the_docs_table_is_what_each_mixer_answers():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "patching.md").read_text()
+    for kind in names():
+        sites = small(kind).mixer(0).patch_sites()
+        cells = " | ".join(f"`{sites[r]}`" if r in sites else "—" for r in ("state", "write", "beta", "decay"))
+        assert f"| {kind} | {cells} |" in text, kind
