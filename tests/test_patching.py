@@ -169,7 +169,7 @@ def test_attribution_patching_leaves_the_models_gradients_alone():
 # ---------------------------------------------------------------------- every mixer, an imported checkpoint
 @pytest.mark.parametrize("kind", names())
 def test_patching_runs_on_every_mixer(kind):
-    model = small(kind)
+    model = small(kind, n_layers=1)
     clean, corrupted = pair(n_pos=4, batch=1)
     kw = dict(positions=[1, 3], progress=False)
     real = activation_patching(model, clean, corrupted, (ANSWER, DISTRACTOR), **kw)
@@ -181,10 +181,10 @@ def test_patching_runs_on_every_mixer(kind):
     assert ({"state_readout", "state_carry"} <= sites) == ("state" in roles)
     assert {"write", "beta", "decay"} & sites == {"write", "beta", "decay"} & roles
     assert real.patched.notna().all() and estimate.effect.notna().all()
-    assert len(real) == len(estimate) == len(sites) * 2 * 2
+    assert len(real) == len(estimate) == len(sites) * 2  # sites × positions
     assert len(attribution_agreement(real, estimate)) == len(sites) + 1
     head_site = "state_carry" if "state" in roles else "z"
-    cell = head_breakdown(model, clean, corrupted, (ANSWER, DISTRACTOR), head_site, 1, 1)
+    cell = head_breakdown(model, clean, corrupted, (ANSWER, DISTRACTOR), head_site, 0, 1)
     assert list(cell["head"]) == [0, 1] and cell.patched.notna().all()
 
 
@@ -234,6 +234,8 @@ def test_bad_input_is_a_clear_error():
         head_breakdown(model, clean, corrupted, (1, 2), "resid_pre", 0, 1)
     with pytest.raises(ValueError, match="outside the sequence"):
         activation_patching(model, clean, corrupted, (1, 2), positions=[6])
+    with pytest.raises(ValueError, match="training mode; call model.eval"):
+        attribution_patching(small("delta").train(), clean, corrupted, (1, 2))
 
 
 def test_logit_diff_and_the_plots():

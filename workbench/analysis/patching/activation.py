@@ -76,14 +76,15 @@ def _own_sites(model, sweep: Sweep, progress: bool) -> None:
     cells = [c for c in sweep.cells if c.site not in TL_SITES]
     if not cells:
         return
-    n_pos = sweep.source.shape[1]
     mixer_names = {c.hook for c in cells if c.site not in STATE_SITES}
     _, cache = model.run_with_cache(sweep.source, names_filter=lambda n: n in mixer_names)
-    states = {c.layer: source_states(model, sweep.source, c.layer, n_pos) for c in cells if c.site in STATE_SITES}
+    states = {c.layer: source_states(model, sweep.source, c.layer, sweep.positions)
+              for c in cells if c.site in STATE_SITES}
     work = []
     for c in cells:
-        src = states[c.layer] if c.site in STATE_SITES else cache[c.hook]
-        work += [(c, p, h, src) for p in sweep.positions for h in sweep.heads(c.site, src.shape[2])]
+        for p in sweep.positions:
+            src = states[c.layer][p] if c.site in STATE_SITES else cache[c.hook]  # [batch, head, ...] / [batch, pos, ...]
+            work += [(c, p, h, src) for h in sweep.heads(c.site, src.shape[1 if c.site in STATE_SITES else 2])]
     for c, p, h, src in tqdm(work, desc="patching fast-weight sites", disable=not progress):
         if c.site in STATE_SITES:
             logits = patch_state(model, sweep.target, c.layer, p, h, src, STATE_SITES[c.site])
@@ -104,17 +105,17 @@ def patch_hook(model, tokens, hook: str, position: int, head: Optional[int], sou
     return model.run_with_hooks(tokens, fwd_hooks=[(hook, fn)])
 
 
-def patch_state(model, tokens, layer: int, position: int, head: Optional[int], source: torch.Tensor,
+def patch_state(model, tokens, layer: int, position: int, head: Optional[int], state: torch.Tensor,
                 mode: str) -> torch.Tensor:
-    """Logits of ``tokens`` with W_t of ``layer`` at ``position`` (one ``head``, or all) replaced by the source run's
-    (``source [batch, pos, head, ...]``, :func:`.grid.source_states`), applied in ``mode`` (``readout``: only the
-    read-out at t; ``carry``: the rest of the sequence continues from it)."""
+    """Logits of ``tokens`` with W_t of ``layer`` at ``position`` (one ``head``, or all) replaced by ``state``
+    ``[batch, head, ...]`` (e.g. the other run's, :func:`.grid.source_states`), applied in ``mode`` (``readout``:
+    only the read-out at t; ``carry``: the rest of the sequence continues from it)."""
     def fn(states, hook):  # [batch, 1, head, ...]
         new = states.clone()
         if head is None:
-            new[:, 0] = source[:, position].to(new)
+            new[:, 0] = state.to(new)
         else:
-            new[:, 0, head] = source[:, position, head].to(new)
+            new[:, 0, head] = state[:, head].to(new)
         return new
 
     with model.expose_states([position], mode=mode, layers=[layer]):

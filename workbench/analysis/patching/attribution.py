@@ -33,7 +33,6 @@ def attribution_patching(model, clean, corrupted, metric, *, sites: Optional[Seq
     sweep = prepare(model, clean, corrupted, metric, sites, layers, positions, per_head, direction)
     with torch.no_grad():
         sweep.measure(model)
-    n_pos = sweep.target.shape[1]
     hook_cells = [c for c in sweep.cells if c.site not in STATE_SITES]
     groups = [[c for c in hook_cells if c.site in TL_SITES]] + [[c] for c in hook_cells if c.site not in TL_SITES]
     passes = [("hooks", g) for g in groups if g]
@@ -43,26 +42,27 @@ def attribution_patching(model, clean, corrupted, metric, *, sites: Optional[Seq
     names = {c.hook for c in hook_cells}
     with torch.no_grad():
         _, cache = model.run_with_cache(sweep.source, names_filter=lambda n: n in names)
-        states = {c.layer: source_states(model, sweep.source, c.layer, n_pos)
+        states = {c.layer: source_states(model, sweep.source, c.layer, sweep.positions)
                   for c in sweep.cells if c.site in STATE_SITES}
     for kind, what in tqdm(passes, desc="attribution patching", disable=not progress):
         if kind == "hooks":
             grads = hook_gradients(model, sweep.target, sweep.metric, [c.hook for c in what])
             for c in what:
                 act, grad = grads[c.hook]
-                _add(sweep, c, sweep.positions, cache[c.hook] - act, grad, [(p, p) for p in sweep.positions])
+                _add(sweep, c, cache[c.hook] - act, grad, [(p, p) for p in sweep.positions])
         elif kind == "state":
-            act, grad = state_gradient(model, sweep.target, sweep.metric, what.layer, list(range(n_pos)), "readout")
-            _add(sweep, what, sweep.positions, states[what.layer] - act, grad, [(p, p) for p in sweep.positions])
+            act, grad = state_gradient(model, sweep.target, sweep.metric, what.layer, sweep.positions, "readout")
+            src = torch.stack([states[what.layer][p] for p in sweep.positions], dim=1)
+            _add(sweep, what, src - act, grad, [(p, i) for i, p in enumerate(sweep.positions)])
         else:
             c, p = what
             act, grad = state_gradient(model, sweep.target, sweep.metric, c.layer, [p], "carry")
-            _add(sweep, c, [p], states[c.layer][:, p:p + 1] - act, grad, [(p, 0)])
+            _add(sweep, c, states[c.layer][p][:, None] - act, grad, [(p, 0)])
     return sweep.frame(effect="estimate")
 
 
-def _add(sweep: Sweep, cell, positions, diff: torch.Tensor, grad: torch.Tensor, where) -> None:
-    """Rows of one cell: Σ over batch and features of diff · grad at each (position, index along pos)."""
+def _add(sweep: Sweep, cell, diff: torch.Tensor, grad: torch.Tensor, where) -> None:
+    """Rows of one cell: Σ over batch and features of diff · grad at each (position, its index along pos)."""
     prod = (diff.double() * grad.double())  # [batch, pos, ...]
     for p, i in where:
         at = prod[:, i]

@@ -83,6 +83,9 @@ class Sweep:
 def prepare(model, clean, corrupted, metric, sites: Optional[Sequence[str]], layers: Optional[Sequence[int]],
             positions, per_head: bool, direction: str) -> Sweep:
     """Validate the arguments and lay out the grid (no model run yet)."""
+    if model.training:
+        raise ValueError("the model is in training mode; call model.eval() before patching (TransformerLens' patching "
+                         "refuses a model in training mode, and so does this)")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     clean, corrupted = model.check_tokens(clean), model.check_tokens(corrupted)
@@ -93,7 +96,7 @@ def prepare(model, clean, corrupted, metric, sites: Optional[Sequence[str]], lay
     if layers is None:
         layers = list(range(n_layers))
     layers = [_check_layer(i, n_layers) for i in layers]
-    positions = list(range(n_pos)) if positions is None else check_positions(positions, n_pos)
+    positions = list(range(n_pos)) if positions is None else list(dict.fromkeys(check_positions(positions, n_pos)))
     if sites is None:
         sites = available_sites(model, DEFAULT_SITES)
     else:
@@ -113,9 +116,10 @@ def _check_layer(layer, n_layers: int) -> int:
     return layer % n_layers
 
 
-def source_states(model, tokens: torch.Tensor, layer: int, n_pos: int) -> torch.Tensor:
-    """W_t of ``layer`` after the write at every position ``[batch, pos, head, ...]``: what ``hook_state`` holds."""
+def source_states(model, tokens: torch.Tensor, layer: int, positions: list[int]) -> dict[int, torch.Tensor]:
+    """W_t of ``layer`` after the write at each of ``positions``, ``{t: [batch, head, ...]}``: what ``hook_state``
+    holds (only the swept positions are kept, never the whole trajectory)."""
     name = f"blocks.{layer}.attn.hook_state"
-    with model.expose_states(list(range(n_pos)), mode="readout", layers=[layer]):
+    with model.expose_states(list(positions), mode="readout", layers=[layer]):
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
-    return cache[name]
+    return {p: cache[name][:, i] for i, p in enumerate(positions)}
