@@ -19,7 +19,7 @@ from transformer_lens.patching import (generic_activation_patch, layer_pos_head_
 
 from .grid import Sweep, prepare, source_states
 from .metrics import evaluate
-from .sites import STATE_SITES, TL_SITES
+from .sites import STATE_SITES, TL_SITES, head_resolved
 
 
 def activation_patching(model, clean, corrupted, metric, *, sites: Optional[Sequence[str]] = None,
@@ -31,14 +31,14 @@ def activation_patching(model, clean, corrupted, metric, *, sites: Optional[Sequ
     -> ``[batch]``, or a pair ``(answer, distractor)`` of token ids (:func:`.metrics.logit_diff` at the last
     position). sites: default every site of :data:`.sites.DEFAULT_SITES` the model has. per_head: one row per head
     on head-resolved sites. direction: ``"denoising"`` (clean into corrupted) or ``"noising"`` (corrupted into
-    clean). Returns a DataFrame with columns site, layer, position, head (<NA> for a whole site), patched (the
+    clean). progress: a bar over the fast-weight sites' runs (TransformerLens draws its own for each of its sites). Returns a DataFrame with columns site, layer, position, head (<NA> for a whole site), patched (the
     metric), effect (patched − unpatched target) and normalized (:mod:`.grid`); ``df.attrs`` holds the clean and
     corrupted metrics. The model is never changed.
     """
     sweep = prepare(model, clean, corrupted, metric, sites, layers, positions, per_head, direction)
     with torch.no_grad():
         sweep.measure(model)
-        _tl_sites(model, sweep, progress)
+        _tl_sites(model, sweep)
         _own_sites(model, sweep, progress)
     return sweep.frame()
 
@@ -51,7 +51,7 @@ def _index_frame(sweep: Sweep, site: str, layers_heads: dict[int, int]) -> pd.Da
     return pd.DataFrame([r[:2] for r in rows], columns=["layer", "pos"])
 
 
-def _tl_sites(model, sweep: Sweep, progress: bool) -> None:
+def _tl_sites(model, sweep: Sweep) -> None:
     """TransformerLens' sites: one ``generic_activation_patch`` call per site over its (layer, pos[, head]) rows."""
     for site in TL_SITES:
         cells = [c for c in sweep.cells if c.site == site]
@@ -126,8 +126,6 @@ def head_breakdown(model, clean, corrupted, metric, site: str, layer: int, posit
                    direction: str = "denoising") -> pd.DataFrame:
     """The per-head effects of one cell of a sweep (a head-resolved ``site`` at ``layer``, ``position``): the rows of
     :func:`activation_patching` with ``per_head=True`` for that cell alone."""
-    from .sites import head_resolved
-
     if not head_resolved(site):
         raise ValueError(f"site {site!r} has no head axis; the head-resolved sites are z, q, k, v and the "
                          "fast-weight sites")

@@ -9,6 +9,10 @@ real patch takes: a write, β or decay through the mixer's patched-writes path (
 state through ``expose_states`` in ``readout`` mode (all positions in one pass) or ``carry`` mode (one pass per
 position, as the real patch). Gradients are taken with ``torch.autograd.grad``: parameters' ``.grad`` stay
 untouched.
+
+TransformerLens 4 has an attribution-patching tool (``transformer_lens/tools/analysis/attribution_patching.py``,
+read for its conventions: denoising = gradient on the corrupted run, estimate ``(a_clean − a_corrupt) · g``), but it
+targets ``TransformerBridge`` only; this is written here for ``HookedRootModule`` models and the fast-weight sites.
 """
 
 from __future__ import annotations

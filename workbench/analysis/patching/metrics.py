@@ -27,8 +27,8 @@ def logit_diff(answer: TokenOrTokens, distractor: TokenOrTokens, position: int =
             raise ValueError(f"the metric's position {position} is outside the sequence of {n_pos} tokens")
         idx = []
         for name, tok in (("answer", answer), ("distractor", distractor)):
-            ids = torch.as_tensor(tok, device=logits.device).long().expand(batch) if torch.as_tensor(tok).ndim == 0 \
-                else torch.as_tensor(tok, device=logits.device).long()
+            ids = torch.as_tensor(tok, device=logits.device).long()
+            ids = ids.expand(batch) if ids.ndim == 0 else ids
             if ids.shape != (batch,):
                 raise ValueError(f"{name} lists {ids.numel()} ids for a batch of {batch} sequences")
             if ids.min() < 0 or ids.max() >= vocab:

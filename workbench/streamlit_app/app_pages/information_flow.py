@@ -48,7 +48,8 @@ with widgets.errors_shown():
         inputs = information_flow.edited_pair(model, seq, position, int(token))
     else:
         clean_text = st.text_input("Clean token ids", " ".join(map(str, seq.tokens)), key="flow_clean")
-        corrupted_text = st.text_input("Corrupted token ids (same length)", " ".join(map(str, seq.tokens)),
+        first_changed = [(seq.tokens[0] + 1) % model.cfg.d_vocab, *seq.tokens[1:]]
+        corrupted_text = st.text_input("Corrupted token ids (same length)", " ".join(map(str, first_changed)),
                                        key="flow_corrupted")
         inputs = information_flow.typed_pair(model, clean_text, corrupted_text)
     st.caption(f"Corruption: {inputs.note}.")
