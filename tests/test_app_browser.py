@@ -27,7 +27,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync"]
 SCREENSHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOT_DIR") or Path(__file__).parent / ".screenshots")
 PAGES = {"": 1, "attention": 4, "fast_weights": 5, "recall_probe": 1, "editing": 1, "outliers": 4, "kfac": 1,
-         "steering": 1}  # plots
+         "steering": 1,
+         "information_flow": 2}  # plots
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +147,8 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
                     assert "recites none of" in text
                 if name == "steering":  # residual and state steering side by side
                     assert "Top next token (residual)" in text and "Top next token (state)" in text
+                if name == "information_flow":  # the patching heatmap and the chosen cell's heads
+                    assert "Metric on the clean input" in text and "each head patched alone" in text
         finally:
             browser.close()
     print(f"screenshots of every page in {SCREENSHOTS}")

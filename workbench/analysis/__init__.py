@@ -32,3 +32,8 @@ from .lenses import (LensTrainConfig, TunedLens, TunedLensConfig, kl_to_final, l
                      residual_stream, train_tuned_lens, tuned_lens)
 __all__ += ["LensTrainConfig", "TunedLens", "TunedLensConfig", "kl_to_final", "lens_table", "logit_lens",
             "residual_stream", "train_tuned_lens", "tuned_lens"]
+
+# activation and attribution patching (issue 15, item 2)
+from .patching import (activation_patching, attribution_agreement, attribution_patching, head_breakdown,
+                       logit_diff)
+__all__ += ["activation_patching", "attribution_agreement", "attribution_patching", "head_breakdown", "logit_diff"]

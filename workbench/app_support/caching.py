@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from . import attention_maps, edits, lenses, outlier_dashboard, predictions, probing, sources, steering, trajectory
+from . import attention_maps, edits, information_flow, lenses, outlier_dashboard, predictions, probing, sources, steering, trajectory
 from .sequences import TokenSequence
 from .token_streams import TokenStream
 
@@ -165,3 +165,26 @@ def steering_sweep(lm: sources.LoadedModel, seq: TokenSequence, layer: int, _dir
                    heldout: TokenStream) -> pd.DataFrame:
     return _locked(lm, steering.strength_sweep, list(seq.tokens), layer, _dirs, list(positions), mode,
                    list(strengths), token_a, token_b, heldout.stacked(), torch.cat(heldout.masks(), 0))
+
+
+# ---------------------------------------------------------------------- information flow (patching)
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_default_query(lm: sources.LoadedModel, seq: TokenSequence) -> int:
+    return _locked(lm, information_flow.default_query, seq)
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_sweep(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str) -> pd.DataFrame:
+    return _locked(lm, information_flow.sweep, inputs, site, direction)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_heads(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, layer: int, position: int,
+               direction: str) -> pd.DataFrame:
+    return _locked(lm, information_flow.heads, inputs, site, layer, position, direction)
+
+
+@st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_attribution(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str,
+                     real: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _locked(lm, information_flow.attribution, inputs, site, direction, real)

@@ -25,7 +25,8 @@ its class or name, so a new kind of memory is one new module:
     what analyses need   ``effective_attention`` (exact, or :class:`NotDefinedForMixer`),
                          ``head_outputs`` (a read-out through the head's output path), ``linear_sites``
                          (the linear layers K-FAC may edit), ``qk_weights``/``ov_weights`` (the factors of
-                         TransformerLens' QK and OV circuits where they exist, or why not)
+                         TransformerLens' QK and OV circuits where they exist, or why not), ``patch_sites``
+                         (its state, write, β and decay hooks that activation patching may edit)
 """
 
 from __future__ import annotations
@@ -386,6 +387,16 @@ class Mixer(nn.Module):
             f"the {self.label(self.cfg)} mixer has no OV circuit: its output is not a weighted sum of x_s W_V W_O "
             "over positions with weights independent of the values' path; "
             "cache.stack_head_results() gives each head's exact output instead")
+
+    patch_hooks: ClassVar[dict[str, str]] = {}  # role ("write", "beta", "decay") → hook whose edit feeds the memory
+
+    def patch_sites(self) -> dict[str, str]:
+        """The fast-weight sites activation patching may edit, role → hook (relative to the mixer): ``state``
+        (``hook_state``, inside ``HookedFastWeightLM.expose_states``) for every mixer with fast weights, and from
+        :attr:`patch_hooks` ``write`` (what is written at t), ``beta`` (the write strength) and ``decay`` (the
+        memory's decay), each ``[batch, pos, head, ...]``. Only hooks whose edit changes the memory are listed; a
+        hook computed inside the recurrence (read-only) is not."""
+        return {**({"state": "hook_state"} if self.has_fast_weights else {}), **self.patch_hooks}
 
     adds_beside_heads: ClassVar[bool] = False  # True: the output holds more than Σ head_outputs + output_bias
 

@@ -195,6 +195,7 @@ class DeltaNet(Mixer):
     Config = DeltaConfig
     recurrence = DeltaRule()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_beta")
+    patch_hooks: ClassVar[dict[str, str]] = {"write": "hook_delta", "beta": "hook_beta"}  # see Mixer.patch_sites
     supports_step: ClassVar[bool] = True
 
     def __init__(self, cfg: DeltaConfig, model, qk_norm: bool = False):

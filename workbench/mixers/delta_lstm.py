@@ -102,6 +102,7 @@ class DeltaLSTM(Mixer):
     Config = DeltaLSTMConfig
     recurrence = DeltaLSTMRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = tuple(f"hook_{n}" for n in FIELDS)
+    patch_hooks: ClassVar[dict[str, str]] = {"beta": "hook_beta"}  # [.., head, gate]; the writes are read-only
     supports_step: ClassVar[bool] = True  # carries the six fast matrices, the cell and h
 
     def __init__(self, cfg: DeltaLSTMConfig, model, qk_norm: bool = False):

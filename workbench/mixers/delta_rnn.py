@@ -103,6 +103,7 @@ class DeltaRNN(Mixer):
     Config = DeltaRNNConfig
     recurrence = DeltaRNNRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = tuple(f"hook_{n}" for n in FIELDS)
+    patch_hooks: ClassVar[dict[str, str]] = {"beta": "hook_beta"}  # W's write strength; the writes are read-only
     supports_step: ClassVar[bool] = True  # carries [W | R] and y (and the input conv's last inputs)
 
     def __init__(self, cfg: DeltaRNNConfig, model, qk_norm: bool = False):

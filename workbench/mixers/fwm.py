@@ -86,6 +86,7 @@ class FastWeightMemory(Mixer):
     state_axes: ClassVar[tuple[str, ...]] = ("d_s", "d_r", "d_t")
     recurrence = FWMRecurrence()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_s", "hook_r", "hook_t", "hook_beta", "hook_q", "hook_e")
+    patch_hooks: ClassVar[dict[str, str]] = {"write": "hook_write", "beta": "hook_beta"}  # see Mixer.patch_sites
     supports_step: ClassVar[bool] = True  # carries F, the LSTM's (h, c) and the input conv's last inputs
 
     def __init__(self, cfg: FWMConfig, model, qk_norm: bool = False):

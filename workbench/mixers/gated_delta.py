@@ -34,6 +34,7 @@ class GatedDeltaConfig(DeltaConfig):
 class GatedDeltaNet(DeltaNet):
     Config = GatedDeltaConfig
     input_hooks: ClassVar[tuple[str, ...]] = DeltaNet.input_hooks + ("hook_log_decay",)
+    patch_hooks: ClassVar[dict[str, str]] = {**DeltaNet.patch_hooks, "decay": "hook_log_decay"}
     skip_default_init: ClassVar[tuple[str, ...]] = ("A_log", "dt_bias")
 
     def __init__(self, cfg: GatedDeltaConfig, model, qk_norm: bool = False):

@@ -80,6 +80,7 @@ class GatedLinearAttention(Mixer):
     Config = GLAConfig
     recurrence = SumRule()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_log_decay")
+    patch_hooks: ClassVar[dict[str, str]] = {"decay": "hook_log_decay"}  # see Mixer.patch_sites
     supports_step: ClassVar[bool] = True
 
     def __init__(self, cfg: GLAConfig, model, qk_norm: bool = False):

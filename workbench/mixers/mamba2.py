@@ -85,6 +85,7 @@ class Mamba2(Mixer):
     Config = Mamba2Config
     recurrence = SumRule()
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q", "hook_k", "hook_v", "hook_log_decay")
+    patch_hooks: ClassVar[dict[str, str]] = {"decay": "hook_log_decay"}  # see Mixer.patch_sites
     skip_default_init: ClassVar[tuple[str, ...]] = ("A_log", "dt_bias", "D")
     supports_step: ClassVar[bool] = True
 

@@ -111,6 +111,7 @@ class RecurrentDeltaNet(Mixer):
     Config = RecDeltaConfig
     recurrence = RecurrentDeltaRule(None)  # per instance: RecurrentDeltaRule(self)
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_q_pre", "hook_k_pre", "hook_v_pre", "hook_beta_pre")
+    patch_hooks: ClassVar[dict[str, str]] = {"beta": "hook_beta_pre"}  # β's slow part: β_t itself is read-only
     skip_default_init: ClassVar[tuple[str, ...]] = ("R_q", "R_k", "R_v", "r_beta")
     supports_step: ClassVar[bool] = True  # carries W and y (and the input conv's last inputs)
 

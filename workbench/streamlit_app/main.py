@@ -21,6 +21,7 @@ page = st.navigation([
     st.Page(PAGES / "fast_weights.py", title="Fast weights"),
     st.Page(PAGES / "recall_probe.py", title="Recall probe"),
     st.Page(PAGES / "editing.py", title="Patch and edit"),
+    st.Page(PAGES / "information_flow.py", title="Information flow"),
     st.Page(PAGES / "outliers.py", title="Outliers"),
     st.Page(PAGES / "kfac.py", title="K-FAC editing"),
     st.Page(PAGES / "steering.py", title="Steering"),
