@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOT_DIR") or Path(__file__).parent / ".screenshots")
 PAGES = {"": 1, "attention": 4, "fast_weights": 5, "recall_probe": 1, "editing": 1, "outliers": 4, "kfac": 1,
          "steering": 1,
-         "information_flow": 2}  # plots
+         "information_flow": 4}  # plots
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,16 @@ def clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def titles(at: AppTest) -> list[str]:
+def all_titles(at: AppTest) -> list[str]:
     return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def titles(at: AppTest) -> list[str]:
+    """The patching charts' titles (the path-knockout section below them is checked on its own)."""
+    return [t for t in all_titles(at) if not t.startswith(KNOCKOUT_TITLES)]
+
+
+KNOCKOUT_TITLES = ("Path knockout", "layer ")
 
 
 def test_the_task_pair_heatmap_and_a_cells_heads():
@@ -61,7 +69,8 @@ def test_the_task_pair_heatmap_and_a_cells_heads():
     at.checkbox(key="flow_attribution").check().run()
     clean(at)
     assert "attribution patching against activation patching" in titles(at)[1]
-    assert set(at.dataframe[-1].value["site"]) == {"resid_pre", "all"}
+    agreement = next(d.value for d in at.dataframe if "site" in d.value.columns)
+    assert set(agreement["site"]) == {"resid_pre", "all"}
 
 
 def lm_heads(at: AppTest) -> int:
@@ -116,3 +125,23 @@ def test_model_choice_picks_the_two_runs_top_tokens():
     a, b = information_flow.model_choice(model, [1, 2, 3], [1, 4, 3])
     logits = model(torch.tensor([[1, 2, 3], [1, 4, 3]]))[:, -1]
     assert a == int(logits[0].argmax()) and a != b
+
+
+def test_path_knockout_heatmap_and_a_pairs_heads():
+    at = open_page()
+    clean(at)
+    knock = [t for t in all_titles(at) if t.startswith(KNOCKOUT_TITLES)]
+    assert knock[0].startswith("Path knockout: effect on the metric (layer 0, head 0,1") and len(knock) == 2
+    pair_box = next(s for s in at.selectbox if s.key and s.key.startswith("flow_ko_pair"))
+    n = 15  # the clean input ends at the query (position 14): every (source, target ≥ source) pair
+    assert len(pair_box.options) == n * (n + 1) // 2
+    table = at.dataframe[-1].value
+    assert list(table["head"]) == list(range(lm_heads(at))) and table["route"].iloc[0] == "attention"
+    # the pair opened on is the one whose knockout moves the metric most: the heads' table is that pair's
+    source, target = (int(x) for x in pair_box.options[pair_box.value].split(" → "))
+    assert f"source {source} → target {target}" in knock[1]
+    at.selectbox(key="flow_ko_head").set_value(1).run()
+    clean(at)
+    assert "head 1" in [t for t in all_titles(at) if t.startswith("Path knockout")][0]
+    at.selectbox(key="flow_ko_layer").set_value(1).run()
+    clean(at)

@@ -184,6 +184,18 @@ def flow_heads(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, sit
     return _locked(lm, information_flow.heads, inputs, site, layer, position, direction)
 
 
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_knockout(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, layer: int, head: Optional[int]
+                  ) -> pd.DataFrame:
+    return _locked(lm, information_flow.knockout, inputs, layer, head)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_BY_KEY)
+def flow_knockout_heads(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, layer: int, source: int,
+                        target: int) -> pd.DataFrame:
+    return _locked(lm, information_flow.knockout_heads, inputs, layer, source, target)
+
+
 @st.cache_data(max_entries=16, show_spinner=False, hash_funcs=_BY_KEY)
 def flow_attribution(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str,
                      real: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

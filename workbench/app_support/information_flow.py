@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from ..analysis.knockout import knockout_effects, logit_difference
 from ..analysis.patching import activation_patching, attribution_agreement, attribution_patching, head_breakdown
 from .sequences import TokenSequence, check_sequence, parse_token_ids
 
@@ -149,3 +150,19 @@ def attribution(model, inputs: FlowInputs, site: str, direction: str, real: pd.D
     estimate = attribution_patching(model, clean, corrupted, (inputs.answer, inputs.distractor), sites=[site],
                                     direction=direction, progress=False)
     return estimate, attribution_agreement(real, estimate)
+
+
+def knockout(model, inputs: FlowInputs, layer: int, head) -> pd.DataFrame:
+    """Path knockout on the clean input: for every (source, target ≥ source), the change of logit(answer) −
+    logit(distractor) at the last position when what ``source`` writes into ``head``'s memory of ``layer`` (None:
+    every head's) is not read at ``target``."""
+    tokens, _ = _tensors(inputs)
+    return knockout_effects(model, tokens, layer, head=head, metric=logit_difference(inputs.answer, inputs.distractor))
+
+
+def knockout_heads(model, inputs: FlowInputs, layer: int, source: int, target: int) -> pd.DataFrame:
+    """The knockout of one (source, target) pair for each head alone (one row per head)."""
+    tokens, _ = _tensors(inputs)
+    metric = logit_difference(inputs.answer, inputs.distractor)
+    return pd.concat([knockout_effects(model, tokens, layer, head=h, metric=metric, sources=[source], targets=[target])
+                      for h in range(model.cfg.n_heads)], ignore_index=True)

@@ -1,5 +1,6 @@
 """Where does the answer flow? Activation patching between a clean and a corrupted input, one site at a time, as a
-layer × position heatmap; a cell's per-head breakdown; and attribution patching's estimate beside it."""
+layer × position heatmap; a cell's per-head breakdown; attribution patching's estimate beside it; and path knockout
+inside one layer's memory as a source × target heatmap, a cell's per-head breakdown below it."""
 
 import math
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from workbench.analysis.patching import available_sites, head_resolved
 from workbench.app_support import caching, information_flow, widgets
-from workbench.plots import attribution_scatter, head_effects_bar, patching_heatmap
+from workbench.plots import attribution_scatter, head_effects_bar, knockout_heatmap, patching_heatmap
 
 SITE_HELP = {
     "resid_pre": "residual stream entering the block", "resid_mid": "residual between mixer and MLP",
@@ -119,3 +120,42 @@ if st.checkbox("Compare with attribution patching (the gradient estimate)", key=
         estimate, agreement = caching.flow_attribution(lm, inputs, site, direction, df)
     st.plotly_chart(attribution_scatter(df, estimate, value, agreement=agreement), key="flow_scatter")
     st.dataframe(agreement, hide_index=True)
+
+# ---------------------------------------------------------------------------------------------- path knockout
+st.subheader("Path knockout inside the recurrence")
+st.caption("On the clean input: block what a source position writes into one layer's memory from being read at a "
+           "target position (exactly: through the effective attention where the layer is linear in its values, "
+           "else by re-running its recurrence without the source's write), and measure the change of the same "
+           "logit difference. Negative: the path carried the answer.")
+ko_layers = model.mixer_layers
+kcols = st.columns(2)
+ko_layer = kcols[0].selectbox("Layer", ko_layers, key="flow_ko_layer")
+head_options = [None, *range(model.cfg.n_heads)]
+ko_head = kcols[1].selectbox("Head", head_options, key="flow_ko_head",
+                             format_func=lambda h: "every head together" if h is None else f"head {h}")
+with widgets.errors_shown(), st.spinner("Knocking out every source position…"):
+    ko = caching.flow_knockout(lm, inputs, ko_layer, ko_head)
+ko_event = st.plotly_chart(knockout_heatmap(ko, labels=[str(t) for t in inputs.clean]), key="flow_ko_heatmap",
+                           on_select="rerun", selection_mode="points")
+pairs = [(int(s), int(t)) for s, t in zip(ko["source"], ko["target"])]
+ko_points = (getattr(getattr(ko_event, "selection", None), "points", None) or []) if ko_event is not None else []
+ko_clicked = None
+if ko_points:  # axis labels read "position: token"
+    try:
+        ko_clicked = (int(str(ko_points[0].get("x")).split(":")[0]), int(str(ko_points[0].get("y")).split(":")[0]))
+    except ValueError:
+        ko_clicked = None
+if ko_clicked not in pairs:
+    ko_clicked = None
+    ko_default = pairs[int(ko["effect"].abs().values.argmax())]
+else:
+    ko_default = ko_clicked
+ko_choice = st.selectbox("Source → target (or click one on the heatmap)", range(len(pairs)),
+                         index=pairs.index(ko_default), format_func=lambda i: f"{pairs[i][0]} → {pairs[i][1]}",
+                         key=f"flow_ko_pair-{ko_layer}-{len(pairs)}")
+source, target = ko_clicked if ko_clicked is not None else pairs[ko_choice]
+with widgets.errors_shown(), st.spinner("Knocking out each head alone…"):
+    ko_heads = caching.flow_knockout_heads(lm, inputs, ko_layer, source, target)
+st.plotly_chart(head_effects_bar(ko_heads, "effect", title=f"layer {ko_layer}: source {source} → target {target}, "
+                                 "each head knocked out alone"), key="flow_ko_heads")
+st.dataframe(ko_heads[["head", "route", "metric", "clean_metric", "effect"]], hide_index=True)
