@@ -25,9 +25,11 @@ import torch.nn.functional as F
 
 from workbench.kernels import delta_rule
 
-try:
-    from timing import interleaved_wall_cpu  # run as a script: benchmarks/ is on sys.path
+try:  # run as a script: benchmarks/ is on sys.path
+    from analysis_cost import N_POSITIONS, analysis_costs
+    from timing import interleaved_wall_cpu
 except ImportError:
+    from benchmarks.analysis_cost import N_POSITIONS, analysis_costs
     from benchmarks.timing import interleaved_wall_cpu
 
 chunk_module = importlib.import_module("workbench.kernels.delta_rule.chunk")
@@ -156,6 +158,15 @@ def main(argv=None) -> None:
     for kind, (of, ofb) in ours_by_kind.items():
         print(f"ours chunk {kind}: forward {of[0] / bound:.1f}× ({of[1] / bound:.1f}× by CPU time) the large-matmul-rate "
               f"bound")
+    t_fast, t_attn = (256, 128) if args.quick else (8192, 4096)
+    rows = analysis_costs(t_fast, t_attn, 1 if args.quick else max(1, reps // 3))
+    print(f"\nreading the model (1 layer, 4 gated-delta heads of 64, d_model 256): fast_weights at {N_POSITIONS} positions "
+          f"of T={t_fast} (best of {1 if args.quick else max(1, reps // 3)} interleaved runs), the exact effective "
+          f"attention at T={t_attn} (one run); peak = growth of a fresh process's peak RSS over its RSS before the call")
+    print(f"{'operation':<22} {'T':>5} {'wall ms':>9} {'CPU ms':>9} {'peak MiB':>9} {'/ forward (wall, CPU)':>22}")
+    base = {t: (w, c) for name, t, w, c, _ in rows if name == "forward"}
+    for name, t, w, c, mib in rows:
+        print(f"{name:<22} {t:>5} {w:>9.1f} {c:>9.1f} {mib:>9.1f} {w / base[t][0]:>11.2f} ({c / base[t][1]:>5.2f})")
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
