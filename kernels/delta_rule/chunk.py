@@ -36,7 +36,7 @@ from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
 from .._decay import cumulative_log_decay, decay_from_log, decayed_products
 from .._triangular import unit_lower_inverse
-from .wy import WYChunk, wy_forward
+from .wy import WYChunk, fused_forward, wy_forward
 
 WY_BLOCK = 32  # the measured best on this machine at d = 64 (kernels/README.md, Speed)
 
@@ -68,13 +68,15 @@ def delta_rule_chunk(
     n, bh = qc.shape[:2]
     gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
     s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
-    if grad:
-        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b)
+    fused = None if grad else fused_forward(qc, kc, vc, bc, gc, s0, b, output_chunk_states, output_delta)
+    if fused is not None:  # no autograd, native library: one C pass per block (wy.fused_forward)
+        o, U, start, final = fused
     else:
-        o, U, start, _ = wy_forward(qc, kc, vc, bc, gc, s0, b)
+        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b) if grad else wy_forward(qc, kc, vc, bc, gc, s0, b)[:3]
+        final = start[n]
     return RecurrenceOutput(
         output=o[:, :t_len].to(q.dtype),  # [batch, pos, head, d_v]: o comes in that layout, padding at the end
-        final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
+        final_state=final.view(b, h, dk, dv) if output_final_state else None,
         chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
     )

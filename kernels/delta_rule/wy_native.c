@@ -99,7 +99,9 @@ void unit_lower_solve(int nb, int C, int m, const float *M, float *X, long ms_x,
  * q, k, v: [n, bh, C, d] views with the given strides (element strides of the n, bh and C axes; d contiguous);
  * beta likewise (one value per row); cum [n, bh, C] float64 cumulative log decays within the block
  * (kernels/_decay.cumulative_log_decay) or NULL (no decay); u [n, bh, C, dv], starts [n+1, bh, dk, dv] with
- * starts[0] given, o [batch, n·C, heads, dv] as in wy_loop_fwd.
+ * starts[0] given, o [batch, n·C, heads, dv] as in wy_loop_fwd.  keep_states 0: starts is [2, bh, dk, dv] (the state
+ * before block i at i mod 2, the final one at n mod 2); keep_u 0: u is [2, bh, C, dv] scratch (writing the
+ * multi-megabyte arrays that no caller asked for cost 8% of the pass).
  * Decays: γ_t = exp(b_t), 0 below e^−80 (kernels/_decay.py's LOG_FLOOR).  Γ_ts = exp(b_t − b_s) is γ_t / γ_s when the
  * block decays by at most e^−30 in all (the ratio of two float32 exponentials of float64 sums: a few ulps), else
  * one exp per entry of the float64 difference (hard resets and large steps stay exact). */
@@ -111,18 +113,20 @@ static float decay_of(double x) { return x < WY_LOG_FLOOR ? 0.0f : expf((float)x
 
 int wy_fused_fwd(int n, int bh, int C, int dk, int dv, int heads, const float *q, long qn, long qb, long qc,
                  const float *k, long kn, long kb, long kc, const float *v, long vn, long vb, long vc,
-                 const float *beta, long bn, long bb, long bc, const double *cum, float *u, float *starts, float *o) {
+                 const float *beta, long bn, long bb, long bc, const double *cum, float *u, float *starts, float *o,
+                 int keep_states, int keep_u) {
     const long ld_o = (long)heads * dv, T = (long)n * C, sz = (long)dk * dv;
     const float one = 1.0f;
     const char side = 'R', uplo = 'U', ta = 'N', diag = 'U';
-    /* workspace: kqw [3C, dk], sc [2C, C], lm [C, C], kp [dk + C, C], u0 [C, dv], t [2C, dv], r [dk + C, dv],
+    /* workspace: kqw [3C, dk], sc [2C, C], lm [C, C], kp [dk + C, C], x [C, dv + dk], t [2C, dv], r [dk + C, dv],
      * gam, rho, inv, bet [C] */
-    const long ws = 3L * C * dk + 2L * C * C + (long)C * C + (long)(dk + C) * C + (long)C * dv + 2L * C * dv +
+    const int mx = dv + dk;
+    const long ws = 3L * C * dk + 2L * C * C + (long)C * C + (long)(dk + C) * C + (long)C * mx + 2L * C * dv +
                     (long)(dk + C) * dv + 4L * C;
     float *buf = calloc(ws, sizeof(float));
     if (!buf) return 1;
     float *kqw = buf, *sc = kqw + 3L * C * dk, *lm = sc + 2L * C * C, *kp = lm + (long)C * C,
-          *u0 = kp + (long)(dk + C) * C, *tt = u0 + (long)C * dv, *r = tt + 2L * C * dv, *gam = r + (long)(dk + C) * dv,
+          *u0 = kp + (long)(dk + C) * C, *tt = u0 + (long)C * mx, *r = tt + 2L * C * dv, *gam = r + (long)(dk + C) * dv,
           *rho = gam + C, *inv = rho + C, *bet = inv + C;
     float *kk = kqw, *qq = kqw + (long)C * dk, *w = kqw + 2L * C * dk, *p = kp + (long)dk * C;
     for (int j = 0; j < bh; j++) {
@@ -131,8 +135,10 @@ int wy_fused_fwd(int n, int bh, int C, int dk, int dv, int heads, const float *q
             const long m = (long)i * bh + j;
             const float *qs = q + i * qn + j * qb, *ks = k + i * kn + j * kb, *vs = v + i * vn + j * vb,
                         *bs = beta + i * bn + j * bb;
-            const float *s = starts + m * sz;
-            float *s2 = starts + (m + bh) * sz, *uu = u + m * C * dv;
+            /* without keep_states, starts holds two states per head (block i's at i mod 2); without keep_u, u two blocks */
+            const long si = keep_states ? m : (long)(i & 1) * bh + j, so = keep_states ? m + bh : (long)((i + 1) & 1) * bh + j;
+            const float *s = starts + si * sz;
+            float *s2 = starts + so * sz, *uu = u + (keep_u ? m : (long)(i & 1) * bh + j) * C * dv;
             for (int t = 0; t < C; t++) {
                 memcpy(kk + (long)t * dk, ks + t * kc, sizeof(float) * dk);
                 memcpy(qq + (long)t * dk, qs + t * qc, sizeof(float) * dk);
@@ -175,16 +181,21 @@ int wy_fused_fwd(int n, int bh, int C, int dk, int dv, int heads, const float *q
             }
             for (int t = 0; t < C; t++) { /* (diag(ρ)K)ᵀ, diag(β)V, diag(βγ)K */
                 const float *krow = kk + (long)t * dk, *vrow = vs + t * vc;
-                const float rt = rho[t], bt = bet[t], bg = bet[t] * gam[t];
-                for (int c = 0; c < dk; c++) kp[(long)c * C + t] = rt * krow[c];
-                for (int c = 0; c < dv; c++) u0[(long)t * dv + c] = bt * vrow[c];
-                for (int c = 0; c < dk; c++) w[(long)t * dk + c] = bg * krow[c];
+                const float bt = bet[t], bg = bet[t] * gam[t];
+                float *xrow = u0 + (long)t * mx;
+                for (int c = 0; c < dv; c++) xrow[c] = bt * vrow[c];
+                for (int c = 0; c < dk; c++) xrow[dv + c] = bg * krow[c];
             }
-            strsm_(&side, &uplo, &ta, &diag, &dv, &C, &one, lm, &C, u0, &dv); /* U₀ = L⁻¹ diag(β) V */
-            strsm_(&side, &uplo, &ta, &diag, &dk, &C, &one, lm, &C, w, &dk);  /* W = L⁻¹ diag(βγ) K */
+            strsm_(&side, &uplo, &ta, &diag, &mx, &C, &one, lm, &C, u0, &mx); /* [U₀ | W] = L⁻¹ diag(β) [V | γK] */
+            for (int t = 0; t < C; t++) memcpy(w + (long)t * dk, u0 + (long)t * mx + dv, sizeof(float) * dk);
             gemm_rm('N', 'N', 2 * C, dv, dk, 1.0f, qq, dk, s, dv, 0.0f, tt, dv); /* [Q; W] S */
-            for (long e = 0; e < (long)C * dv; e++) uu[e] = u0[e] - tt[C * dv + e];
-            gemm_rm('N', 'N', dk + C, dv, C, 1.0f, kp, C, uu, dv, 0.0f, r, dv); /* [(ρK)ᵀ; P] U */
+            for (int t = 0; t < C; t++)
+                for (int c = 0; c < dv; c++)
+                    uu[(long)t * dv + c] = u0[(long)t * mx + c] - tt[(long)(C + t) * dv + c];
+            gemm_rm('N', 'N', C, dv, C, 1.0f, p, C, uu, dv, 0.0f, r + sz, dv); /* P U */
+            for (int t = 0; t < C; t++)
+                for (int c = 0; c < dv; c++) tt[(long)(C + t) * dv + c] = rho[t] * uu[(long)t * dv + c];
+            gemm_rm('T', 'N', dk, dv, C, 1.0f, kk, dk, tt + (long)C * dv, dv, 0.0f, r, dv); /* Kᵀ diag(ρ) U */
             const float g = gam[C - 1];
             for (long e = 0; e < sz; e++) s2[e] = g * s[e] + r[e];
             float *oo = oo_head + (long)i * C * ld_o;
