@@ -10,7 +10,8 @@
 2. the chunk hand-off: the PyTorch loop (three dispatches per chunk), the native loop, and a parallel
    (Hillis–Steele) scan of the affine maps S ↦ A_c S + B_c, A_c = γ_C I − (ρK)ᵀW, B_c = (ρK)ᵀU₀, with the
    batched products that form A_c and B_c;
-3. the block size of the WY form (16, 32, 64), native helpers on and off, forward and forward+backward;
+3. the block size of the WY form (16, 32, 64), native helpers on and off, forward (native: the fused pass) and
+   forward+backward;
 4. the kernel before this work (``git show 7bb60b5:kernels/delta_rule/chunk.py``, autograd through every
    op) against the current one, forward and forward+backward;
 5. the forward without autograd as one fused C pass per block and head (``wy.fused_forward``) against the staged
@@ -206,11 +207,11 @@ def main(argv=None) -> None:
 
     # 3. block size × native helpers, forward and forward+backward
     leaves = [x.detach().clone().requires_grad_() for x in (q, k, v, beta, g)]
-    default_block = chunk_module.WY_BLOCK
+    default_block, default_fused = chunk_module.WY_BLOCK, chunk_module.FUSED_BLOCK
 
     def variant(block, native, backward):
         def run():
-            chunk_module.WY_BLOCK = block
+            chunk_module.WY_BLOCK = chunk_module.FUSED_BLOCK = block
             if not native:
                 os.environ[_native.ENV] = "0"
             try:
@@ -230,7 +231,7 @@ def main(argv=None) -> None:
                    for bl in blocks for nat in (True, False)}
             show(f"3. whole kernel, {'forward+backward' if backward else 'forward'}", interleaved_wall_cpu(fns, r))
     finally:
-        chunk_module.WY_BLOCK = default_block
+        chunk_module.WY_BLOCK, chunk_module.FUSED_BLOCK = default_block, default_fused
 
     # 4. before this work vs now
     before = before_kernel()
@@ -247,7 +248,8 @@ def main(argv=None) -> None:
             return run
         for backward, r in ((False, reps), (True, max(1, reps // 3))):
             fns = {f"before ({BEFORE}, C=64, autograd backward)": old(backward),
-                   f"now (blocks of {default_block}, WY backward, native)": variant(default_block, True, backward)}
+                   f"now (blocks of {default_fused if not backward else default_block}, native)":
+                   variant(default_fused if not backward else default_block, True, backward)}
             show(f"4. before / now, {'forward+backward' if backward else 'forward'}", interleaved_wall_cpu(fns, r))
     # 5. the fused inference pass
     try:

@@ -150,15 +150,18 @@ def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
     return o, u, starts, saved
 
 
+def fused_available(x: torch.Tensor) -> bool:
+    """Whether :func:`fused_forward` runs for tensors like ``x`` (a native library for its device, ``FUSED`` on)."""
+    return FUSED and native_library(x) is not None
+
+
 def fused_forward(qc, kc, vc, bc, gc, s0, batch: int, states: bool = True, delta: bool = True):
-    """The forward without autograd in one C pass per block and head (``wy_fused_fwd`` in wy_native.c), or None
-    where there is no native library (or ``FUSED`` is off): then call :func:`wy_forward`. Inputs as there; the
+    """The forward without autograd in one C pass per block and head (``wy_fused_fwd`` in wy_native.c), where
+    :func:`fused_available` (else call :func:`wy_forward`). Inputs as there; the
     inputs are read in place from their chunked views, nothing [C, C]-sized is formed for all blocks at once.
     Returns ``(o, u, starts, final)``: ``u`` only with ``delta`` and ``starts [n + 1, bh, d_k, d_v]`` only with
     ``states`` (else None: the arrays are not written), ``final [bh, d_k, d_v]`` the state after the last block."""
     lib = native_library(qc)
-    if lib is None or not FUSED:
-        return None
     n, bh, C, dk = qc.shape
     dv = vc.shape[-1]
     held = [x if x.stride(-1) == 1 or x.shape[-1] == 1 else x.contiguous() for x in (qc, kc, vc, bc)]
