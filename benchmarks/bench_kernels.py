@@ -148,12 +148,14 @@ def main(argv=None) -> None:
         print(f"{name:<34} {kind:<6} {f[0]:>7.2f} ({f[1]:>6.2f}) {fb[0]:>8.2f} ({fb[1]:>7.2f}) "
               f"{f[0] / of[0]:>6.2f} ({f[1] / of[1]:>5.2f}) {fb[0] / ofb[0]:>8.2f} ({fb[1] / ofb[1]:>6.2f})")
     rates = matmul_rates()
-    block = chunk_module.wy_block(64)
+    wy = importlib.import_module("workbench.kernels.delta_rule.wy")
+    fused = wy.fused_available(q)  # the forward without autograd runs the fused pass, in its own block size
+    block = chunk_module.fused_block(64) if fused else chunk_module.wy_block(64)
     flops = chunk_flops(b, t, h, d, block)
     bound = flops / rates["large"] / 1e6
     print(f"\nmatmul throughput here (best CPU time): {rates['large']:.0f} GFLOP/s (1024³), {rates['batched64']:.0f} "
           "GFLOP/s (batched 64×64×64)")
-    print(f"our chunk algorithm (blocks of {block}): {flops / 1e6:.0f} MFLOP -> matmul-bound time {bound:.2f} ms at the "
+    print(f"our chunk forward ({'fused pass, ' if fused else ''}blocks of {block}): {flops / 1e6:.0f} MFLOP -> matmul-bound time {bound:.2f} ms at the "
           f"large-matmul rate, {flops / rates['batched64'] / 1e6:.2f} ms at the batched 64×64 rate")
     for kind, (of, ofb) in ours_by_kind.items():
         print(f"ours chunk {kind}: forward {of[0] / bound:.1f}× ({of[1] / bound:.1f}× by CPU time) the large-matmul-rate "
