@@ -63,21 +63,60 @@ def delta_rule_chunk(
         return _per_channel(q, k, v, beta, g, initial_state, chunk_size, grad, output_final_state,
                             output_chunk_states, output_delta)
     # a per-head gate or none: the WY form with its chunkwise backward (wy.py), computed in blocks of
-    # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states
-    fused = not grad and fused_available(q)  # the forward without autograd in one C pass per block (wy.py)
-    C = fused_block(chunk_size) if fused else wy_block(chunk_size)
+    # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states. Where the native
+    # library is present the values always come from the fused pass (wy.fused_forward, blocks of fused_block), with
+    # and without autograd, so that a forward gives the same bits in both modes; under autograd the staged form runs
+    # too, for its intermediates and its gradient (the two agree to float32 rounding, tests/test_kernel_native.py).
+    fused = fused_available(q)
+    if not grad and fused:
+        return _fused_outputs(q, k, v, beta, g, initial_state, chunk_size, output_final_state, output_chunk_states,
+                              output_delta)
+    C = wy_block(chunk_size)
     qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [n, batch·head, chunk, d] (views for batch 1)
     bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
     n, bh = qc.shape[:2]
     gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
     s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
-    if fused:
-        o, U, start, final = fused_forward(qc, kc, vc, bc, gc, s0, b, output_chunk_states, output_delta)
-    else:
-        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b) if grad else wy_forward(qc, kc, vc, bc, gc, s0, b)[:3]
-        final = start[n]
-    return RecurrenceOutput(
+    o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b) if grad else wy_forward(qc, kc, vc, bc, gc, s0, b)[:3]
+    res = RecurrenceOutput(
         output=o[:, :t_len].to(q.dtype),  # [batch, pos, head, d_v]: o comes in that layout, padding at the end
+        final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
+        chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
+        delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
+    )
+    if not fused:
+        return res
+    with torch.no_grad():
+        values = _fused_outputs(q, k, v, beta, g, initial_state, chunk_size, output_final_state, output_chunk_states,
+                                output_delta)
+    return RecurrenceOutput(*(None if x is None else _ValuesOf.apply(x, y) for x, y in zip(res, values)))
+
+
+class _ValuesOf(torch.autograd.Function):
+    """``_ValuesOf.apply(staged, fused)``: the fused pass's values with the staged form's gradient."""
+
+    @staticmethod
+    def forward(ctx, staged, fused):
+        return fused
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def _fused_outputs(q, k, v, beta, g, initial_state, chunk_size, output_final_state, output_chunk_states, output_delta):
+    """:func:`delta_rule_chunk`'s outputs from the fused pass (no autograd; wy.fused_forward)."""
+    b, t_len, h, dk = q.shape
+    dv = v.shape[-1]
+    C = fused_block(chunk_size)
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)
+    bc = to_chunks(beta[..., None], C)
+    n, bh = qc.shape[:2]
+    gc = None if g is None else to_chunks(g[..., None], C)[..., 0]
+    s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
+    o, U, start, final = fused_forward(qc, kc, vc, bc, gc, s0, b, output_chunk_states, output_delta)
+    return RecurrenceOutput(
+        output=o[:, :t_len].to(q.dtype),
         final_state=final.view(b, h, dk, dv) if output_final_state else None,
         chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
