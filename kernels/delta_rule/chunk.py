@@ -97,7 +97,7 @@ class _ValuesOf(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, staged, fused):
-        return fused
+        return fused.clone()  # a new tensor: an input returned as-is would be a view that hooks may not edit in place
 
     @staticmethod
     def backward(ctx, grad):
