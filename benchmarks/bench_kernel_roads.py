@@ -10,9 +10,13 @@
 2. the chunk hand-off: the PyTorch loop (three dispatches per chunk), the native loop, and a parallel
    (Hillis–Steele) scan of the affine maps S ↦ A_c S + B_c, A_c = γ_C I − (ρK)ᵀW, B_c = (ρK)ᵀU₀, with the
    batched products that form A_c and B_c;
-3. the block size of the WY form (16, 32, 64), native helpers on and off, forward and forward+backward;
+3. the block size of the WY form (16, 32, 64), native helpers on and off, forward (native: the fused pass) and
+   forward+backward;
 4. the kernel before this work (``git show 7bb60b5:kernels/delta_rule/chunk.py``, autograd through every
-   op) against the current one, forward and forward+backward.
+   op) against the current one, forward and forward+backward;
+5. the forward without autograd as one fused C pass per block and head (``wy.fused_forward``) against the staged
+   native path (batched products, then the native hand-off) and transformers' ``torch_chunk_gated_delta_rule``,
+   gated and ungated; the fused pass with and without the delta errors and chunk states written out.
 Times are the best thread-CPU ms (benchmarks/timing.py; wall in parentheses).
 """
 
@@ -203,11 +207,11 @@ def main(argv=None) -> None:
 
     # 3. block size × native helpers, forward and forward+backward
     leaves = [x.detach().clone().requires_grad_() for x in (q, k, v, beta, g)]
-    default_block = chunk_module.WY_BLOCK
+    default_block, default_fused = chunk_module.WY_BLOCK, chunk_module.FUSED_BLOCK
 
     def variant(block, native, backward):
         def run():
-            chunk_module.WY_BLOCK = block
+            chunk_module.WY_BLOCK = chunk_module.FUSED_BLOCK = block
             if not native:
                 os.environ[_native.ENV] = "0"
             try:
@@ -227,7 +231,7 @@ def main(argv=None) -> None:
                    for bl in blocks for nat in (True, False)}
             show(f"3. whole kernel, {'forward+backward' if backward else 'forward'}", interleaved_wall_cpu(fns, r))
     finally:
-        chunk_module.WY_BLOCK = default_block
+        chunk_module.WY_BLOCK, chunk_module.FUSED_BLOCK = default_block, default_fused
 
     # 4. before this work vs now
     before = before_kernel()
@@ -244,8 +248,47 @@ def main(argv=None) -> None:
             return run
         for backward, r in ((False, reps), (True, max(1, reps // 3))):
             fns = {f"before ({BEFORE}, C=64, autograd backward)": old(backward),
-                   f"now (blocks of {default_block}, WY backward, native)": variant(default_block, True, backward)}
+                   f"now (blocks of {default_fused if not backward else default_block}, native)":
+                   variant(default_fused if not backward else default_block, True, backward)}
             show(f"4. before / now, {'forward+backward' if backward else 'forward'}", interleaved_wall_cpu(fns, r))
+    # 5. the fused inference pass
+    try:
+        from transformers.models.qwen3_next import modeling_qwen3_next as m
+        peer = getattr(m.torch_chunk_gated_delta_rule, "__wrapped__", m.torch_chunk_gated_delta_rule)
+    except ImportError:
+        peer = None
+    if lib is None:
+        print("\n5. skipped: no native library")
+    else:
+        def ours(fused, gated, extras=False):
+            def run():
+                wy.FUSED = fused
+                try:
+                    with torch.no_grad():
+                        delta_rule(q, k, v, beta, g=g if gated else None, output_delta=extras,
+                                   output_chunk_states=extras)
+                finally:
+                    wy.FUSED = True
+            return run
+        fns, q_peer = {}, q * d**0.5  # transformers scales q by d^-1/2 itself
+        for gated in (True, False):
+            kind = "gated" if gated else "ungated"
+            fns[f"{kind}: fused pass"] = ours(True, gated)
+            fns[f"{kind}: fused pass + delta errors, chunk states"] = ours(True, gated, True)
+            fns[f"{kind}: staged (batched products, native loop)"] = ours(False, gated)
+            if peer is not None:
+                gg = g if gated else torch.zeros_like(g)
+                fns[f"{kind}: transformers torch_chunk"] = lambda gg=gg: peer(q_peer, k, v, gg, beta)
+        with torch.no_grad():
+            times = interleaved_wall_cpu(fns, reps)
+        show("5. forward without autograd: fused pass / staged / transformers", times)
+        if peer is not None:
+            for kind in ("gated", "ungated"):
+                tw, tc = times[f"{kind}: transformers torch_chunk"]
+                fw, fc = times[f"{kind}: fused pass"]
+                sw, sc_ = times[f"{kind}: staged (batched products, native loop)"]
+                print(f"  {kind}: transformers / fused {tc / fc:.2f}× ({tw / fw:.2f}× wall), transformers / staged "
+                      f"{tc / sc_:.2f}× ({tw / sw:.2f}× wall)")
     print("\nload average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 

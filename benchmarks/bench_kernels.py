@@ -25,9 +25,11 @@ import torch.nn.functional as F
 
 from workbench.kernels import delta_rule
 
-try:
-    from timing import interleaved_wall_cpu  # run as a script: benchmarks/ is on sys.path
+try:  # run as a script: benchmarks/ is on sys.path
+    from analysis_cost import N_POSITIONS, analysis_costs
+    from timing import interleaved_wall_cpu
 except ImportError:
+    from benchmarks.analysis_cost import N_POSITIONS, analysis_costs
     from benchmarks.timing import interleaved_wall_cpu
 
 chunk_module = importlib.import_module("workbench.kernels.delta_rule.chunk")
@@ -146,16 +148,27 @@ def main(argv=None) -> None:
         print(f"{name:<34} {kind:<6} {f[0]:>7.2f} ({f[1]:>6.2f}) {fb[0]:>8.2f} ({fb[1]:>7.2f}) "
               f"{f[0] / of[0]:>6.2f} ({f[1] / of[1]:>5.2f}) {fb[0] / ofb[0]:>8.2f} ({fb[1] / ofb[1]:>6.2f})")
     rates = matmul_rates()
-    block = chunk_module.wy_block(64)
+    wy = importlib.import_module("workbench.kernels.delta_rule.wy")
+    fused = wy.fused_available(q)  # the forward without autograd runs the fused pass, in its own block size
+    block = chunk_module.fused_block(64) if fused else chunk_module.wy_block(64)
     flops = chunk_flops(b, t, h, d, block)
     bound = flops / rates["large"] / 1e6
     print(f"\nmatmul throughput here (best CPU time): {rates['large']:.0f} GFLOP/s (1024³), {rates['batched64']:.0f} "
           "GFLOP/s (batched 64×64×64)")
-    print(f"our chunk algorithm (blocks of {block}): {flops / 1e6:.0f} MFLOP -> matmul-bound time {bound:.2f} ms at the "
+    print(f"our chunk forward ({'fused pass, ' if fused else ''}blocks of {block}): {flops / 1e6:.0f} MFLOP -> matmul-bound time {bound:.2f} ms at the "
           f"large-matmul rate, {flops / rates['batched64'] / 1e6:.2f} ms at the batched 64×64 rate")
     for kind, (of, ofb) in ours_by_kind.items():
         print(f"ours chunk {kind}: forward {of[0] / bound:.1f}× ({of[1] / bound:.1f}× by CPU time) the large-matmul-rate "
               f"bound")
+    t_fast, t_attn = (256, 128) if args.quick else (8192, 4096)
+    rows = analysis_costs(t_fast, t_attn, 1 if args.quick else max(1, reps // 3))
+    print(f"\nreading the model (1 layer, 4 gated-delta heads of 64, d_model 256): fast_weights at {N_POSITIONS} positions "
+          f"of T={t_fast} (best of {1 if args.quick else max(1, reps // 3)} interleaved runs), the exact effective "
+          f"attention at T={t_attn} (one run); peak = growth of a fresh process's peak RSS over its RSS before the call")
+    print(f"{'operation':<22} {'T':>5} {'wall ms':>9} {'CPU ms':>9} {'peak MiB':>9} {'/ forward (wall, CPU)':>22}")
+    base = {t: (w, c) for name, t, w, c, _ in rows if name == "forward"}
+    for name, t, w, c, mib in rows:
+        print(f"{name:<22} {t:>5} {w:>9.1f} {c:>9.1f} {mib:>9.1f} {w / base[t][0]:>11.2f} ({c / base[t][1]:>5.2f})")
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 

@@ -70,6 +70,24 @@ def test_fast_weights_equal_the_textbook_recurrence(kw):
     assert torch.equal(model.fast_weights(TOKENS, 1, 7), fast_weights(model, TOKENS, 1, [7]))
 
 
+@pytest.mark.parametrize("kw", FAST, ids=IDS)
+@pytest.mark.parametrize("kernel_from", [16, 1])
+def test_fast_weights_alone_in_their_chunk_come_from_the_kernel_and_equal_the_textbook_recurrence(kw, kernel_from,
+                                                                                                   monkeypatch):
+    """A chunk holding one requested position is advanced by one run of the model's backend from its snapshot
+    (workbench/mixers/state.py, from _KERNEL_FROM steps on; 1 forces that path for every single position)."""
+    monkeypatch.setattr("workbench.mixers.state._KERNEL_FROM", kernel_from)
+    model = make(chunk_size=32, **kw)
+    _, cache = model.run_with_cache(TOKENS)
+    positions = [17, 44, 33]  # 17 alone in chunk 0 (18 steps); 33 and 44 share chunk 1 (the reference loop)
+    for layer in (0, 1):
+        W = fast_weights(model, TOKENS, layer, positions)
+        want, _ = loop_states(model, cache, layer)
+        assert rel_err(W, want[:, positions]) < 1e-5
+    single = fast_weights(model, TOKENS, 1, [40])  # alone in chunk 1, 9 steps: the kernel only when forced
+    assert rel_err(single, loop_states(model, cache, 1)[0][:, [40]]) < 1e-5
+
+
 def test_fast_weights_reject_bad_requests():
     model = make(mixer="delta")
     with pytest.raises(ValueError, match="outside the sequence"):

@@ -164,6 +164,16 @@ def test_fast_weights_at_positions_inside_and_at_chunk_boundaries(model, positio
     assert W.shape == (2, len(positions), 2, 8, 8) and rel_err(W, want) < 1e-5
 
 
+def test_fast_weights_alone_in_their_chunk_restart_from_the_run_output(model, monkeypatch):
+    """With every single position advanced by one run from its chunk's snapshot (workbench/mixers/state.py,
+    _KERNEL_FROM forced to 1), that run restarts with the output just before the chunk (q, k, v, β read it)."""
+    monkeypatch.setattr("workbench.mixers.state._KERNEL_FROM", 1)
+    _, cache = model.run_with_cache(TOKENS)
+    positions = [2, 6, 12]  # one per chunk of 4
+    W = fast_weights(model, TOKENS, 1, positions)
+    assert rel_err(W, layer_loop(model, cache, 1)["W"][:, positions]) < 1e-5
+
+
 def test_readout_patch_changes_only_that_positions_output(model):
     _, cache = model.run_with_cache(TOKENS)
     want = layer_loop(model, cache, 0)

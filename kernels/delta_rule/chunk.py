@@ -11,7 +11,8 @@ Then   O = diag(γ) Q S + tril(Γ ⊙ Q Kᵀ) U    and    S' = γ_C S + (diag(γ
 
 A per-head gate or none runs in wy.py: one autograd.Function with a written-out chunkwise backward, computed
 in blocks of ``WY_BLOCK`` positions, with the triangular solves and the block-by-block hand-off and read-out in
-a small C file when a compiler is present (PyTorch ops otherwise). Cost O(pos·C·d + pos·d²). Computes in
+a small C file when a compiler is present (PyTorch ops otherwise); without autograd and with that C file, the
+whole forward is one C pass per block of ``FUSED_BLOCK`` positions and head. Cost O(pos·C·d + pos·d²). Computes in
 float32, returns the input dtype.
 
 The per-channel form below runs everything except the S → S' hand-off batched over all chunks at once, as
@@ -36,9 +37,10 @@ from .._chunking import from_chunks, states_from_chunks, to_chunks
 from .._common import RecurrenceOutput
 from .._decay import cumulative_log_decay, decay_from_log, decayed_products
 from .._triangular import unit_lower_inverse
-from .wy import WYChunk, wy_forward
+from .wy import WYChunk, fused_available, fused_forward, wy_forward
 
 WY_BLOCK = 32  # the measured best on this machine at d = 64 (kernels/README.md, Speed)
+FUSED_BLOCK = 16  # the same for the fused forward without autograd (kernels/README.md, Speed)
 
 
 def delta_rule_chunk(
@@ -61,23 +63,71 @@ def delta_rule_chunk(
         return _per_channel(q, k, v, beta, g, initial_state, chunk_size, grad, output_final_state,
                             output_chunk_states, output_delta)
     # a per-head gate or none: the WY form with its chunkwise backward (wy.py), computed in blocks of
-    # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states
+    # wy_block(chunk_size) positions; chunk_size stays the stride of the returned chunk states. Where the native
+    # library is present the values always come from the fused pass (wy.fused_forward, blocks of fused_block), with
+    # and without autograd, so that a forward gives the same bits in both modes; under autograd the staged form runs
+    # too, for its intermediates and its gradient (the two agree to float32 rounding, tests/test_kernel_native.py).
+    fused = fused_available(q)
+    if not grad and fused:
+        return _fused_outputs(q, k, v, beta, g, initial_state, chunk_size, output_final_state, output_chunk_states,
+                              output_delta)
     C = wy_block(chunk_size)
     qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)  # [n, batch·head, chunk, d] (views for batch 1)
     bc = to_chunks(beta[..., None], C)  # [n, batch·head, chunk, 1]; padding has β = 0: writes nothing
     n, bh = qc.shape[:2]
     gc = None if g is None else to_chunks(g[..., None], C)[..., 0]  # [n, batch·head, chunk]; padding: g = 0
     s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
-    if grad:
-        o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b)
-    else:
-        o, U, start, _ = wy_forward(qc, kc, vc, bc, gc, s0, b)
-    return RecurrenceOutput(
+    o, U, start = WYChunk.apply(qc, kc, vc, bc, gc, s0, b) if grad else wy_forward(qc, kc, vc, bc, gc, s0, b)[:3]
+    res = RecurrenceOutput(
         output=o[:, :t_len].to(q.dtype),  # [batch, pos, head, d_v]: o comes in that layout, padding at the end
         final_state=start[n].view(b, h, dk, dv) if output_final_state else None,
         chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
         delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
     )
+    if not fused:
+        return res
+    with torch.no_grad():
+        values = _fused_outputs(q, k, v, beta, g, initial_state, chunk_size, output_final_state, output_chunk_states,
+                                output_delta)
+    return RecurrenceOutput(*(None if x is None else _ValuesOf.apply(x, y) for x, y in zip(res, values)))
+
+
+class _ValuesOf(torch.autograd.Function):
+    """``_ValuesOf.apply(staged, fused)``: the fused pass's values with the staged form's gradient."""
+
+    @staticmethod
+    def forward(ctx, staged, fused):
+        return fused.clone()  # a new tensor: an input returned as-is would be a view that hooks may not edit in place
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def _fused_outputs(q, k, v, beta, g, initial_state, chunk_size, output_final_state, output_chunk_states, output_delta):
+    """:func:`delta_rule_chunk`'s outputs from the fused pass (no autograd; wy.fused_forward)."""
+    b, t_len, h, dk = q.shape
+    dv = v.shape[-1]
+    C = fused_block(chunk_size)
+    qc, kc, vc = to_chunks(q, C), to_chunks(k, C), to_chunks(v, C)
+    bc = to_chunks(beta[..., None], C)
+    n, bh = qc.shape[:2]
+    gc = None if g is None else to_chunks(g[..., None], C)[..., 0]
+    s0 = None if initial_state is None else initial_state.float().reshape(bh, dk, dv)
+    o, U, start, final = fused_forward(qc, kc, vc, bc, gc, s0, b, output_chunk_states, output_delta)
+    return RecurrenceOutput(
+        output=o[:, :t_len].to(q.dtype),
+        final_state=final.view(b, h, dk, dv) if output_final_state else None,
+        chunk_states=states_from_chunks(start[:n:chunk_size // C], b) if output_chunk_states else None,
+        delta=from_chunks(U, b, t_len).to(q.dtype) if output_delta else None,
+    )
+
+
+def fused_block(chunk_size: int) -> int:
+    """The block length of the fused forward (no autograd): ``FUSED_BLOCK`` when it divides ``chunk_size``, else
+    :func:`wy_block`'s. Measured: blocks of 16 give the faster fused forward (the C-sized terms halve, the d²-sized
+    ones do not grow), blocks of 32 the faster forward+backward (benchmarks/bench_kernel_roads.py, roads 3 and 5)."""
+    return FUSED_BLOCK if chunk_size % FUSED_BLOCK == 0 else wy_block(chunk_size)
 
 
 def wy_block(chunk_size: int) -> int:

@@ -38,6 +38,7 @@ from .._triangular import unit_lower_inverse
 
 _C_SOURCE = Path(__file__).with_name("wy_native.c")
 _I, _L, _P = ctypes.c_int, ctypes.c_long, ctypes.c_void_p
+FUSED = True  # the no-grad forward in one C pass per block (fused_forward); False: wy_forward's staged path
 
 
 def native_library(x: torch.Tensor):
@@ -49,6 +50,8 @@ def native_library(x: torch.Tensor):
         lib.wy_loop_fwd.argtypes = [_I] * 5 + [_P, _L, _P, _P, _P, _P, _P, _P, _P, _I]
         lib.wy_loop_bwd.argtypes = [_I] * 5 + [_P, _P, _L, _P, _L, _P, _P, _P, _L, _P]
         lib.unit_lower_solve.argtypes = [_I, _I, _I, _P, _P, _L, _I]
+        lib.wy_fused_fwd.argtypes = [_I] * 6 + [_P, _L, _L, _L] * 4 + [_P] * 4 + [_I, _I]
+        lib.wy_fused_fwd.restype = _I
         lib._typed = True
     return lib
 
@@ -145,6 +148,37 @@ def wy_forward(qc, kc, vc, bc, gc, s0, batch: int, keep: bool = False):
     if keep:
         saved = (kqw, vc, bc, decay, gamma, rho, gamma_end, kp, p, gk, lm, u0, starts, u)
     return o, u, starts, saved
+
+
+def fused_available(x: torch.Tensor) -> bool:
+    """Whether :func:`fused_forward` runs for tensors like ``x`` (a native library for its device, ``FUSED`` on)."""
+    return FUSED and native_library(x) is not None
+
+
+def fused_forward(qc, kc, vc, bc, gc, s0, batch: int, states: bool = True, delta: bool = True):
+    """The forward without autograd in one C pass per block and head (``wy_fused_fwd`` in wy_native.c), where
+    :func:`fused_available` (else call :func:`wy_forward`). Inputs as there; the
+    inputs are read in place from their chunked views, nothing [C, C]-sized is formed for all blocks at once.
+    Returns ``(o, u, starts, final)``: ``u`` only with ``delta`` and ``starts [n + 1, bh, d_k, d_v]`` only with
+    ``states`` (else None: the arrays are not written), ``final [bh, d_k, d_v]`` the state after the last block."""
+    lib = native_library(qc)
+    n, bh, C, dk = qc.shape
+    dv = vc.shape[-1]
+    held = [x if x.stride(-1) == 1 or x.shape[-1] == 1 else x.contiguous() for x in (qc, kc, vc, bc)]
+    args = [a for x in held for a in (_native.ptr(x), x.stride(0), x.stride(1), x.stride(2))]  # held: alive till the call
+    cum = None if gc is None else cumulative_log_decay(gc).contiguous()  # [n, bh, C] float64
+    starts = qc.new_empty(n + 1 if states else 2, bh, dk, dv)
+    if s0 is None:
+        starts[0].zero_()
+    else:
+        starts[0].copy_(s0)
+    u = qc.new_empty(n if delta else 2, bh, C, dv)
+    o = qc.new_empty(batch, n * C, bh // batch, dv)
+    status = lib.wy_fused_fwd(n, bh, C, dk, dv, bh // batch, *args, None if cum is None else _native.ptr(cum),
+                              _native.ptr(u), _native.ptr(starts), _native.ptr(o), int(states), int(delta))
+    if status != 0:
+        raise MemoryError("wy_fused_fwd could not allocate its workspace")
+    return o, u if delta else None, starts if states else None, starts[n if states else n % 2]
 
 
 def wy_backward(saved, do, du, dstarts):

@@ -4,7 +4,8 @@ Every fast-weight mixer owns a :class:`Recurrence` (``run`` over a sequence from
 state, ``read`` of a state at one position). On that alone this module builds, for any memory:
 
 ``states_at`` reads W_t after the write at each requested position from the recurrence's chunk-start
-snapshots plus at most ``chunk_size`` reference steps, so memory is O(pos/C · d_k · d_v).
+snapshots plus at most ``chunk_size`` reference steps (or, for a chunk with one requested position, one run of
+the recurrence's own backend from the snapshot to it), so memory is O(pos/C · d_k · d_v).
 
 A :class:`StateRequest` on a mixer (set by ``HookedFastWeightLM.expose_states``) makes the mixer fire
 ``hook_state`` with those states; if a hook edits them, the edit is applied in one of two modes:
@@ -165,6 +166,11 @@ def check_positions(positions, n_pos: Optional[int]) -> list[int]:
     return out
 
 
+# From this many steps on, one run of the chunk kernel to a single wanted position (≈ 0.8 ms at 4 heads of 64×64)
+# beats the reference loop's steps (≈ 66 µs each) from the chunk start (benchmarks/bench_kernels.py, fast_weights).
+_KERNEL_FROM = 16
+
+
 def states_at(recurrence: Recurrence, inputs: RecurrenceInputs, positions: list[int], chunk_size: int,
               backend: str = "chunk") -> Float[torch.Tensor, "batch n_positions head d_k d_v"]:
     """States after the write at each position (float32)."""
@@ -174,6 +180,14 @@ def states_at(recurrence: Recurrence, inputs: RecurrenceInputs, positions: list[
     for c in sorted({p // chunk_size for p in positions}):
         want = [i for i, p in enumerate(positions) if p // chunk_size == c]
         lo = c * chunk_size
+        ends = {positions[i] for i in want}
+        if len(ends) == 1 and next(iter(ends)) - lo + 1 >= _KERNEL_FROM:  # one state: the run's own backend
+            hi = next(iter(ends)) + 1
+            res = recurrence.run(inputs.at(slice(lo, hi)), initial_state=starts[:, c], chunk_size=chunk_size,
+                                 backend=backend, output_final_state=True, **previous_output(recurrence, full.output, lo))
+            for i in want:
+                out[i] = res.final_state
+            continue
         res = recurrence.run(inputs.at(slice(lo, max(positions[i] for i in want) + 1)), initial_state=starts[:, c],
                              chunk_size=1, backend="reference", output_chunk_states=True, output_final_state=True,
                              **previous_output(recurrence, full.output, lo))
