@@ -67,6 +67,20 @@ def tiny_qwen3_5():
     return _hybrid(transformers.Qwen3_5TextConfig, transformers.Qwen3_5ForCausalLM)
 
 
+
+def opened_tiny_qwen3_5(directory):
+    """``tiny_qwen3_5()`` saved as transformers saves it (safetensors) under ``directory`` and opened with
+    ``workbench.from_pretrained``, the path a user takes; skips the test where transformers lacks Qwen3.5."""
+    import pytest
+
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "Qwen3_5TextConfig"):
+        pytest.skip("this transformers version lacks Qwen3.5")
+    import workbench
+
+    tiny_qwen3_5().save_pretrained(directory / "qwen", safe_serialization=True)
+    return workbench.from_pretrained(directory / "qwen")
+
 def tiny_olmo_hybrid():
     """OLMo-hybrid: separate q/k/v/a/b projections and convolutions, the same chunked rule call."""
     import transformers

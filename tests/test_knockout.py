@@ -135,14 +135,9 @@ def test_clear_errors():
 
 @pytest.mark.integration  # builds a transformers model, saves it and opens it (seconds)
 def test_knockout_on_an_imported_checkpoint(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    if not hasattr(transformers, "Qwen3_5TextConfig"):
-        pytest.skip("this transformers version lacks Qwen3.5")
-    import workbench
-    from foreign_models import tiny_qwen3_5
+    from foreign_models import opened_tiny_qwen3_5
 
-    tiny_qwen3_5().save_pretrained(tmp_path / "qwen", safe_serialization=True)
-    model = workbench.from_pretrained(tmp_path / "qwen")
+    model = opened_tiny_qwen3_5(tmp_path)
     tokens = torch.randint(0, 64, (1, 12), generator=torch.Generator().manual_seed(3))
     layer = model.fast_weight_layers[0]
     a = knocked_readout(model, tokens, layer, 2, [1, 5], route="attention")

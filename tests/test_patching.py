@@ -190,14 +190,9 @@ def test_patching_runs_on_every_mixer(kind):
 
 @pytest.mark.integration
 def test_patching_runs_on_an_imported_checkpoint(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    if not hasattr(transformers, "Qwen3_5TextConfig"):
-        pytest.skip("this transformers version lacks Qwen3.5")
-    import workbench
-    from foreign_models import tiny_qwen3_5
+    from foreign_models import opened_tiny_qwen3_5
 
-    tiny_qwen3_5().save_pretrained(tmp_path / "qwen", safe_serialization=True)
-    model = workbench.from_pretrained(tmp_path / "qwen")
+    model = opened_tiny_qwen3_5(tmp_path)
     clean = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
     corrupted = clean.clone()
     corrupted[:, 3] = (corrupted[:, 3] + 7) % 64

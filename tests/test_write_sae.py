@@ -189,13 +189,9 @@ def test_save_and_load_round_trip(tmp_path):
 
 @pytest.mark.integration
 def test_runs_on_an_imported_qwen3_5_checkpoint(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    if not hasattr(transformers, "Qwen3_5TextConfig"):
-        pytest.skip("this transformers version lacks Qwen3.5")
-    from foreign_models import tiny_qwen3_5
+    from foreign_models import opened_tiny_qwen3_5
 
-    tiny_qwen3_5().save_pretrained(tmp_path / "qwen", safe_serialization=True)
-    model = workbench.from_pretrained(tmp_path / "qwen").double()
+    model = opened_tiny_qwen3_5(tmp_path).double()
     ids = torch.randint(1, 64, (2, 24), generator=torch.Generator().manual_seed(0))
     layer = model.fast_weight_layers[0]
     k, u = state_writes(model, ids, layer)

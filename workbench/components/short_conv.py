@@ -4,7 +4,7 @@
 
 Same parameters and result as ``F.conv1d(pad(x), weight, groups=channels)``; written as K shifted
 multiply-adds accumulated in place, which is faster than the depthwise convolution on CPU for small K
-(2.6× the out-of-place sum and 2.7× ``F.conv1d`` at 2048 channels, T = 512, one thread).
+(at 2048 channels and T = 512 on one CPU thread, faster than both the out-of-place sum and ``F.conv1d``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,6 @@ class ShortConv(nn.Module):
         t = x.shape[1]
         padded = F.pad(x, (0, 0, k - 1, 0))  # [batch, K-1+pos, channels]
         y = padded[:, k - 1 :] * w[:, k - 1]
-        for j in range(1, k):  # accumulated in place: a new [batch, pos, channels] per tap cost 2.6×
+        for j in range(1, k):  # accumulated in place: no new [batch, pos, channels] per tap
             y.addcmul_(padded[:, k - 1 - j : k - 1 - j + t], w[:, k - 1 - j])
         return y
