@@ -3,6 +3,9 @@
     python benchmarks/bench_kernels.py            # B=1, H=4, T=2048, D=64, fp32, CPU, 1 thread
     python benchmarks/bench_kernels.py --quick    # a tiny smoke run
 
+With a CUDA device it also prints ours, fla's Triton kernels (``backend="fla"``) and transformers' torch chunk on
+the GPU (benchmarks/gpu_kernels.py; ``--device-sizes`` sets B,T,H,D there).
+
 Peers (each used as published, imported from the installed package): transformers' Qwen3-Next
 ``torch_chunk_gated_delta_rule`` / ``torch_recurrent_gated_delta_rule`` and flash-linear-attention's
 ``fla/ops/*/naive.py`` references. Ratios are peer / ours.
@@ -27,10 +30,12 @@ from workbench.kernels import delta_rule
 
 try:  # run as a script: benchmarks/ is on sys.path
     from analysis_cost import N_POSITIONS, analysis_costs
-    from timing import interleaved_wall_cpu
+    from gpu_kernels import device_rows, print_device_table
+    from timing import interleaved_ms, interleaved_wall_cpu
 except ImportError:
     from benchmarks.analysis_cost import N_POSITIONS, analysis_costs
-    from benchmarks.timing import interleaved_wall_cpu
+    from benchmarks.gpu_kernels import device_rows, print_device_table
+    from benchmarks.timing import interleaved_ms, interleaved_wall_cpu
 
 chunk_module = importlib.import_module("workbench.kernels.delta_rule.chunk")
 
@@ -76,6 +81,10 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else None,
+                    help="also time the gated rule on this device (default: cuda when present); 'cpu' runs the "
+                         "device table's code on the CPU, without fla")
+    ap.add_argument("--device-sizes", default="4,4096,16,128", help="B,T,H,D of the device table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     b, t, h, d = (1, 128, 2, 16) if args.quick else (1, 2048, 4, 64)
@@ -169,6 +178,12 @@ def main(argv=None) -> None:
     base = {t: (w, c) for name, t, w, c, _ in rows if name == "forward"}
     for name, t, w, c, mib in rows:
         print(f"{name:<22} {t:>5} {w:>9.1f} {c:>9.1f} {mib:>9.1f} {w / base[t][0]:>11.2f} ({c / base[t][1]:>5.2f})")
+    if args.device:
+        db, dt, dh, dd = (1, 128, 2, 16) if args.quick else (int(x) for x in args.device_sizes.split(","))
+        name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+        rows = device_rows(args.device, db, dt, dh, dd, 3 if args.quick else 20, peers, interleaved_ms)
+        print_device_table(rows, f"gated delta rule on {args.device} ({name}), B={db} T={dt} H={dh} D={dd} fp32, "
+                                 "best ms of interleaved runs, device synchronised in each")
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 

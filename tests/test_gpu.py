@@ -75,3 +75,18 @@ def test_bf16_on_cuda_stays_close_to_fp32():
     la = linear_attention(q.relu(), k.relu(), v, normalize=True).output
     la_ref = linear_attention(q.relu().cpu(), k.relu().cpu(), v.cpu(), normalize=True, backend="reference").output
     assert rel_err(la.cpu(), la_ref) < 1e-5
+
+
+@pytest.mark.parametrize("gate", ["none", "head", "channel"])
+def test_fla_backend_on_cuda_matches_our_chunk_kernel(gate):
+    pytest.importorskip("triton")
+    from workbench.kernels import delta_rule
+
+    q, k, v, beta, g = inputs(t=256)
+    g = {"none": None, "head": g, "channel": g[..., None].expand(*g.shape, q.shape[-1]).contiguous()}[gate]
+    q = q * q.shape[-1] ** -0.5
+    ours = delta_rule(q, k, v, beta, g=g, output_final_state=True)
+    theirs = delta_rule(q, k, v, beta, g=g, backend="fla", output_final_state=True)
+    assert theirs.output.dtype == q.dtype
+    assert rel_err(theirs.output, ours.output) < 5e-3  # tf32 matmuls inside fla's kernels
+    assert rel_err(theirs.final_state, ours.final_state) < 5e-3

@@ -11,8 +11,11 @@ from .._common import (RecurrenceOutput, check_backend, check_chunk_size, check_
                        check_state)
 from .chunk import delta_rule_chunk
 from .naive import delta_rule_reference
+from .triton_fla import delta_rule_fla
 
-__all__ = ["delta_rule", "delta_rule_reference", "delta_rule_chunk"]
+__all__ = ["delta_rule", "delta_rule_reference", "delta_rule_chunk", "delta_rule_fla"]
+
+_BACKENDS = {"chunk": delta_rule_chunk, "reference": delta_rule_reference, "fla": delta_rule_fla}
 
 
 def delta_rule(
@@ -46,8 +49,9 @@ def delta_rule(
             positive or NaN entry raises ValueError.
         initial_state: ``[batch, head, d_k, d_v]`` or None (zeros).
         chunk_size: chunk length C of the chunkwise backend, and the stride of ``chunk_states``.
-        backend: ``"chunk"`` (WY/UT chunkwise-parallel) or ``"reference"`` (a loop over positions).
-            Chosen explicitly; never switched behind your back.
+        backend: ``"chunk"`` (WY/UT chunkwise-parallel), ``"reference"`` (a loop over positions) or ``"fla"``
+            (flash-linear-attention's Triton kernels: CUDA tensors, output and final state only, no −inf;
+            see ``triton_fla.py``). Chosen explicitly; never switched behind your back.
         output_final_state / output_chunk_states / output_delta: also return S_{T-1}
             ``[batch, head, d_k, d_v]``, the states at chunk starts ``[batch, n_chunks, head, d_k, d_v]``
             (memory O(pos/C · d_k · d_v)), and the delta errors u ``[batch, pos, head, d_v]``.
@@ -56,7 +60,7 @@ def delta_rule(
         :class:`RecurrenceOutput` ``(output, final_state, chunk_states, delta)``; states are float32,
         ``output`` and ``delta`` have the dtype of ``q``. Differentiable in every input.
     """
-    check_backend(backend)
+    check_backend(backend, tuple(_BACKENDS))
     b, t, h, dk, dv = check_qkv(q, k, v)
     if beta is None:
         raise ValueError("beta is required: pass torch.ones(batch, pos, head) for the plain delta rule")
@@ -64,8 +68,7 @@ def delta_rule(
     check_gate(g, b, t, h, dk, q)
     check_state(initial_state, b, h, dk, dv, q)
     check_chunk_size(chunk_size)
-    fn = delta_rule_chunk if backend == "chunk" else delta_rule_reference
-    return fn(
+    return _BACKENDS[backend](
         q, k, v, beta, g=g, initial_state=initial_state, chunk_size=chunk_size,
         output_final_state=output_final_state, output_chunk_states=output_chunk_states,
         output_delta=output_delta,
