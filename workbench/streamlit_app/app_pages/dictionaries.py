@@ -32,7 +32,7 @@ with widgets.errors_shown():
                     "from this page), then choose where it reads.")
             st.stop()
         kind = kind_of(upload[1])
-        st.caption(f"The upload is a {kind} with {upload[1].cfg.to_dict()}.")
+        st.caption(widgets.plain(f"The upload is a {kind}: {upload[1].cfg.to_dict()}."))
     else:
         kind = st.radio("Kind", KINDS, horizontal=True, key="dict_kind", format_func=KIND_HELP.get)
 
@@ -89,7 +89,7 @@ else:
     m[1].metric("Mean squared error", f"{metrics['mse']:.4g}", help="per vector, summed over its numbers")
 m[2].metric("Active atoms per row (L0)", f"{metrics['l0']:.2f}")
 m[3].metric("Dead atoms", f"{metrics['dead']} of {n_atoms_total}", help="never active on these tokens")
-st.caption(f"{report.site.kind} at {report.site.label}, measured on {stream.label}.")
+st.caption(widgets.plain(f"{report.site.kind} at {report.site.label}, measured on {stream.label}."))
 
 plots = st.columns(2)
 if report.history is not None:
