@@ -158,7 +158,7 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
                     assert not page.locator('[data-testid="stAlertContentError"]').count(), name
                     titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
                                            ".map(d => String(d.layout.title.text))")
-                    assert any(t.startswith("Substitution") for t in titles), titles
+                    assert any("Substitution: the firing atom" in t for t in titles), titles
                     page.screenshot(path=str(SCREENSHOTS / "dictionaries-substitution.png"), full_page=True)
         finally:
             browser.close()
