@@ -175,7 +175,8 @@ def test_the_page_trains_a_write_sae_shows_where_atoms_fire_and_runs_the_substit
     assert_ok(at)
     assert len(at.get("plotly_chart")) == 3
     rates = at.dataframe[1].value
-    assert rates["n"].tolist()[:1] == [8] and ((rates.ci_low <= rates.fraction) & (rates.fraction <= rates.ci_high)).all()
+    assert rates["n"].tolist()[:1] == [8]
+    assert ((rates.ci_low <= rates.fraction) & (rates.fraction <= rates.ci_high)).all()
 
 
 @pytest.mark.integration

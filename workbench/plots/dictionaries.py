@@ -81,8 +81,8 @@ def substitution_comparison(results: pd.DataFrame, rates: pd.DataFrame, metric: 
                       row=1, col=1)
     if values:
         lo, hi = min(values), max(values)
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="equal", line=dict(dash="dot", color="gray")),
-                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="equal",
+                                 line=dict(dash="dot", color="gray")), row=1, col=1)
     frac = rates["fraction"].to_numpy(dtype=float)
     fig.add_trace(go.Bar(x=[f"vs {b}" for b in rates["baseline"]], y=frac.tolist(), name="win rate", showlegend=False,
                          text=[f"{w}/{n}" for w, n in zip(rates["wins"], rates["n"])],

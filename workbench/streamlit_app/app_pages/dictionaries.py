@@ -129,6 +129,7 @@ if kind == "WriteSAE":
         st.plotly_chart(substitution_comparison(results, rates, metric), key="dict_substitution_plot")
         st.dataframe(rates, hide_index=True)
 
-st.download_button("Download the dictionary (.safetensors)", dictionary_widgets.download_bytes(report_key, report.module),
+st.download_button("Download the dictionary (.safetensors)",
+                   dictionary_widgets.download_bytes(report_key, report.module),
                    file_name=report.site.file_name, key="dict_download",
                    help="load it with workbench.analysis.dictionaries.load_dictionary, or upload it here")
