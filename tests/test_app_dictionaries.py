@@ -13,7 +13,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from workbench import HookedFastWeightLM, ModelConfig
-from workbench.analysis.dictionaries import (SAEConfig, SparseAutoencoder, WriteSAE, WriteSAEConfig, save_dictionary,
+from workbench.analysis.dictionaries import (SAEConfig, SparseAutoencoder, WriteSAE, WriteSAEConfig,
                                              state_writes, substitution_test)
 from workbench.app_support import dictionaries as D
 from workbench.app_support import token_streams
