@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOT_DIR") or Path(__file__).parent / ".screenshots")
 PAGES = {"": 1, "attention": 4, "fast_weights": 5, "recall_probe": 1, "editing": 1, "outliers": 4, "kfac": 1,
          "steering": 1,
-         "information_flow": 4}  # plots
+         "information_flow": 4, "dictionaries": 2}  # plots
 
 pytestmark = pytest.mark.integration
 
@@ -149,6 +149,17 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
                     assert "Top next token (residual)" in text and "Top next token (state)" in text
                 if name == "information_flow":  # the patching heatmap and the chosen cell's heads
                     assert "Metric on the clean input" in text and "each head patched alone" in text
+                if name == "dictionaries":  # a WriteSAE trained on the task's batches; then its substitution figure
+                    assert "Explained variance" in text and "Where an atom fires" in text
+                    page.get_by_text("Run the substitution test").click()
+                    page.wait_for_function(PAGE_DONE, arg=3, timeout=180_000)
+                    page.wait_for_timeout(500)
+                    assert not page.locator('[data-testid="stException"]').count(), name
+                    assert not page.locator('[data-testid="stAlertContentError"]').count(), name
+                    titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                                           ".map(d => String(d.layout.title.text))")
+                    assert any("Substitution: the firing atom" in t for t in titles), titles
+                    page.screenshot(path=str(SCREENSHOTS / "dictionaries-substitution.png"), full_page=True)
         finally:
             browser.close()
     print(f"screenshots of every page in {SCREENSHOTS}")

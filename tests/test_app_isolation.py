@@ -21,7 +21,7 @@ from workbench.app_support.launch import APP_SCRIPT
 from workbench.model import HookedFastWeightLM
 from workbench.paths import CHECKPOINTS_DIR, DEFAULT_CHECKPOINT, PACKAGE_DIR
 
-PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "kfac"]
+PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "kfac", "dictionaries"]
 APP_DIRS = [PACKAGE_DIR / "app_support", PACKAGE_DIR / "streamlit_app"]
 OTHER = CHECKPOINTS_DIR / "toy-fwm"  # what the other session uploads
 
@@ -62,6 +62,7 @@ CHANGES = {  # page: one change of each of its controls that alters what it show
     "editing": [("radio", "action", "Wipe the memory (W_t = 0)"), ("radio", "mode", "readout")],
     "outliers": [("selectbox", "outlier_metric", "max_median_ratio"), ("radio", "writes_value", "mean_abs")],
     "kfac": [("toggle", "kfac_anyway", True)],  # compares the K-FAC and SVD edits: edited models, in her session
+    "dictionaries": [("number_input", "dict_steps", 20), ("selectbox", "dict_head", 1)],  # her own dictionaries
 }
 
 
@@ -80,6 +81,8 @@ def test_no_page_shows_one_sessions_choices_edits_or_uploads_to_another():
             assert shown(alice) != start, f"changing {key} on {page} changed nothing: the check would be empty"
     kfac_edits = dict(alice.session_state["per_session:kfac_edits"])
     assert kfac_edits  # Alice holds a K-FAC-edited model
+    her_dictionaries = dict(alice.session_state["per_session:dictionaries"])
+    assert len(her_dictionaries) == 3  # the default one, then 20 steps, then head 1
     visit(alice, "overview")
     upload(alice, OTHER)
     assert "upload: config.json" in alice.sidebar.caption[0].value and not alice.error
@@ -96,6 +99,10 @@ def test_no_page_shows_one_sessions_choices_edits_or_uploads_to_another():
     assert all(not (isinstance(v, sources.LoadedModel) and v.key.startswith("upload:")) for v in bob_state.values())
     for edited in kfac_edits.values():
         assert all(edited is not v for v in bob_state.values())
+    bob_dictionaries = bob_state["per_session:dictionaries"]
+    assert [(key[2].head, key[3].steps) for key in bob_dictionaries] == [(0, 200)]  # only his default one
+    assert len(set(her_dictionaries) - set(bob_dictionaries)) == 2
+    assert all(d is not mine for d in her_dictionaries.values() for mine in bob_dictionaries.values())
     assert "upload_config" not in bob_state or bob_state["upload_config"] is None
 
 

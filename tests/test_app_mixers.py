@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from workbench.app_support.launch import APP_SCRIPT
 from workbench.mixers import names
 
-PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "information_flow"]
+PAGES = ["overview", "attention", "fast_weights", "recall_probe", "editing", "outliers", "information_flow",
+         "dictionaries"]
 
 
 def fresh(kind: str) -> AppTest:

@@ -116,3 +116,19 @@ def test_every_page_runs_on_one_branch_blocks(tmp_path):
             want = [0, 2, 4] if page == "attention" else [0, 4]  # mixer layers; fast-weight layers
             assert at.selectbox(key="layer").options == [f"layer {i}: {n}" for i, n in zip(want, (
                 ["Mamba-2", "softmax attention", "Mamba-2"] if page == "attention" else ["Mamba-2", "Mamba-2"]))]
+
+
+def test_the_dictionaries_page_trains_a_write_sae_on_the_imported_gated_deltanet_layers(model_dir):
+    """Qwen3.5 mixes Gated DeltaNet and full-attention layers: the WriteSAE layer picker offers only the former
+    (asked of each mixer) and names why the others are left out; a WriteSAE trains there and its substitution runs."""
+    at = open_directory(str(model_dir))
+    at.session_state["dict_steps"] = 20
+    at.session_state["dict_firings"] = 4
+    at.switch_page("app_pages/dictionaries.py").run()
+    assert_ok(at)
+    layers = at.selectbox(key="dict_layer").options
+    assert layers and all("Gated DeltaNet" in name for name in layers)
+    assert any("Not offered" in c.value for c in at.caption)
+    at.toggle(key="dict_substitution").set_value(True).run()
+    assert_ok(at)
+    assert len(charts(at)) == 3

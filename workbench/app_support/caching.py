@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from . import attention_maps, edits, information_flow, lenses, outlier_dashboard, predictions, probing, sources, steering, trajectory
+from . import attention_maps, dictionaries, edits, information_flow, lenses, outlier_dashboard, predictions, probing, sources, steering, trajectory
 from .sequences import TokenSequence
 from .token_streams import TokenStream
 
@@ -200,3 +200,16 @@ def flow_knockout_heads(lm: sources.LoadedModel, inputs: information_flow.FlowIn
 def flow_attribution(lm: sources.LoadedModel, inputs: information_flow.FlowInputs, site: str, direction: str,
                      real: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _locked(lm, information_flow.attribution, inputs, site, direction, real)
+
+
+# ---------------------------------------------------------------------- dictionaries (the Dictionaries page)
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def dictionary_write_layers(lm: sources.LoadedModel) -> tuple[list[int], dict[int, str]]:
+    """The layers a WriteSAE applies to, and every other layer's reason (trained dictionaries are per session:
+    :func:`workbench.app_support.widgets.dictionary_with_progress`)."""
+    return _locked(lm, dictionaries.write_layers)
+
+
+@st.cache_data(max_entries=32, show_spinner=False, hash_funcs=_BY_KEY)
+def dictionary_hooks(lm: sources.LoadedModel) -> list[str]:
+    return _locked(lm, dictionaries.firing_hooks)

@@ -10,11 +10,13 @@ from .hops import hop_heatmap
 from .predictions import next_token_probability, prediction_change
 from .knockout import knockout_heatmap
 from .steering import next_token_shift, steering_sweep_plot
-from .dictionaries import atom_usage_histogram, reconstruction_vs_sparsity
+from .dictionaries import (atom_usage_histogram, dictionary_training_curve, reconstruction_vs_sparsity,
+                           substitution_comparison)
 from .lenses import lens_by_layer
 from .patching import attribution_scatter, head_effects_bar, patching_heatmap, patching_heatmaps
 
-__all__ = ["atom_usage_histogram", "reconstruction_vs_sparsity", "curvature_spectrum_figure", "kept_components", "thin_spectrum", "probe_curve", "probe_against_accuracy", "attention_heatmap", "head_scores_bar", "fast_weight_heatmap", "singular_values_over_positions",
+__all__ = ["atom_usage_histogram", "dictionary_training_curve", "reconstruction_vs_sparsity", "substitution_comparison",
+           "curvature_spectrum_figure", "kept_components", "thin_spectrum", "probe_curve", "probe_against_accuracy", "attention_heatmap", "head_scores_bar", "fast_weight_heatmap", "singular_values_over_positions",
            "state_and_update", "mark_position", "per_head_over_positions", "hop_heatmap", "next_token_probability",
            "prediction_change", "knockout_heatmap", "next_token_shift", "steering_sweep_plot",
            "lens_by_layer", "attribution_scatter", "head_effects_bar", "patching_heatmap",

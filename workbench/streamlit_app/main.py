@@ -25,6 +25,7 @@ page = st.navigation([
     st.Page(PAGES / "outliers.py", title="Outliers"),
     st.Page(PAGES / "kfac.py", title="K-FAC editing"),
     st.Page(PAGES / "steering.py", title="Steering"),
+    st.Page(PAGES / "dictionaries.py", title="Dictionaries"),
 ])
 
 with st.sidebar:

@@ -26,9 +26,14 @@ def write_reconstruction_metrics(sae: WriteSAE, keys: torch.Tensor, values: torc
 def atom_usage(sae: WriteSAE, keys: torch.Tensor, values: torch.Tensor) -> pd.DataFrame:
     """Per atom: ``fires`` (writes on which its code is non-zero), ``frequency`` (that over all writes) and
     ``mean_code`` (its mean code where it fires)."""
-    codes = sae.encode(keys.to(sae.b_dec), values.to(sae.b_dec))
+    return code_usage(sae.encode(keys.to(sae.b_dec), values.to(sae.b_dec)))
+
+
+@torch.no_grad()
+def code_usage(codes: torch.Tensor) -> pd.DataFrame:
+    """:func:`atom_usage` from any dictionary's codes ``[n, n_atoms]`` (a WriteSAE's or an SAE's)."""
     active = codes > 0
     fires = active.sum(0)
     mean = torch.where(fires > 0, codes.sum(0) / fires.clamp_min(1), torch.zeros_like(codes[0]))
-    return pd.DataFrame({"atom": range(sae.n_atoms), "fires": fires.tolist(),
+    return pd.DataFrame({"atom": range(codes.shape[-1]), "fires": fires.tolist(),
                          "frequency": (fires / max(len(codes), 1)).tolist(), "mean_code": mean.tolist()})

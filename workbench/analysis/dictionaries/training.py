@@ -3,7 +3,7 @@ the sparsity penalty, unit-norm decoders after every step, a progress bar."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -14,9 +14,11 @@ from .sae import SAEConfig, SparseAutoencoder
 from .write_sae import WriteSAE, WriteSAEConfig, frobenius
 
 
-def _fit(module, data: Sequence[torch.Tensor], loss: Callable, cfg, desc: str, progress: bool) -> pd.DataFrame:
+def _fit(module, data: Sequence[torch.Tensor], loss: Callable, cfg, desc: str, progress: bool,
+         on_step: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """``loss(*batch) -> (mse, codes, per-row error)``. Dictionary elements silent for ``cfg.resample_every``
-    steps are restarted (``module.restart_``) on the batch's worst-reconstructed rows, up to 80 % of training."""
+    steps are restarted (``module.restart_``) on the batch's worst-reconstructed rows, up to 80 % of training.
+    ``on_step(done, total)`` is called after each step (the app's progress bar)."""
     n = data[0].shape[0]
     if n == 0:
         raise ValueError("no training data: collect at least one vector/write")
@@ -49,6 +51,8 @@ def _fit(module, data: Sequence[torch.Tensor], loss: Callable, cfg, desc: str, p
             l0 = (codes > 0).float().sum(-1).mean().item()
             history.append({"step": step, "mse": mse.item(), "l0": l0})
             bar.set_postfix(mse=f"{mse.item():.3g}", l0=f"{l0:.1f}")
+        if on_step is not None:
+            on_step(step + 1, cfg.steps)
     return pd.DataFrame(history)
 
 
@@ -56,10 +60,10 @@ def codes_width(module) -> int:
     return module.n_atoms if isinstance(module, WriteSAE) else module.n_latents
 
 
-def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress: bool = True
-              ) -> tuple[SparseAutoencoder, pd.DataFrame]:
+def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress: bool = True,
+              on_step: Optional[Callable[[int, int], None]] = None) -> tuple[SparseAutoencoder, pd.DataFrame]:
     """A sparse autoencoder fitted to ``activations [n, d_in]``; returns it (eval mode) and the training history
-    (step, mse, l0)."""
+    (step, mse, l0). ``on_step(done, total)`` follows the steps."""
     if activations.ndim != 2:
         raise ValueError(f"activations must be [n, d_in], got {tuple(activations.shape)}")
     x = activations.detach()
@@ -72,15 +76,17 @@ def train_sae(activations: torch.Tensor, cfg: SAEConfig = SAEConfig(), progress:
         err = (recon - batch).pow(2).sum(-1)
         return err.mean(), codes, err
 
-    history = _fit(sae, (x,), loss, cfg, "SAE", progress)
+    history = _fit(sae, (x,), loss, cfg, "SAE", progress, on_step)
     return sae.eval(), history
 
 
 def train_write_sae(keys: torch.Tensor, values: torch.Tensor, cfg: WriteSAEConfig = WriteSAEConfig(),
-                    progress: bool = True) -> tuple[WriteSAE, pd.DataFrame]:
+                    progress: bool = True, on_step: Optional[Callable[[int, int], None]] = None
+                    ) -> tuple[WriteSAE, pd.DataFrame]:
     """A WriteSAE fitted to the writes k_n u_nᵀ given as ``keys [n, d_k]`` and ``values [n, d_v]``
     (:func:`.writes.collect_writes`); the loss is the squared Frobenius error per write, in units of the
-    mean write norm (``input_scale``). Returns it (eval mode) and the history (step, mse, l0)."""
+    mean write norm (``input_scale``). Returns it (eval mode) and the history (step, mse, l0); ``on_step(done,
+    total)`` follows the steps."""
     if keys.ndim != 2 or values.ndim != 2 or keys.shape[0] != values.shape[0]:
         raise ValueError(f"writes must be keys [n, d_k] and values [n, d_v], got {tuple(keys.shape)} and "
                          f"{tuple(values.shape)}")
@@ -96,5 +102,5 @@ def train_write_sae(keys: torch.Tensor, values: torch.Tensor, cfg: WriteSAEConfi
         err = ((recon - torch.einsum("nk,nv->nkv", bk, bu)) / sae.input_scale).pow(2).sum((-1, -2))
         return err.mean(), codes, err
 
-    history = _fit(sae, (k, u), loss, cfg, "WriteSAE", progress)
+    history = _fit(sae, (k, u), loss, cfg, "WriteSAE", progress, on_step)
     return sae.eval(), history
