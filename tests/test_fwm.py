@@ -95,12 +95,14 @@ def test_given_writes_replace_the_delta_write():
 
 
 def test_training_keeps_chunk_starts_not_every_state_and_gradients_are_unchanged(monkeypatch):
-    """With gradients the loop is checkpointed (kernels/fwm/naive.py): autograd keeps the chunk-start states,
-    not ~6 states per position (a d_head 32 FWM at batch 32, 128 positions went over 24 GB before). The
-    gradients equal those of the same loop without checkpoints (and gradcheck below runs through it)."""
+    """With gradients and states too large to keep per position, the loop is checkpointed (kernels/fwm/naive.py):
+    autograd keeps the chunk-start states, not ~6 states per position (a d_head 32 FWM at batch 32, 128 positions
+    went over 24 GB before). The gradients equal those of the same loop without checkpoints (and gradcheck below
+    runs through both)."""
     import importlib
 
     naive = importlib.import_module("workbench.kernels.fwm.naive")
+    monkeypatch.setattr(naive, "CHECKPOINT_ABOVE_BYTES", 0)  # these tiny states: checkpoint anyway
     xs = inputs(b=2, n=40, h=2, ds=6, dr=4, hops=2)
     weights = torch.linspace(-1, 1, 6)
     state = 2 * 2 * 6 * 4 * 6  # batch · head · d_s · d_r · d_t
@@ -114,14 +116,37 @@ def test_training_keeps_chunk_starts_not_every_state_and_gradients_are_unchanged
         return sum(saved) / state, [x.grad for x in leaves]
 
     kept, grads = run()
-    monkeypatch.setattr(naive, "checkpoint", lambda fn, *args, use_reentrant=False: fn(*args))
+    monkeypatch.setattr(naive, "CHECKPOINT_ABOVE_BYTES", float("inf"))  # below the budget: no checkpoints
     kept_plain, grads_plain = run()
     assert kept < 20 < 200 < kept_plain, (kept, kept_plain)  # 13.6 vs 246.6 states' worth for 40 positions
+    assert kept_plain <= naive.STATES_KEPT_PER_POSITION * 40 + 10  # the budget's estimate holds (246.6 for 40)
     for i, (a, b) in enumerate(zip(grads, grads_plain)):
         assert rel_err(a, b) < 1e-6, i
 
 
-def test_gradcheck_float64():
+def test_the_checkpoint_budget_follows_the_size_of_the_states(monkeypatch):
+    """Checkpoints start where STATES_KEPT_PER_POSITION · pos · state bytes passes the budget."""
+    import importlib
+
+    naive = importlib.import_module("workbench.kernels.fwm.naive")
+    xs = [x.clone().requires_grad_() for x in inputs(b=2, n=40, h=2, ds=6, dr=4, hops=2)]
+    calls = []
+    real = naive.checkpoint
+    monkeypatch.setattr(naive, "checkpoint", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    need = naive.STATES_KEPT_PER_POSITION * 40 * (2 * 2 * 6 * 4 * 6) * 4  # float32
+    for budget, expect in ((need, False), (need - 1, True)):
+        calls.clear()
+        monkeypatch.setattr(naive, "CHECKPOINT_ABOVE_BYTES", budget)
+        fwm(*xs, chunk_size=8).output.sum().backward()
+        assert bool(calls) is expect, budget
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_gradcheck_float64(checkpointed, monkeypatch):
+    import importlib
+
+    if checkpointed:
+        monkeypatch.setattr(importlib.import_module("workbench.kernels.fwm.naive"), "CHECKPOINT_ABOVE_BYTES", 0)
     s, r, t, beta, q, e = inputs(b=1, n=4, h=1, ds=3, dr=2, hops=2, dtype=torch.float64, scale=3.0)
     F0 = (1.5 * torch.randn(1, 1, 3, 2, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
     args = [x.clone().requires_grad_() for x in (s, r, t, beta, q, e, F0)]

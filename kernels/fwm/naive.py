@@ -25,6 +25,8 @@ from torch.utils.checkpoint import checkpoint
 from .._common import RecurrenceOutput
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default, which the authors' ln_read uses
+STATES_KEPT_PER_POSITION = 6  # what autograd saves per position without checkpoints (tests/test_fwm.py counts it)
+CHECKPOINT_ABOVE_BYTES = 1 << 30  # checkpoint the training loop when plain autograd would keep more than 1 GiB
 
 
 def fwm_read(state: torch.Tensor, q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -60,11 +62,13 @@ def fwm_reference(
     s, r, t, beta = s.to(ct), r.to(ct), t.to(ct), beta.to(ct)
     Fw = s.new_zeros(b, h, ds, dr, dt) if initial_state is None else initial_state.to(ct)
     tensors = (s, r, t, beta, q, e, writes)
-    # training memory: autograd through the loop keeps ~4 states per position (O(pos · d_s·d_r·d_t)); with
-    # gradients the loop is checkpointed — each chunk of ``chunk_size`` positions keeps only its start state and
-    # is recomputed in the backward pass, one position at a time — so it holds ~pos/C + C + 4 states instead
+    # training memory: autograd through the loop keeps ~6 states per position (O(pos · d_s·d_r·d_t)); when that
+    # would pass CHECKPOINT_ABOVE_BYTES the loop is checkpointed — each chunk of ``chunk_size`` positions keeps only
+    # its start state and is recomputed in the backward pass, one position at a time — so it holds ~pos/C + C + 4
+    # states instead, at the price of recomputing every position twice in the backward pass. Same gradients.
     checkpointed = torch.is_grad_enabled() and any(
-        x is not None and x.requires_grad for x in (*tensors, initial_state))
+        x is not None and x.requires_grad for x in (*tensors, initial_state)) and (
+        STATES_KEPT_PER_POSITION * t_len * Fw.numel() * Fw.element_size() > CHECKPOINT_ABOVE_BYTES)
     outs, deltas, snaps = [], [], []
     for lo in range(0, t_len, chunk_size):
         snaps.append(Fw)
