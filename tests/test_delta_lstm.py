@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import rel_err
+from helpers import assert_restart_is_exact, gradcheck_with_state_and_output, rel_err
 from workbench import HookedFastWeightLM, ModelConfig, load, save
 from workbench.analysis import effective_attention, fast_weights, patch_fast_weights, probe_associations
 from workbench.analysis.kfac import KFACConfig, collect_kfac, linear_sites
@@ -92,29 +92,12 @@ def test_reference_equals_the_papers_loop(dtype):
 
 @pytest.mark.parametrize("split", [1, 5])
 def test_a_restart_from_the_state_and_the_previous_output_is_exact(split):
-    args = random_inputs()
-    whole = delta_lstm(*args, output_final_state=True)
-    head = delta_lstm(*(a[:, :split] for a in args), output_final_state=True)
-    tail = delta_lstm(*(a[:, split:] for a in args), initial_state=head.final_state,
-                      previous_output=head.output[:, -1], output_final_state=True)
-    assert torch.equal(torch.cat([head.output, tail.output], 1), whole.output)
-    assert torch.equal(tail.final_state, whole.final_state)
-    no_h = delta_lstm(*(a[:, split:] for a in args), initial_state=head.final_state)
-    assert rel_err(no_h.output, whole.output[:, split:]) > 1e-4
+    assert_restart_is_exact(delta_lstm, random_inputs(), (), split, 1e-4)
 
 
 def test_gradcheck_in_float64():
-    args = [a.clone().requires_grad_() for a in random_inputs(b=1, T=3, H=1, d=2, seed=1)]
-    g = torch.Generator().manual_seed(2)
-    S0 = torch.randn(1, 1, 2, 13, generator=g, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(1, 1, 2, generator=g, dtype=torch.float64, requires_grad=True)
-
-    def fn(*xs):
-        res = delta_lstm(*xs[:7], initial_state=xs[7], previous_output=xs[8], output_final_state=True,
-                         output_delta=True)
-        return res.output, res.final_state, res.delta
-
-    assert torch.autograd.gradcheck(fn, (*args, S0, h0))
+    assert gradcheck_with_state_and_output(delta_lstm, random_inputs(b=1, T=3, H=1, d=2, seed=1), (1, 1, 2, 13),
+                                           (1, 1, 2))
 
 
 def test_the_public_function_validates_and_has_no_chunkwise_form():

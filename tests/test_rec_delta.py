@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import rel_err
+from helpers import assert_restart_is_exact, gradcheck_with_state_and_output, rel_err
 from workbench import HookedFastWeightLM, ModelConfig, load, save
 from workbench.analysis import effective_attention, fast_weights, patch_fast_weights, probe_associations
 from workbench.analysis.kfac import KFACConfig, collect_kfac, linear_sites
@@ -73,30 +73,12 @@ def test_reference_equals_the_papers_loop(dtype):
 @pytest.mark.parametrize("split", [1, 4, 7])
 def test_a_restart_from_the_state_and_the_previous_output_is_exact(split):
     args = random_inputs()
-    q, k, v, beta, *R = args
-    whole = rec_delta(*args, output_final_state=True)
-    head = rec_delta(q[:, :split], k[:, :split], v[:, :split], beta[:, :split], *R, output_final_state=True)
-    tail = rec_delta(q[:, split:], k[:, split:], v[:, split:], beta[:, split:], *R, initial_state=head.final_state,
-                     previous_output=head.output[:, -1], output_final_state=True)
-    assert torch.equal(torch.cat([head.output, tail.output], 1), whole.output)
-    assert torch.equal(tail.final_state, whole.final_state)
-    # without the previous output the restart is wrong: W alone is not the recurrence's whole state
-    no_y = rec_delta(q[:, split:], k[:, split:], v[:, split:], beta[:, split:], *R, initial_state=head.final_state)
-    assert rel_err(no_y.output, whole.output[:, split:]) > 1e-3
+    assert_restart_is_exact(rec_delta, args[:4], args[4:], split, 1e-3)
 
 
 def test_gradcheck_in_float64():
-    args = [a.clone().requires_grad_() for a in random_inputs(b=1, T=4, H=2, d=3, seed=1)]
-    g = torch.Generator().manual_seed(2)
-    W0 = torch.randn(1, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    y0 = torch.randn(1, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
-
-    def fn(*xs):
-        res = rec_delta(*xs[:8], initial_state=xs[8], previous_output=xs[9], output_final_state=True,
-                        output_delta=True)
-        return res.output, res.final_state, res.delta
-
-    assert torch.autograd.gradcheck(fn, (*args, W0, y0))
+    assert gradcheck_with_state_and_output(rec_delta, random_inputs(b=1, T=4, H=2, d=3, seed=1), (1, 2, 3, 3),
+                                           (1, 2, 3))
 
 
 def test_the_public_function_validates_and_has_no_chunkwise_form():
