@@ -57,12 +57,38 @@ def kurtosis_table(results: dict, site: str = "resid_post") -> str:
     return "\n".join(rows)
 
 
+def massive_table(results: dict) -> str:
+    """Massive activations (Sun et al. 2024) in the final models: the largest |x| and the largest max/median
+    ratio over layers, per site (already measured at every checkpoint; REFERENCE.md: |x| > 100 and ≈ 1000× the
+    median of its hidden state mark a massive activation)."""
+    sites = sorted(set(results["runs"][0]["over_training"]["site"]))
+    rows = ["| run | " + " | ".join(f"{s} max abs (max/median)" for s in sites) + " |", "|---|" + "---|" * len(sites)]
+    for r in results["runs"]:
+        t = r["over_training"]
+        last = max(t["step"])
+        cells = []
+        for site in sites:
+            picked = [(a, m) for step, s, a, m in zip(t["step"], t["site"], t["max_abs"], t["max_median_ratio"])
+                      if step == last and s == site]
+            cells.append(f"{max(a for a, _ in picked):.2f} ({max(m for _, m in picked):.1f})")
+        rows.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def massive_summary(results: dict) -> dict:
+    """The largest |x| and max/median ratio over every run, site, layer and checkpoint."""
+    best_abs = max(a for r in results["runs"] for a in r["over_training"]["max_abs"])
+    best_ratio = max(m for r in results["runs"] for m in r["over_training"]["max_median_ratio"])
+    return {"max_abs": best_abs, "max_median_ratio": best_ratio}
+
+
 def tables(results: dict) -> str:
     return ("### Final models: kurtosis (largest over layers) and W8A8 validation perplexity\n\n"
             + main_table(results) + "\n\n### Perplexity ratio, quantised / float, with harsher activation rounding "
             "(per tensor)\n\n" + harsher_table(results) + "\n\n### Kurtosis of the residual stream (largest over layers) over training\n\n"
             + kurtosis_table(results, "resid_post") + "\n\n### Kurtosis of the MLP hidden layer (largest over layers) "
-            "over training\n\n" + kurtosis_table(results, "mlp_hidden") + "\n")
+            "over training\n\n" + kurtosis_table(results, "mlp_hidden") + "\n\n### Massive activations in the final "
+            "models: largest |x| (largest max/median ratio) over layers\n\n" + massive_table(results) + "\n")
 
 
-__all__ = ["BLOCK_SHORT", "main_table", "harsher_table", "paper_table", "kurtosis_table", "tables"]
+__all__ = ["BLOCK_SHORT", "main_table", "harsher_table", "paper_table", "kurtosis_table", "massive_table", "massive_summary", "tables"]
