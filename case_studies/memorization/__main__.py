@@ -24,12 +24,8 @@ MODULE = "case_studies.memorization"
 
 def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
     runs = results["runs"]
-    figs = {"tradeoff": figures.tradeoff_figure(runs), "rho_sweep": figures.sweep_figure(runs),
-            "by_repetition": figures.repetition_figure(runs), "offsets": figures.offset_figure(runs),
-            "prompt_position": figures.prompt_position_figure(runs), "prefix_length": figures.prefix_figure(runs)}
-    for r in runs:
-        for stats in r["spectra"]:
-            figs[f"spectrum_{r['name']}_{stats}"] = figures.spectrum_figure(r, stats)
+    figs = {"tradeoff": figures.tradeoff_figure(runs, results["study"]["protocol"]["ppl_budget"]),
+            "offsets": figures.offset_figure(runs), "seeds": figures.seed_figure(runs)}
     return _report.write_figures(figs, out, png=png)
 
 

@@ -105,7 +105,11 @@ class Protocol(ProtocolBase):
     edit of a variant is the smallest ρ whose perplexity stays within ``ppl_budget`` × the unedited
     model's. Controls at the headline: ``random_draws`` random bases keeping as many components per layer
     as the first variant's headline edit, and the last layer's MLP ablated (``ablations``: its output
-    replaced by its mean over the statistics text, or by zero).
+    replaced by its mean over the statistics text, or by zero). BalancedSubnet (Sakarvadia et al.) on the
+    first variant's sites, told the memorized canaries (one training row each, loss on the canary's
+    tokens) and the statistics text as clean data, for ``subnet_epochs`` epochs at each pruning ratio of
+    ``subnet_ratios`` (the authors' other settings); its headline is the largest ratio within the budget
+    (it enters the sweep with ρ = 1 − ratio, so the same rule picks it).
     """
 
     vocab_size: int = 1024
@@ -128,6 +132,8 @@ class Protocol(ProtocolBase):
     ppl_budget: float = 1.2
     random_draws: int = 5
     ablations: tuple[str, ...] = ABLATIONS
+    subnet_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
+    subnet_epochs: int = 30
 
     FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ()
 
@@ -138,11 +144,15 @@ class Protocol(ProtocolBase):
         object.__setattr__(self, "variants", tuple(v if isinstance(v, Variant) else Variant(**v)
                                                     for v in self.variants))
         object.__setattr__(self, "ablations", tuple(self.ablations))
+        object.__setattr__(self, "subnet_ratios", tuple(float(r) for r in self.subnet_ratios))
+        if any(not 0 < r < 1 for r in self.subnet_ratios):
+            raise ValueError(f"Protocol.subnet_ratios must be numbers in (0, 1), got {self.subnet_ratios!r}")
         if not self.variants or len(set(self.variants)) != len(self.variants):
             raise ValueError(f"Protocol.variants must be distinct Variants, got {self.variants!r}")
         object.__setattr__(self, "rhos", tuple(float(r) for r in self.rhos))
         check_int_fields(self, ("prefix_len", "suffix_len", "offset_prefix_len", "offset_suffix_len", "kfac_batches"))
         check_int_fields(self, ("random_draws",), minimum=0)
+        check_int_fields(self, ("subnet_epochs",))
         if not self.rhos or any(not 0 < r < 1 for r in self.rhos):
             raise ValueError(f"Protocol.rhos must be numbers in (0, 1), got {self.rhos!r}")
         if self.labels not in ("sampled", "gold"):
@@ -215,7 +225,7 @@ QUICK = Study(
                       train=dataclasses.replace(TRAIN, steps=30, batch_size=8, warmup_steps=5, eval_every=30),
                       prefix_len=8, suffix_len=8,
                       prefix_lens=(4, 8), offsets=(0, 2, 4), offset_prefix_len=4, offset_suffix_len=4,
-                      kfac_batches=2, rhos=(0.9, 0.6), random_draws=2),
+                      kfac_batches=2, rhos=(0.9, 0.6), random_draws=2, subnet_ratios=(0.5,), subnet_epochs=2),
     runs=(RunConfig("delta", 1, d_model=32, n_heads=2, d_mlp=64, chunk_size=16),  # two seeds: pooling is exercised
           RunConfig("softmax", 2, d_model=32, n_heads=2, d_mlp=64, chunk_size=16)),
 )

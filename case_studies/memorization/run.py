@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench import train
-from workbench.analysis.kfac import (KFACConfig, ablate_mlp, collect_kfac, kfac_edit, linear_sites,
-                                    random_subspace_edit, svd_edit)
+from workbench.analysis.kfac import (BalancedSubnetConfig, KFACConfig, ablate_mlp, balanced_subnet_edit, collect_kfac,
+                                    kfac_edit, linear_sites, random_subspace_edit, svd_edit)
 from workbench.analysis.memorization import (held_out_perplexity, recitation_table, suffix_nll, summarize,
                                             topk_agreement)
 from workbench.tasks import TextCanaries
@@ -117,6 +117,19 @@ def split_validation(task: TextCanaries, batch_size: int = 16) -> tuple[list[tor
     return list(windows[:half].split(batch_size)), list(windows[half:].split(batch_size))
 
 
+def forget_rows(task: TextCanaries, canaries: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For BalancedSubnet: the first training row holding each canary ``[n, seq_len]`` and the predictions
+    of its canary tokens after the first ``[n, seq_len − 1]`` (the loss it is told to raise)."""
+    which = task.row_canaries()
+    table = task.canary_table()
+    rows = [int((which == c).nonzero()[0, 0]) for c in canaries]
+    mask = torch.zeros(len(canaries), task.seq_len - 1, dtype=torch.bool)
+    for k, c in enumerate(canaries):
+        p = int(table.position[c])
+        mask[k, p:p + task.canary_len - 1] = True  # predicts tokens p+1 … p+canary_len−1
+    return task.rows(torch.tensor(rows)), mask
+
+
 def offset_probe(model, task: TextCanaries, offsets: list[int], prefix_len: int, suffix_len: int,
                  placement: str) -> pd.DataFrame:
     """Xu et al.'s offset probe: prefix ``canary[o : o+P]``, suffix the next L tokens, for every canary and
@@ -206,8 +219,15 @@ def analyse(model, protocol: Protocol, seed: int, progress: bool = False) -> dic
             edited, report = svd_edit(model, sites, rho, budget="energy")
         kept[(v.name, rho)] = dict(zip(report.param, (int(k) for k in report.kept)))
         measure(v, rho, edited, report)
-    chosen = headline(sweep, protocol.ppl_budget)
     first = protocol.variants[0]
+    if memorized:
+        forget, forget_mask = forget_rows(task, memorized)
+        for ratio in tqdm(protocol.subnet_ratios, desc="BalancedSubnet", disable=not progress, leave=False):
+            cfg = BalancedSubnetConfig(ratio=ratio, epochs=protocol.subnet_epochs, seed=seed)
+            edited, report = balanced_subnet_edit(model, sites_of(first), forget, forget_mask,
+                                                  torch.cat(stats_val), cfg)
+            measure((f"BalancedSubnet {first.sites_name}", "balanced_subnet"), round(1 - ratio, 6), edited, report)
+    chosen = headline(sweep, protocol.ppl_budget)
     rho0 = chosen[first.name]
     rand = torch.Generator().manual_seed(seed + 20_000)
     if rho0 is not None:
