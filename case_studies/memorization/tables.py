@@ -134,8 +134,12 @@ def sweep_table(results: dict[str, Any]) -> str:
         for (variant, rho), part in sorted(df.groupby(["variant", "rho"]), key=lambda x: (order.index(x[0][0]),
                                                                                           -x[0][1])):
             n = part.n_memorized.sum()
-            rows.append([describe(mixer), variant, f"{rho:g}", _num(part.ppl_ratio.mean()), _num(part.ks.sum() / n),
-                         _num(part.kl.sum() / n), _num(part.kn.sum() / n, 2), _num(part.top10_agreement.mean()),
+
+            def pooled(col: str, digits: int = 3) -> str:  # "—" where no seed memorized anything
+                return _num(part[col].sum() / n if n else None, digits)
+
+            rows.append([describe(mixer), variant, f"{rho:g}", _num(part.ppl_ratio.mean()), pooled("ks"),
+                         pooled("kl"), pooled("kn", 2), _num(part.top10_agreement.mean()),
                          _num(part.weight_rel_change.mean(), 2)])
     return "\n".join(["The whole sweep, pooled over seeds (recitation and loss over all seeds' memorized canaries):", ""]
                      + _table(head, rows))
