@@ -24,20 +24,26 @@ MODULE = "case_studies.memorization"
 
 def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
     runs = results["runs"]
-    figs = {"tradeoff": figures.tradeoff_figure(runs), "rho_sweep": figures.sweep_figure(runs),
-            "by_repetition": figures.repetition_figure(runs), "offsets": figures.offset_figure(runs),
-            "prompt_position": figures.prompt_position_figure(runs), "prefix_length": figures.prefix_figure(runs)}
-    for r in runs:
-        for stats in r["spectra"]:
-            figs[f"spectrum_{r['name']}_{stats}"] = figures.spectrum_figure(r, stats)
+    figs = {"tradeoff": figures.tradeoff_figure(runs, results["study"]["protocol"]["ppl_budget"]),
+            "offsets": figures.offset_figure(runs), "seeds": figures.seed_figure(runs)}
     return _report.write_figures(figs, out, png=png)
 
 
 def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = True, progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
+    done: list[dict] = []
+
+    def one(run) -> dict:  # after each run, the runs so far in <out>/partial/results.json
+        entry = execute(run, study.protocol, progress=progress)
+        done.append(entry)
+        partial = _report.prepare_output(out / "partial")
+        _report.write_results(partial, {"quick": quick, "study": study.to_dict(), "runs": done}, command,
+                              time.perf_counter() - start, compact_arrays=True)
+        return entry
+
     entries = _cli.run_each(
-        study.runs, lambda run: execute(run, study.protocol, progress=progress),
+        study.runs, one,
         lambda run, e: (f"{run.name}: val ppl {e['val_ppl']:.2f}, {len(e['memorized'])} canaries recited "
                         f"({e['train_seconds']:.0f} s training, {e['probe_edit_seconds']:.0f} s probes and edits)"),
         progress, out=out, context=study.protocol.to_dict())
@@ -47,7 +53,7 @@ def run_study(study: Study, out: Path, command: str, quick: bool, png: bool = Tr
 
 def main(argv=None) -> None:
     ap = _cli.study_parser("memorization", __doc__, quick_help="tiny models and data, seconds",
-                           only_example="mem-delta")
+                           only_example="mem-delta-s1")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "memorization")
     if args.replot:

@@ -11,56 +11,42 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from workbench.mixers import describe
-from workbench.plots.kfac import curvature_spectrum_figure
 
 from .paper import MERULLO, MERULLO_BASE_PPL, MERULLO_SOURCE, XU_CHANCE, XU_ROUGE_BY_OFFSET, XU_SOURCE
-
-METHOD_LABELS = {"none": "unedited", "kfac": "K-FAC", "svd": "SVD"}
-
-
-def label(run: dict) -> str:
-    return describe(run["run"]["mixer"])
+from .pooled import RANDOM, methods, models, of_model, pool_summary, summary_row
 
 
 def _color(i: int) -> str:
     return qualitative.Plotly[i % len(qualitative.Plotly)]
 
 
-def variants(run: dict) -> list[str]:
-    """The edit variants of a run's sweep, in protocol order."""
-    return list(dict.fromkeys(r["variant"] for r in run["sweep"] if r["method"] != "none"))
-
-
-def _rows(run: dict, variant: str) -> list[dict]:
-    return sorted((r for r in run["sweep"] if r["variant"] == variant), key=lambda r: -r["rho"])
-
-
-def _dash(variant: str) -> str:
-    return "dash" if variant.startswith("SVD") else "solid"
-
-
-def headline_rows(run: dict) -> dict[str, dict]:
-    """The unedited row and each variant's headline edit (see ``run.headline``)."""
-    out = {"unedited": _rows(run, "unedited")[0]}
-    for variant, rho in run["headline"].items():
-        if rho is not None:
-            out[variant] = next(r for r in _rows(run, variant) if r["rho"] == rho)
-    return out
-
-
-def tradeoff_figure(runs: list[dict[str, Any]], budget: float = 1.2, x_max: float = 2.5) -> go.Figure:
+def tradeoff_figure(runs: list[dict[str, Any]], budget: float = 1.2, x_max: float = 3.0) -> go.Figure:
     """Strict recitation of the memorized canaries against perplexity (relative to the unedited model),
-    one panel per model and one line per edit variant through the ρ sweep, with Merullo et al.'s OLMo-2
-    7B points."""
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[label(r) for r in runs], shared_yaxes=True)
-    for c, run in enumerate(runs, 1):
-        none = _rows(run, "unedited")[0]
-        for i, variant in enumerate(variants(run)):
-            rows = [none] + _rows(run, variant)
-            fig.add_trace(go.Scatter(
-                x=[r["ppl_ratio"] for r in rows], y=[r["strict_memorized"] for r in rows], mode="lines+markers",
-                hovertext=[f"ρ={r['rho']:g}" for r in rows], name=variant, legendgroup=variant, showlegend=c == 1,
-                line=dict(color=_color(i), dash=_dash(variant))), row=1, col=c)
+    one panel per model: each swept edit's ρ grid, one thin line per seed, and every edit's headline
+    pooled over seeds (a marker with its 95 % interval), with Merullo et al.'s OLMo-2 7B points."""
+    mixers = models(runs)
+    fig = make_subplots(rows=1, cols=len(mixers), subplot_titles=[describe(m) for m in mixers], shared_yaxes=True)
+    for c, mixer in enumerate(mixers, 1):
+        keys = methods(of_model(runs, mixer)[0])
+        for i, (key, text) in enumerate(keys):
+            for s, run in enumerate(of_model(runs, mixer)):
+                rows = sorted((r for r in run["sweep"] if r["variant"] == key), key=lambda r: -(r["rho"] or 0))
+                if len(rows) < 2:
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=[r["ppl_ratio"] for r in rows], y=[r["strict_memorized"] for r in rows], mode="lines",
+                    hovertext=[f"seed {run['run']['seed']}, ρ={r['rho']:g}" for r in rows], opacity=0.35,
+                    line=dict(color=_color(i), width=1), showlegend=False, legendgroup=text), row=1, col=c)
+            s = summary_row(runs, mixer, key)
+            if "n" not in s:
+                continue
+            mean, lo, hi = s["strict"]
+            x = sum(s["ppl_ratio"]) / len(s["ppl_ratio"])
+            fig.add_trace(go.Scatter(x=[x], y=[mean], mode="markers", name=text, legendgroup=text,
+                                     showlegend=c == 1, marker=dict(size=11, color=_color(i),
+                                                                    symbol="diamond" if key == RANDOM else "circle"),
+                                     error_y=dict(type="data", symmetric=False, array=[hi - mean],
+                                                  arrayminus=[mean - lo])), row=1, col=c)
         fig.add_trace(go.Scatter(x=[p["ppl"] / MERULLO_BASE_PPL for p in MERULLO], y=[p["strict"] for p in MERULLO],
                                  mode="markers", hovertext=[p["method"] for p in MERULLO],
                                  marker=dict(symbol="star", size=11, color="black"), name=MERULLO_SOURCE,
@@ -69,127 +55,51 @@ def tradeoff_figure(runs: list[dict[str, Any]], budget: float = 1.2, x_max: floa
     fig.update_xaxes(type="log", range=[math.log10(0.98), math.log10(x_max)],
                      title_text=f"perplexity / unedited (dotted: the budget; axis cut at {x_max:g}×)")
     fig.update_yaxes(title_text="strict recitation of the memorized canaries", range=[-0.03, 1.05], col=1)
-    fig.update_layout(title="Recitation against perplexity over the ρ sweep (stars: OLMo-2 7B, Merullo et al.)",
-                      width=1200, height=600, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title="Recitation against perplexity: ρ sweeps per seed (thin) and headlines pooled over seeds "
+                            "with 95 % intervals (stars: OLMo-2 7B, Merullo et al.)",
+                      width=1300, height=650, legend=dict(orientation="h", y=-0.25))
     return fig
-
-
-def sweep_figure(runs: list[dict[str, Any]]) -> go.Figure:
-    """Against ρ, one row per model: strict recitation of the memorized canaries, perplexity ratio and
-    top-10 agreement."""
-    panels = [("strict_memorized", "strict recitation (memorized)"), ("ppl_ratio", "perplexity / unedited"),
-              ("top10_agreement", "top-10 agreement with unedited")]
-    fig = make_subplots(rows=len(runs), cols=3, subplot_titles=[f"{label(r)}: {t}" for r in runs for _, t in panels])
-    for k, run in enumerate(runs, 1):
-        none = _rows(run, "unedited")[0]
-        for i, variant in enumerate(variants(run)):
-            rows = [none] + _rows(run, variant)
-            for c, (key, _) in enumerate(panels, 1):
-                fig.add_trace(go.Scatter(x=[r["rho"] for r in rows], y=[r[key] for r in rows], mode="lines+markers",
-                                         name=variant, legendgroup=variant, showlegend=c == 1 and k == 1,
-                                         line=dict(color=_color(i), dash=_dash(variant))), row=k, col=c)
-        fig.update_yaxes(type="log", row=k, col=2)
-    fig.update_xaxes(title_text="ρ (fraction of mass kept)", autorange="reversed")
-    fig.update_layout(title="The ρ sweep", width=1300, height=380 * len(runs) + 150,
-                      legend=dict(orientation="h", y=-0.12))
-    return fig
-
-
-def repetition_figure(runs: list[dict[str, Any]]) -> go.Figure:
-    """Strict recitation by repetition count: unedited, and each variant's headline edit."""
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[label(r) for r in runs], shared_yaxes=True)
-    for c, run in enumerate(runs, 1):
-        reps = sorted({x["repetitions"] for x in run["canaries"]})
-        names = ["unedited"] + variants(run)
-        for variant, row in headline_rows(run).items():
-            k = names.index(variant)
-            name = variant + (f" ρ={row['rho']:g}" if variant != "unedited" else "")
-            fig.add_trace(go.Scatter(x=reps, y=[row[f"strict@{r}"] for r in reps], mode="lines+markers", name=name,
-                                     line=dict(color="black" if k == 0 else _color(k - 1), dash=_dash(variant))),
-                          row=1, col=c)
-    fig.update_xaxes(type="log", title_text="repetitions in training")
-    fig.update_yaxes(title_text="strict recitation", range=[-0.03, 1.05], col=1)
-    fig.update_layout(title="Recitation by repetition count, unedited and at each variant's headline ρ",
-                      width=1200, height=550, legend=dict(orientation="h", y=-0.25))
-    return fig
-
-
-def top_levels(run: dict, n: int = 2) -> list[int]:
-    """The ``n`` largest repetition counts of a run."""
-    return sorted({c["repetitions"] for c in run["canaries"]})[-n:]
 
 
 def offset_figure(runs: list[dict[str, Any]]) -> go.Figure:
-    """Positional fragility before editing: similarity 1 − d/L of the recited suffix by prefix offset (canaries
-    trained at position 0, the two largest repetition counts), beside Xu et al.'s Rouge-L by offset."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["ours: 1 − normalised distance (and strict, dotted)",
-                                                        XU_SOURCE])
-    k = 0
-    for run in runs:
-        df = pd.DataFrame(run["by_offset"])
-        df = df[(df.position == 0) & df.repetitions.isin(top_levels(run))]
-        for reps, part in df.groupby("repetitions"):
-            part = part.sort_values("offset")
-            name = f"{label(run)}, {reps}×"
-            fig.add_trace(go.Scatter(x=part.offset.tolist(), y=(1 - part.mean_norm_distance).tolist(),
-                                     mode="lines+markers", name=name, legendgroup=name,
-                                     line=dict(color=_color(k))), row=1, col=1)
-            fig.add_trace(go.Scatter(x=part.offset.tolist(), y=part.strict_acc.tolist(), mode="lines", name=name,
-                                     legendgroup=name, showlegend=False, line=dict(color=_color(k), dash="dot")),
-                          row=1, col=1)
-            k += 1
-    fig.add_trace(go.Scatter(x=[o + 1 for o in XU_ROUGE_BY_OFFSET], y=list(XU_ROUGE_BY_OFFSET.values()),
-                             mode="lines+markers", hovertext=[f"offset {o}" for o in XU_ROUGE_BY_OFFSET],
-                             name="Xu et al. 8B, 128×", line=dict(color="black")), row=1, col=2)
-    fig.add_hline(y=XU_CHANCE, line_dash="dot", line_color="grey", annotation_text="chance", row=1, col=2)
-    fig.update_xaxes(title_text="prefix offset (tokens)", row=1, col=1)
-    fig.update_xaxes(title_text="prefix offset + 1 (tokens, log)", type="log", row=1, col=2)
-    fig.update_yaxes(range=[-0.03, 1.05])
-    fig.update_layout(title="Recitation by prefix offset (unedited models)", width=1100, height=480)
-    return fig
-
-
-def prompt_position_figure(runs: list[dict[str, Any]]) -> go.Figure:
-    """Strict recitation by repetition count for each (training position, prompt position) of the canary."""
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[label(r) for r in runs], shared_yaxes=True)
-    for c, run in enumerate(runs, 1):
-        df = pd.DataFrame(run["by_prompt_position"])
-        for k, ((pos, prompt), part) in enumerate(df.groupby(["position", "prompt_position"])):
-            part = part.sort_values("repetitions")
-            name = f"trained at {pos}, prompted at {prompt}"
-            fig.add_trace(go.Scatter(x=part.repetitions.tolist(), y=part.strict_acc.tolist(), mode="lines+markers",
-                                     name=name, legendgroup=name, showlegend=c == 1,
-                                     line=dict(color=_color(k), dash="solid" if pos == prompt else "dash")),
+    """Similarity 1 − d/L of the recited suffix against the prefix's offset into the canary, for the most
+    repeated canaries, one panel per model: the prefix fed at position 0 (dashed) or where its tokens sat
+    in training (solid), per training position; Xu et al.'s Rouge-L for reference."""
+    mixers = models(runs)
+    fig = make_subplots(rows=1, cols=len(mixers), subplot_titles=[describe(m) for m in mixers], shared_yaxes=True)
+    for c, mixer in enumerate(mixers, 1):
+        recs = [x for r in of_model(runs, mixer) for x in r["by_offset"]]
+        df = pool_summary(recs, ["placement", "position", "repetitions", "offset"])
+        df = df[df.repetitions == df.repetitions.max()]
+        for i, ((placement, pos), part) in enumerate(df.groupby(["placement", "position"])):
+            text = f"trained at {pos}, fed at {'0' if placement == 'zero' else 'its training position'}"
+            fig.add_trace(go.Scatter(x=part.offset, y=part.similarity, mode="lines+markers", name=text,
+                                     legendgroup=text, showlegend=c == 1,
+                                     line=dict(color=_color(int(pos > 0)), dash="dash" if placement == "zero" else "solid")),
                           row=1, col=c)
-    fig.update_xaxes(type="log", title_text="repetitions in training")
-    fig.update_yaxes(title_text="strict recitation", range=[-0.03, 1.05], col=1)
-    fig.update_layout(title="Recitation with the prompt where the canary was trained, and elsewhere", width=1000)
+        xs = [o for o in XU_ROUGE_BY_OFFSET if o <= df.offset.max()]
+        fig.add_trace(go.Scatter(x=xs, y=[XU_ROUGE_BY_OFFSET[o] for o in xs], mode="markers",
+                                 marker=dict(symbol="star", size=11, color="black"), name=XU_SOURCE,
+                                 showlegend=c == 1, legendgroup="paper"), row=1, col=c)
+        fig.add_hline(y=XU_CHANCE, line_dash="dot", line_color="grey", row=1, col=c)
+    fig.update_xaxes(title_text="offset o of the prefix into the canary (tokens)")
+    fig.update_yaxes(title_text="similarity 1 − d/L (most repeated canaries)", range=[-0.03, 1.05], col=1)
+    fig.update_layout(title="Offset probe: absolute position (dashed: prefix at 0) against offset alone (solid)",
+                      width=1300, height=600, legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-def prefix_figure(runs: list[dict[str, Any]]) -> go.Figure:
-    """Strict recitation by prefix length (prompt at the training position), one line per repetition count."""
-    fig = make_subplots(rows=1, cols=len(runs), subplot_titles=[label(r) for r in runs], shared_yaxes=True)
-    for c, run in enumerate(runs, 1):
-        df = pd.DataFrame(run["by_prefix_len"])
-        df = df.groupby(["repetitions", "prefix_len"], as_index=False).apply(
-            lambda g: pd.Series({"strict_acc": (g.strict_acc * g.n).sum() / g.n.sum()}), include_groups=False)
-        for k, (reps, part) in enumerate(df.groupby("repetitions")):
-            part = part.sort_values("prefix_len")
-            fig.add_trace(go.Scatter(x=part.prefix_len.tolist(), y=part.strict_acc.tolist(), mode="lines+markers",
-                                     name=f"{reps}×", legendgroup=str(reps), showlegend=c == 1,
-                                     line=dict(color=_color(k))), row=1, col=c)
-    fig.update_xaxes(title_text="prefix length (tokens)")
-    fig.update_yaxes(title_text="strict recitation", range=[-0.03, 1.05], col=1)
-    fig.update_layout(title="Recitation by prefix length", width=1000)
+def seed_figure(runs: list[dict[str, Any]]) -> go.Figure:
+    """Strict recitation at each swept edit's headline, one point per seed, per model."""
+    mixers = models(runs)
+    fig = make_subplots(rows=1, cols=len(mixers), subplot_titles=[describe(m) for m in mixers], shared_yaxes=True)
+    for c, mixer in enumerate(mixers, 1):
+        for i, (key, text) in enumerate(methods(of_model(runs, mixer)[0])):
+            pts = [(run["run"]["seed"], summary_row([run], mixer, key)) for run in of_model(runs, mixer)]
+            pts = [(seed, s["strict"][0]) for seed, s in pts if "n" in s]
+            fig.add_trace(go.Scatter(x=[text] * len(pts), y=[y for _, y in pts], mode="markers", name=text,
+                                     hovertext=[f"seed {seed}" for seed, _ in pts], showlegend=False,
+                                     marker=dict(size=10, color=_color(i))), row=1, col=c)
+    fig.update_yaxes(title_text="strict recitation (memorized canaries of one seed)", range=[-0.03, 1.05], col=1)
+    fig.update_layout(title="Headline edits, one point per seed", width=1300, height=600)
     return fig
-
-
-def spectrum_figure(run: dict[str, Any], stats: str) -> go.Figure:
-    """The K-FAC curvature spectrum (factors from ``stats`` data) of every layer, thinned, cut at the
-    headline ρ of the first K-FAC variant with these statistics."""
-    spectra = {site: pd.DataFrame(rows) for site, rows in run["spectra"][stats].items()}
-    rho = next((run["headline"][v] for v in variants(run) if v.startswith("K-FAC") and v.endswith(f"{stats} stats")),
-               None)
-    return curvature_spectrum_figure(spectra, rho=rho, title=f"K-FAC curvature spectrum, {label(run)}, {stats} "
-                                     "statistics" + (f" (cut at a headline ρ = {rho:g})" if rho is not None else ""))

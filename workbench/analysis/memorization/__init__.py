@@ -5,6 +5,7 @@ from .distance import token_levenshtein
 from .perplexity import held_out_perplexity, topk_agreement
 from .recitation import (LOOSE_THRESHOLD, greedy_continue, probe_windows, recitation_scores, recitation_table,
                          summarize)
+from .suffix_loss import suffix_nll
 
 __all__ = ["LOOSE_THRESHOLD", "greedy_continue", "held_out_perplexity", "probe_windows", "recitation_scores",
-           "recitation_table", "summarize", "token_levenshtein", "topk_agreement"]
+           "recitation_table", "suffix_nll", "summarize", "token_levenshtein", "topk_agreement"]
