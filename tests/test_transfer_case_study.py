@@ -106,8 +106,10 @@ def test_quick_run_end_to_end_and_resumed(tmp_path, monkeypatch):
         assert abs(last["logit_kl"]) < 1e-4
         assert {row["steering"] for row in r["steering"]["sweep"]} == (
             {"residual"} if r["steering"]["state_not_defined"] else
-            {"residual", "state", "residual + state", "state (norm-matched)", "residual + state (norm-matched)"}
-            if r["steering"]["matched_not_reached"] is None else {"residual", "state", "residual + state"})
+            {"residual", "state", "residual + state", "residual (matched to state)",
+             "residual (matched to state) + state"} | (
+                {"state (norm-matched)", "residual + state (norm-matched)"}
+                if r["steering"]["matched_not_reached"] is None else set()))
         zero = [row for row in r["steering"]["sweep"] if row["strength"] == 0.0]
         assert all(abs(row["effect"]) < 1e-5 for row in zero)
         if "matched_scale" in r["steering"]:  # the norm-matched state steering moves attn_out by ‖v‖ on average

@@ -124,8 +124,13 @@ def steering(model, task: TextLM, protocol: Protocol, seed: int, progress: bool)
                                                       mode="readout")
         steerers["residual + state"] = lambda s: combined_steering(model, layer, vector, direction, s, everywhere,
                                                                     mode="readout")
-        matching["state_unit_change"] = float(state_steering_change(model, test, layer, direction, 1.0,
-                                                                    everywhere).mean())
+        matching["state_unit_change"] = unit = float(state_steering_change(model, test, layer, direction, 1.0,
+                                                                           everywhere).mean())
+        # the other way round (always defined): the CAA vector scaled to the state's own mean change at strength 1
+        shrunk = vector * (unit / float(vector.norm()))
+        steerers["residual (matched to state)"] = lambda s: residual_steering(model, layer, shrunk, s)
+        steerers["residual (matched to state) + state"] = lambda s: combined_steering(
+            model, layer, shrunk, direction, s, everywhere, mode="readout")
         try:
             scale = matched_state_strength(model, test, layer, direction, float(vector.norm()), everywhere)
         except ValueError as e:  # the change saturates below the residual vector's norm

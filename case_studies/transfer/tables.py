@@ -44,7 +44,8 @@ def lens_table(results: dict) -> list[str]:
     return out
 
 
-CONDITIONS = ("residual", "state", "residual + state", "state (norm-matched)", "residual + state (norm-matched)")
+CONDITIONS = ("residual", "state", "residual + state", "state (norm-matched)", "residual + state (norm-matched)",
+              "residual (matched to state)", "residual (matched to state) + state")
 
 
 def steering_table(results: dict, column: str = "effect") -> list[str]:
@@ -81,16 +82,18 @@ def additivity_table(results: dict) -> list[str]:
     combined effect minus the residual effect, and the combined effect minus the sum of the two alone."""
     df = steering_frame(results)
     wide = df.pivot_table(index=["mixer", "seed", "strength"], columns="steering", values="effect").reset_index()
-    out = ["| mixer | multiplier | state | seeds | residual | state alone | residual + state | "
+    out = ["| mixer | multiplier | scales | seeds | residual | state alone | residual + state | "
            "(residual + state) − residual | (residual + state) − (residual) − (state) |", "|---|---|---|---|---|---|---|---|---|"]
-    for label, state, both in (("own", "state", "residual + state"),
-                               ("norm-matched", "state (norm-matched)", "residual + state (norm-matched)")):
+    for label, res, state, both in (
+            ("own contrast", "residual", "state", "residual + state"),
+            ("state norm-matched to v", "residual", "state (norm-matched)", "residual + state (norm-matched)"),
+            ("v matched to the state", "residual (matched to state)", "state", "residual (matched to state) + state")):
         if both not in wide:
             continue
         w = wide.dropna(subset=[both])
         for (m, s), g in w[w["strength"] != 0].groupby(["mixer", "strength"], sort=False):
-            out.append(f"| {m} | {s:g} | {label} | {len(g)} | {_ms(g['residual'])} | {_ms(g[state])} | {_ms(g[both])} | "
-                       f"{_ms(g[both] - g['residual'])} | {_ms(g[both] - g['residual'] - g[state])} |")
+            out.append(f"| {m} | {s:g} | {label} | {len(g)} | {_ms(g[res])} | {_ms(g[state])} | {_ms(g[both])} | "
+                       f"{_ms(g[both] - g[res])} | {_ms(g[both] - g[res] - g[state])} |")
     return out
 
 
