@@ -102,8 +102,10 @@ def steering(model, task: TextLM, protocol: Protocol, seed: int, progress: bool)
     rng = random.Random(10_000 + seed)
     pos, neg = (mood_prompts(task, m, protocol.n_prompts, rng, nouns) for m in ("good", "bad"))
     test = mood_prompts(task, "some", protocol.n_prompts, rng, nouns)
-    heldout = real_text_windows(task)[: protocol.n_prompts // 4 or 1]
     layer, n_pos = protocol.steer_layer, test.shape[1]
+    # held-out text in pieces as long as the prompts, so every condition steers every held-out position too
+    windows = real_text_windows(task)[: protocol.n_prompts // 4 or 1]
+    heldout = windows[:, : windows.shape[1] // n_pos * n_pos].reshape(-1, n_pos)
 
     def mood_score(logits: torch.Tensor) -> torch.Tensor:  # [batch]: log p(GOOD words) − log p(BAD words)
         lp = logits[:, -1].log_softmax(-1)
