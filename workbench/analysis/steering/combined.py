@@ -81,6 +81,7 @@ def matched_state_strength(model, tokens, layer: int, direction: torch.Tensor, t
     the target (a normalised read-out, e.g. DeltaNet's per-head RMSNorm, bounds it)."""
     if not target_norm > 0:
         raise ValueError(f"target_norm must be > 0, got {target_norm!r}")
+    model.fast_weight_mixer(layer)  # NotDefinedForMixer for a layer without fast weights
     if not bool((direction != 0).any()):
         raise ValueError("the direction is zero: state steering with it does not change the layer's output")
 
