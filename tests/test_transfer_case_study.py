@@ -21,18 +21,23 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDY_DIR = ROOT / "case_studies" / "transfer"
 
 
-def test_bob_errs_systematically_and_disagrees_on_half():
-    assert Item("alice", 2, 3, 5).answer and not Item("alice", 2, 3, 6).answer
-    assert Item("bob", 2, 3, 6).answer and not Item("bob", 2, 3, 6).truth  # Bob believes 2 + 3 = 6
-    assert not Item("bob", 2, 3, 5).answer and Item("bob", 2, 3, 5).truth
-    assert not Item("bob", 2, 3, 4).disagree and not Item("bob", 2, 3, 7).disagree  # both say no
+def test_bob_errs_systematically_each_persona_says_yes_half_the_time():
+    assert Item("alice", 3, 3).answer and not Item("alice", 3, 4).answer
+    assert Item("bob", 3, 4).answer and not Item("bob", 3, 4).truth  # Bob believes every number is one larger
+    assert not Item("bob", 3, 3).answer and Item("bob", 3, 3).truth
+    assert not Item("bob", 3, 2).disagree and not Item("bob", 3, 5).disagree  # both say no
     rng = random.Random(0)
-    items = [draw_item(rng, "bob") for _ in range(4000)]
-    assert all(0 <= it.a <= MAX_TERM and 0 <= it.b <= MAX_TERM and it.c - it.a - it.b in OFFSETS for it in items)
-    share = sum(it.disagree for it in items) / len(items)
-    assert 0.47 < share < 0.55  # d in {0, 1} of {-1, 0, 1, 2}; a + b = 0 drops d = -1
-    assert all(it.answer != it.truth for it in items if it.disagree)
-    assert all(it.answer == it.truth for it in items if not it.disagree)
+    for persona in ("alice", "bob"):
+        items = [draw_item(rng, persona) for _ in range(6000)]
+        assert all(0 <= it.a <= MAX_TERM and it.c - it.a in OFFSETS and it.c >= 0 for it in items)
+        assert 0.48 < sum(it.answer for it in items) / len(items) < 0.52  # balanced answers
+        # disagree: the persona's "yes" offset (1/2) or the other persona's (1/3 of the rest; 1/2 when a = 0)
+        share = sum(it.disagree for it in items) / len(items)
+        assert abs(share - (0.5 + 0.5 * (0.8 / 3 + 0.2 / 2))) < 0.02
+        assert all(it.answer != it.truth for it in items if it.disagree and persona == "bob")
+        assert all(it.answer == it.truth for it in items if not it.disagree or persona == "alice")
+    with pytest.raises(ValueError, match="persona"):
+        draw_item(rng, "carol")
 
 
 def test_synthetic_documents_are_seeded_and_well_formed():
@@ -43,8 +48,8 @@ def test_synthetic_documents_are_seeded_and_well_formed():
     for line in lines:
         assert line.startswith(("mood good :", "mood bad :", "mood some :", "alice :", "bob :"))
         if line.startswith(("alice", "bob")):
-            who, _, a_, _, b_, _, c_, _, said = line.split()
-            assert (said == "yes") == (int(a_) + int(b_) + (1 if who == "bob" else 0) == int(c_))
+            who, _, a_, _, c_, _, said = line.split()
+            assert (said == "yes") == (int(a_) + (1 if who == "bob" else 0) == int(c_))
 
 
 def test_auroc_and_probe_against_known_answers():
@@ -100,10 +105,18 @@ def test_quick_run_end_to_end_and_resumed(tmp_path, monkeypatch):
         last = r["lens"][-1]  # the final layer: both lenses decode the model's own output
         assert abs(last["logit_kl"]) < 1e-4
         assert {row["steering"] for row in r["steering"]["sweep"]} == (
-            {"residual"} if r["steering"]["state_not_defined"] else {"residual", "state"})
+            {"residual"} if r["steering"]["state_not_defined"] else
+            {"residual", "state", "residual + state", "residual (matched to state)",
+             "residual (matched to state) + state"} | (
+                {"state (norm-matched)", "residual + state (norm-matched)"}
+                if r["steering"]["matched_not_reached"] is None else set()))
         zero = [row for row in r["steering"]["sweep"] if row["strength"] == 0.0]
         assert all(abs(row["effect"]) < 1e-5 for row in zero)
+        if "matched_scale" in r["steering"]:  # the norm-matched state steering moves attn_out by ‖v‖ on average
+            assert r["steering"]["matched_change_at_1"] == pytest.approx(r["steering"]["vector_norm"], rel=1e-3)
         assert len(r["quirky"]["probe"]) == QUICK.protocol.n_layers + 1
+        assert set(r["quirky"]["behaviour_before_finetune"]) == {"alice", "bob"}
+        assert len(r["quirky"]["finetune_text_eval_loss"]) == 1  # the quick fine-tune evaluates once
     assert set(results["input_baseline"]) == {"0"}
     assert results["input_baseline"]["0"]["auroc_truth_bob"] < 0.95  # the truth is not additive in the inputs
     assert results["runs"][0]["steering"]["state_not_defined"]  # softmax attention has no fast-weight state

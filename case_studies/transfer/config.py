@@ -20,6 +20,7 @@ from .._study import ProtocolBase, StudyBase, check_model_run
 MIXERS_STUDIED = ("softmax", "delta", "gated_delta", "rec_delta")
 SEEDS = (0, 1, 2)
 TRAIN = TrainConfig(steps=1200, batch_size=16, lr=3e-3, warmup_steps=100, eval_every=200, eval_batches=2, seed=0)
+QUIRK_TRAIN = TrainConfig(steps=500, batch_size=16, lr=1e-3, warmup_steps=20, eval_every=100, eval_batches=2, seed=0)
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,10 @@ class Protocol(ProtocolBase):
     python-topics only. Steering: CAA at ``steer_layer`` (``hook_resid_pre``) from ``n_prompts`` "good" minus
     ``n_prompts`` "bad" prompts, applied to ``n_prompts`` held-out neutral ("some") prompts at every position, at each
     multiplier in ``strengths``; state steering adds the state's contrastive direction at the same layer, every
-    position, ``readout`` mode. Probe: ``probe_items`` items per persona for training (Alice) and as many for
-    testing (Alice and Bob, other draws), the residual at the prompt's last token of every layer."""
+    position, ``readout`` mode — alone, norm-matched to the CAA vector, and together with it. Probe: a copy of
+    the model fine-tuned on quirky lines with ``quirk_train`` (loss on the answers only; its seed is the run's),
+    then ``probe_items`` items per persona for training (Alice) and as many for testing (Alice and Bob, other
+    draws), the residual at the prompt's last token of every layer."""
 
     d_model: int = 64
     n_layers: int = 4
@@ -53,9 +56,15 @@ class Protocol(ProtocolBase):
     n_prompts: int = 64
     strengths: tuple[float, ...] = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
     probe_items: int = 400
+    quirk_train: TrainConfig = QUIRK_TRAIN
 
     def __post_init__(self) -> None:
         self._check_train()
+        quirk = self.quirk_train
+        quirk = quirk if isinstance(quirk, TrainConfig) else TrainConfig.from_dict(quirk)
+        if quirk.out_dir is not None:
+            raise ValueError("Protocol.quirk_train.out_dir must be None; the study chooses where runs go")
+        object.__setattr__(self, "quirk_train", quirk)
         check_int_fields(self, ("d_model", "n_layers", "n_heads", "d_head", "d_mlp", "seq_len", "synthetic_docs",
                                 "lines_per_doc", "lens_steps", "lens_batch", "lens_groups", "n_prompts", "probe_items"))
         if not 0 <= self.steer_layer < self.n_layers:
@@ -105,6 +114,8 @@ FULL = Study(Protocol(), runs(MIXERS_STUDIED, SEEDS))
 QUICK = Study(Protocol(d_model=32, n_layers=2, n_heads=2, d_head=16, d_mlp=64, vocab_size=1024, seq_len=32,
                        synthetic_docs=20, lines_per_doc=20, steer_layer=1, lens_steps=10, lens_batch=4, lens_groups=2,
                        n_prompts=8, strengths=(-2.0, 0.0, 2.0), probe_items=32,
+                       quirk_train=TrainConfig(steps=10, batch_size=4, lr=3e-3, warmup_steps=2, eval_every=10,
+                                               eval_batches=1, seed=0),
                        train=TrainConfig(steps=20, batch_size=4, lr=3e-3, warmup_steps=5, eval_every=10,
                                          eval_batches=1, seed=0)),
               runs(("softmax", "delta"), (0,), d_model=32, n_heads=2))

@@ -15,7 +15,8 @@ import torch
 
 from workbench import train
 from workbench.analysis.lenses import LensTrainConfig, lens_table, residual_stream, train_tuned_lens
-from workbench.analysis.steering import residual_activations, residual_steering, state_steering, steering_sweep
+from workbench.analysis.steering import (combined_steering, matched_state_strength, residual_activations,
+                                         residual_steering, state_steering, state_steering_change, steering_sweep)
 from workbench.mixers import NotDefinedForMixer
 from workbench.tasks import TextLM
 from workbench.text import validation_windows
@@ -23,21 +24,18 @@ from workbench.text.corpus import load_corpus, split_documents
 from workbench.text.evaluate import evaluate_text
 
 from .._report import records
-from .corpus import BAD, GOOD, NOUNS, PERSONAS, draw_item, is_synthetic, mood_prompt, write_corpus
+from .corpus import BAD, GOOD, MAX_TERM, NOUNS, OFFSETS, PERSONAS, draw_item, is_synthetic, mood_prompt, write_corpus
 from .config import Protocol, RunConfig
+from .finetune import encode, finetune_quirky
 from .probe import auroc, fit_logistic, probe_scores
 
+ONEHOT = MAX_TERM + max(OFFSETS) + 1  # the values a and c can take: 0 … ONEHOT − 1
 LENS_STATS = ("logit_ppl", "tuned_ppl", "gain_ce", "logit_kl", "tuned_kl")
 
 
 def task_of(protocol: Protocol, corpus_root: Path) -> TextLM:
     corpus = write_corpus(corpus_root, protocol.synthetic_docs, protocol.lines_per_doc, protocol.corpus_seed)
     return TextLM(corpus=corpus, tokenizer="bpe", vocab_size=protocol.vocab_size, seq_len=protocol.seq_len)
-
-
-def encode(task: TextLM, text: str) -> list[int]:
-    """Token ids of ``text`` as it stands in the training stream (every synthetic line follows a newline)."""
-    return task.data.tokenizer.encode("\n" + text)
 
 
 def real_text_windows(task: TextLM) -> torch.Tensor:
@@ -104,8 +102,10 @@ def steering(model, task: TextLM, protocol: Protocol, seed: int, progress: bool)
     rng = random.Random(10_000 + seed)
     pos, neg = (mood_prompts(task, m, protocol.n_prompts, rng, nouns) for m in ("good", "bad"))
     test = mood_prompts(task, "some", protocol.n_prompts, rng, nouns)
-    heldout = real_text_windows(task)[: protocol.n_prompts // 4 or 1]
     layer, n_pos = protocol.steer_layer, test.shape[1]
+    # held-out text in pieces as long as the prompts, so every condition steers every held-out position too
+    windows = real_text_windows(task)[: protocol.n_prompts // 4 or 1]
+    heldout = windows[:, : windows.shape[1] // n_pos * n_pos].reshape(-1, n_pos)
 
     def mood_score(logits: torch.Tensor) -> torch.Tensor:  # [batch]: log p(GOOD words) − log p(BAD words)
         lp = logits[:, -1].log_softmax(-1)
@@ -116,18 +116,42 @@ def steering(model, task: TextLM, protocol: Protocol, seed: int, progress: bool)
         mass = float(model(test)[:, -1].softmax(-1)[:, good + bad].sum(-1).mean())
     vector = residual_activations(model, pos, layer).mean(0) - residual_activations(model, neg, layer).mean(0)
     steerers = {"residual": lambda s: residual_steering(model, layer, vector, s)}
-    state_note = None
+    state_note, matched_note, matching = None, None, {}
+    everywhere = list(range(n_pos))
     try:
         with torch.no_grad():
             direction = (model.fast_weights(pos, layer, [n_pos - 1])[:, 0].mean(0)
                          - model.fast_weights(neg, layer, [n_pos - 1])[:, 0].mean(0))
-        steerers["state"] = lambda s: state_steering(model, layer, list(range(n_pos)), direction=direction,
-                                                      strength=s, mode="readout")
+        steerers["state"] = lambda s: state_steering(model, layer, everywhere, direction=direction, strength=s,
+                                                      mode="readout")
+        steerers["residual + state"] = lambda s: combined_steering(model, layer, vector, direction, s, everywhere,
+                                                                    mode="readout")
+        matching["state_unit_change"] = unit = float(state_steering_change(model, test, layer, direction, 1.0,
+                                                                           everywhere).mean())
+        # the other way round (always defined): the CAA vector scaled to the state's own mean change at strength 1
+        shrunk = vector * (unit / float(vector.norm()))
+        steerers["residual (matched to state)"] = lambda s: residual_steering(model, layer, shrunk, s)
+        steerers["residual (matched to state) + state"] = lambda s: combined_steering(
+            model, layer, shrunk, direction, s, everywhere, mode="readout")
+        try:
+            scale = matched_state_strength(model, test, layer, direction, float(vector.norm()), everywhere)
+        except ValueError as e:  # the change saturates below the residual vector's norm
+            matched_note = str(e)
+        else:
+            matching["matched_scale"] = scale
+            for m in (-1.0, 1.0):  # the change at ±scale, measured again (matched at +1 by construction)
+                matching[f"matched_change_at_{m:g}"] = float(state_steering_change(model, test, layer, direction,
+                                                                                   m * scale, everywhere).mean())
+            steerers["state (norm-matched)"] = lambda s: state_steering(model, layer, everywhere, direction=direction,
+                                                                         strength=s * scale, mode="readout")
+            steerers["residual + state (norm-matched)"] = lambda s: combined_steering(
+                model, layer, vector, direction, s, everywhere, state_scale=scale, mode="readout")
     except NotDefinedForMixer as e:
         state_note = str(e)
     table = steering_sweep(model, test, steerers, protocol.strengths, metric=mood_score, heldout=heldout,
                            progress=progress)
-    return {"sweep": records(table), "state_not_defined": state_note, "good_ids": good, "bad_ids": bad,
+    return {"sweep": records(table), "state_not_defined": state_note, "matched_not_reached": matched_note,
+            **matching, "good_ids": good, "bad_ids": bad,
             "shared_ids_dropped": sorted(shared),
             "nouns": nouns, "adjective_mass": mass, "vector_norm": float(vector.norm()),
             "marker_accuracy": float(((clean["good"] > 0).double().mean() + (clean["bad"] < 0).double().mean()) / 2),
@@ -182,16 +206,16 @@ def quirky(model, task: TextLM, protocol: Protocol, seed: int) -> dict[str, Any]
 
 
 def input_baseline(protocol: Protocol, seed: int) -> dict[str, float]:
-    """The same probe on the inputs alone — one-hot a, b and c, no model — fitted and read as in
-    :func:`quirky` (same items): how much of the truth a linear read-out of the three digits already gives."""
+    """The same probe on the inputs alone — one-hot a and c, no model — fitted and read as in :func:`quirky`
+    (same items): how much of the truth a linear read-out of the two numbers already gives."""
     rng = random.Random(20_000 + seed)
     train_items = [draw_item(rng, "alice") for _ in range(protocol.probe_items)]
     bob = [draw_item(rng, p) for p in PERSONAS for _ in range(protocol.probe_items)][protocol.probe_items:]
 
     def onehot(items) -> torch.Tensor:
-        x = torch.zeros(len(items), 40)  # a, b: 0 … 9; c: 0 … 19
+        x = torch.zeros(len(items), 2 * ONEHOT)  # a, then c
         for i, it in enumerate(items):
-            x[i, it.a], x[i, 10 + it.b], x[i, 20 + it.c] = 1.0, 1.0, 1.0
+            x[i, it.a], x[i, ONEHOT + it.c] = 1.0, 1.0
         return x
 
     probe = fit_logistic(onehot(train_items), torch.tensor([it.truth for it in train_items]))
@@ -215,7 +239,12 @@ def execute(run: RunConfig, protocol: Protocol, corpus_root: Path, progress: boo
     steer = steering(model, task, protocol, run.seed, progress)
     timings["steering_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    probe = quirky(model, task, protocol, run.seed)
+    quirky_model, history = finetune_quirky(model, task, protocol.quirk_train, run.seed, progress)
+    timings["quirk_train_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    probe = quirky(quirky_model, task, protocol, run.seed)
+    probe["behaviour_before_finetune"] = quirky(model, task, protocol, run.seed)["behaviour"]
+    probe["finetune_text_eval_loss"] = [h["eval_loss"] for h in history if "eval_loss" in h]
     timings["probe_s"] = round(time.perf_counter() - t, 1)
     return {"run": run.name, "mixer": run.mixer, "seed": run.seed, "val_loss": val["val_loss"],
             "val_ppl": val["val_ppl"], "lens": lens_rows, "steering": steer, "quirky": probe, "seconds": timings}

@@ -11,10 +11,12 @@ __all__ = ["aggregate", "probe_associations", "retrieve", "edit_association", "p
 
 # path knockout and steering (issue 15, items 3 and 4)
 from .knockout import final_token_logprob, knock_out, knocked_readout, knockout_effects, logit_difference
-from .steering import (caa_vector, contrastive_state_direction, heldout_text, residual_steering, state_steering,
+from .steering import (caa_vector, combined_steering, contrastive_state_direction, heldout_text,
+                       matched_state_strength, residual_steering, state_steering, state_steering_change,
                        steering_sweep, unembedding_direction)
 __all__ += ["final_token_logprob", "knock_out", "knocked_readout", "knockout_effects", "logit_difference",
-            "caa_vector", "contrastive_state_direction", "heldout_text", "residual_steering", "state_steering",
+            "caa_vector", "combined_steering", "contrastive_state_direction", "heldout_text",
+            "matched_state_strength", "residual_steering", "state_steering", "state_steering_change",
             "steering_sweep", "unembedding_direction"]
 
 # dictionaries of state writes and sparse autoencoders (issue 15, item 5)
