@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Optional
 
 from workbench.retrieval.model import RetrieverConfig
 from workbench.retrieval.training import RetrieverTrainConfig
@@ -15,19 +16,23 @@ from workbench.retrieval.training import RetrieverTrainConfig
 
 @dataclass(frozen=True)
 class Model:
-    """One curve of the paper's figures: φ (``feature_map``, ``dpfp_nu``, ``favor_features``, ``favor_redraw``)
-    and the update."""
+    """One curve of the paper's figures: φ (``feature_map``, ``dpfp_nu``, ``favor_features``, ``favor_redraw``;
+    ``favor_orthogonal`` and ``favor_scale`` set FAVOR+'s other two choices, see ``RetrieverConfig``) and the
+    update."""
 
     feature_map: str
     update: str = "sum"
     dpfp_nu: int = 1
     favor_features: int = 64
     favor_redraw: bool = False
+    favor_orthogonal: Optional[bool] = None
+    favor_scale: Optional[bool] = None
 
     def retriever(self, num_keys: int, seed: int) -> RetrieverConfig:
         return RetrieverConfig.paper(num_keys, feature_map=self.feature_map, update=self.update,
                                      dpfp_nu=self.dpfp_nu, favor_features=self.favor_features,
-                                     favor_redraw=self.favor_redraw, seed=seed)
+                                     favor_redraw=self.favor_redraw, favor_orthogonal=self.favor_orthogonal,
+                                     favor_scale=self.favor_scale, seed=seed)
 
     @property
     def label(self) -> str:
@@ -35,21 +40,28 @@ class Model:
 
     @property
     def name(self) -> str:
-        """e.g. ``dpfp2-delta``, ``favor64-redraw-sum``."""
-        suffix = {"dpfp": str(self.dpfp_nu),
-                  "favor": f"{self.favor_features}{'-redraw' if self.favor_redraw else ''}"}.get(self.feature_map, "")
+        """e.g. ``dpfp2-delta``, ``favor64-redraw-sum``, ``favor64-fixed-orth-unscaled-sum``."""
+        favor = f"{self.favor_features}{'-redraw' if self.favor_redraw else ''}"
+        if self.favor_orthogonal is not None or self.favor_scale is not None:
+            redraw, orthogonal, scale = self.retriever(2, 0).favor_choices
+            favor = (f"{self.favor_features}-{'redraw' if redraw else 'fixed'}-{'orth' if orthogonal else 'gauss'}"
+                     f"-{'scaled' if scale else 'unscaled'}")
+        suffix = {"dpfp": str(self.dpfp_nu), "favor": favor}.get(self.feature_map, "")
         return f"{self.feature_map}{suffix}-{self.update}"
 
 
 @dataclass(frozen=True)
 class Run:
+    """``seed`` (model init, FAVOR+ features and training data) replaces the study's ``seed`` when given."""
+
     setting: int
     num_keys: int
     model: Model
+    seed: Optional[int] = None
 
     @property
     def name(self) -> str:
-        return f"s{self.setting}-S{self.num_keys}-{self.model.name}"
+        return f"s{self.setting}-S{self.num_keys}-{self.model.name}" + ("" if self.seed is None else f"-seed{self.seed}")
 
 
 @dataclass(frozen=True)
@@ -102,3 +114,26 @@ QUICK = Study(
     train=RetrieverTrainConfig(max_steps=200, eval_every=50, eval_sequences=4, seed=1),
     probe_sequences=4,
 )
+
+
+# Part "favor" (issue 18; its own results in results/favor/): which of the three things that differ between
+# "FAVOR+ (m)" and "FAVOR+ (m, redrawn)" matters? {redrawn, fixed} × {orthogonal, Gaussian} features with the
+# input unscaled, as the paper's code runs it; then the same 2 × 2 with the input scaled by d^-¼ (the third
+# factor, run last). m = 64 (d_dot = 128); S = 20 (where redrawn FAVOR+ already fails), 60 (where fixed FAVOR+
+# still succeeds) and 120 (where it fails); seeds 1–3 (seed 1 of the redrawn-orthogonal-unscaled cell is the
+# main study's s1-S*-favor64-redraw-sum run again). Fixed before any of these runs was made.
+FAVOR_PART_S = (20, 60, 120)
+FAVOR_PART_SEEDS = (1, 2, 3)
+FAVOR_CELLS = tuple(Model("favor", favor_features=64, favor_redraw=redraw, favor_orthogonal=orthogonal,
+                          favor_scale=scale)
+                    for scale in (False, True) for redraw in (True, False) for orthogonal in (True, False))
+FAVOR_PART = Study(
+    runs=tuple(Run(1, S, m, seed) for m in FAVOR_CELLS for seed in FAVOR_PART_SEEDS for S in FAVOR_PART_S),
+    train=FULL.train,
+)
+FAVOR_PART_QUICK = Study(
+    runs=tuple(Run(1, 8, m, seed) for m in FAVOR_CELLS[:4] for seed in (1, 2)),
+    train=RetrieverTrainConfig(max_steps=100, eval_every=50, eval_sequences=4, seed=1),
+    probe_sequences=4,
+)
+PARTS = {"main": (FULL, QUICK), "favor": (FAVOR_PART, FAVOR_PART_QUICK)}

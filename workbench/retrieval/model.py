@@ -61,7 +61,10 @@ class RetrieverConfig(JsonConfig):
     paper's d = 64), then φ = ``feature_map`` (``dpfp_nu``, ``favor_features`` = m) and the ``update`` rule.
     FAVOR+ features are fixed, drawn once from ``seed`` (the workbench's FeatureMap, input scaled by d^-¼),
     or with ``favor_redraw`` as in the paper's code: fresh orthogonal features at every forward call (from a
-    generator seeded by ``seed``), no input scaling. ``backend``/``chunk_size`` pick the kernel.
+    generator seeded by ``seed``), no input scaling. ``favor_orthogonal`` (orthogonal vs Gaussian features) and
+    ``favor_scale`` (input scaled by d^-¼ or not) set the other two of FAVOR+'s three choices on their own;
+    ``None`` keeps what goes with ``favor_redraw`` (redrawn: orthogonal, unscaled; fixed: Gaussian, scaled).
+    ``backend``/``chunk_size`` pick the kernel.
     :meth:`paper` fills ``d_embed`` as the paper's code does: int(2S · 1.1)."""
 
     num_keys: int
@@ -72,6 +75,8 @@ class RetrieverConfig(JsonConfig):
     dpfp_nu: int = 1
     favor_features: int = 64
     favor_redraw: bool = False
+    favor_orthogonal: Optional[bool] = None
+    favor_scale: Optional[bool] = None
     eps: float = 1e-6
     backend: str = "chunk"
     chunk_size: int = 64
@@ -93,6 +98,11 @@ class RetrieverConfig(JsonConfig):
         if not isinstance(self.favor_redraw, bool) or (self.favor_redraw and self.feature_map != "favor"):
             raise ValueError(f"RetrieverConfig.favor_redraw must be a bool and needs feature_map='favor', got "
                              f"{self.favor_redraw!r} with {self.feature_map!r}")
+        for name in ("favor_orthogonal", "favor_scale"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, bool) or self.feature_map != "favor"):
+                raise ValueError(f"RetrieverConfig.{name} must be None or a bool and needs feature_map='favor', got "
+                                 f"{value!r} with {self.feature_map!r}")
         if self.feature_map == "dpfp" and self.dpfp_nu >= 2 * self.d_head:
             raise ValueError(f"RetrieverConfig.dpfp_nu must be < 2·d_head = {2 * self.d_head}, got {self.dpfp_nu}")
 
@@ -109,11 +119,31 @@ class RetrieverConfig(JsonConfig):
         return feature_dim(self.feature_map, self.d_head, self.dpfp_nu, self.favor_features)
 
     @property
+    def favor_choices(self) -> tuple[bool, bool, bool]:
+        """FAVOR+'s three choices as run: (redrawn per call, orthogonal features, input scaled by d^-¼)."""
+        orthogonal = self.favor_redraw if self.favor_orthogonal is None else self.favor_orthogonal
+        scale = (not self.favor_redraw) if self.favor_scale is None else self.favor_scale
+        return self.favor_redraw, orthogonal, scale
+
+    @property
+    def favor_custom(self) -> bool:
+        """Whether φ is FAVOR+ with a choice other than the workbench FeatureMap's (fixed, Gaussian, scaled)."""
+        return self.feature_map == "favor" and self.favor_choices != (False, False, True)
+
+    @property
     def label(self) -> str:
         """The paper's legend name: Linear, DPFP-ν, FAVOR+ (m), Softmax."""
         return {"softmax": "Softmax", "identity": "Identity", "elu1": "Linear",
                 "dpfp": f"DPFP-{self.dpfp_nu}",
-                "favor": f"FAVOR+ ({self.favor_features}{', redrawn' if self.favor_redraw else ''})"}[self.feature_map]
+                "favor": f"FAVOR+ ({self.favor_features}{self._favor_tags})"}[self.feature_map]
+
+    @property
+    def _favor_tags(self) -> str:
+        if self.favor_orthogonal is None and self.favor_scale is None:
+            return ", redrawn" if self.favor_redraw else ""
+        redraw, orthogonal, scale = self.favor_choices
+        return (f", {'redrawn' if redraw else 'fixed'}, {'orthogonal' if orthogonal else 'Gaussian'}"
+                f", {'scaled' if scale else 'unscaled'}")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -147,6 +177,11 @@ class HookedRetriever(HookedRootModule):
             self.b_beta = nn.Parameter(torch.empty(()))
         if cfg.favor_redraw:  # the paper's FAVOR+: a fresh projection at every forward call
             self.favor_generator = torch.Generator().manual_seed(cfg.seed)
+        elif cfg.favor_custom:  # one projection drawn from the seed, as FeatureMap draws it when Gaussian
+            gen = torch.Generator().manual_seed(cfg.seed)
+            projection = (orthogonal_features(d, cfg.favor_features, gen) if cfg.favor_choices[1]
+                          else torch.randn(d, cfg.favor_features, generator=gen))
+            self.register_buffer("favor_projection", projection, persistent=False)  # [d_head, m], never trained
         elif cfg.feature_map != "softmax":
             self.phi = FeatureMap(cfg.feature_map, d, 1, cfg.dpfp_nu, cfg.favor_features, cfg.seed)
         self.hook_k = HookPoint()  # [batch, pos, d_key]  what W is written with: φ(k) (delta: k̂); softmax: k
@@ -219,8 +254,16 @@ class HookedRetriever(HookedRootModule):
             k, q = self.hook_k(k), self.hook_q(q)
             pattern = self.hook_pattern(torch.einsum("bqd,bpd->bqp", q, k).mul(cfg.d_head ** -0.5).softmax(-1))
             return self.hook_out(pattern @ v)
-        if cfg.favor_redraw:
-            projection = orthogonal_features(cfg.d_head, cfg.favor_features, self.favor_generator)
+        if cfg.favor_custom:
+            redraw, orthogonal, scale = cfg.favor_choices
+            if not redraw:
+                projection = self.favor_projection
+            elif orthogonal:
+                projection = orthogonal_features(cfg.d_head, cfg.favor_features, self.favor_generator)
+            else:
+                projection = torch.randn(cfg.d_head, cfg.favor_features, generator=self.favor_generator)
+            if scale:
+                k, q = k * cfg.d_head ** -0.25, q * cfg.d_head ** -0.25
             k, q = favor_map(k, projection), favor_map(q, projection)  # [batch, ·, d_key]
         else:
             k, q = self.phi(k[:, :, None])[:, :, 0], self.phi(q[:, :, None])[:, :, 0]  # [batch, ·, d_key]
