@@ -135,7 +135,13 @@ class Protocol(ProtocolBase):
     subnet_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
     subnet_epochs: int = 30
 
-    FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ()
+    FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ("steps", "batch_size", "lr", "warmup_steps", "seed")
+
+    @classmethod
+    def train_from_flat(cls, flat: dict[str, Any]) -> TrainConfig:
+        """The development run's results.json (written with flat training fields) evaluated training once, at
+        the end: ``eval_every = steps``."""
+        return dataclasses.replace(TRAIN, **flat, eval_every=flat.get("steps", TRAIN.steps))
 
     def __post_init__(self) -> None:
         self._check_train()
