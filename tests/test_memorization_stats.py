@@ -7,7 +7,7 @@ import math
 import pytest
 
 from case_studies.memorization.pooled import canary_outcomes, compare, methods, seed_differences, summary_row
-from case_studies.memorization.stats import bootstrap_mean_ci, mcnemar, paired_t, t_quantile, wilcoxon, wilson
+from case_studies._stats import bootstrap_mean_ci, mcnemar, paired_t, t_quantile, wilcoxon, wilson
 
 
 def test_mcnemar_is_the_exact_binomial_on_discordant_pairs():

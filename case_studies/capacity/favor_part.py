@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..memorization.stats import paired_t, t_quantile
+from .._stats import paired_t, t_quantile
 from .figures import SUCCESS
 
 FACTORS = ("redraw", "orthogonal", "scale")

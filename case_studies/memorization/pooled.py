@@ -11,7 +11,7 @@ import pandas as pd
 
 from workbench.mixers import describe
 
-from .stats import bootstrap_mean_ci, mcnemar, paired_t, wilcoxon
+from .._stats import bootstrap_mean_ci, mcnemar, paired_t, wilcoxon
 
 RANDOM = "random"
 

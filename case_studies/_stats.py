@@ -1,4 +1,5 @@
-"""Paired tests and intervals for comparing two edits on the same canaries (no scipy: small, exact formulas).
+"""Paired tests and intervals shared by the case studies (no scipy: small, exact formulas), first written for
+comparing two edits on the same canaries (memorization); the capacity study's FAVOR+ part uses them too.
 
 - :func:`mcnemar`: exact two-sided McNemar test (binomial on the discordant pairs) for strict recitation.
 - :func:`wilcoxon`: Wilcoxon signed-rank test (zeros dropped, normal approximation with tie correction)
