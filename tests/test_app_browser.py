@@ -107,6 +107,10 @@ PAGE_DONE = """(n) => {
 }"""
 
 
+SUBSTITUTION_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
+    d => d.layout && d.layout.title && String(d.layout.title.text).includes('Substitution: the firing atom'))"""
+
+
 def legend(page) -> list[str]:
     return page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .legendtext')].map(e => e.textContent)")
 
@@ -152,6 +156,8 @@ def test_every_page_draws_and_is_saved_as_a_screenshot(server):
                 if name == "dictionaries":  # a WriteSAE trained on the task's batches; then its substitution figure
                     assert "Explained variance" in text and "Where an atom fires" in text
                     page.get_by_text("Run the substitution test").click()
+                    # wait for the figure itself: the page's two plots already pass PAGE_DONE before the rerun starts
+                    page.wait_for_function(SUBSTITUTION_DRAWN, timeout=180_000)
                     page.wait_for_function(PAGE_DONE, arg=3, timeout=180_000)
                     page.wait_for_timeout(500)
                     assert not page.locator('[data-testid="stException"]').count(), name
