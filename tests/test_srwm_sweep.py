@@ -30,3 +30,11 @@ def test_the_base_setting_is_the_bundled_recipe_and_a_tiny_sweep_writes_its_rows
     bundled = RECIPES["toy-srwm"].model
     assert runs[0].model.to_dict() == bundled.to_dict()  # the base is toy-srwm's model, only shorter training
     assert (runs[1].model.n_heads, runs[1].model.d_head) == (2, 32)
+
+
+def test_the_readme_shows_the_committed_sweep_with_its_command():
+    results = json.loads((ROOT / "docs" / "srwm_sweep_results.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert load_script().markdown(results["rows"]) in readme
+    assert results["command"] in readme and f"{results['wall_seconds'] / 60:.1f} min wall" in readme
+    assert [r["setting"] for r in results["rows"]] == list(load_script().SETTINGS)  # the whole sweep, in order
