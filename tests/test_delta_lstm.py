@@ -110,6 +110,12 @@ def test_the_public_function_validates_and_has_no_chunkwise_form():
         delta_lstm(*args, initial_state=torch.zeros(1, 2, 4, 24, dtype=torch.float64))
     with pytest.raises(ValueError, match="rec_beta must have shape"):
         delta_lstm(*args[:6], args[6][..., :2])
+    with pytest.raises(ValueError, match="rec_k must have the inputs' dtype"):
+        delta_lstm(*args[:4], args[4].float(), *args[5:])
+    with pytest.raises(TypeError, match="beta must be a torch.Tensor"):
+        delta_lstm(*args[:3], None, *args[4:])
+    with pytest.raises(ValueError, match=r"previous_output must have shape \[batch, head, d_v\]"):
+        delta_lstm(*args, previous_output=torch.zeros(1, 4, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------- the model

@@ -98,6 +98,10 @@ def test_the_public_function_validates_and_has_no_chunkwise_form():
         delta_rnn(*args, initial_state=torch.zeros(1, 2, 4, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match="rec_beta must have shape"):
         delta_rnn(*args[:6], args[6][:, :2])
+    with pytest.raises(ValueError, match="rec_v must have the inputs' dtype"):
+        delta_rnn(*args[:5], args[5].float(), args[6])
+    with pytest.raises(ValueError, match=r"previous_output must have shape \[batch, head, d_v\]"):
+        delta_rnn(*args, previous_output=torch.zeros(1, 4, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------- the model

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import RecurrenceOutput, check_chunk_size, check_reference_only, check_state
+from .._common import RecurrenceOutput, check_chunk_size, check_reference_only, check_state, check_tensor
 from .naive import GATES, delta_lstm_cell, delta_lstm_reference, pack_state, unpack_state
 
 __all__ = ["GATES", "delta_lstm", "delta_lstm_cell", "delta_lstm_reference", "pack_state", "unpack_state"]
@@ -59,17 +59,15 @@ def delta_lstm(
         raise ValueError("the sequence is empty (pos = 0); pass at least one position")
     if dk != dv:
         raise ValueError(f"delta_lstm needs d_k = d_v (the R's rows sit beside the W's in the state), got {dk}, {dv}")
+    if not q.is_floating_point():
+        raise ValueError(f"q must be a floating-point tensor, got {q.dtype}")
     for name, x in (("k", k), ("v", v), ("rec_k", rec_k), ("rec_v", rec_v)):
-        if tuple(x.shape) != (b, t, h, 3, dv):
-            raise ValueError(f"{name} must have shape {(b, t, h, 3, dv)}, got {tuple(x.shape)}")
+        check_tensor(name, x, (b, t, h, 3, dv), q, "batch, pos, head, 3, d_v", dtype=True)
     for name, x in (("beta", beta), ("rec_beta", rec_beta)):
-        if not isinstance(x, torch.Tensor) or tuple(x.shape) != (b, t, h, 3):
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name} must have shape [batch, pos, head, 3] = {(b, t, h, 3)}, got {got}")
+        check_tensor(name, x, (b, t, h, 3), q, "batch, pos, head, 3")
     check_state(initial_state, b, h, dk, 6 * dv + 1, q)
-    if previous_output is not None and tuple(previous_output.shape) != (b, h, dv):
-        raise ValueError(f"previous_output must have shape [batch, head, d_v] = {(b, h, dv)}, "
-                         f"got {tuple(previous_output.shape)}")
+    if previous_output is not None:
+        check_tensor("previous_output", previous_output, (b, h, dv), q, "batch, head, d_v")
     check_chunk_size(chunk_size)
     return delta_lstm_reference(
         q, k, v, beta, rec_k, rec_v, rec_beta, initial_state=initial_state, previous_output=previous_output,

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from jaxtyping import Float
 
-from .._common import RecurrenceOutput, check_chunk_size, check_reference_only, check_per_head, check_qkv, check_state
+from .._common import RecurrenceOutput, check_chunk_size, check_per_head, check_qkv, check_reference_only, check_state, check_tensor
 from .naive import delta_rnn_read, delta_rnn_reference
 
 __all__ = ["delta_rnn", "delta_rnn_read", "delta_rnn_reference"]
@@ -52,18 +52,15 @@ def delta_rnn(
     b, t, h, dk, dv = check_qkv(q, k, v)
     if dk != dv:
         raise ValueError(f"delta_rnn needs d_k = d_v (R's rows sit beside W's in the state), got {dk} and {dv}")
-    check_qkv(rec_k, rec_k, rec_v)  # tensors, 4 dims, one dtype and device
-    if tuple(rec_k.shape) != (b, t, h, dv) or tuple(rec_v.shape) != (b, t, h, dv):
-        raise ValueError(f"rec_k and rec_v must have shape [batch, pos, head, d_v] = {(b, t, h, dv)}, "
-                         f"got {tuple(rec_k.shape)} and {tuple(rec_v.shape)}")
+    for name, x in (("rec_k", rec_k), ("rec_v", rec_v)):
+        check_tensor(name, x, (b, t, h, dv), q, "batch, pos, head, d_v", dtype=True)
     for name, x in (("beta", beta), ("rec_beta", rec_beta)):
         if x is None:
             raise ValueError(f"{name} is required: [batch, pos, head] write strengths (after the sigmoid)")
         check_per_head(name, x, b, t, h, q)
     check_state(initial_state, b, h, dk, 2 * dv, q)
-    if previous_output is not None and tuple(previous_output.shape) != (b, h, dv):
-        raise ValueError(f"previous_output must have shape [batch, head, d_v] = {(b, h, dv)}, "
-                         f"got {tuple(previous_output.shape)}")
+    if previous_output is not None:
+        check_tensor("previous_output", previous_output, (b, h, dv), q, "batch, head, d_v")
     check_chunk_size(chunk_size)
     return delta_rnn_reference(
         q, k, v, beta, rec_k, rec_v, rec_beta, initial_state=initial_state, previous_output=previous_output,
