@@ -56,6 +56,7 @@ from ..kernels import RecurrenceOutput, delta_rule
 from ..kernels._decay import cumulative_log_decay, decayed_products
 from ..kernels._triangular import solve_unit_lower
 from .base import CacheGetter, LinearSite, Mixer, MixerConfig, NotDefinedForMixer
+from .hook_edits import fire
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -386,9 +387,8 @@ class DeltaNet(Mixer):
         inputs = RecurrenceInputs(dict(q=q, k=k, v=v, beta=beta, g=g))
         res = self.run_recurrence(inputs, output_delta=True)
         z, delta, state_patched = expose_and_patch(self, inputs, res)
-        version = delta._version
-        patched = self.hook_delta(delta)
-        if patched is not delta or patched._version != version:  # a hook replaced or edited the writes
+        patched, edited = fire(self.hook_delta, delta)
+        if edited:  # a hook replaced or edited the writes
             if state_patched:
                 raise ValueError("patch hook_state or hook_delta in one run, not both")
             if self.step_cache is not None:

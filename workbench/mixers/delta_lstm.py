@@ -39,10 +39,13 @@ from transformer_lens.hook_points import HookPoint
 from ..kernels import RecurrenceOutput, delta_lstm
 from ..kernels.delta_lstm import delta_lstm_cell, unpack_state
 from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
+from .hook_edits import read_only
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
+INSIDE = ("of the Delta LSTM is computed inside its recurrence, so a patch of it cannot change the run; patch its "
+          "inputs (hook_q … hook_rec_beta) or the fast weights (expose_states + hook_state) instead")
 
 
 @dataclass(frozen=True)
@@ -182,15 +185,6 @@ class DeltaLSTM(Mixer):
         return sites
 
     # -- forward --------------------------------------------------------------------------------
-    def _observe(self, hook: HookPoint, x: torch.Tensor) -> None:
-        """Fire a hook on a quantity computed inside the recurrence; an edit cannot reach the run: refuse it."""
-        version = x._version
-        if hook(x) is not x or x._version != version:
-            raise ValueError(
-                f"{hook.name or 'this hook'} of the Delta LSTM is computed inside its recurrence, so a patch of it "
-                "cannot change the run; patch its inputs (hook_q … hook_rec_beta) or the fast weights "
-                "(expose_states + hook_state) instead")
-
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         b, p, _ = x.shape
         h, dh = self.n_heads, self.d_head
@@ -217,7 +211,7 @@ class DeltaLSTM(Mixer):
                         (self.hook_ff, blocks[..., 6:9, :]), (self.hook_feedback, s),
                         (self.hook_gate_i, blocks[..., 9, :]), (self.hook_update, blocks[..., 10, :]),
                         (self.hook_gate_o, blocks[..., 11, :]), (self.hook_cell, blocks[..., 12, :])):
-            self._observe(hook, t)
+            read_only(hook, t, INSIDE)
         z = self.hook_z(y)
         o_in = self.norm_readout(z) if self.has_output_norm else z * self.scale
         return torch.einsum("bphd,hdm->bpm", self.hook_o_in(o_in), self.W_O)

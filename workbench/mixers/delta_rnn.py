@@ -43,10 +43,13 @@ from transformer_lens.hook_points import HookPoint
 from ..kernels import RecurrenceOutput, delta_rnn
 from ..kernels.delta_rnn import delta_rnn_read
 from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
+from .hook_edits import read_only
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
 FIELDS = ("q", "k", "v", "beta", "rec_k", "rec_v", "rec_beta")
+INSIDE = ("of the Delta RNN is computed inside its recurrence, so a patch of it cannot change the run; patch its "
+          "inputs (hook_q … hook_rec_beta) or the fast weights (expose_states + hook_state) instead")
 
 
 @dataclass(frozen=True)
@@ -178,15 +181,6 @@ class DeltaRNN(Mixer):
         return sites
 
     # -- forward --------------------------------------------------------------------------------
-    def _observe(self, hook: HookPoint, x: torch.Tensor) -> None:
-        """Fire a hook on a quantity computed inside the recurrence; an edit cannot reach the run: refuse it."""
-        version = x._version
-        if hook(x) is not x or x._version != version:
-            raise ValueError(
-                f"{hook.name or 'this hook'} of the Delta RNN is computed inside its recurrence, so a patch of it "
-                "cannot change the run; patch its inputs (hook_q … hook_rec_beta) or the fast weights "
-                "(expose_states + hook_state) instead")
-
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         proj = lambda W: torch.einsum("bpm,hmd->bphd", x, W)  # noqa: E731
         sum_norm = lambda t: t / t.sum(-1, keepdim=True)  # noqa: E731  (as the authors': elu+1 > 0)
@@ -214,5 +208,5 @@ class DeltaRNN(Mixer):
                         (self.hook_feedback, torch.softmax(torch.cat([y_start[:, None], fed[:, :-1]], 1), -1)),
                         (self.hook_rec_v_old, rec_v - ur / rec_beta[..., None]), (self.hook_rec_delta, ur),
                         (self.hook_rec_read, rec_read)):
-            self._observe(hook, t)
+            read_only(hook, t, INSIDE)
         return torch.einsum("bphd,hdm->bpm", self.norm_readout(self.hook_z(y)), self.W_O)

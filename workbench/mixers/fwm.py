@@ -42,6 +42,7 @@ from ..dataclass_io import check_int_fields
 from ..kernels import RecurrenceOutput, fwm
 from ..kernels.fwm import fwm_read
 from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
+from .hook_edits import fire
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
 
@@ -187,14 +188,12 @@ class FastWeightMemory(Mixer):
         res = self.run_recurrence(inputs, output_delta=True)
         # v_old is not returned by the kernel: recovered from the write u = β(t − v_old)/d_t (β > 0)
         v_old = t - res.delta * dt / beta[..., None]
-        version = v_old._version
-        v_patched = self.hook_v_old(v_old)
+        v_patched, v_edited = fire(self.hook_v_old, v_old)
         writes = res.delta
-        if v_patched is not v_old or v_patched._version != version:  # given answers of the memory
+        if v_edited:  # given answers of the memory
             writes = beta[..., None] * (t - v_patched) / dt
-        version = writes._version
-        w_patched = self.hook_write(writes)
-        if w_patched is not res.delta or w_patched._version != version:  # given writes: rerun the memory
+        w_patched, w_edited = fire(self.hook_write, writes)
+        if w_edited or writes is not res.delta:  # given writes: rerun the memory
             inputs = RecurrenceInputs({**inputs.fields, "writes": w_patched})
             res = self.run_recurrence(inputs, restart=True, output_delta=True)
         hops, _, _ = expose_and_patch(self, inputs, res)

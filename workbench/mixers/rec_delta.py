@@ -41,8 +41,13 @@ from transformer_lens.hook_points import HookPoint
 from ..kernels import RecurrenceOutput, rec_delta
 from ..kernels.rec_delta import rec_delta_inputs
 from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefinedForMixer
+from .hook_edits import read_only
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
+
+INSIDE = ("of the Recurrent Delta Net is computed inside its recurrence (from y_{t-1}), so a patch of it cannot "
+          "change the run; patch the slow parts (hook_q_pre, hook_k_pre, hook_v_pre, hook_beta_pre) or the fast "
+          "weights (expose_states + hook_state) instead")
 
 
 @dataclass(frozen=True)
@@ -172,17 +177,6 @@ class RecurrentDeltaNet(Mixer):
         return sites
 
     # -- forward --------------------------------------------------------------------------------
-    def _observe(self, hook: HookPoint, x: torch.Tensor, name: str) -> torch.Tensor:
-        """Fire a hook on a quantity computed inside the recurrence; an edit cannot reach the run: refuse it."""
-        version = x._version
-        out = hook(x)
-        if out is not x or x._version != version:
-            raise ValueError(
-                f"{name} of the Recurrent Delta Net is computed inside its recurrence (from y_{{t-1}}), so a patch "
-                "of it cannot change the run; patch the slow parts (hook_q_pre, hook_k_pre, hook_v_pre, "
-                "hook_beta_pre) or the fast weights (expose_states + hook_state) instead")
-        return x
-
     def forward(self, x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         proj = lambda name, W: self.short_conv(name, torch.einsum("bpm,hmd->bphd", x, W))  # noqa: E731
         q_pre = self.hook_q_pre(proj("q", self.W_Q))
@@ -198,9 +192,9 @@ class RecurrentDeltaNet(Mixer):
         fed = y if patched and self.state_request.mode == "carry" else res.output
         y_prev = torch.cat([y_start[:, None], fed[:, :-1]], dim=1)  # [batch, pos, head, d_v]
         q, k, v, beta = rec_delta_inputs(q_pre, k_pre, v_pre, beta_pre, *self.recurrence.params(), y_prev)
-        self._observe(self.hook_feedback, torch.tanh(y_prev), "hook_feedback")
-        for name, t in (("hook_q", q), ("hook_k", k), ("hook_v", v), ("hook_beta", beta),
-                        ("hook_v_old", v - delta / beta[..., None]), ("hook_delta", delta)):
-            self._observe(getattr(self, name), t, name)
+        for hook, t in ((self.hook_feedback, torch.tanh(y_prev)), (self.hook_q, q), (self.hook_k, k),
+                        (self.hook_v, v), (self.hook_beta, beta), (self.hook_v_old, v - delta / beta[..., None]),
+                        (self.hook_delta, delta)):
+            read_only(hook, t, INSIDE)
         z = self.hook_z(y)
         return torch.einsum("bphd,hdm->bpm", self.norm_readout(z), self.W_O)

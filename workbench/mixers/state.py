@@ -35,6 +35,7 @@ import torch
 from jaxtyping import Float
 
 from ..kernels import RecurrenceOutput
+from .hook_edits import fire
 
 MODES = ("readout", "carry")
 
@@ -240,9 +241,8 @@ def expose_and_patch(mixer, inputs: RecurrenceInputs, base: RecurrenceOutput
     cfg = mixer.model_cfg
     positions = request.resolve(inputs.n_pos)
     states = states_at(mixer.recurrence, inputs, positions, cfg.chunk_size, cfg.backend)
-    version = states._version
-    patched = mixer.hook_state(states)
-    if patched is states and patched._version == version:
+    patched, edited = fire(mixer.hook_state, states)
+    if not edited:
         return base.output, base.delta, False
     if not isinstance(patched, torch.Tensor) or patched.shape != states.shape:
         got = tuple(patched.shape) if isinstance(patched, torch.Tensor) else type(patched).__name__
