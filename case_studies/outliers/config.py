@@ -247,7 +247,7 @@ def control_study(candidate: Candidate, base: Protocol = Protocol(), seeds=CONTR
 
 
 CONTROL_QUICK = ControlStudy(SEARCH_QUICK.runs[0].protocol(SEARCH_QUICK.protocol),
-                             control_stage1(1e-2)[::3] + control_stage1(1e-2)[1::3], (1,))
+                             control_stage1(1e-2)[::3] + control_stage1(1e-2)[1::3], (1, 2))
 
 # Filled in from results/search/results.json once the search had run (search_part.select), before any
 # control run; None until then (``--part control`` then refuses to run).
