@@ -213,3 +213,33 @@ def test_a_stopped_control_part_reports_what_it_has_and_resumes_without_rerunnin
     assert done["runs"][:3] == partial["runs"]  # taken from out/.progress, not run again
     assert calls == [r["name"] for r in done["runs"][3:]] and len(done["runs"]) == 16
     assert not (tmp_path / ".progress").exists()
+
+
+STUDY_DIR = ROOT / "case_studies" / "outliers"
+
+
+def test_committed_search_is_the_declared_one_and_its_tables_are_in_the_readme():
+    from case_studies.outliers.config import CONTROL_CANDIDATE
+
+    results = json.loads((STUDY_DIR / "results" / "search" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and SearchStudy.from_dict(results["study"]) == SEARCH
+    assert [r["name"] for r in results["runs"]] == [c.name for c in SEARCH.runs][:len(results["runs"])]
+    assert search_part.tables(results) in readme and results["command"] in readme
+    assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    chosen, why = search_part.select(results["runs"])
+    assert CONTROL_CANDIDATE == chosen and why in readme  # the control runs at what the rule chose
+
+
+def test_committed_control_is_the_declared_one_and_its_tables_are_in_the_readme():
+    from case_studies.outliers.config import CONTROL
+
+    results = json.loads((STUDY_DIR / "results" / "control" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and ControlStudy.from_dict(results["study"]) == CONTROL
+    names = [r["name"] for r in results["runs"]]
+    stage1 = [r.name for r in CONTROL.runs]
+    assert names[:len(stage1)] == stage1[:len(names)]  # stage 1 in its declared order
+    assert control_part.tables(results) in readme and results["command"] in readme
+    for name in results["left"]:
+        assert name in readme  # what is left is said

@@ -249,8 +249,9 @@ def control_study(candidate: Candidate, base: Protocol = Protocol(), seeds=CONTR
 CONTROL_QUICK = ControlStudy(SEARCH_QUICK.runs[0].protocol(SEARCH_QUICK.protocol),
                              control_stage1(1e-2)[::3] + control_stage1(1e-2)[1::3], (1, 2))
 
-# Filled in from results/search/results.json once the search had run (search_part.select), before any
-# control run; None until then (``--part control`` then refuses to run).
-CONTROL_CANDIDATE: Candidate | None = None
+# Set from results/search/results.json once the search had run (search_part.select), before any control run:
+# no candidate met the rule, so this is the declared fallback (largest W8A8 per-tensor ratio), *not* a positive
+# control. tests/test_outliers_parts.py checks that it is what select() gives on the committed search.
+CONTROL_CANDIDATE: Candidate | None = Candidate(128, 4, 1e-2, 2000)
 CONTROL = None if CONTROL_CANDIDATE is None else control_study(CONTROL_CANDIDATE)
 PARTS = {"main": (FULL, QUICK), "search": (SEARCH, SEARCH_QUICK), "control": (CONTROL, CONTROL_QUICK)}

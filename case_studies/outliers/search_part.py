@@ -88,18 +88,21 @@ def tables(results: dict[str, Any]) -> str:
 
 def figure(entries: list[dict[str, Any]]):
     """Kurtosis of the residual stream (largest over layers) against training step, one line per candidate."""
+    import math
+
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    fig, top = go.Figure(), SEARCH_KURTOSIS
     for e in entries:
         t, best = e["over_training"], {}
         for step, site, k in zip(t["step"], t["site"], t["kurtosis"]):
             if site == "resid_post":
                 best[step] = max(best.get(step, 0.0), k)
         steps = sorted(best)
+        top = max(top, *best.values())
         fig.add_scatter(x=steps, y=[best[s] for s in steps], mode="lines+markers", name=e["name"])
     fig.add_hline(y=SEARCH_KURTOSIS, line_dash="dot", annotation_text=f"rule: kurtosis ≥ {SEARCH_KURTOSIS:g}")
     fig.update_layout(title="Search (softmax, pre-norm, AdamW): residual-stream kurtosis over training",
                       xaxis_title="training step", yaxis_title="kurtosis, resid_post (max over layers)",
-                      yaxis_type="log", width=900, height=500)
+                      yaxis_type="log", yaxis_range=[0, math.log10(top) + 0.2], width=900, height=500)
     return fig
