@@ -137,9 +137,13 @@ def test_control_statistics_on_known_numbers():
     d = c.loc[("OP − pre-norm, AdamW", "kurt_resid")]
     assert d["n"] == 3 and d["mean"] == pytest.approx(-10.0) and d["p"] < 0.01
     assert c.loc[("OP − pre-norm, AdamW", "w8a8_tensor"), "mean"] == pytest.approx(-0.3)
-    text = control_part.tables({"runs": runs, "study": {"seeds": [1, 2, 3]}, "left": ["a", "b"]})
+    study = {"seeds": [1, 2, 3], "runs": [r["control"] for r in runs if r["control"]["seed"] == 0]}
+    text = control_part.tables({"runs": runs, "study": study, "left": ["a", "b"]})
     assert "Incomplete: 12 runs finished, 2 left" in text and "0.03 (chosen)" in text
     assert "| Outlier Protected | AdamW | 0.01 | 1,2,3 |" in text
+    study["runs"].append(ControlRun("softmax", "outlier_protected", "adamw", 0.1, 0).to_dict())  # one not run yet
+    text = control_part.tables({"runs": runs, "study": study, "left": ["a"]})
+    assert "0.03 (chosen)" in text and "0.01 (best so far)" in text
 
 
 @pytest.fixture(scope="module")

@@ -63,8 +63,8 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def chosen_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """Per arm whose seed-0 sweep is complete (``lrs`` runs each), the lr of lowest seed-0 validation
-    perplexity (NaN or inf — a diverged run — loses)."""
+    """Per arm with seed-0 runs, the lr of lowest seed-0 validation perplexity among them (NaN or inf — a
+    diverged run — loses); stage 2 starts only once every arm's sweep has run."""
     df = frame(runs)
     df = df[df.seed == 0]
     out = {}
@@ -134,7 +134,9 @@ def _cell(row, key: str, fmt: str) -> str:
     return f"{format(mean, fmt)} [{format(lo, fmt)}, {format(hi, fmt)}]"
 
 
-def sweep_table(runs: list[dict[str, Any]]) -> str:
+def sweep_table(runs: list[dict[str, Any]], planned: dict[str, int]) -> str:
+    """``planned``: arm → the number of seed-0 lrs its sweep has; an arm with fewer finished shows its best
+    so far, not its choice."""
     df = frame(runs)
     df = df[df.seed == 0].sort_values(["arm", "lr"])
     lrs = chosen_lrs(runs)
@@ -142,7 +144,8 @@ def sweep_table(runs: list[dict[str, Any]]) -> str:
             "ratio | W8A8 per-token ratio | W8A4 ratio | run time |", "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in [a for a in ARM_ORDER if a in set(df.arm)]:
         for r in df[df.arm == arm].itertuples():
-            mark = " (chosen)" if lrs.get(arm) == r.lr else ""
+            done = (df.arm == arm).sum() >= planned.get(arm, 0)
+            mark = (" (chosen)" if done else " (best so far)") if lrs.get(arm) == r.lr else ""
             rows.append(f"| {arm} | {r.lr:.3g}{mark} | {r.val_ppl:.2f} | {r.kurt_resid:.2f} | {r.kurt_matmul:.2f} "
                         f"| {r.signal_prop:.3f} | {r.w8a8_tensor:.3f} | {r.w8a8_token:.3f} | {r.w8a4_tensor:.3f} "
                         f"| {r.run_seconds / 60:.1f} min |")
@@ -190,11 +193,15 @@ def paper_table(runs: list[dict[str, Any]], seeds: tuple[int, ...]) -> str:
 
 def tables(results: dict[str, Any]) -> str:
     runs, seeds = results["runs"], tuple(results["study"].get("seeds", ()))
+    planned: dict[str, int] = {}
+    for r in results["study"].get("runs", []):
+        arm = ControlRun.from_dict(r).arm.name
+        planned[arm] = planned.get(arm, 0) + 1
     left = results.get("left", [])
     status = (f"**Incomplete: {len(runs)} runs finished, {len(left)} left** ({', '.join(left)})." if left
               else f"All {len(runs)} runs finished.")
     return (f"## Control: {{pre-norm, OP}} × {{AdamW, SOAP}} at the chosen configuration\n\n{status}\n\n"
-            f"### Stage 1: learning-rate sweep, seed 0\n\n{sweep_table(runs)}\n\n"
+            f"### Stage 1: learning-rate sweep, seed 0\n\n{sweep_table(runs, planned)}\n\n"
             f"### Stage 2: each arm at its chosen lr, fresh seeds {list(seeds)} (mean [95 % t interval])\n\n"
             f"{arm_table(runs, seeds)}\n\n### Paired contrasts over shared seeds\n\n{contrast_table(runs, seeds)}\n\n"
             f"### Beside He et al.\n\n{paper_table(runs, seeds)}\n")
