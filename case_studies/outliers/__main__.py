@@ -1,9 +1,12 @@
-"""python -m case_studies.outliers [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.outliers [--part main|search|control] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) with checkpoints,
 traces the outlier statistics of every checkpoint, quantises each final model to W8A8 and writes
 ``results.json``, ``tables.md`` and the figures (HTML + PNG) to ``--out``. ``--replot`` only redraws the
 figures and ``tables.md`` from the ``results.json`` already in ``--out``.
+``--part search``: the declared search for a positive control (``config.SEARCH``, into ``results/search/``);
+``--part control``: {pre-norm, OP} × {AdamW, SOAP} with an lr sweep and seeds at the configuration the
+search chose (``config.CONTROL``, into ``results/control/``); both resumable (run the same command again).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 
 
 from .. import _cli, _report
-from .config import FULL, QUICK, Study
+from . import parts
+from .config import PARTS, Study
 from .figures import all_figures
 from .run import execute
 from .tables import tables
@@ -43,17 +47,35 @@ def main(argv=None) -> None:
     ap.add_argument("--checkpoints", type=Path, default=None,
                     help="where each run keeps its step_N/ checkpoints (default: runs/outliers-checkpoints, "
                          "or <out>/checkpoints with --quick)")
+    ap.add_argument("--part", choices=sorted(PARTS), default="main",
+                    help="main: the 8-run study (results/); search: the search for a positive control "
+                         "(results/search/); control: OP and SOAP against it, lr sweep and seeds (results/control/)")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "outliers")
+    if args.part != "main" and args.out is None:
+        out = Path(f"runs/outliers-{args.part}-quick") if args.quick else out / args.part
     if args.replot:
-        print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
+        figs, tabs = (write_figures, tables) if args.part == "main" else (parts.write_figures, parts.write_tables)
+        print(tabs(_cli.redraw(ap, out, figs, tabs, png=not args.no_png)))
         return
-    study = _cli.select_runs(ap, QUICK if args.quick else FULL, args.only)
+    full, quick = PARTS[args.part]
+    if full is None and not args.quick:
+        ap.error(f"--part {args.part}: config.CONTROL_CANDIDATE is not set; run --part search first and set it "
+                 "to the candidate it chose")
+    study = _cli.select_runs(ap, quick if args.quick else full, args.only)
     _cli.set_threads(ap, args.threads)
-    checkpoints = args.checkpoints or (out / "checkpoints" if args.quick else Path("runs/outliers-checkpoints"))
+    if args.part == "main":
+        checkpoints = args.checkpoints or (out / "checkpoints" if args.quick else Path("runs/outliers-checkpoints"))
+    else:
+        checkpoints = args.checkpoints or parts.checkpoints_for(args.part, out, args.quick)
     command = _report.command_line(MODULE, argv)
-    results = run_study(study, out, checkpoints, command, args.quick, png=not args.no_png)
-    print(tables(results))
+    if args.part == "main":
+        results = run_study(study, out, checkpoints, command, args.quick, png=not args.no_png)
+        print(tables(results))
+    else:
+        run = parts.run_search if args.part == "search" else parts.run_control
+        results = run(study, out, checkpoints, command, args.quick, png=not args.no_png)
+        print(parts.write_tables(results))
     print(f"wrote {out}/results.json, tables.md and figures; checkpoints in {checkpoints}")
 
 

@@ -116,3 +116,142 @@ QUICK = Study(Protocol(vocab_size=320, seq_len=32, d_model=16, n_layers=1, n_hea
                                                  eval_every=6),
                        trace_windows=4),
               grid(("softmax", "delta")))
+
+
+# ---- Part "search" (issue 18): a positive control, a configuration in which pre-norm + AdamW *does* develop
+# outlier features. Declared before any of these runs was made (README, "Positive control"): softmax,
+# pre-norm, AdamW, weight decay 0 (He et al.'s drivers: a large learning rate, no weight decay, width and
+# depth, longer training), seed 0; candidates in order of cost, run in that order, the search stopping at
+# the first that meets SEARCH_RULE.
+SEARCH_ARM = RunConfig("softmax", "pre_norm", "adamw")
+SEARCH_KURTOSIS = 10.0  # final kurtosis (largest over layers) of the residual stream or of any matmul input, ≥
+SEARCH_W8A8_RATIO = 1.10  # W8A8 per-tensor validation perplexity / float, ≥
+
+
+@dataclass(frozen=True)
+class Candidate(JsonConfig):
+    """One configuration of the search: ``d_model`` (4 heads of d_model/4, MLP 4·d_model), ``n_layers``, the
+    peak ``lr``, ``weight_decay`` and ``steps`` (checkpoints every steps/10); the rest is the base protocol's."""
+
+    d_model: int
+    n_layers: int
+    lr: float
+    steps: int
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_int_fields(self, ("d_model", "n_layers", "steps"))
+        if self.d_model % 4 or self.steps % 10:
+            raise ValueError(f"Candidate.d_model ({self.d_model}) must split into 4 heads and steps ({self.steps}) "
+                             "into 10 checkpoints")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"Candidate.lr must be > 0 and weight_decay ≥ 0, got {self.lr}, {self.weight_decay}")
+
+    @property
+    def name(self) -> str:
+        return f"d{self.d_model}-L{self.n_layers}-lr{self.lr:g}-wd{self.weight_decay:g}-{self.steps}steps"
+
+    def protocol(self, base: Protocol) -> Protocol:
+        train = dataclasses.replace(base.train, lr=self.lr, weight_decay=self.weight_decay, steps=self.steps,
+                                    save_every=self.steps // 10, eval_every=self.steps // 10)
+        return dataclasses.replace(base, d_model=self.d_model, n_layers=self.n_layers, n_heads=4,
+                                   d_head=self.d_model // 4, d_mlp=4 * self.d_model, train=train)
+
+
+@dataclass(frozen=True)
+class SearchStudy(StudyBase):
+    PROTOCOL: ClassVar[type] = Protocol
+    RUN: ClassVar[type] = Candidate
+    protocol: Protocol
+    runs: tuple[Candidate, ...]
+
+
+SEARCH = SearchStudy(Protocol(), (  # ≈ 0.15 s/step at d64 L2, 0.42 at d128 L4 (AdamW, 1 thread, measured first)
+    Candidate(64, 2, 1e-2, 1000), Candidate(64, 2, 3e-2, 1000),
+    Candidate(128, 4, 1e-2, 1000), Candidate(128, 4, 3e-2, 1000),
+    Candidate(128, 4, 1e-2, 2000), Candidate(128, 4, 3e-2, 2000)))
+SEARCH_QUICK = SearchStudy(QUICK.protocol, (Candidate(16, 1, 1e-2, 10), Candidate(16, 2, 3e-2, 10)))
+
+
+# ---- Part "control": at the configuration the search chose, {pre-norm, OP} × {AdamW, SOAP}. Stage 1 (seed 0):
+# each arm at CONTROL_LR_FACTORS × the chosen lr; the lr of lowest seed-0 validation perplexity is the arm's.
+# Stage 2: each arm at its lr with the fresh seeds CONTROL_SEEDS (model init and data order), seed-major,
+# so that an interrupted stage 2 still holds whole seeds of all four arms. Declared with the search.
+CONTROL_LR_FACTORS = (1 / 3, 1.0, 3.0)
+CONTROL_SEEDS = (1, 2, 3)
+CONTROL_ARMS = tuple(RunConfig("softmax", b, o) for o in OPTIMIZERS for b in BLOCKS)  # pre-norm+AdamW first
+
+
+@dataclass(frozen=True)
+class ControlRun(JsonConfig):
+    """One model of the control part: an arm (``mixer``, ``block``, ``optimizer``) at ``lr`` and ``seed``."""
+
+    mixer: str
+    block: str
+    optimizer: str
+    lr: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.arm  # validates mixer, block, optimizer
+        check_int_fields(self, ("seed",), minimum=0)
+        if not self.lr > 0:
+            raise ValueError(f"ControlRun.lr must be > 0, got {self.lr}")
+
+    @property
+    def arm(self) -> RunConfig:
+        return RunConfig(self.mixer, self.block, self.optimizer)
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm.name}-lr{self.lr:.3g}-seed{self.seed}"
+
+    def protocol(self, protocol: Protocol) -> Protocol:
+        return dataclasses.replace(protocol, train=dataclasses.replace(protocol.train, lr=self.lr, seed=self.seed))
+
+
+def control_lrs(lr: float) -> tuple[float, ...]:
+    return tuple(float(f"{lr * f:.3g}") for f in CONTROL_LR_FACTORS)
+
+
+def control_stage1(lr: float, arms=CONTROL_ARMS) -> tuple[ControlRun, ...]:
+    return tuple(ControlRun(a.mixer, a.block, a.optimizer, x, 0) for a in arms for x in control_lrs(lr))
+
+
+def control_stage2(chosen: dict[str, float], arms=CONTROL_ARMS, seeds=CONTROL_SEEDS) -> tuple[ControlRun, ...]:
+    """``chosen``: arm name → its lr (from stage 1)."""
+    return tuple(ControlRun(a.mixer, a.block, a.optimizer, chosen[a.name], s) for s in seeds for a in arms
+                 if a.name in chosen)
+
+
+@dataclass(frozen=True)
+class ControlStudy(StudyBase):
+    """``protocol``: the chosen candidate's; ``runs``: stage 1 (stage 2 follows from its results)."""
+
+    PROTOCOL: ClassVar[type] = Protocol
+    RUN: ClassVar[type] = ControlRun
+    protocol: Protocol
+    runs: tuple[ControlRun, ...]
+    seeds: tuple[int, ...] = CONTROL_SEEDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_dict(cls, data: Any):
+        return cls(data["protocol"], tuple(data["runs"]), tuple(data.get("seeds", CONTROL_SEEDS)))
+
+
+def control_study(candidate: Candidate, base: Protocol = Protocol(), seeds=CONTROL_SEEDS) -> ControlStudy:
+    return ControlStudy(candidate.protocol(base), control_stage1(candidate.lr), tuple(seeds))
+
+
+CONTROL_QUICK = ControlStudy(SEARCH_QUICK.runs[0].protocol(SEARCH_QUICK.protocol),
+                             control_stage1(1e-2)[::3] + control_stage1(1e-2)[1::3], (1, 2))
+
+# Set from results/search/results.json once the search had run (search_part.select), before any control run:
+# no candidate met the rule, so this is the declared fallback (largest W8A8 per-tensor ratio), *not* a positive
+# control. tests/test_outliers_parts.py checks that it is what select() gives on the committed search.
+CONTROL_CANDIDATE: Candidate | None = Candidate(128, 4, 1e-2, 2000)
+CONTROL = None if CONTROL_CANDIDATE is None else control_study(CONTROL_CANDIDATE)
+PARTS = {"main": (FULL, QUICK), "search": (SEARCH, SEARCH_QUICK), "control": (CONTROL, CONTROL_QUICK)}

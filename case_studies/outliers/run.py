@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from workbench.analysis.outliers import trace_over_training
+from workbench.analysis.outliers import matmul_input_table, trace_matmul_inputs, trace_over_training
 from workbench.analysis.outliers.quantize import quantize_w8a8
 from workbench.text.evaluate import evaluate_text, validation_windows
 from workbench.training import train
@@ -40,10 +40,19 @@ def _round(x: float, digits: int = 6) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: bool = True) -> dict[str, Any]:
-    """Train ``run`` (its run directory is ``checkpoints/<name>``), then measure it; returns its results entry."""
+def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: bool = True,
+            quantisations: tuple[str, ...] = tuple(QUANTISATIONS), matmul_inputs: bool = False,
+            name: str | None = None) -> dict[str, Any]:
+    """Train ``run`` (its run directory is ``checkpoints/<name>``, ``name`` by default the run's), then measure
+    it; returns its results entry. ``quantisations``: the keys of :data:`QUANTISATIONS` to evaluate;
+    ``matmul_inputs``: also trace every matmul input of the final model (``matmul_inputs`` rows and
+    ``final_matmul_kurtosis``, the largest over layers per site) and add ``final_signal_propagation``."""
+    unknown = sorted(set(quantisations) - set(QUANTISATIONS))
+    if unknown:
+        raise ValueError(f"unknown quantisations {unknown}; choose from {sorted(QUANTISATIONS)}")
     task = protocol.task()
-    out = Path(checkpoints) / run.name
+    name = name or run.name
+    out = Path(checkpoints) / name
     train_cfg = run.train_config(protocol)
     start = time.perf_counter()
     result = train(run.model_config(protocol, task.d_vocab), task, dataclasses.replace(train_cfg, out_dir=str(out)),
@@ -54,12 +63,22 @@ def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: boo
                      **{m: [_round(v) for v in table[m].tolist()] for m in METRICS}}
     float_ppl = evaluate_text(result.model, task)["val_ppl"]
     quant = {}
-    for key, kwargs in QUANTISATIONS.items():
+    for key in quantisations:
+        kwargs = QUANTISATIONS[key]
         ppl = evaluate_text(quantize_w8a8(result.model, **kwargs), task)["val_ppl"]
         quant[key] = {"ppl_float": float_ppl, "ppl_w8a8": ppl, "ppl_ratio": ppl / float_ppl}
     last = table[table.step == table.step.max()]
+    extra: dict[str, Any] = {}
+    if matmul_inputs:
+        mm = matmul_input_table(trace_matmul_inputs(result.model, trace_batches(protocol, task), progress=False),
+                                result.model.cfg.n_layers)
+        extra["matmul_inputs"] = [{"layer": int(r.layer), "site": r.site, "module": r.module,
+                                   **{m: _round(float(getattr(r, m))) for m in METRICS}} for r in mm.itertuples()]
+        extra["final_matmul_kurtosis"] = {site: _round(float(g["kurtosis"].max())) for site, g in mm.groupby("site")}
+        extra["final_signal_propagation"] = {site: _round(float(last[last.site == site]["signal_propagation"].max()))
+                                             for site in SITES if (last.site == site).any()}
     return {
-        "name": run.name,
+        "name": name,
         "run": run.to_dict(),
         "train_seconds": round(train_seconds, 1),
         "train_loss": [_round(h["train_loss"]) for h in result.history],
@@ -69,4 +88,5 @@ def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: boo
         "final_kurtosis": {site: _round(float(last[last.site == site]["kurtosis"].max()))
                            for site in SITES if (last.site == site).any()},
         "over_training": over_training,
+        **extra,
     }

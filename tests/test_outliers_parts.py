@@ -1,0 +1,249 @@
+"""The outlier study's parts "search" and "control" (issue 18): the declared grid and rules, the matmul-input
+trace checked against the model's own hooks, the statistics on known numbers, the quick runs end to end and
+resuming a stopped control part."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from case_studies.outliers import control_part, parts, search_part
+from case_studies.outliers.__main__ import main
+from case_studies.outliers.config import (CONTROL_ARMS, CONTROL_QUICK, SEARCH, SEARCH_QUICK, Candidate, ControlRun,
+                                          ControlStudy, Protocol, SearchStudy, control_lrs, control_stage1,
+                                          control_stage2)
+from workbench import ModelConfig
+from workbench.analysis.outliers import kurtosis, matmul_input_table, trace_matmul_inputs
+from workbench.analysis.outliers.quantize import activation_sites
+from workbench.model import HookedFastWeightLM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_search_grid_is_declared_in_order_of_cost_and_round_trips():
+    cost = [c.steps * c.n_layers * c.d_model ** 2 for c in SEARCH.runs]
+    assert cost == sorted(cost) and len(SEARCH.runs) == 6
+    assert all(c.weight_decay == 0 for c in SEARCH.runs)
+    for study in (SEARCH, SEARCH_QUICK):
+        assert SearchStudy.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+    p = Candidate(128, 4, 3e-2, 2000).protocol(Protocol())
+    assert (p.d_model, p.n_layers, p.n_heads, p.d_head, p.d_mlp) == (128, 4, 4, 32, 512)
+    assert (p.train.lr, p.train.weight_decay, p.train.steps, p.train.save_every) == (3e-2, 0.0, 2000, 200)
+    assert p.vocab_size == Protocol().vocab_size and p.train.batch_size == Protocol().train.batch_size
+    with pytest.raises(ValueError, match="4 heads"):
+        Candidate(66, 2, 1e-2, 1000)
+    with pytest.raises(ValueError, match="lr"):
+        Candidate(64, 2, 0.0, 1000)
+
+
+def test_control_stages_sweep_three_lrs_at_seed_0_then_fresh_seeds_seed_major():
+    assert control_lrs(1e-2) == (0.00333, 0.01, 0.03)
+    s1 = control_stage1(1e-2)
+    assert len(s1) == 12 and {r.seed for r in s1} == {0} and s1[0].arm == CONTROL_ARMS[0]
+    assert CONTROL_ARMS[0].name == "softmax-prenorm-adamw"
+    chosen = {a.name: 0.01 * (i + 1) for i, a in enumerate(CONTROL_ARMS)}
+    s2 = control_stage2(chosen)
+    assert [r.seed for r in s2] == [1] * 4 + [2] * 4 + [3] * 4
+    assert all(r.lr == chosen[r.arm.name] for r in s2)
+    run = ControlRun("softmax", "outlier_protected", "soap", 0.03, 2)
+    p = run.protocol(Protocol())
+    assert (p.train.lr, p.train.seed, p.seed) == (0.03, 2, 2) and run.name == "softmax-op-soap-lr0.03-seed2"
+    assert ControlStudy.from_dict(json.loads(json.dumps(CONTROL_QUICK.to_dict()))) == CONTROL_QUICK
+    with pytest.raises(ValueError, match="optimizer"):
+        ControlRun("softmax", "pre_norm", "sgd", 0.01, 0)
+    with pytest.raises(ValueError, match="lr"):
+        ControlRun("softmax", "pre_norm", "adamw", -1.0, 0)
+
+
+def _entry(name, resid, matmul, ratio, **extra):
+    return {"name": name, "candidate": Candidate(64, 2, 1e-2, 1000).to_dict(), "final_kurtosis": {"resid_post": resid},
+            "final_matmul_kurtosis": {"mlp_in": matmul, "attn_in": 1.0}, "w8a8": {"per_tensor": {"ppl_ratio": ratio}},
+            **extra}
+
+
+def test_search_rule_needs_both_kurtosis_and_a_w8a8_cost_and_takes_the_first():
+    assert not search_part.meets_rule(_entry("a", 50.0, 1.0, 1.05))  # outliers without a W8A8 cost
+    assert not search_part.meets_rule(_entry("b", 1.0, 9.9, 1.5))  # a W8A8 cost without kurtosis ≥ 10
+    assert search_part.meets_rule(_entry("c", 1.0, 10.0, 1.10))  # a matmul input counts
+    assert search_part.meets_rule(_entry("d", 12.0, 1.0, 1.2))
+    entries = [_entry("a", 50.0, 1.0, 1.05), _entry("c", 1.0, 10.0, 1.10), _entry("d", 12.0, 1.0, 1.2)]
+    entries[2]["candidate"] = Candidate(128, 4, 1e-2, 1000).to_dict()
+    chosen, why = search_part.select(entries)
+    assert chosen == Candidate(64, 2, 1e-2, 1000) and why.startswith("c:")
+    chosen, why = search_part.select([_entry("a", 50.0, 1.0, 1.05), {**_entry("b", 1.0, 1.0, 1.07),
+                                      "candidate": Candidate(128, 4, 3e-2, 1000).to_dict()}])
+    assert chosen == Candidate(128, 4, 3e-2, 1000) and "not a positive control" in why
+    assert search_part.select([]) == (None, "no candidate has run")
+
+
+@pytest.mark.parametrize("block", ["pre_norm", "outlier_protected"])
+@pytest.mark.parametrize("mixer", ["softmax", "delta"])
+def test_matmul_inputs_are_what_the_quantiser_rounds_and_match_the_models_hooks(block, mixer):
+    cfg = ModelConfig(d_vocab=40, d_model=16, n_layers=2, n_heads=2, d_head=8, d_mlp=32, n_ctx=12, mixer=mixer,
+                      block=block, seed=3)
+    model = HookedFastWeightLM(cfg)
+    tokens = torch.randint(0, 40, (3, 12), generator=torch.Generator().manual_seed(0))
+    stats = trace_matmul_inputs(model, [tokens[:2], tokens[2:]], progress=False)
+    assert set(stats) == {f"{n}:{w}" for n, w in activation_sites(model).items()}
+    assert all(len(m._forward_hooks) + len(m._forward_pre_hooks) == 0 for m in model.modules())  # removed
+    table = matmul_input_table(stats, cfg.n_layers).set_index(["layer", "site"])
+    assert set(table.index) == {(i, s) for i in range(2) for s in ("attn_in", "o_in", "mlp_in", "mlp_hidden")} | {
+        (2, "unembed_in")}
+    _, cache = model.run_with_cache(tokens)
+    flat = lambda x: x.reshape(-1, x[0, 0].numel())  # noqa: E731
+    o_hook = "hook_o_in" if "blocks.1.attn.hook_o_in" in cache else "hook_z"
+    want = {(1, "mlp_hidden"): cache["blocks.1.mlp.hook_post"], (0, "o_in"): cache[f"blocks.0.attn.{o_hook}"]}
+    if block == "outlier_protected":  # no norm before the branches after the first block: they read the stream
+        want[(1, "attn_in")] = cache["blocks.1.hook_resid_pre"]
+        want[(1, "mlp_in")] = cache["blocks.1.hook_resid_mid"]
+    else:
+        want[(1, "attn_in")] = cache["blocks.1.ln1.hook_normalized"]  # the LayerNorm output, gains included
+        want[(1, "mlp_in")] = cache["blocks.1.ln2.hook_normalized"]
+    for key, act in want.items():
+        assert table.loc[key, "kurtosis"] == pytest.approx(float(kurtosis(flat(act))), rel=1e-4), key
+    assert (table.n_tokens == 36).all()
+
+
+def _control_entry(block, optimizer, lr, seed, ppl, kurt, ratio):
+    return {"name": f"x-{block}-{optimizer}-{lr}-{seed}", "arm": ControlRun("softmax", block, optimizer, lr, seed).arm.name,
+            "control": ControlRun("softmax", block, optimizer, lr, seed).to_dict(), "run_seconds": 60.0,
+            "val_ppl": ppl, "final_kurtosis": {"resid_post": kurt},
+            "final_matmul_kurtosis": {"attn_in": kurt, "mlp_in": kurt, "mlp_hidden": 1.0},
+            "final_signal_propagation": {"resid_post": 0.5},
+            "w8a8": {k: {"ppl_ratio": ratio} for k in control_part.QUANTS}}
+
+
+def test_control_statistics_on_known_numbers():
+    runs = [_control_entry("pre_norm", "adamw", lr, 0, ppl, 5.0, 1.2) for lr, ppl in ((0.01, 30.0), (0.03, 20.0),
+                                                                                     (0.1, math.nan))]
+    runs += [_control_entry("outlier_protected", "adamw", lr, 0, ppl, 2.0, 1.0) for lr, ppl in ((0.01, 25.0),
+                                                                                            (0.03, 26.0))]
+    assert control_part.chosen_lrs(runs) == {"softmax-prenorm-adamw": 0.03, "softmax-op-adamw": 0.01}
+    for seed, (kp, ko) in zip((1, 2, 3), ((10.0, 2.0), (14.0, 3.0), (12.0, 1.0))):
+        runs.append(_control_entry("pre_norm", "adamw", 0.03, seed, 20.0 + seed, kp, 1.3))
+        runs.append(_control_entry("outlier_protected", "adamw", 0.01, seed, 25.0, ko, 1.0))
+    runs.append(_control_entry("pre_norm", "adamw", 0.01, 1, 99.0, 99.0, 9.9))  # not the chosen lr: left out
+    st = control_part.arm_stats(runs, (1, 2, 3)).set_index("arm")
+    row = st.loc["softmax-prenorm-adamw"]
+    assert row["n"] == 3 and row["kurt_resid"] == pytest.approx(12.0)
+    half = 4.302652729911275 * 2.0 / math.sqrt(3)  # t(0.975, 2) · sd / √n, sd of (10, 14, 12) = 2
+    assert (row["kurt_resid_lo"], row["kurt_resid_hi"]) == pytest.approx((12.0 - half, 12.0 + half), rel=1e-6)
+    c = control_part.contrasts(runs, (1, 2, 3)).set_index(["contrast", "metric"])
+    d = c.loc[("OP − pre-norm, AdamW", "kurt_resid")]
+    assert d["n"] == 3 and d["mean"] == pytest.approx(-10.0) and d["p"] < 0.01
+    assert c.loc[("OP − pre-norm, AdamW", "w8a8_tensor"), "mean"] == pytest.approx(-0.3)
+    study = {"seeds": [1, 2, 3], "runs": [r["control"] for r in runs if r["control"]["seed"] == 0]}
+    text = control_part.tables({"runs": runs, "study": study, "left": ["a", "b"]})
+    assert "Incomplete: 12 runs finished, 2 left" in text and "0.03 (chosen)" in text
+    assert "| Outlier Protected | AdamW | 0.01 | 1,2,3 |" in text
+    study["runs"].append(ControlRun("softmax", "outlier_protected", "adamw", 0.1, 0).to_dict())  # one not run yet
+    text = control_part.tables({"runs": runs, "study": study, "left": ["a"]})
+    assert "0.03 (chosen)" in text and "0.01 (best so far)" in text
+
+
+@pytest.fixture(scope="module")
+def quick_parts(tmp_path_factory):
+    out = tmp_path_factory.mktemp("outlier-parts")
+    timing = {}
+    for part in ("search", "control"):
+        start = time.perf_counter()
+        main(["--part", part, "--quick", "--no-png", "--out", str(out / part)])
+        timing[part] = time.perf_counter() - start
+    return out, timing
+
+
+@pytest.mark.integration
+def test_search_quick_runs_the_declared_rule_end_to_end(quick_parts):
+    out, timing = quick_parts
+    results = json.loads((out / "search" / "results.json").read_text())
+    assert results["part"] == "search" and "--part search" in results["command"]
+    assert SearchStudy.from_dict(results["study"]) == SEARCH_QUICK
+    assert results["cpu_seconds"] < 30, f"--part search --quick used {results['cpu_seconds']:.0f} CPU-s"
+    names = [r["name"] for r in results["runs"]]
+    assert names == [c.name for c in SEARCH_QUICK.runs][:len(names)]
+    chosen, why = search_part.select(results["runs"])
+    assert results["chosen"] == chosen.to_dict() and results["chosen_why"] == why
+    for r in results["runs"]:
+        assert set(r["final_matmul_kurtosis"]) == {"attn_in", "o_in", "mlp_in", "mlp_hidden", "unembed_in"}
+        assert set(r["w8a8"]) == set(search_part.QUANTS) and r["final_kurtosis"]["resid_post"] >= 1
+    text = (out / "search" / "tables.md").read_text()
+    assert text == search_part.tables(results) and f"Chosen: **{chosen.name}**" in text
+    assert not (out / "search" / ".progress").exists()
+
+
+@pytest.mark.integration
+def test_control_quick_runs_both_stages_and_reports_seeds_and_paired_tests(quick_parts):
+    out, timing = quick_parts
+    results = json.loads((out / "control" / "results.json").read_text())
+    assert ControlStudy.from_dict(results["study"]) == CONTROL_QUICK and results["left"] == []
+    assert results["cpu_seconds"] < 45, f"--part control --quick used {results['cpu_seconds']:.0f} CPU-s"
+    lrs = control_part.chosen_lrs(results["runs"])
+    assert set(lrs) == {a.name for a in CONTROL_ARMS}
+    assert [ControlRun.from_dict(r) for r in results["stage2"]] == list(control_stage2(lrs, seeds=(1, 2)))
+    assert [r["name"] for r in results["runs"]] == ([r.name for r in CONTROL_QUICK.runs]
+                                                   + [ControlRun.from_dict(r).name for r in results["stage2"]])
+    text = (out / "control" / "tables.md").read_text()
+    assert text == control_part.tables(results) and "All 16 runs finished" in text
+    assert "| OP − pre-norm, AdamW | Kurt, largest matmul input | 2 |" in text
+
+
+@pytest.mark.integration
+def test_a_stopped_control_part_reports_what_it_has_and_resumes_without_rerunning(tmp_path, monkeypatch):
+    real, calls = control_part.execute, []
+
+    def stopping(run, *args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(run.name)
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(control_part, "execute", stopping)
+    argv = ["--part", "control", "--quick", "--no-png", "--out", str(tmp_path)]
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    partial = json.loads((tmp_path / "results.json").read_text())
+    assert [r["name"] for r in partial["runs"]] == calls == [r.name for r in CONTROL_QUICK.runs[:3]]
+    assert partial["left"][:5] == [r.name for r in CONTROL_QUICK.runs[3:]] and "Incomplete: 3 runs finished" in (
+        tmp_path / "tables.md").read_text()
+    calls.clear()
+    monkeypatch.setattr(control_part, "execute", lambda run, *a, **k: (calls.append(run.name), real(run, *a, **k))[1])
+    main(argv)
+    done = json.loads((tmp_path / "results.json").read_text())
+    assert done["runs"][:3] == partial["runs"]  # taken from out/.progress, not run again
+    assert calls == [r["name"] for r in done["runs"][3:]] and len(done["runs"]) == 16
+    assert not (tmp_path / ".progress").exists()
+
+
+STUDY_DIR = ROOT / "case_studies" / "outliers"
+
+
+def test_committed_search_is_the_declared_one_and_its_tables_are_in_the_readme():
+    from case_studies.outliers.config import CONTROL_CANDIDATE
+
+    results = json.loads((STUDY_DIR / "results" / "search" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and SearchStudy.from_dict(results["study"]) == SEARCH
+    assert [r["name"] for r in results["runs"]] == [c.name for c in SEARCH.runs][:len(results["runs"])]
+    assert search_part.tables(results) in readme and results["command"] in readme
+    assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    chosen, why = search_part.select(results["runs"])
+    assert CONTROL_CANDIDATE == chosen and why in readme  # the control runs at what the rule chose
+
+
+def test_committed_control_is_the_declared_one_and_its_tables_are_in_the_readme():
+    from case_studies.outliers.config import CONTROL
+
+    results = json.loads((STUDY_DIR / "results" / "control" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and ControlStudy.from_dict(results["study"]) == CONTROL
+    names = [r["name"] for r in results["runs"]]
+    stage1 = [r.name for r in CONTROL.runs]
+    assert names[:len(stage1)] == stage1[:len(names)]  # stage 1 in its declared order
+    assert control_part.tables(results) in readme and results["command"] in readme
+    for name in results["left"]:
+        assert name in readme  # what is left is said
