@@ -135,8 +135,9 @@ QUICK_PROTOCOL = Protocol(vocab_size=48, train_settings=(Setting(16, 2), Setting
 QUICK_LRS = (3e-3, 1e-2)
 SWEEP_QUICK = PartStudy(QUICK_PROTOCOL, tuple(PartRun(m, 16, lr, chunk_size=16) for m in ("softmax", "delta")
                                               for lr in QUICK_LRS))
-CONV2X2_QUICK = PartStudy(QUICK_PROTOCOL, tuple(PartRun(m, 16, 1e-2, seed=s, conv_size=c, chunk_size=16)
-                                                for m in ("delta", "linear") for c in (4, 0) for s in (0, 1)))
+CONV2X2_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train=dataclasses.replace(QUICK_TRAIN, steps=20)),
+                          tuple(PartRun(m, 16, 1e-2, seed=s, conv_size=c, chunk_size=16)
+                                for m in ("delta", "linear") for c in (4, 0) for s in (0, 1)))
 PAIRS_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train_settings=(Setting(32, 4), Setting(32, 8))),
                         tuple(PartRun("delta", d, 1e-2, chunk_size=16) for d in (16, 32)), capacity_sweep=True)
 VOCAB_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, vocab_size=256),
