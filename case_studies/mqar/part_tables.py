@@ -11,7 +11,7 @@ import pandas as pd
 
 from .._stats import paired_t, t_quantile
 from .figures import MIXER_LABELS
-from .published import PUBLISHED_BY_SETTING, SOURCE
+from .tables import PUBLISHED
 
 
 def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -124,17 +124,17 @@ def sweep_tables(results: dict[str, Any]) -> str:
         out.append(f"| {_label(mixer)} | {d} | " + " | ".join(cols) + " |")
     settings = _setting_cols(runs)
     out += ["", "At each mixer's best rate: accuracy per setting [95 % Wilson interval over the scored queries, "
-            "seed 0], beside the published reading for that setting (" + SOURCE + "):", "",
-            "| mixer | d_model | lr | " + " | ".join(f"T={t}, kv={k} (published)" for t, k in settings) + " |",
-            "|---|---|---|" + "---|" * len(settings)]
+            "seed 0] and the mean, beside the published reading — one number per (mixer, d_model) from the "
+            "reference sheet, not per setting (see \"Published numbers\"):", "",
+            "| mixer | d_model | lr | " + " | ".join(f"T={t}, kv={k}" for t, k in settings) + " | mean | published (≈) |",
+            "|---|---|---|" + "---|" * (len(settings) + 2)]
     for (mixer, d), lr in best.items():
         r = next(r for r in runs if r["run"]["mixer"] == mixer and r["run"]["d_model"] == d and r["run"]["lr"] == lr
                  and r["run"]["seed"] == min(seeds))
-        cols = []
-        for a in r["accuracy"]:
-            pub = PUBLISHED_BY_SETTING.get((mixer, d, a["seq_len"], a["num_kv_pairs"]))
-            cols.append(f"{a['accuracy']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}] ({'—' if pub is None else pub})")
-        out.append(f"| {_label(mixer)} | {d} | {lr:.2e} | " + " | ".join(cols) + " |")
+        cols = [f"{a['accuracy']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}]" for a in r["accuracy"]]
+        pub = PUBLISHED.get((mixer, d))
+        out.append(f"| {_label(mixer)} | {d} | {lr:.2e} | " + " | ".join(cols)
+                   + f" | {r['mean_accuracy']:.3f} | {'—' if pub is None else f'{pub:.2f}'} |")
     return "\n".join(out)
 
 

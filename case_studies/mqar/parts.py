@@ -115,8 +115,10 @@ class PartStudy(StudyBase):
 
 PROTOCOL = Protocol(train=CONVERGE, eval_sequences=512)
 SWEEP_MIXERS = ("softmax", "delta", "gated_delta", "linear")  # softmax first: the reviewer's first question
+CONV_MIXERS = ("delta", "linear")  # the delta rule and the sum rule (data: the 2 × 2's rows)
+QUICK_MIXERS = ("softmax", "delta")
 SWEEP = PartStudy(PROTOCOL, tuple(PartRun(m, 64, lr) for m in SWEEP_MIXERS for lr in LRS))
-CONV2X2 = PartStudy(PROTOCOL, tuple(PartRun(m, 64, BEST_LR[m], conv_size=c) for m in ("delta", "linear")
+CONV2X2 = PartStudy(PROTOCOL, tuple(PartRun(m, 64, BEST_LR[m], conv_size=c) for m in CONV_MIXERS
                                     for c in (4, 0)))
 PAIRS_PROTOCOL = dataclasses.replace(
     PROTOCOL, train_settings=tuple(Setting(256, kv) for kv in (16, 32, 48, 64)), eval_sequences=256,
@@ -133,15 +135,15 @@ QUICK_PROTOCOL = Protocol(vocab_size=48, train_settings=(Setting(16, 2), Setting
                           eval_sequences=32, sweep_seq_len=32, sweep_kv=(2, 4, 8), sweep_sequences=16,
                           probe_sequences=2, probe_lag_setting=Setting(32, 4), probe_capacity_setting=Setting(32, 8))
 QUICK_LRS = (3e-3, 1e-2)
-SWEEP_QUICK = PartStudy(QUICK_PROTOCOL, tuple(PartRun(m, 16, lr, chunk_size=16) for m in ("softmax", "delta")
+SWEEP_QUICK = PartStudy(QUICK_PROTOCOL, tuple(PartRun(m, 16, lr, chunk_size=16) for m in QUICK_MIXERS
                                               for lr in QUICK_LRS))
 CONV2X2_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train=dataclasses.replace(QUICK_TRAIN, steps=20)),
                           tuple(PartRun(m, 16, 1e-2, seed=s, conv_size=c, chunk_size=16)
-                                for m in ("delta", "linear") for c in (4, 0) for s in (0, 1)))
+                                for m in CONV_MIXERS for c in (4, 0) for s in (0, 1)))
 PAIRS_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train_settings=(Setting(32, 4), Setting(32, 8))),
                         tuple(PartRun("delta", d, 1e-2, chunk_size=16) for d in (16, 32)), capacity_sweep=True)
 VOCAB_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, vocab_size=256),
-                        tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in ("softmax", "delta")))
+                        tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in QUICK_MIXERS))
 
 PARTS: dict[str, tuple[PartStudy, PartStudy]] = {
     "sweep": (SWEEP, SWEEP_QUICK), "conv2x2": (CONV2X2, CONV2X2_QUICK), "pairs": (PAIRS, PAIRS_QUICK),
