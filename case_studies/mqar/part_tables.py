@@ -194,7 +194,5 @@ PART_TABLES = {"sweep": sweep_tables, "conv2x2": conv_tables, "pairs": pairs_tab
 
 
 def part_tables(results: dict[str, Any]) -> str:
-    part = results["part"]
-    secs = results.get("wall_seconds")
-    title = f"# MQAR, part {part}" + ("" if secs is None else f" ({secs / 60:.1f} min wall clock)")
-    return f"{title}\n\n{PART_TABLES[part](results)}\n"
+    """The tables of a part's results (its ``tables.md``, which the README holds verbatim)."""
+    return PART_TABLES[results["part"]](results) + "\n"
