@@ -75,6 +75,10 @@ def test_best_lr_averages_over_seeds_and_breaks_ties_to_the_smaller_rate():
             _entry("softmax", 1e-3, 0, [0.5, 0.5]), _entry("softmax", 1e-2, 0, [0.25, 0.75])]  # tie at 0.5
     assert best_lr(runs) == {("delta", 64): 1e-2, ("softmax", 64): 1e-3}
     assert frame(runs)["acc 128/8"].tolist() == [0.9, 0.5, 0.8, 0.5, 0.75]
+    # a run's own conv_size wins over its mixer config, which omits linear attention's default 0
+    no_conv = {**_entry("linear", 1e-3, 0, [0.5]), "run": {"mixer": "linear", "d_model": 64, "lr": 1e-3, "seed": 0,
+                                                           "conv_size": 0}}
+    assert frame([no_conv])["conv"].tolist() == [0]
 
 
 def test_t_interval_and_conv_effects_by_hand():

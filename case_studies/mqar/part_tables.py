@@ -19,8 +19,10 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     None for a mixer without one), stop, steps, mean accuracy and the accuracy per setting ``acc T/kv``."""
     rows = []
     for r in runs:
+        conv = r["run"].get("conv_size")  # set by the run, or the mixer's (a config may omit its default 0)
+        conv = r["mixer_config"].get("conv_size") if conv is None else conv
         row = {"name": r["name"], "mixer": r["run"]["mixer"], "d_model": r["run"]["d_model"], "d_head": r["d_head"],
-               "lr": r["run"]["lr"], "seed": r["run"]["seed"], "conv": r["mixer_config"].get("conv_size"),
+               "lr": r["run"]["lr"], "seed": r["run"]["seed"], "conv": conv,
                "stop": r["stop"], "steps": r["steps"], "mean": r["mean_accuracy"],
                "final_eval_acc": r["final_eval_acc"]}
         for a in r["accuracy"]:
