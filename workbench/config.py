@@ -305,10 +305,11 @@ def _from_flat_format(data: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"mixer options {sorted(flat)} belong inside the mixer's config, not at the top level")
     if kind not in names():
         raise ValueError(f"ModelConfig.mixer: unknown mixer {kind!r}; known mixers: {names()}")
-    own = set(mixer_fields(kind))
+    own = set(mixer_fields(kind)) - set(type(mixer_config(kind)).not_in_flat_format)
     mixer = {"kind": kind, **{k: v for k, v in flat.items() if k in own}}
     for k, v in flat.items():
         if k not in own and v != _LEGACY_MIXER_OPTIONS[k]:
-            raise ValueError(f"{k}={v!r} is not an option of the {kind!r} mixer (its options: {sorted(own)})")
+            raise ValueError(f"{k}={v!r} is not an option of the {kind!r} mixer in the flat config format (its "
+                             f"options there: {sorted(own)}); write the mixer's options inside its config instead")
     rest = {k: v for k, v in data.items() if k not in flat}
     return {**rest, "mixer": mixer}

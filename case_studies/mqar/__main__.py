@@ -1,8 +1,11 @@
-"""python -m case_studies.mqar [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.mqar [--part main|sweep|conv2x2|pairs|vocab] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``), scores, probes and
 saves each model, then writes ``results.json``, ``tables.md`` and the figures (HTML + PNG) to ``--out``.
 ``--replot`` only redraws the figures and ``tables.md`` from the ``results.json`` already in ``--out``.
+``--part NAME`` runs one of the parts of :mod:`case_studies.mqar.parts` instead (issue 18: learning-rate
+sweep to convergence, the short-convolution 2 × 2, training with up to 64 pairs, Zoology's vocabulary), into
+``results/NAME/`` (``runs/mqar-NAME-quick`` with ``--quick``); each part resumes after an interruption.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import time
 from pathlib import Path
 
 from .. import _cli, _report
-from . import figures
+from . import figures, part_figures
 from .config import FULL, QUICK, Study
+from .part_run import execute_part
+from .part_tables import part_tables
+from .parts import PARTS, PartStudy
 from .run import execute
 from .tables import tables
 
@@ -51,12 +57,52 @@ def run_study(study: Study, out: Path, checkpoints: Path, command: str, quick: b
     return _cli.finish(out, results, command, start, cpu_start, write_figures, tables, png)
 
 
+def write_part_figures(results: dict, out: Path, png: bool) -> list[Path]:
+    return _report.write_figures(part_figures.figures(results), out, png=png)
+
+
+def _part_summary(run, entry: dict) -> str:
+    acc = ", ".join(f"{a['accuracy']:.3f}" for a in entry["accuracy"])
+    return (f"{run.name}: accuracy {acc} ({entry['stop']} at step {entry['steps']}, "
+            f"{entry['train_seconds']:.0f} s training)")
+
+
+def run_part(study: PartStudy, part: str, out: Path, command: str, quick: bool, png: bool = True,
+             progress: bool = True) -> dict:
+    start, cpu_start = time.perf_counter(), time.process_time()
+    out = _report.prepare_output(out)
+    entries = _cli.run_each(study.runs, lambda run: execute_part(run, study, progress=progress), _part_summary,
+                            progress, out=out, context={k: v for k, v in study.to_dict().items() if k != "runs"})
+    results = {"quick": quick, "part": part, "study": study.to_dict(), "runs": entries}
+    return _cli.finish(out, results, command, start, cpu_start, write_part_figures, part_tables, png)
+
+
 def main(argv=None) -> None:
     ap = _cli.study_parser("mqar", __doc__, quick_help="tiny models and tasks, seconds", only_example="mqar-delta-d64")
     ap.add_argument("--checkpoints", type=Path, default=None,
                     help="where to save each model as <dir>/mqar-<mixer>-d<d_model> (default: <out>/checkpoints)")
+    ap.add_argument("--part", choices=["main", *PARTS], default="main",
+                    help="main: the study (results/); sweep, conv2x2, pairs, vocab: the parts of issue 18 "
+                         "(results/<part>/; see case_studies/mqar/parts.py)")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "mqar")
+    if args.part != "main":
+        if args.checkpoints is not None:
+            ap.error("--checkpoints is for the main study; the parts save no models")
+        if args.out is None:
+            out = Path(f"runs/mqar-{args.part}-quick") if args.quick else out / args.part
+        if args.replot:
+            _cli.redraw(ap, out, write_part_figures, part_tables, png=not args.no_png)
+            print(f"redrew the figures and tables.md in {out}")
+            return
+        full, quick = PARTS[args.part]
+        study = _cli.select_runs(ap, quick if args.quick else full, args.only)
+        _cli.set_threads(ap, args.threads)
+        results = run_part(study, args.part, out, _report.command_line(MODULE, argv), args.quick,
+                           png=not args.no_png)
+        print(part_tables(results))
+        print(f"wrote {out}/results.json, tables.md and the figures")
+        return
     if args.replot:
         print(tables(_cli.redraw(ap, out, write_figures, tables, png=not args.no_png)))
         return

@@ -126,9 +126,11 @@ class RunConfig(JsonConfig):
                            seed=self.model_seed)
 
     def mixer_config(self):
-        """The mixer's defaults, with ``conv_size`` where the mixer has a short convolution."""
+        """The mixer's defaults, with ``conv_size`` where the mixer has a short convolution by default (a mixer
+        whose convolution is an option that defaults to none, such as linear attention's, keeps none)."""
         cfg = mixer_config(self.mixer)
-        return cfg.replace(conv_size=self.conv_size) if "conv_size" in mixer_fields(self.mixer) else cfg
+        has_conv = "conv_size" in mixer_fields(self.mixer) and getattr(cfg, "conv_size", 0) > 0
+        return cfg.replace(conv_size=self.conv_size) if has_conv else cfg
 
 
 @dataclass(frozen=True)

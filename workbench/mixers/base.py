@@ -62,6 +62,9 @@ class MixerConfig:
     registry name); ``to_dict`` writes ``{"kind": ..., **fields}``."""
 
     kind: ClassVar[str] = ""
+    # options this mixer gained after the flat config.json format: a flat config's value for one of them was
+    # not this mixer's (e.g. the flat "conv_size": 4 written for every mixer) and is not read into it
+    not_in_flat_format: ClassVar[tuple[str, ...]] = ()
 
     def check(self, model: "ModelConfig", qk_norm: bool = False) -> None:
         """Validate against the model it sits in (its sizes; ``qk_norm``: the block asks for QK-norm); raise

@@ -3,8 +3,8 @@ named runs of the bundled checkpoints) and the text-model command (``text``). Ev
 run directory through :mod:`workbench.run_dir`."""
 
 from .resume import resuming
-from .trainer import (OPTIMIZERS, TrainConfig, TrainResult, evaluate, lr_at, make_optimizer, masked_loss, run_record,
-                      train)
+from .trainer import (OPTIMIZERS, STOP_REASONS, TrainConfig, TrainResult, evaluate, lr_at, make_optimizer, masked_loss,
+                      run_record, stop_reason, train)
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "evaluate", "lr_at", "make_optimizer", "masked_loss", "resuming",
-           "run_record", "train"]
+__all__ = ["OPTIMIZERS", "STOP_REASONS", "TrainConfig", "TrainResult", "evaluate", "lr_at", "make_optimizer", "masked_loss", "resuming",
+           "run_record", "stop_reason", "train"]

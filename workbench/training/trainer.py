@@ -45,7 +45,13 @@ class TrainConfig(JsonConfig):
     eigenbasis of Shampoo's preconditioner; ``pytorch_optimizer.SOAP`` with eigenbases refreshed every
     ``precondition_frequency`` steps; like that implementation, SOAP's first step only sets up the
     preconditioner and moves no weight). He et al. (2024) find SOAP-trained models have fewer outlier
-    features than Adam-trained ones."""
+    features than Adam-trained ones.
+
+    Early stopping (:func:`stop_reason`, checked at every eval step; off by default): with ``stop_acc`` the
+    run stops at the first eval whose ``eval_acc`` is ≥ ``stop_acc`` ("target"); with ``patience`` > 0 it
+    stops when the last ``patience`` evals have not raised the best earlier ``eval_acc`` by more than
+    ``min_delta`` ("plateau"). ``steps`` is then the cap ("max_steps"), and the schedule is still laid out
+    over ``steps``: a run stopped early never reaches the end of its cosine."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -62,6 +68,9 @@ class TrainConfig(JsonConfig):
     out_dir: Optional[str] = None
     optimizer: str = "adamw"
     precondition_frequency: int = 10  # SOAP only
+    stop_acc: Optional[float] = None
+    patience: int = 0
+    min_delta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -75,12 +84,38 @@ class TrainConfig(JsonConfig):
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("TrainConfig.weight_decay and grad_clip must be ≥ 0")
         object.__setattr__(self, "betas", tuple(self.betas))
+        check_int_fields(self, ("patience",), minimum=0)
+        if self.stop_acc is not None and not 0 < self.stop_acc <= 1:
+            raise ValueError(f"TrainConfig.stop_acc must be in (0, 1] or None (no target), got {self.stop_acc}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"TrainConfig.min_delta must be ≥ 0, got {self.min_delta}")
+
+
+STOP_REASONS = ("target", "plateau", "max_steps")
 
 
 @dataclass
 class TrainResult:
+    """The trained model, its history and why training stopped (one of :data:`STOP_REASONS`)."""
+
     model: HookedFastWeightLM
     history: list[dict[str, float]]
+    stop: str = "max_steps"
+
+
+def stop_reason(history: list[dict[str, float]], cfg: TrainConfig) -> Optional[str]:
+    """Whether the early-stopping rule of ``cfg`` stops a run whose history so far is ``history``:
+    "target" (the last ``eval_acc`` ≥ ``cfg.stop_acc``), "plateau" (the best ``eval_acc`` of the last
+    ``cfg.patience`` evals is at most ``cfg.min_delta`` above the best before them), else None."""
+    accs = [h["eval_acc"] for h in history if "eval_acc" in h]
+    if not accs:
+        return None
+    if cfg.stop_acc is not None and accs[-1] >= cfg.stop_acc:
+        return "target"
+    if cfg.patience and len(accs) > cfg.patience:
+        if max(accs[-cfg.patience:]) <= max(accs[:-cfg.patience]) + cfg.min_delta:
+            return "plateau"
+    return None
 
 
 def run_record(model: ModelConfig, task: Task, cfg: TrainConfig) -> dict[str, Any]:
@@ -204,8 +239,9 @@ def train(
             for n, d in step_checkpoints(writer.path).items():
                 if n > first:
                     shutil.rmtree(d)
+    stop = stop_reason(history, cfg)  # a resumed run may have stopped early already
     start = time.perf_counter() - elapsed
-    bar = tqdm(range(first, cfg.steps), desc="train", disable=not progress, leave=False, initial=first,
+    bar = tqdm(range(first if stop is None else cfg.steps, cfg.steps), desc="train", disable=not progress, leave=False, initial=first,
                total=cfg.steps)
     for step in bar:
         lr = lr_at(step, cfg)
@@ -223,10 +259,14 @@ def train(
             record.update(evaluate(model, eval_batches), seconds=time.perf_counter() - start)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", eval=f"{record['eval_loss']:.3f}")
         history.append(record)
+        if "eval_acc" in record:
+            stop = stop_reason(history, cfg)
         saving = cfg.save_every and (step + 1) % cfg.save_every == 0
         if writer is not None and saving:
             writer.save_step(model, step + 1)
         if state_file is not None and ("eval_loss" in record or saving):
             resume.save_state(state_file, model, opt, step + 1, data_gen, history, time.perf_counter() - start)
+        if stop is not None:
+            break
     model.eval()
-    return TrainResult(model=model, history=history)
+    return TrainResult(model=model, history=history, stop=stop or "max_steps")
