@@ -147,3 +147,19 @@ def test_uncapped_quick_mode_killed_written_partially_then_continued(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert replot.returncode == 0 and (tmp_path / "tables.md").read_text() == text
     assert seconds < 60, f"--part uncapped --quick took {seconds:.0f} s"
+
+
+def test_the_cost_estimate_interpolates_seconds_per_step_in_S_and_uses_the_papers_steps():
+    from case_studies.capacity import paper
+    from case_studies.capacity.estimate import estimate, seconds_per_step
+
+    main = [{"setting": 1, "model": "dpfp3-sum", "num_keys": S, "train_seconds": sec, "steps": 2000}
+            for S, sec in ((240, 80.0), (360, 200.0))] + [{"setting": 2, "model": "dpfp3-sum", "num_keys": 300,
+                                                            "train_seconds": 1e6, "steps": 1}]
+    assert math.isclose(seconds_per_step(main, "dpfp3-sum", 300), 0.07)  # halfway between 0.04 and 0.1
+    assert math.isclose(seconds_per_step(main, "dpfp3-sum", 420), 0.13)  # extended past 360
+    est = estimate([Run(1, 380, DPFP[2], 2)], main)
+    assert est.loc[0, "steps"] == paper.STEPS[1]["dpfp3-sum"][380] == 10_200
+    assert math.isclose(est.loc[0, "seconds"], 10_200 * 0.11)
+    with pytest.raises(ValueError, match="two setting-1 runs"):
+        seconds_per_step(main[:1], "dpfp3-sum", 300)
