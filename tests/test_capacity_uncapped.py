@@ -4,6 +4,7 @@ quick run (killed, written as a partial result, then continued by the same comma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -69,7 +70,7 @@ def test_capacity_per_seed_is_the_largest_success_and_says_when_the_grid_has_not
     text = tables(_results(outcomes))
     assert "| Linear | 40 (fails at 60) | 60 (fails at 80), but fails at 40 | ≥ 40 (larger S pending) |" in text
     assert "**10 of 12 planned runs done** — a partial result" in text
-    assert "| 60 | 1/2 (of 3; 1 *pending*) |" in text and "| Linear S = 80 seed 3 | *pending* |" not in text
+    assert "| 60 | 1/2 (of 3; 1 *pending*) | 0.0500 / 5.0e-04 / – |" in text and "| Linear S = 80 seed 3 | *pending* |" not in text
     assert "| elu1-sum S = 80 seed 3 | *pending* |" in text
     # off the grid at either end, and the mean over seeds only when every seed is decided on the grid
     edges = {(S, s): (ok if s == 1 else bad) for S in (20, 40, 60, 80) for s in (1, 2)}
@@ -163,3 +164,53 @@ def test_the_cost_estimate_interpolates_seconds_per_step_in_S_and_uses_the_paper
     assert math.isclose(est.loc[0, "seconds"], 10_200 * 0.11)
     with pytest.raises(ValueError, match="two setting-1 runs"):
         seconds_per_step(main[:1], "dpfp3-sum", 300)
+
+
+@pytest.mark.parametrize("feature_map,redraw", [("dpfp", False), ("favor", True)])
+def test_a_retriever_run_killed_mid_training_continues_from_its_last_evaluation_to_the_same_result(
+        tmp_path, monkeypatch, feature_map, redraw):
+    """Killed inside its training (between two evaluations), the same call with the same resume_dir loads the
+    state of the last evaluation — weights, Adam's moments, the data and evaluation generators, the model's own
+    feature draws, the patience count — and ends with the history and weights of a run never killed."""
+    import torch
+
+    from workbench.retrieval import training
+    from workbench.retrieval.model import RetrieverConfig
+    from workbench.tasks import Retrieval
+
+    torch.set_num_threads(1)
+    cfg = RetrieverConfig.paper(8, feature_map=feature_map, favor_features=8, favor_redraw=redraw, seed=4)
+    task = Retrieval(num_keys=8, setting=1)
+    train = training.RetrieverTrainConfig(max_steps=120, eval_every=20, eval_sequences=3, patience=2, seed=5)
+    whole = training.train_retriever(cfg, task, train, progress=False)
+    assert not list(tmp_path.iterdir())  # no resume_dir: nothing written
+
+    real, calls = training.retrieval_loss, {"n": 0}
+
+    def crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 47:  # step 47, after the evaluations at 20 and 40
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "retrieval_loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_retriever(cfg, task, train, progress=False, resume_dir=tmp_path)
+    monkeypatch.undo()
+    assert len(list(tmp_path.glob("train_state-*.pt"))) == 1
+    calls["n"] = 0
+
+    def count(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "retrieval_loss", count)
+    again = training.train_retriever(cfg, task, train, progress=False, resume_dir=tmp_path)
+    strip = lambda hist: [{k: v for k, v in h.items() if k != "seconds"} for h in hist]  # noqa: E731
+    assert strip(again.history) == strip(whole.history) and (again.stop, again.steps) == (whole.stop, whole.steps)
+    assert calls["n"] == (whole.steps - 40) + (len(whole.history) - 2)  # steps and evaluations after step 40 only
+    for a, b in zip(again.model.parameters(), whole.model.parameters()):
+        assert torch.equal(a, b)
+    other = dataclasses.replace(train, seed=6)  # another run in the same directory starts afresh
+    fresh = training.train_retriever(cfg, task, other, progress=False, resume_dir=tmp_path)
+    assert fresh.history[0]["step"] == 20 and fresh.history != whole.history

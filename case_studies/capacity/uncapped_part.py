@@ -59,11 +59,13 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Per (model, S) in plan order: seeds planned and done, mean final loss over the done ones with its 95 % t
     interval, successes, mean accuracy, mean steps, and runs that hit the 100 000-step cap."""
     rows = []
-    for (model, S), g in df.groupby(["model", "S"], sort=False):
-        d = g[g["done"]]
+    models = list(dict.fromkeys(df["model"]))
+    for (model, S), g in sorted(df.groupby(["model", "S"], sort=False), key=lambda kv: (models.index(kv[0][0]), kv[0][1])):
+        d = g[g["done"]].sort_values("seed")
         mean, lo, hi = t_interval(d["loss"].to_numpy())
         rows.append({"model": model, "label": g["label"].iloc[0], "S": S, "planned": len(g), "n": len(d),
                      "mean": mean, "lo": lo, "hi": hi, "success": int(d["success"].sum()),
+                     "per_seed": {int(k): float(v) for k, v in zip(d["seed"], d["loss"])},
                      "acc": float(d["acc"].mean()) if len(d) else math.nan,
                      "steps": float(d["steps"].astype(float).mean()) if len(d) else math.nan,
                      "capped": int((d["stop"] == "max_steps").sum())})
@@ -133,7 +135,7 @@ def tables(results: dict[str, Any]) -> str:
     train = results["study"]["train"]
     out = [f"# capacity, part uncapped: setting 1 near each capacity, seeds {', '.join(map(str, seeds))}", "",
            f"Stopping rule: eval loss ≤ {train['target_loss']}, {train['patience']} evaluations without a new best, "
-           f"or {train['max_steps']} steps. Success: final eval loss ≤ {SUCCESS}.", "",
+           f"or {train['max_steps']:,} steps. Success: final eval loss ≤ {SUCCESS}.".replace(",", " "), "",
            f"**{done} of {planned} planned runs done**" + ("" if done == planned else
                                                           " — a partial result: pending runs are marked *pending*; "
                                                           "the same command continues from the finished runs."), ""]
@@ -147,20 +149,23 @@ def tables(results: dict[str, Any]) -> str:
         out.append(f"| {g['label'].iloc[0]} | " + " | ".join(cols) + f" | {_capacity_mean(g)} | "
                    f"{paper_caps.get(model, '–')} |")
     out += ["", "## Fraction of seeds succeeding per S", "",
-            "successes / seeds done (of seeds planned); final eval loss: mean over the seeds done [95 % t interval]; "
-            "steps: mean; † = some run stopped at the step cap.", ""]
+            "successes / seeds done (of seeds planned); final eval loss per seed (– pending) and its mean over the "
+            "seeds done [95 % t interval]; steps: mean; † = some run stopped at the step cap; paper: its final loss "
+            "(its steps).", ""]
     for model, c in cells.groupby("model", sort=False):
-        out += [f"### {c['label'].iloc[0]}", "", "| S | successes | final loss | accuracy | steps | paper |",
-                "|---|---|---|---|---|---|"]
+        out += [f"### {c['label'].iloc[0]}", "",
+                f"| S | successes | final loss, seed {' / '.join(map(str, seeds))} | mean [95 % t interval] | "
+                "accuracy | steps | paper |", "|---|---|---|---|---|---|---|"]
         for _, r in c.iterrows():
+            ref = (f"{_fmt(paper.FINAL_LOSS[1].get(model, {}).get(r['S'], math.nan))} "
+                   f"({paper.STEPS[1].get(model, {}).get(r['S'], '–')})")
             if r["n"] == 0:
-                out.append(f"| {r['S']} | *pending* (0 of {r['planned']}) | | | | "
-                           f"{_fmt(paper.FINAL_LOSS[1].get(model, {}).get(r['S'], math.nan))} |")
+                out.append(f"| {r['S']} | *pending* (0 of {r['planned']}) | | | | | {ref} |")
                 continue
             pend = "" if r["n"] == r["planned"] else f" (of {r['planned']}; {r['planned'] - r['n']} *pending*)"
-            out.append(f"| {r['S']} | {r['success']}/{r['n']}{pend} | {_fmt(r['mean'])} [{_fmt(r['lo'])}, "
-                       f"{_fmt(r['hi'])}] | {r['acc']:.3f} | {r['steps']:.0f}{' †' * int(r['capped'] > 0)} | "
-                       f"{_fmt(paper.FINAL_LOSS[1].get(model, {}).get(r['S'], math.nan))} |")
+            losses = " / ".join(_fmt(r["per_seed"][s]) if s in r["per_seed"] else "–" for s in seeds)
+            out.append(f"| {r['S']} | {r['success']}/{r['n']}{pend} | {losses} | {_fmt(r['mean'])} [{_fmt(r['lo'])}, "
+                       f"{_fmt(r['hi'])}] | {r['acc']:.3f} | {r['steps']:.0f}{' †' * int(r['capped'] > 0)} | {ref} |")
         out.append("")
     out += ["## Every run", "", "| run | final loss | accuracy | stop | steps | train s |", "|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
