@@ -115,14 +115,20 @@ def test_uncapped_quick_mode_killed_written_partially_then_continued(tmp_path):
     cmd = [sys.executable, "-m", "case_studies.capacity", "--part", "uncapped", "--quick", "--no-png", "--out",
            str(tmp_path)]
     progress = tmp_path / _cli.PROGRESS_DIR
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (tmp_path.parent / f"{tmp_path.name}-killed.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while len(list(progress.glob("*.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    def finished_runs():  # not the temporary files of an entry being written (.<name>.<random>.tmp.json)
+        return sorted(p.stem for p in progress.glob("*.json") if not p.name.startswith("."))
+
+    while len(finished_runs()) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = sorted(p.stem for p in progress.glob("*.json"))
-    assert 2 <= len(finished) < len(UNCAPPED_PART_QUICK.runs), "the quick run ended before it could be killed"
+    finished = finished_runs()
+    log.close()
+    assert 2 <= len(finished) < len(UNCAPPED_PART_QUICK.runs), \
+        f"not killed after 2 to 7 runs ({proc.returncode}): " + Path(log.name).read_text()[-3000:]
 
     partial = subprocess.run(cmd + ["--partial"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert partial.returncode == 0, partial.stderr[-3000:]
