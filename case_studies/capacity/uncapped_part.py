@@ -135,7 +135,8 @@ def tables(results: dict[str, Any]) -> str:
     train = results["study"]["train"]
     out = [f"# capacity, part uncapped: setting 1 near each capacity, seeds {', '.join(map(str, seeds))}", "",
            f"Stopping rule: eval loss ≤ {train['target_loss']}, {train['patience']} evaluations without a new best, "
-           f"or {train['max_steps']:,} steps. Success: final eval loss ≤ {SUCCESS}.".replace(",", " "), "",
+           f"or {train['max_steps']:,} steps. Success: final eval loss ≤ {SUCCESS}.".replace(f"{train['max_steps']:,}",
+                                                                                   f"{train['max_steps']:,}".replace(",", " ")), "",
            f"**{done} of {planned} planned runs done**" + ("" if done == planned else
                                                           " — a partial result: pending runs are marked *pending*; "
                                                           "the same command continues from the finished runs."), ""]
