@@ -121,6 +121,23 @@ def run_each(runs: Sequence[Any], execute: Callable[[Any], dict], summary: Calla
     return entries
 
 
+def finished_entries(runs: Sequence[Any], out: Path, context: Any = None) -> list[dict]:
+    """The entries :func:`run_each` saved in ``out/.progress`` for those of ``runs`` that finished under the same
+    ``context``, in the order of ``runs`` (nothing is run, nothing removed: the same study can still resume)."""
+    store, entries = Path(out) / PROGRESS_DIR, []
+    for run in runs:
+        done = store / f"{run.name}.json"
+        if not done.is_file():
+            continue
+        try:
+            saved = json.loads(done.read_text())
+        except json.JSONDecodeError:
+            continue
+        if saved.get("key") == _run_key(run, context):
+            entries.append(saved["entry"])
+    return entries
+
+
 def _resumable_run(store: Path, run: Any, execute: Callable[[Any], dict], context: Any, progress: bool) -> dict:
     key, done = _run_key(run, context), store / f"{run.name}.json"
     if done.is_file():

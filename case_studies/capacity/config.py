@@ -136,4 +136,40 @@ FAVOR_PART_QUICK = Study(
     train=RetrieverTrainConfig(max_steps=100, eval_every=50, eval_sequences=4, seed=1),
     probe_sequences=4,
 )
-PARTS = {"main": (FULL, QUICK), "favor": (FAVOR_PART, FAVOR_PART_QUICK)}
+
+# Part "uncapped" (issue 18; its own results in results/uncapped/): setting 1 near each capacity, trained to the
+# paper's stopping rule (eval loss ≤ 0.001, 10 evaluations without a new best, or 100 000 steps) instead of our
+# 2000-step cap, on a 20-step S grid, seeds 1–3. The grid spans each model's capacity in the paper (Linear 40,
+# DPFP-1 120, DPFP-2 260, DPFP-3 380; its Sec. 6.1) and in our capped main study (40, 60, 120, 240), up to
+# one or two steps past the paper's first failure: where our capacity lands cannot be outside it unless a
+# model fails at its lowest S or succeeds at its highest, which the tables say. Fixed before any run was made.
+UNCAPPED_GRID = {
+    LINEAR: tuple(range(40, 81, 20)),      # paper: 40 (fails at 60); ours capped: 40
+    DPFP[0]: tuple(range(60, 161, 20)),    # paper: 120; ours capped: 60 (S = 120 at 0.0128 after 2000 steps)
+    DPFP[1]: tuple(range(120, 301, 20)),   # paper: 260; ours capped: 120 (S = 240 at 0.0174)
+    DPFP[2]: tuple(range(240, 421, 20)),   # paper: 380; ours capped: 240 (S = 360 at 0.0458)
+}
+UNCAPPED_BOUNDARY = {LINEAR: 50, DPFP[0]: 130, DPFP[1]: 270, DPFP[2]: 390}  # between the paper's last success and first failure
+UNCAPPED_SEEDS = (1, 2, 3)
+
+
+def uncapped_order(grid: dict[Model, tuple[int, ...]], boundary: dict[Model, int],
+                   seeds: tuple[int, ...]) -> tuple[Run, ...]:
+    """Seed by seed; within a seed the cells nearest the paper's capacity boundary first (the ones that decide
+    each capacity), then outwards one 20-step ring at a time, and within a ring the cheapest model first."""
+    rank = {m: i for i, m in enumerate(grid)}  # LINEAR, DPFP-1, -2, -3: cost per step grows with d_dot and S
+    return tuple(Run(1, S, m, seed) for seed in seeds
+                 for S, m in sorted(((S, m) for m in grid for S in grid[m]),
+                                    key=lambda c: (abs(c[0] - boundary[c[1]]) // 20, rank[c[1]], c[0])))
+
+
+UNCAPPED_PART = Study(
+    runs=uncapped_order(UNCAPPED_GRID, UNCAPPED_BOUNDARY, UNCAPPED_SEEDS),
+    train=RetrieverTrainConfig(max_steps=100_000, seed=1),  # the paper's protocol, cap included
+)
+UNCAPPED_PART_QUICK = Study(
+    runs=uncapped_order({LINEAR: (6, 12), DPFP[0]: (6, 12)}, {LINEAR: 9, DPFP[0]: 9}, (1, 2)),
+    train=RetrieverTrainConfig(max_steps=300, eval_every=50, eval_sequences=4, patience=3, seed=1),
+    probe_sequences=4,
+)
+PARTS = {"main": (FULL, QUICK), "favor": (FAVOR_PART, FAVOR_PART_QUICK), "uncapped": (UNCAPPED_PART, UNCAPPED_PART_QUICK)}

@@ -298,6 +298,17 @@ class HookedRetriever(HookedRootModule):
             raise ValueError("softmax attention keeps no memory matrix; use form='attention' (or None)")
         return form
 
+    def rng_state(self) -> Optional[torch.Tensor]:
+        """The state of the model's own generator (the paper's FAVOR+ draws its projection from it at every
+        call), or None when its forward pass draws nothing; what a resumed training run must restore."""
+        return self.favor_generator.get_state() if self.cfg.favor_redraw else None
+
+    def set_rng_state(self, state: Optional[torch.Tensor]) -> None:
+        if (state is None) != (not self.cfg.favor_redraw):
+            raise ValueError("this state is of a model with another kind of random feature draw")
+        if state is not None:
+            self.favor_generator.set_state(state)
+
     @property
     def train_form(self) -> str:
         """The form that trains fastest on one query per sequence: ``"attention"``, except fwm, whose rescale

@@ -6,7 +6,9 @@ each asked every distinct stored key; stop when the eval loss is ≤ ``target_lo
 evaluations in a row without a new best, or at ``max_steps``. Steps train in the attention form (exact, fast
 for one query); evaluations read the memory built by the recurrence kernel (``form="memory"``).
 ``train_retriever`` trains a deep copy and never changes the model it is given; it is seeded and uses
-no global RNG, so a run is repeatable bit for bit on one machine.
+no global RNG, so a run is repeatable bit for bit on one machine. With a ``resume_dir`` (or inside a
+:func:`workbench.training.resuming` block) it saves its state at every evaluation and a run killed at any
+point, started again, continues from its last evaluation to the same result.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -23,6 +26,7 @@ from tqdm.auto import tqdm
 from .model import HookedRetriever, RetrieverConfig
 from ..tasks.retrieval import Retrieval, RetrievalBatch
 from ..dataclass_io import JsonConfig, check_int_fields
+from ..training import resume
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,12 @@ def train_retriever(
     cfg: RetrieverTrainConfig = RetrieverTrainConfig(),
     *,
     progress: bool = True,
+    resume_dir: Optional[Union[str, Path]] = None,
 ) -> RetrieverTrainResult:
-    """Train a copy of the model (or a fresh one from a config) on ``task`` by the protocol above."""
+    """Train a copy of the model (or a fresh one from a config) on ``task`` by the protocol above.
+    ``resume_dir`` (default: the directory of an enclosing :func:`~workbench.training.resume.resuming`
+    block, else nowhere): where the state is kept at every evaluation, and resumed from if this same run
+    (config, initial weights, task, protocol) left one there."""
     if isinstance(model_or_config, RetrieverConfig):
         model = HookedRetriever(model_or_config)
     elif isinstance(model_or_config, HookedRetriever):
@@ -104,10 +112,27 @@ def train_retriever(
     train_form = model.train_form  # the dual (attention) form, or the memory form where it is no faster (fwm)
     history: list[dict[str, float]] = []
     best, strikes, stop, running, n_running = float("inf"), 0, "max_steps", 0.0, 0
-    start = time.perf_counter()
-    bar = tqdm(range(1, cfg.max_steps + 1), desc=f"S={task.num_keys} {model.cfg.label} {model.cfg.update}",
-               disable=not progress, leave=False)
-    step = 0
+    first, elapsed = 0, 0.0
+    state_dir = Path(resume_dir) if resume_dir is not None else resume.scoped_dir()
+    state_file = None
+    if state_dir is not None:
+        record = {"retriever": model.cfg.to_dict(), "task": task.to_dict(), "train": cfg.to_dict()}
+        state_file = resume.state_path(state_dir, resume.run_key(record, model))
+        resume.clear_states(state_dir, keep=state_file)  # another run's state is never resumed
+        if state_file.is_file():
+            state = resume.load_state(state_file)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            data_gen.set_state(state["data_rng"])
+            eval_gen.set_state(state["extra"]["eval_rng"])
+            model.set_rng_state(state["extra"].get("model_rng"))
+            first, history, elapsed = int(state["step"]), list(state["history"]), float(state["seconds"])
+            for h in history:  # the patience count as it stood after each evaluation
+                best, strikes = (h["eval_loss"], 0) if h["eval_loss"] < best else (best, strikes + 1)
+    start = time.perf_counter() - elapsed
+    bar = tqdm(range(first + 1, cfg.max_steps + 1), desc=f"S={task.num_keys} {model.cfg.label} {model.cfg.update}",
+               disable=not progress, leave=False, initial=first, total=cfg.max_steps)
+    step = first
     model.train()
     for step in bar:
         b = task.sample(cfg.batch_size, data_gen)
@@ -136,6 +161,9 @@ def train_retriever(
         if strikes >= cfg.patience:
             stop = "patience"
             break
+        if state_file is not None:
+            resume.save_state(state_file, model, opt, step, data_gen, history, time.perf_counter() - start,
+                              extra={"eval_rng": eval_gen.get_state(), "model_rng": model.rng_state()})
     bar.close()
     model.eval()
     if not history or history[-1]["step"] != step:  # max_steps not a multiple of eval_every: evaluate the end

@@ -61,11 +61,13 @@ def state_path(directory: Path, key: str) -> Path:
 
 
 def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
-               data_gen: torch.Generator, history: list, seconds: float) -> None:
-    """Write the state after ``step`` updates atomically to ``path``."""
+               data_gen: torch.Generator, history: list, seconds: float,
+               extra: Optional[dict[str, Any]] = None) -> None:
+    """Write the state after ``step`` updates atomically to ``path``; ``extra``: whatever else the loop needs
+    (tensors and plain values), read back as ``state["extra"]``."""
     state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
              "data_rng": data_gen.get_state(), "torch_rng": torch.get_rng_state(),
-             "history": history, "seconds": seconds}
+             "history": history, "seconds": seconds, "extra": extra or {}}
     with atomic.replacing(path) as tmp:
         torch.save(state, tmp)
 
