@@ -5,6 +5,7 @@ comparing two edits on the same canaries (memorization); the capacity study's FA
 - :func:`wilcoxon`: Wilcoxon signed-rank test (zeros dropped, normal approximation with tie correction)
   for paired losses.
 - :func:`paired_t`: mean difference with a t interval and a two-sided p (paired t test).
+- :func:`t_interval`: a mean over seeds with its t interval (unpaired).
 - :func:`bootstrap_mean_ci`: percentile bootstrap interval of a mean, resampling within strata (seeds).
 - :func:`wilson`: the Wilson score interval of a proportion.
 """
@@ -95,6 +96,17 @@ def paired_t(x: Sequence[float], y: Sequence[float], level: float = 0.95) -> dic
         return {"n": n, "mean": mean, "lo": mean, "hi": mean, "p": 1.0 if mean == 0 else 0.0}
     p = 2 * (1 - _t_cdf(abs(mean / se), n - 1))
     return {"n": n, "mean": mean, "lo": mean - q * se, "hi": mean + q * se, "p": max(0.0, min(1.0, p))}
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean and its two-sided t interval; lo = hi = NaN with fewer than two values (and
+    mean NaN with none)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean()) if len(values) else math.nan
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t_quantile(0.5 + level / 2, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
 
 
 def bootstrap_mean_ci(values: Sequence[float], strata: Optional[Sequence] = None, n_boot: int = 4000,

@@ -19,7 +19,8 @@ import pytest
 from case_studies import _cli
 from case_studies.capacity.config import (DPFP, LINEAR, PARTS, UNCAPPED_BOUNDARY, UNCAPPED_GRID, UNCAPPED_PART,
                                           UNCAPPED_PART_QUICK, Model, Run, Study)
-from case_studies.capacity.uncapped_part import capacities, cell_stats, frame, tables, t_interval
+from case_studies._stats import t_interval
+from case_studies.capacity.uncapped_part import capacities, cell_stats, frame, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 

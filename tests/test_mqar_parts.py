@@ -16,7 +16,8 @@ import pytest
 
 from case_studies.mqar import parts
 from case_studies.mqar.config import RunConfig
-from case_studies.mqar.part_tables import best_lr, conv_effects, frame, part_tables, t_interval
+from case_studies._stats import t_interval
+from case_studies.mqar.part_tables import best_lr, conv_effects, frame, part_tables
 from case_studies.mqar.parts import BEST_LR, LRS, PARTS, PartRun, PartStudy
 
 ROOT = Path(__file__).resolve().parents[1]

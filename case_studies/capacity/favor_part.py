@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .._stats import paired_t, t_quantile
+from .._stats import paired_t, t_interval
 from .figures import SUCCESS
 
 FACTORS = ("redraw", "orthogonal", "scale")
@@ -38,20 +38,12 @@ def cell_name(redraw: bool, orthogonal: bool) -> str:
     return f"{'redrawn' if redraw else 'fixed'}, {'orthogonal' if orthogonal else 'Gaussian'}"
 
 
-def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(0.5 + level / 2, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Per (scale, S, redraw, orthogonal): seeds, mean loss with its 95 % t interval, runs with loss ≤ 0.01,
     mean accuracy, runs stopped at the step cap."""
     rows = []
     for (scale, S, redraw, orthogonal), g in df.groupby(["scale", "S", "redraw", "orthogonal"]):
-        mean, lo, hi = _t_interval(g["loss"].to_numpy())
+        mean, lo, hi = t_interval(g["loss"].to_numpy())
         rows.append({"scale": scale, "S": S, "redraw": redraw, "orthogonal": orthogonal, "n": len(g),
                      "mean": mean, "lo": lo, "hi": hi, "success": int((g["loss"] <= SUCCESS).sum()),
                      "acc": float(g["acc"].mean()), "capped": int(g["capped"].sum())})

@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .._stats import t_quantile
+from .._stats import t_interval
 from . import paper
 from .config import Model, Run
 from .figures import SUCCESS
@@ -43,16 +42,6 @@ def frame(results: dict[str, Any]) -> pd.DataFrame:
         raise ValueError(f"runs {sorted(done)} are not in this study's plan (study.runs); not a results.json of "
                          "this part, or made with another grid")
     return pd.DataFrame(rows)
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and its two-sided t interval (nan bounds for fewer than two values)."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean()) if len(values) else math.nan
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(0.5 + level / 2, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from .._stats import paired_t, t_quantile
+from .._stats import paired_t, t_interval
 from .figures import MIXER_LABELS
 from .tables import PUBLISHED
 
@@ -40,16 +39,6 @@ def best_lr(runs: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
         by_lr = g.groupby("lr")["mean"].mean()
         out[(mixer, int(d))] = float(min(by_lr.index, key=lambda lr: (-by_lr[lr], lr)))
     return out
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi): the t interval of the mean over seeds; lo = hi = NaN with one seed."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(0.5 + level / 2, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
 
 
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
