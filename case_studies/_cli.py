@@ -46,9 +46,14 @@ def study_parser(name: str, doc: Optional[str], quick_help: str, only_example: s
     return ap
 
 
-def output_dir(args: argparse.Namespace, name: str) -> Path:
-    """``--out``, or the study's default folder for a full or a quick run."""
-    return args.out or Path(f"runs/{name}-quick" if args.quick else f"case_studies/{name}/results")
+def output_dir(args: argparse.Namespace, name: str, part: str = "main") -> Path:
+    """``--out``, or the study's default folder for a full or a quick run; a part other than ``main`` (a study's
+    ``--part``) has its own: ``results/<part>/``, or ``runs/<name>-<part>-quick``."""
+    if args.out:
+        return args.out
+    if part != "main":
+        return Path(f"runs/{name}-{part}-quick" if args.quick else f"case_studies/{name}/results/{part}")
+    return Path(f"runs/{name}-quick" if args.quick else f"case_studies/{name}/results")
 
 
 def replot_results(ap: argparse.ArgumentParser, out: Path) -> dict[str, Any]:

@@ -35,6 +35,11 @@ def test_defaults_and_output_dirs(tmp_path):
     assert str(_cli.output_dir(args, "demo")) == "case_studies/demo/results"
     assert str(_cli.output_dir(ap.parse_args(["--quick"]), "demo")) == "runs/demo-quick"
     assert _cli.output_dir(ap.parse_args(["--out", str(tmp_path)]), "demo") == tmp_path
+    # a part other than main has its own folder, unless --out says where
+    assert str(_cli.output_dir(args, "demo", "sweep")) == "case_studies/demo/results/sweep"
+    assert str(_cli.output_dir(ap.parse_args(["--quick"]), "demo", "sweep")) == "runs/demo-sweep-quick"
+    assert _cli.output_dir(ap.parse_args(["--out", str(tmp_path)]), "demo", "sweep") == tmp_path
+    assert str(_cli.output_dir(args, "demo", "main")) == "case_studies/demo/results"
 
 
 def test_select_runs_keeps_order_and_other_fields_and_names_unknown_runs(capsys):

@@ -96,9 +96,7 @@ def main(argv=None) -> None:
                     help="write results.json, tables.md and figures from the runs finished so far in --out/.progress "
                          "(no training; rerun without --partial to continue)")
     args = ap.parse_args(argv)
-    out = _cli.output_dir(args, "capacity")
-    if args.part != "main" and args.out is None:
-        out = Path(f"runs/capacity-{args.part}-quick") if args.quick else out / args.part
+    out = _cli.output_dir(args, "capacity", args.part)
     if args.replot:
         _cli.redraw(ap, out, write_figures, write_tables, png=not args.no_png)
         print(f"redrew the figures and tables.md in {out}")

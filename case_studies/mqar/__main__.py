@@ -85,12 +85,10 @@ def main(argv=None) -> None:
                     help="main: the study (results/); sweep, conv2x2, pairs, vocab: the parts of issue 18 "
                          "(results/<part>/; see case_studies/mqar/parts.py)")
     args = ap.parse_args(argv)
-    out = _cli.output_dir(args, "mqar")
+    out = _cli.output_dir(args, "mqar", args.part)
     if args.part != "main":
         if args.checkpoints is not None:
             ap.error("--checkpoints is for the main study; the parts save no models")
-        if args.out is None:
-            out = Path(f"runs/mqar-{args.part}-quick") if args.quick else out / args.part
         if args.replot:
             _cli.redraw(ap, out, write_part_figures, part_tables, png=not args.no_png)
             print(f"redrew the figures and tables.md in {out}")

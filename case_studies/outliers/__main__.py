@@ -51,9 +51,7 @@ def main(argv=None) -> None:
                     help="main: the 8-run study (results/); search: the search for a positive control "
                          "(results/search/); control: OP and SOAP against it, lr sweep and seeds (results/control/)")
     args = ap.parse_args(argv)
-    out = _cli.output_dir(args, "outliers")
-    if args.part != "main" and args.out is None:
-        out = Path(f"runs/outliers-{args.part}-quick") if args.quick else out / args.part
+    out = _cli.output_dir(args, "outliers", args.part)
     if args.replot:
         figs, tabs = (write_figures, tables) if args.part == "main" else (parts.write_figures, parts.write_tables)
         print(tabs(_cli.redraw(ap, out, figs, tabs, png=not args.no_png)))
