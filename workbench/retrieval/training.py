@@ -114,21 +114,14 @@ def train_retriever(
     best, strikes, stop, running, n_running = float("inf"), 0, "max_steps", 0.0, 0
     first, elapsed = 0, 0.0
     state_dir = Path(resume_dir) if resume_dir is not None else resume.scoped_dir()
-    state_file = None
-    if state_dir is not None:
-        record = {"retriever": model.cfg.to_dict(), "task": task.to_dict(), "train": cfg.to_dict()}
-        state_file = resume.state_path(state_dir, resume.run_key(record, model))
-        resume.clear_states(state_dir, keep=state_file)  # another run's state is never resumed
-        if state_file.is_file():
-            state = resume.load_state(state_file)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            data_gen.set_state(state["data_rng"])
-            eval_gen.set_state(state["extra"]["eval_rng"])
-            model.set_rng_state(state["extra"].get("model_rng"))
-            first, history, elapsed = int(state["step"]), list(state["history"]), float(state["seconds"])
-            for h in history:  # the patience count as it stood after each evaluation
-                best, strikes = (h["eval_loss"], 0) if h["eval_loss"] < best else (best, strikes + 1)
+    record = {"retriever": model.cfg.to_dict(), "task": task.to_dict(), "train": cfg.to_dict()}
+    state_file, state = resume.open_state(state_dir, record, model)
+    if state is not None:
+        first, history, elapsed = resume.restore(state, model, opt, data_gen)
+        eval_gen.set_state(state["extra"]["eval_rng"])
+        model.set_rng_state(state["extra"].get("model_rng"))
+        for h in history:  # the patience count as it stood after each evaluation
+            best, strikes = (h["eval_loss"], 0) if h["eval_loss"] < best else (best, strikes + 1)
     start = time.perf_counter() - elapsed
     bar = tqdm(range(first + 1, cfg.max_steps + 1), desc=f"S={task.num_keys} {model.cfg.label} {model.cfg.update}",
                disable=not progress, leave=False, initial=first, total=cfg.max_steps)

@@ -80,6 +80,29 @@ def load_state(path: Path) -> dict[str, Any]:
         raise ValueError(f"cannot resume from {path} ({type(e).__name__}: {e}); delete it to start the run afresh") from e
 
 
+def open_state(directory: Optional[Path], record: dict[str, Any], model: torch.nn.Module
+               ) -> tuple[Optional[Path], Optional[dict[str, Any]]]:
+    """The state file of the run (``record`` and ``model``'s initial weights) in ``directory`` — every other
+    run's state there is removed, so it is never resumed — and the state saved in it, or None when there is none
+    yet. ``(None, None)`` without a directory (no resuming)."""
+    if directory is None:
+        return None, None
+    path = state_path(directory, run_key(record, model))
+    clear_states(directory, keep=path)
+    return path, (load_state(path) if path.is_file() else None)
+
+
+def restore(state: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer,
+            data_gen: torch.Generator) -> tuple[int, list, float]:
+    """Load a state of :func:`save_state` into ``model``, ``opt`` and ``data_gen``; returns (steps done,
+    history, seconds spent). The loop restores anything else it saved itself (``state["torch_rng"]``,
+    ``state["extra"]``)."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    data_gen.set_state(state["data_rng"])
+    return int(state["step"]), list(state["history"]), float(state["seconds"])
+
+
 def clear_states(directory: Optional[Path], keep: Optional[Path] = None) -> None:
     """Remove the state files in ``directory`` other than ``keep``."""
     if directory is None or not Path(directory).is_dir():

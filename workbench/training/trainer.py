@@ -224,21 +224,14 @@ def train(
     history: list[dict[str, float]] = []
     first, elapsed = 0, 0.0
     state_dir = Path(resume_dir) if resume_dir is not None else writer.path if writer is not None else resume.scoped_dir()
-    state_file = None
-    if state_dir is not None:
-        state_file = resume.state_path(state_dir, resume.run_key(run_record(model.cfg, task, cfg), model))
-        resume.clear_states(state_dir, keep=state_file)  # another run's state is never resumed
-        if state_file.is_file():
-            state = resume.load_state(state_file)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            data_gen.set_state(state["data_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            first, history, elapsed = int(state["step"]), list(state["history"]), float(state["seconds"])
-        if writer is not None:  # checkpoints past the resumed step are written again (or never were)
-            for n, d in step_checkpoints(writer.path).items():
-                if n > first:
-                    shutil.rmtree(d)
+    state_file, state = resume.open_state(state_dir, run_record(model.cfg, task, cfg), model)
+    if state is not None:
+        first, history, elapsed = resume.restore(state, model, opt, data_gen)
+        torch.set_rng_state(state["torch_rng"])
+    if state_dir is not None and writer is not None:  # checkpoints past the resumed step are written again
+        for n, d in step_checkpoints(writer.path).items():
+            if n > first:
+                shutil.rmtree(d)
     stop = stop_reason(history, cfg)  # a resumed run may have stopped early already
     start = time.perf_counter() - elapsed
     bar = tqdm(range(first if stop is None else cfg.steps, cfg.steps), desc="train", disable=not progress, leave=False, initial=first,
