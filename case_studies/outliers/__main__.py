@@ -1,10 +1,11 @@
-"""python -m case_studies.outliers [--part main|search|control] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.outliers [--part main|search|search2|control] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) with checkpoints,
 traces the outlier statistics of every checkpoint, quantises each final model to W8A8 and writes
 ``results.json``, ``tables.md`` and the figures (HTML + PNG) to ``--out``. ``--replot`` only redraws the
 figures and ``tables.md`` from the ``results.json`` already in ``--out``.
 ``--part search``: the declared search for a positive control (``config.SEARCH``, into ``results/search/``);
+``--part search2``: the second declared search (``config.SEARCH2``, into ``results/search2/``);
 ``--part control``: {pre-norm, OP} × {AdamW, SOAP} with an lr sweep and seeds at the configuration the
 search chose (``config.CONTROL``, into ``results/control/``); both resumable (run the same command again).
 """
@@ -49,7 +50,8 @@ def main(argv=None) -> None:
                          "or <out>/checkpoints with --quick)")
     ap.add_argument("--part", choices=sorted(PARTS), default="main",
                     help="main: the 8-run study (results/); search: the search for a positive control "
-                         "(results/search/); control: OP and SOAP against it, lr sweep and seeds (results/control/)")
+                         "(results/search/); search2: the second declared search (results/search2/); control: OP "
+                         "and SOAP against the chosen configuration, lr sweep and seeds (results/control/)")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "outliers", args.part)
     if args.replot:
@@ -71,8 +73,7 @@ def main(argv=None) -> None:
         results = run_study(study, out, checkpoints, command, args.quick, png=not args.no_png)
         print(tables(results))
     else:
-        run = parts.run_search if args.part == "search" else parts.run_control
-        results = run(study, out, checkpoints, command, args.quick, png=not args.no_png)
+        results = parts.run_part(args.part, study, out, checkpoints, command, args.quick, png=not args.no_png)
         print(parts.write_tables(results))
     print(f"wrote {out}/results.json, tables.md and figures; checkpoints in {checkpoints}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from workbench import ModelConfig
 from workbench.mixers import names
@@ -131,16 +131,20 @@ SEARCH_W8A8_RATIO = 1.10  # W8A8 per-tensor validation perplexity / float, ≥
 @dataclass(frozen=True)
 class Candidate(JsonConfig):
     """One configuration of the search: ``d_model`` (4 heads of d_model/4, MLP 4·d_model), ``n_layers``, the
-    peak ``lr``, ``weight_decay`` and ``steps`` (checkpoints every steps/10); the rest is the base protocol's."""
+    peak ``lr``, ``weight_decay`` and ``steps`` (checkpoints every steps/10); ``seq_len`` and ``batch_size``
+    (tokens per window and windows per step) when set; the rest is the base protocol's."""
 
     d_model: int
     n_layers: int
     lr: float
     steps: int
     weight_decay: float = 0.0
+    seq_len: Optional[int] = None
+    batch_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         check_int_fields(self, ("d_model", "n_layers", "steps"))
+        check_int_fields(self, tuple(f for f in ("seq_len", "batch_size") if getattr(self, f) is not None))
         if self.d_model % 4 or self.steps % 10:
             raise ValueError(f"Candidate.d_model ({self.d_model}) must split into 4 heads and steps ({self.steps}) "
                              "into 10 checkpoints")
@@ -149,13 +153,17 @@ class Candidate(JsonConfig):
 
     @property
     def name(self) -> str:
-        return f"d{self.d_model}-L{self.n_layers}-lr{self.lr:g}-wd{self.weight_decay:g}-{self.steps}steps"
+        shape = "" if self.seq_len is None and self.batch_size is None else \
+            f"-T{self.seq_len or 'base'}x{self.batch_size or 'base'}"
+        return f"d{self.d_model}-L{self.n_layers}-lr{self.lr:g}-wd{self.weight_decay:g}-{self.steps}steps{shape}"
 
     def protocol(self, base: Protocol) -> Protocol:
         train = dataclasses.replace(base.train, lr=self.lr, weight_decay=self.weight_decay, steps=self.steps,
-                                    save_every=self.steps // 10, eval_every=self.steps // 10)
+                                    save_every=self.steps // 10, eval_every=self.steps // 10,
+                                    batch_size=self.batch_size or base.train.batch_size)
         return dataclasses.replace(base, d_model=self.d_model, n_layers=self.n_layers, n_heads=4,
-                                   d_head=self.d_model // 4, d_mlp=4 * self.d_model, train=train)
+                                   d_head=self.d_model // 4, d_mlp=4 * self.d_model, train=train,
+                                   seq_len=self.seq_len or base.seq_len)
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,27 @@ SEARCH = SearchStudy(Protocol(), (  # ≈ 0.15 s/step at d64 L2, 0.42 at d128 L4
     Candidate(128, 4, 1e-2, 1000), Candidate(128, 4, 3e-2, 1000),
     Candidate(128, 4, 1e-2, 2000), Candidate(128, 4, 3e-2, 2000)))
 SEARCH_QUICK = SearchStudy(QUICK.protocol, (Candidate(16, 1, 1e-2, 10), Candidate(16, 2, 3e-2, 10)))
+
+# ---- Part "search2": a second declared search, written after the first found no positive control and before
+# any of its runs. The rule (SEARCH_KURTOSIS, SEARCH_W8A8_RATIO), the arm (SEARCH_ARM), seed 0, the order of
+# cost and the stop at the first candidate meeting the rule are the first search's. Each candidate changes one
+# lever from the first search's best-trained model (128 × 4, lr 1e-2, wd 0, 2000 steps of 128 tokens × 16):
+#   1. context 512 tokens × 4 windows per step (the same tokens per step): attention sinks and "no-op" heads,
+#      which put massive activations on a few tokens (Bondarenko et al. 2023; Xiao et al. 2024; Sun et al. 2024),
+#      have more to skip in a longer context, and a per-tensor scale sees 4 times more tokens per window;
+#   2. the same with weight decay 0.1 (the main study's; Gu et al. 2025 report that weight decay makes sinks
+#      form, He et al. that its absence feeds outliers: both directions are tried);
+#   3. 6000 steps instead of 2000 (longer training; He et al.'s kurtosis grows over tens of thousands of steps);
+#   4. width 256 at lr 5e-3 (more width, the lr halved as Adam's per-width scaling suggests; 3e-2 diverged at 128).
+# Seconds per step, 1 thread, measured before declaring (machine shared): 0.25 (128 × 4, T 128 × 16),
+# 0.49 (T 512 × 4), 0.82 (256 × 4): ≈ 16 + 16 + 25 + 27 min of training, ≈ 2 h with tracing and load.
+SEARCH2 = SearchStudy(Protocol(), (
+    Candidate(128, 4, 1e-2, 2000, seq_len=512, batch_size=4),
+    Candidate(128, 4, 1e-2, 2000, weight_decay=0.1, seq_len=512, batch_size=4),
+    Candidate(128, 4, 1e-2, 6000),
+    Candidate(256, 4, 5e-3, 2000)))
+SEARCH2_QUICK = SearchStudy(QUICK.protocol, (Candidate(16, 1, 1e-2, 10, seq_len=64, batch_size=2),
+                                             Candidate(16, 1, 1e-2, 10, weight_decay=0.1)))
 
 
 # ---- Part "control": at the configuration the search chose, {pre-norm, OP} × {AdamW, SOAP}. Stage 1 (seed 0):
@@ -254,4 +283,5 @@ CONTROL_QUICK = ControlStudy(SEARCH_QUICK.runs[0].protocol(SEARCH_QUICK.protocol
 # control. tests/test_outliers_parts.py checks that it is what select() gives on the committed search.
 CONTROL_CANDIDATE: Candidate | None = Candidate(128, 4, 1e-2, 2000)
 CONTROL = None if CONTROL_CANDIDATE is None else control_study(CONTROL_CANDIDATE)
-PARTS = {"main": (FULL, QUICK), "search": (SEARCH, SEARCH_QUICK), "control": (CONTROL, CONTROL_QUICK)}
+PARTS = {"main": (FULL, QUICK), "search": (SEARCH, SEARCH_QUICK), "search2": (SEARCH2, SEARCH2_QUICK),
+         "control": (CONTROL, CONTROL_QUICK)}

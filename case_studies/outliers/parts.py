@@ -1,4 +1,4 @@
-"""Running the parts "search" and "control" (issue 18): resumable, with ``results.json`` and ``tables.md``
+"""Running the parts "search", "search2" and "control" (issue 18): resumable, with ``results.json`` and ``tables.md``
 rewritten after every finished run (``left`` lists what has not run), so a stopped part still reports what
 it has; the same command again continues (``_cli.run_each`` keeps each finished run in ``out/.progress``).
 """
@@ -23,13 +23,16 @@ def _summary(run, e: dict) -> str:
             f"({e['run_seconds'] / 60:.1f} min)")
 
 
+MODULES = {"search": search_part, "search2": search_part, "control": control_part}  # part → its figure and tables
+
+
 def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
-    module = search_part if results["part"] == "search" else control_part
+    module = MODULES[results["part"]]
     return _report.write_figures({f"{results['part']}_figure": module.figure(results["runs"])}, out, png=png)
 
 
 def write_tables(results: dict) -> str:
-    return (search_part if results["part"] == "search" else control_part).tables(results)
+    return MODULES[results["part"]].tables(results)
 
 
 def _partial(out: Path, results: dict, command: str, start: float, cpu_start: float) -> None:
@@ -39,12 +42,12 @@ def _partial(out: Path, results: dict, command: str, start: float, cpu_start: fl
 
 
 def run_search(study, out: Path, checkpoints: Path, command: str, quick: bool, png: bool = True,
-               progress: bool = True) -> dict:
-    """The candidates in order, stopping after the first that meets the rule."""
+               progress: bool = True, part: str = "search") -> dict:
+    """The candidates in order, stopping after the first that meets the rule (``part``: "search" or "search2")."""
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
     context = study.protocol.to_dict()
-    results: dict[str, Any] = {"quick": quick, "part": "search", "study": study.to_dict(), "runs": []}
+    results: dict[str, Any] = {"quick": quick, "part": part, "study": study.to_dict(), "runs": []}
     for i, cand in enumerate(study.runs):
         results["left"] = [c.name for c in study.runs[i:]]
         entry, = _cli.run_each([cand], lambda c: search_part.execute(c, study.protocol, checkpoints, progress),
@@ -90,4 +93,11 @@ def checkpoints_for(part: str, out: Path, quick: bool) -> Path:
     return out / "checkpoints" if quick else Path(f"runs/outliers-{part}-checkpoints")
 
 
-__all__ = ["run_search", "run_control", "write_figures", "write_tables", "checkpoints_for"]
+def run_part(part: str, study, out: Path, checkpoints: Path, command: str, quick: bool, png: bool = True,
+             progress: bool = True) -> dict:
+    if MODULES[part] is search_part:
+        return run_search(study, out, checkpoints, command, quick, png, progress, part=part)
+    return run_control(study, out, checkpoints, command, quick, png, progress)
+
+
+__all__ = ["run_part", "run_search", "run_control", "write_figures", "write_tables", "checkpoints_for"]

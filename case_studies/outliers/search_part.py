@@ -75,14 +75,24 @@ def matmul_table(entries: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+TITLES = {"search": "Search for a positive control (softmax, pre-norm, AdamW, weight decay 0, seed 0)",
+          "search2": "Second search for a positive control (softmax, pre-norm, AdamW, seed 0)"}
+
+
 def tables(results: dict[str, Any]) -> str:
     entries = results["runs"]
-    chosen, why = select(entries)
-    return ("## Search for a positive control (softmax, pre-norm, AdamW, weight decay 0, seed 0)\n\n"
+    left = results.get("left") or []
+    status = (f"**Incomplete: {len(entries)} candidates run, {len(left)} left** ({', '.join(left)}); the same "
+              "command continues.\n\n" if left else "")
+    if left and not any(map(meets_rule, entries)):
+        chosen_line = "Chosen: not yet (no candidate run so far meets the rule)."
+    else:
+        chosen, why = select(entries)
+        chosen_line = f"Chosen: **{chosen.name if chosen else '—'}** ({why})."
+    return (f"## {TITLES[results.get('part', 'search')]}\n\n{status}"
             f"Rule: final kurtosis of the residual stream or of any matmul input ≥ {SEARCH_KURTOSIS:g} and W8A8 "
             f"per-tensor perplexity ratio ≥ {SEARCH_W8A8_RATIO:.2f}; candidates in order of cost, stopping at the "
-            f"first that meets it.\n\n{table(entries)}\n\n"
-            f"Chosen: **{chosen.name if chosen else '—'}** ({why}).\n\n"
+            f"first that meets it.\n\n{table(entries)}\n\n{chosen_line}\n\n"
             f"### Final kurtosis at each matmul input (largest over layers)\n\n{matmul_table(entries)}\n")
 
 
