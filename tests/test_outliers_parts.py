@@ -14,9 +14,9 @@ import torch
 
 from case_studies.outliers import control_part, parts, search_part
 from case_studies.outliers.__main__ import main
-from case_studies.outliers.config import (CONTROL_ARMS, CONTROL_QUICK, SEARCH, SEARCH_QUICK, Candidate, ControlRun,
-                                          ControlStudy, Protocol, SearchStudy, control_lrs, control_stage1,
-                                          control_stage2)
+from case_studies.outliers.config import (CONTROL_ARMS, CONTROL_QUICK, SEARCH, SEARCH2, SEARCH2_QUICK, SEARCH_QUICK,
+                                          Candidate, ControlRun, ControlStudy, Protocol, SearchStudy, control_lrs,
+                                          control_stage1, control_stage2)
 from workbench import ModelConfig
 from workbench.analysis.outliers import kurtosis, matmul_input_table, trace_matmul_inputs
 from workbench.analysis.outliers.quantize import activation_sites
@@ -39,6 +39,41 @@ def test_search_grid_is_declared_in_order_of_cost_and_round_trips():
         Candidate(66, 2, 1e-2, 1000)
     with pytest.raises(ValueError, match="lr"):
         Candidate(64, 2, 0.0, 1000)
+
+
+def test_search2_changes_one_lever_of_the_first_searchs_best_model_per_candidate():
+    best = Candidate(128, 4, 1e-2, 2000)
+    assert best in SEARCH.runs
+    changed = [{f for f in ("d_model", "lr", "steps", "weight_decay", "seq_len", "batch_size")
+                if getattr(c, f) != getattr(best, f)} for c in SEARCH2.runs]
+    assert changed == [{"seq_len", "batch_size"}, {"seq_len", "batch_size", "weight_decay"}, {"steps"},
+                       {"d_model", "lr"}]
+    for study in (SEARCH2, SEARCH2_QUICK):
+        assert SearchStudy.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+    p = SEARCH2.runs[0].protocol(Protocol())
+    assert (p.seq_len, p.train.batch_size) == (512, 4)  # the same tokens per step as 128 × 16
+    assert p.seq_len * p.train.batch_size == Protocol().seq_len * Protocol().train.batch_size
+    assert SEARCH2.runs[0].name == "d128-L4-lr0.01-wd0-2000steps-T512x4"
+    assert best.name == "d128-L4-lr0.01-wd0-2000steps"  # the first search's names are unchanged
+    assert Candidate(64, 2, 1e-2, 1000, seq_len=256).name.endswith("-T256xbase")
+    with pytest.raises(ValueError, match="batch_size"):
+        Candidate(64, 2, 1e-2, 1000, batch_size=0)
+
+
+def _full_entry(name, resid, matmul, ratio):
+    e = _entry(name, resid, matmul, ratio, val_ppl=20.0, final_signal_propagation={"resid_post": 0.2},
+               run_seconds=60.0)
+    e["w8a8"] = {k: {"ppl_ratio": ratio} for k in search_part.QUANTS}
+    return e
+
+
+def test_an_unfinished_search_says_what_is_left_and_chooses_nothing_yet():
+    runs = [_full_entry("a", 3.0, 2.0, 1.01)]
+    text = search_part.tables({"part": "search2", "runs": runs, "left": ["b", "c"]})
+    assert text.startswith("## Second search") and "**Incomplete: 1 candidates run, 2 left** (b, c)" in text
+    assert "Chosen: not yet" in text
+    text = search_part.tables({"part": "search2", "runs": runs + [_full_entry("b", 12.0, 1.0, 1.2)], "left": ["c"]})
+    assert "Chosen: **" in text and "the first candidate meeting the rule" in text
 
 
 def test_control_stages_sweep_three_lrs_at_seed_0_then_fresh_seeds_seed_major():
@@ -150,7 +185,7 @@ def test_control_statistics_on_known_numbers():
 def quick_parts(tmp_path_factory):
     out = tmp_path_factory.mktemp("outlier-parts")
     timing = {}
-    for part in ("search", "control"):
+    for part in ("search", "search2", "control"):
         start = time.perf_counter()
         main(["--part", part, "--quick", "--no-png", "--out", str(out / part)])
         timing[part] = time.perf_counter() - start
@@ -174,6 +209,19 @@ def test_search_quick_runs_the_declared_rule_end_to_end(quick_parts):
     text = (out / "search" / "tables.md").read_text()
     assert text == search_part.tables(results) and f"Chosen: **{chosen.name}**" in text
     assert not (out / "search" / ".progress").exists()
+
+
+@pytest.mark.integration
+def test_search2_quick_runs_its_own_candidates_into_its_own_part(quick_parts):
+    out, timing = quick_parts
+    results = json.loads((out / "search2" / "results.json").read_text())
+    assert results["part"] == "search2" and "--part search2" in results["command"]
+    assert SearchStudy.from_dict(results["study"]) == SEARCH2_QUICK
+    assert results["cpu_seconds"] < 30, f"--part search2 --quick used {results['cpu_seconds']:.0f} CPU-s"
+    assert [r["candidate"]["seq_len"] for r in results["runs"]] == [64, None]
+    text = (out / "search2" / "tables.md").read_text()
+    assert text == search_part.tables(results) and text.startswith("## Second search")
+    assert (out / "search2" / "search2_figure.html").exists()
 
 
 @pytest.mark.integration
