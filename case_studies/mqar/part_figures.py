@@ -9,6 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .._stats import t_interval
 from .figures import MIXER_LABELS
 from .part_tables import frame
 from .seed_tables import cell_seeds, cells, seed_frame
@@ -72,8 +73,6 @@ def accuracy_vs_pairs(runs: list[dict[str, Any]]) -> go.Figure:
 def accuracy_by_seed(results: dict[str, Any]) -> go.Figure:
     """The seeds part: per cell, the mean accuracy over the settings of every seed (a marker each, seed 0 from the
     part it was reused from) and their mean with its 95 % t interval over seeds."""
-    from .._stats import t_interval
-
     df, fig = seed_frame(results), go.Figure()
     for i, cell in enumerate(cells(results)):
         g = cell_seeds(df, cell)
