@@ -163,3 +163,94 @@ def test_best_lr_is_the_committed_sweeps():
         pytest.skip("the sweep has not been committed")
     best = best_lr(json.loads(path.read_text())["runs"])
     assert {m: best[(m, 64)] for m, _ in best} == BEST_LR
+
+
+def test_the_seeds_part_is_seeds_1_and_2_of_the_headline_cells():
+    from case_studies.mqar.part_seeds import seed0_cells
+    from case_studies.mqar.seed_tables import _cell
+
+    seeds = PARTS["seeds"][0]
+    assert seeds.protocol == parts.PROTOCOL and not seeds.capacity_sweep
+    assert all(r.seed in (1, 2) and r.d_model == 64 and r.lr == BEST_LR[r.mixer] for r in seeds.runs)
+    stage_a = [(r.mixer, r.conv_size) for r in seeds.runs[:8]]
+    assert stage_a == [(m, None) for m in parts.SWEEP_MIXERS for _ in (1, 2)] and stage_a[0][0] == "softmax"
+    cells = {_cell(r)[:2] for r in seeds.runs}
+    two_by_two = {_cell(r)[:2] for r in PARTS["conv2x2"][0].runs}
+    assert two_by_two <= cells  # the 2 × 2's four cells: two are sweep cells, two are stage B
+    assert {(r.mixer, r.conv_size) for r in seeds.runs[8:]} == {("delta", 0), ("linear", 4)}
+    assert two_by_two - {_cell(r)[:2] for r in seeds.runs[:8]} == {("delta", 0), ("linear", 4)}
+    assert [c.seed for c in seed0_cells(seeds)] == [0] * 6 and seed0_cells(PARTS["seeds"][1]) == []
+
+
+def _source(study, entries, quick=False):
+    return {"quick": quick, "part": "src", "study": study.to_dict(), "runs": entries}
+
+
+def test_seed0_reuse_takes_only_the_same_run_under_the_same_protocol():
+    import dataclasses
+
+    from case_studies.mqar.part_seeds import seed0_entries
+
+    study = PartStudy(parts.PROTOCOL, (PartRun("delta", 64, 1e-3, seed=1), PartRun("linear", 64, 1e-3, seed=1)))
+    delta0, linear0 = PartRun("delta", 64, 1e-3), PartRun("linear", 64, 1e-3)
+
+    def entry(run, **change):
+        return {"name": run.name, "run": run.to_dict(), "mixer_config": run.model_config(study.protocol).to_dict()["mixer"],
+                "mean_accuracy": 0.5, **change}
+
+    good = _source(PartStudy(parts.PROTOCOL, (delta0, linear0)), [entry(delta0), entry(linear0)])
+    got = seed0_entries(study, {"a": good})
+    assert [(e["name"], e["reused_from"]) for e in got] == [(delta0.name, "a"), (linear0.name, "a")]
+    other = dataclasses.replace(parts.PROTOCOL, train=dataclasses.replace(parts.PROTOCOL.train, steps=2000))
+    with pytest.raises(ValueError, match="protocol.train"):
+        seed0_entries(study, {"a": _source(PartStudy(other, (delta0, linear0)), good["runs"])})
+    with pytest.raises(ValueError, match="--quick"):
+        seed0_entries(study, {"a": _source(PartStudy(parts.PROTOCOL, (delta0, linear0)), good["runs"], quick=True)})
+    with pytest.raises(ValueError, match="in none of the results"):  # seed 0 with another conv is another run
+        conv0 = PartRun("delta", 64, 1e-3, conv_size=0)
+        seed0_entries(study, {"a": _source(PartStudy(parts.PROTOCOL, (conv0, linear0)), [entry(conv0), entry(linear0)])})
+    with pytest.raises(ValueError, match="trained the mixer"):
+        drifted = [entry(delta0, mixer_config={"kind": "delta", "conv_size": 0}), entry(linear0)]
+        seed0_entries(study, {"a": _source(PartStudy(parts.PROTOCOL, (delta0, linear0)), drifted)})
+
+
+def test_the_committed_seed0_runs_pass_the_reuse_check():
+    from case_studies.mqar.part_seeds import load_sources, seed0_entries
+
+    if not all((STUDY_DIR / "results" / p / "results.json").is_file() for p in ("sweep", "conv2x2")):
+        pytest.skip("the sweep and the conv 2 × 2 have not been committed")
+    got = seed0_entries(PARTS["seeds"][0], load_sources("seeds"))
+    assert [e["reused_from"] for e in got] == ["sweep"] * 4 + ["conv2x2"] * 2
+    assert all(e["run"]["seed"] == 0 for e in got)
+
+
+def test_seeds_tables_by_hand():
+    from case_studies.mqar.seed_tables import cells, seed_contrasts, seed_frame
+
+    study = PartStudy(parts.PROTOCOL, tuple(PartRun(m, 64, 1e-3, seed=s, conv_size=c)
+                                            for m, c in (("delta", None), ("linear", None), ("delta", 0))
+                                            for s in (1, 2)))
+    acc = {("delta", None): [0.99, 0.97, 0.95], ("linear", None): [0.35, 0.30, 0.40], ("delta", 0): [0.3, 0.4, 0.5]}
+
+    def entry(m, c, s, reused=False):
+        run = PartRun(m, 64, 1e-3, seed=s, conv_size=c)
+        e = {**_entry(m, 1e-3, s, [acc[(m, c)][s]]), "name": run.name, "run": run.to_dict()}
+        return {**e, "reused_from": "sweep"} if reused else e
+
+    results = {"part": "seeds", "study": study.to_dict(), "reused": [entry(m, c, 0, True) for m, c in acc],
+               "runs": [entry(m, c, s) for m, c in acc for s in (1, 2) if (m, c, s) != ("delta", 0, 2)]}
+    df = seed_frame(results)
+    assert cells(results) == [("delta", 4, 1e-3), ("linear", 0, 1e-3), ("delta", 0, 1e-3)]  # defaults resolved
+    con = {(c["a"][:2], c["b"][:2]): c for c in seed_contrasts(df, cells(results))}
+    dl = con[(("delta", 4), ("linear", 0))]
+    assert dl["seeds"] == [0, 1, 2] and dl["diffs"] == pytest.approx([0.64, 0.67, 0.55])
+    assert dl["mean"] == pytest.approx(0.62) and dl["n"] == 3
+    half = 4.302652729911275 * np.std([0.64, 0.67, 0.55], ddof=1) / math.sqrt(3)
+    assert dl["lo"] == pytest.approx(0.62 - half, abs=1e-6) and dl["hi"] == pytest.approx(0.62 + half, abs=1e-6)
+    conv = con[(("delta", 4), ("delta", 0))]
+    assert conv["seeds"] == [0, 1] and conv["n"] == 2  # seed 2 of DeltaNet without conv did not run
+    assert (("delta", 4), ("softmax", None)) not in con  # no softmax cell in this part
+    text = part_tables(results)
+    mean, lo, hi = t_interval(np.array([0.99, 0.97, 0.95]))
+    assert f"| 3 | {mean:.3f} [{lo:.3f}, {hi:.3f}] | sweep |" in text
+    assert "Not run yet (1 of 6): mqar-delta-d64-conv0-lr1.00e-03-seed2." in text

@@ -1,10 +1,11 @@
-"""python -m case_studies.mqar [--part main|sweep|conv2x2|pairs|vocab] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.mqar [--part main|sweep|conv2x2|pairs|vocab|seeds] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``), scores, probes and
 saves each model, then writes ``results.json``, ``tables.md`` and the figures (HTML + PNG) to ``--out``.
 ``--replot`` only redraws the figures and ``tables.md`` from the ``results.json`` already in ``--out``.
 ``--part NAME`` runs one of the parts of :mod:`case_studies.mqar.parts` instead (issue 18: learning-rate
-sweep to convergence, the short-convolution 2 × 2, training with up to 64 pairs, Zoology's vocabulary), into
+sweep to convergence, the short-convolution 2 × 2, training with up to 64 pairs, Zoology's vocabulary, seeds 1
+and 2 of the headline cells), into
 ``results/NAME/`` (``runs/mqar-NAME-quick`` with ``--quick``); each part resumes after an interruption.
 """
 
@@ -17,6 +18,7 @@ from .. import _cli, _report
 from . import figures, part_figures
 from .config import FULL, QUICK, Study
 from .part_run import execute_part
+from .part_seeds import load_sources, seed0_cells, seed0_entries
 from .part_tables import part_tables
 from .parts import PARTS, PartStudy
 from .run import execute
@@ -70,10 +72,14 @@ def _part_summary(run, entry: dict) -> str:
 def run_part(study: PartStudy, part: str, out: Path, command: str, quick: bool, png: bool = True,
              progress: bool = True) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
+    # seed 0 of cells this study does not run itself, from the committed parts (checked before any training)
+    reused = seed0_entries(study, load_sources(part)) if seed0_cells(study) else []
     out = _report.prepare_output(out)
     entries = _cli.run_each(study.runs, lambda run: execute_part(run, study, progress=progress), _part_summary,
                             progress, out=out, context={k: v for k, v in study.to_dict().items() if k != "runs"})
     results = {"quick": quick, "part": part, "study": study.to_dict(), "runs": entries}
+    if reused:
+        results["reused"] = reused
     return _cli.finish(out, results, command, start, cpu_start, write_part_figures, part_tables, png)
 
 
@@ -82,7 +88,7 @@ def main(argv=None) -> None:
     ap.add_argument("--checkpoints", type=Path, default=None,
                     help="where to save each model as <dir>/mqar-<mixer>-d<d_model> (default: <out>/checkpoints)")
     ap.add_argument("--part", choices=["main", *PARTS], default="main",
-                    help="main: the study (results/); sweep, conv2x2, pairs, vocab: the parts of issue 18 "
+                    help="main: the study (results/); sweep, conv2x2, pairs, vocab, seeds: the parts of issue 18 "
                          "(results/<part>/; see case_studies/mqar/parts.py)")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "mqar", args.part)

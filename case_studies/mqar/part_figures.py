@@ -9,8 +9,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from .._stats import t_interval
 from .figures import MIXER_LABELS
 from .part_tables import frame
+from .seed_tables import cell_seeds, cells, seed_frame
 
 
 def _label(run: dict) -> str:
@@ -68,6 +70,28 @@ def accuracy_vs_pairs(runs: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+def accuracy_by_seed(results: dict[str, Any]) -> go.Figure:
+    """The seeds part: per cell, the mean accuracy over the settings of every seed (a marker each, seed 0 from the
+    part it was reused from) and their mean with its 95 % t interval over seeds."""
+    df, fig = seed_frame(results), go.Figure()
+    for i, cell in enumerate(cells(results)):
+        g = cell_seeds(df, cell)
+        conv = "" if cell[1] is None else f", conv {cell[1]}"
+        name = f"{MIXER_LABELS.get(cell[0], cell[0])}{conv}, lr {cell[2]:.2e}"
+        mean, lo, hi = t_interval(g["mean"].to_numpy())
+        colour = qualitative.Plotly[i % 10]
+        fig.add_scatter(x=[name], y=[mean], mode="markers", marker={"color": colour, "symbol": "line-ew-open",
+                        "size": 30}, name=f"{name}: mean of {len(g)}", showlegend=False,
+                        error_y=None if len(g) < 2 else {"type": "data", "symmetric": False, "array": [hi - mean],
+                                                         "arrayminus": [mean - lo]})
+        fig.add_scatter(x=[name] * len(g), y=g["mean"], mode="markers", marker={"color": colour, "size": 8},
+                        showlegend=False, text=[f"seed {s} ({src}), {st} at {n}" for s, src, st, n in
+                                                zip(g["seed"], g["from"], g["stop"], g["steps"])])
+    fig.update_layout(title="Mean accuracy over the MQAR settings per seed, with the mean and its 95 % t interval",
+                      yaxis_title="accuracy", width=1000, height=550)
+    return fig
+
+
 def figures(results: dict[str, Any]) -> dict[str, go.Figure]:
     """The figures of a part's results, by file name."""
     runs, part = results["runs"], results["part"]
@@ -75,6 +99,8 @@ def figures(results: dict[str, Any]) -> dict[str, go.Figure]:
     figs = {"learning_curves": learning_curves(runs, target)}
     if part == "sweep":
         figs["accuracy_vs_lr"] = accuracy_vs_lr(runs)
+    if part == "seeds":
+        figs["accuracy_by_seed"] = accuracy_by_seed(results)
     if any(r.get("capacity_sweep") for r in runs):
         figs["accuracy_vs_pairs"] = accuracy_vs_pairs(runs)
     return figs

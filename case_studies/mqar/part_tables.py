@@ -10,6 +10,7 @@ import pandas as pd
 
 from .._stats import paired_t, t_interval
 from .figures import MIXER_LABELS
+from .seed_tables import seeds_tables
 from .tables import PUBLISHED
 
 
@@ -181,7 +182,8 @@ def vocab_tables(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-PART_TABLES = {"sweep": sweep_tables, "conv2x2": conv_tables, "pairs": pairs_tables, "vocab": vocab_tables}
+PART_TABLES = {"sweep": sweep_tables, "conv2x2": conv_tables, "pairs": pairs_tables, "vocab": vocab_tables,
+               "seeds": seeds_tables}
 
 
 def part_tables(results: dict[str, Any]) -> str:

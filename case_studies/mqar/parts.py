@@ -5,6 +5,9 @@
 - ``pairs``: DeltaNet trained with up to 64 pairs (T = 256, kv ∈ {16, 32, 48, 64}) at d_model 64 and 128,
   scored from 4 to 64 pairs: recall against the head size d_head (Schlag et al.'s capacity S ≈ d_dot).
 - ``vocab``: every mixer at Zoology's vocabulary, 8192, d_model 64.
+- ``seeds``: seeds 1 and 2 of every headline cell of ``sweep`` (each mixer at its best rate) and of the two cells
+  of ``conv2x2`` that are not sweep cells; seed 0 of each is read from those parts' committed results
+  (:mod:`case_studies.mqar.part_seeds`), not rerun.
 
 The protocol of every part — the convergence rule, the learning-rate grid, the seeds — was fixed here before
 any of its runs was made (see the README's "Protocol of the parts"). A part's runs are :class:`PartRun` s;
@@ -128,6 +131,24 @@ PAIRS = PartStudy(PAIRS_PROTOCOL, tuple(PartRun("delta", d, BEST_LR["delta"]) fo
 VOCAB = PartStudy(dataclasses.replace(PROTOCOL, vocab_size=8192), tuple(PartRun(m, 64, BEST_LR[m])
                                                                           for m in SWEEP_MIXERS))
 
+# Seeds 1 and 2 of the headline cells (issue 18: >= 3 seeds per cell), the same protocol. Stage A: each sweep
+# mixer at its best rate, softmax first (the reviewer's question), each mixer's two seeds together so that a
+# stopped run leaves whole cells. Stage B: the two cells of the conv 2 x 2 that are not sweep cells — DeltaNet's
+# default has a convolution of 4 and linear attention's has none (mixer_config; the sweep's and conv2x2's seed-0
+# runs of those configurations gave the same accuracy), so (delta, 4) and (linear, 0) are sweep cells and
+# (delta, none), (linear, 4) are new. Seed 0 of every cell comes from SEED0_FROM's committed results.
+SEEDS_NEW = (1, 2)
+SEEDS_STAGE_A = tuple(PartRun(m, 64, BEST_LR[m], seed=s) for m in SWEEP_MIXERS for s in SEEDS_NEW)
+SEEDS_STAGE_B = tuple(PartRun(m, 64, BEST_LR[m], seed=s, conv_size=c) for m, c in (("delta", 0), ("linear", 4))
+                      for s in SEEDS_NEW)
+SEEDS = PartStudy(PROTOCOL, SEEDS_STAGE_A + SEEDS_STAGE_B)
+SEED0_FROM: dict[str, tuple[str, ...]] = {"seeds": ("sweep", "conv2x2")}  # part -> the parts its seed 0 comes from
+# The comparisons the seeds part tests, paired by seed: cells as (mixer, taps of the short convolution, None for a
+# mixer without one), each at the part's rate for that mixer (data: the claims of the sweep and the 2 x 2).
+SEED_CONTRASTS: tuple[tuple[tuple[str, Optional[int]], tuple[str, Optional[int]]], ...] = (
+    (("delta", 4), ("linear", 0)), (("delta", 4), ("softmax", None)),
+    (("delta", 4), ("delta", 0)), (("delta", 4), ("linear", 4)))
+
 # The quick versions (seconds; the tests run them): the main study's tiny tasks and models, the same rules.
 QUICK_TRAIN = dataclasses.replace(CONVERGE, steps=40, batch_size=8, warmup_steps=5, eval_every=10, eval_batches=2,
                                   patience=2)
@@ -145,6 +166,11 @@ PAIRS_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train_settings=(Sett
 VOCAB_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, vocab_size=256),
                         tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in QUICK_MIXERS))
 
+SEEDS_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train=dataclasses.replace(QUICK_TRAIN, steps=20)),
+                        tuple(PartRun(m, 16, 1e-2, seed=s, conv_size=c, chunk_size=16)
+                              for m, c in (("softmax", None), ("delta", None), ("linear", None), ("delta", 0),
+                                           ("linear", 4)) for s in (0, 1, 2)))  # seed 0 run here: nothing to reuse
+
 PARTS: dict[str, tuple[PartStudy, PartStudy]] = {
     "sweep": (SWEEP, SWEEP_QUICK), "conv2x2": (CONV2X2, CONV2X2_QUICK), "pairs": (PAIRS, PAIRS_QUICK),
-    "vocab": (VOCAB, VOCAB_QUICK)}
+    "vocab": (VOCAB, VOCAB_QUICK), "seeds": (SEEDS, SEEDS_QUICK)}
