@@ -3,6 +3,8 @@ run (results, tables, figures), a part resumed after a SIGKILL, and the committe
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -53,7 +55,12 @@ def test_the_parts_are_what_the_readme_says():
     assert np.allclose(LRS, np.logspace(-4, -2, 4)[1:], rtol=1e-2)  # Zoology's grid without 1e-4
     train = sweep.protocol.train
     assert (train.stop_acc, train.patience, train.min_delta, train.steps, train.eval_every) == (0.99, 5, 0.005, 3000, 200)
-    assert all(p[0].protocol.train == train for p in PARTS.values())  # the full parts; quick ones may cap lower
+    assert all(p[0].protocol.train == train for name, p in PARTS.items() if name != "long")  # quick ones cap lower
+    long = PARTS["long"][0]  # the sweep's rule with a longer cap and patience, at the sweep's best rates
+    assert long.protocol.train == dataclasses.replace(train, steps=20000, patience=15)
+    assert dataclasses.replace(long.protocol, train=train) == sweep.protocol
+    assert [(r.mixer, r.d_model, r.lr, r.seed) for r in long.runs] == [("softmax", 64, BEST_LR["softmax"], 0),
+                                                                       ("linear", 64, BEST_LR["linear"], 0)]
     conv = PARTS["conv2x2"][0]
     assert {(r.mixer, r.conv_size) for r in conv.runs} == {(m, c) for m in ("delta", "linear") for c in (4, 0)}
     assert all(r.lr == BEST_LR[r.mixer] for name in ("conv2x2", "pairs", "vocab") for r in PARTS[name][0].runs)

@@ -182,8 +182,26 @@ def vocab_tables(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def long_tables(results: dict[str, Any]) -> str:
+    runs = results["runs"]
+    settings = _setting_cols(runs)
+    train = results["study"]["protocol"]["train"]
+    out = [f"Trained up to {train['steps']} steps (plateau: {train['patience']} evaluations of {train['eval_every']} "
+           f"steps without +{train['min_delta']}): accuracy per setting [95 % Wilson interval over queries], the best "
+           "accuracy on the training mixture during training and the step it was first reached, one seed:", "",
+           "| mixer | d_model | lr | stop | " + " | ".join(f"T={t}, kv={k}" for t, k in settings)
+           + " | mean | best training-mixture accuracy (step) |", "|---|---|---|---|" + "---|" * (len(settings) + 2)]
+    for r in runs:
+        cols = [f"{a['accuracy']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}]" for a in r["accuracy"]]
+        best = max(r["history"], key=lambda h: h["eval_acc"])
+        out.append(f"| {_label(r['run']['mixer'])} | {r['run']['d_model']} | {r['run']['lr']:.2e} | "
+                   f"{r['stop']}@{r['steps']} | " + " | ".join(cols)
+                   + f" | {r['mean_accuracy']:.3f} | {best['eval_acc']:.3f} ({best['step']}) |")
+    return "\n".join(out)
+
+
 PART_TABLES = {"sweep": sweep_tables, "conv2x2": conv_tables, "pairs": pairs_tables, "vocab": vocab_tables,
-               "seeds": seeds_tables}
+               "seeds": seeds_tables, "long": long_tables}
 
 
 def part_tables(results: dict[str, Any]) -> str:
