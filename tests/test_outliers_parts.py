@@ -424,3 +424,14 @@ def test_seeds_part_stops_before_writing_anything_when_seed_0_is_not_the_main_st
     with pytest.raises(ValueError, match="another protocol"):
         main(["--part", "seeds", "--quick", "--no-png", "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_committed_seeds_are_the_declared_ones_on_the_committed_seed_0_and_their_tables_are_in_the_readme():
+    results = json.loads((STUDY_DIR / "results" / "seeds" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and SeedsStudy.from_dict(results["study"]) == SEEDS
+    assert results["runs"][:8] == json.loads(json.dumps(seeds_part.load_seed0(SEEDS)))  # seed 0 as committed
+    fresh = [r["name"] for r in results["runs"][8:]]
+    assert fresh == [r.name for r in SEEDS.runs][:len(fresh)]  # seed-major, in the declared order
+    assert fresh + results["left"] == [r.name for r in SEEDS.runs]
+    assert seeds_part.tables(results) in readme and results["command"] in readme
