@@ -12,6 +12,7 @@ comparing two edits on the same canaries (memorization); the capacity study's FA
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -73,6 +74,7 @@ def _t_cdf(t: float, df: int) -> float:
     return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
 
 
+@functools.lru_cache(maxsize=None)  # 100 numeric cdfs per call; tables ask for the same few (p, df) many times
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile (p in (½, 1)) of Student's t with ``df`` degrees of freedom, by bisection."""
     if not 0.5 < p < 1 or df < 1:

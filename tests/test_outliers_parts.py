@@ -1,9 +1,11 @@
-"""The outlier study's parts "search" and "control" (issue 18): the declared grid and rules, the matmul-input
+"""The outlier study's parts "search", "control" and "seeds" (issue 18): the declared grid and rules, the matmul-input
 trace checked against the model's own hooks, the statistics on known numbers, the quick runs end to end and
-resuming a stopped control part."""
+resuming a stopped control part; the seeds part's check of the seed-0 results it reuses."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import time
@@ -12,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from case_studies.outliers import control_part, parts, search_part
+from case_studies.outliers import control_part, parts, search_part, seed_stats, seeds_part
 from case_studies.outliers.__main__ import main
-from case_studies.outliers.config import (CONTROL_ARMS, CONTROL_QUICK, SEARCH, SEARCH2, SEARCH2_QUICK, SEARCH_QUICK,
-                                          Candidate, ControlRun, ControlStudy, Protocol, SearchStudy, control_lrs,
-                                          control_stage1, control_stage2)
+from case_studies.outliers.config import (CONTROL_ARMS, CONTROL_QUICK, FULL, PARTS, QUICK, SEARCH, SEARCH2,
+                                          SEARCH2_QUICK, SEARCH_QUICK, SEEDS, SEEDS_QUICK, Candidate, ControlRun,
+                                          ControlStudy, Protocol, RunConfig, SearchStudy, SeedsStudy, Study,
+                                          control_lrs, control_stage1, control_stage2)
 from workbench import ModelConfig
 from workbench.analysis.outliers import kurtosis, matmul_input_table, trace_matmul_inputs
 from workbench.analysis.outliers.quantize import activation_sites
@@ -310,3 +313,140 @@ def test_committed_control_is_the_declared_one_and_its_tables_are_in_the_readme(
     assert control_part.tables(results) in readme and results["command"] in readme
     for name in results["left"]:
         assert name in readme  # what is left is said
+
+
+# ---- part "seeds"
+
+def test_seeds_part_is_the_main_grid_at_seeds_1_and_2_seed_major_at_the_main_lr():
+    assert SEEDS.protocol == FULL.protocol and SEEDS.main == FULL and SEEDS_QUICK.main == QUICK
+    assert [(r.arm, r.seed) for r in SEEDS.runs] == [(a, s) for s in (1, 2) for a in FULL.runs]
+    assert {r.lr for r in SEEDS.runs} == {FULL.protocol.train.lr} == {3e-3}
+    run = SEEDS.runs[9]
+    assert run.protocol(SEEDS.protocol) == dataclasses.replace(
+        FULL.protocol, train=dataclasses.replace(FULL.protocol.train, seed=2))  # only the seed changes
+    assert SeedsStudy.from_dict(json.loads(json.dumps(SEEDS.to_dict()))) == SEEDS
+    assert PARTS["seeds"] == (SEEDS, SEEDS_QUICK) and parts.MODULES["seeds"] is seeds_part
+
+
+def test_seed_0_is_read_from_the_committed_main_results_only_if_they_are_the_main_study():
+    results = json.loads((STUDY_DIR / "results" / "results.json").read_text())
+    entries = seeds_part.seed0_entries(SEEDS, results, "results.json")
+    assert [e["name"] for e in entries] == [r.name for r in FULL.runs]
+    assert all(e["control"] == ControlRun(e["run"]["mixer"], e["run"]["block"], e["run"]["optimizer"], 3e-3, 0).to_dict()
+               for e in entries)
+    assert entries[0]["val_ppl"] == results["runs"][0]["val_ppl"]
+    other_lr = copy.deepcopy(results)
+    other_lr["study"]["protocol"]["lr"] = 1e-3
+    with pytest.raises(ValueError, match="another protocol.*lr"):
+        seeds_part.seed0_entries(SEEDS, other_lr)
+    other_seed = copy.deepcopy(results)
+    other_seed["study"]["protocol"]["seed"] = 1
+    with pytest.raises(ValueError, match="another protocol.*seed"):
+        seeds_part.seed0_entries(SEEDS, other_seed)
+    fewer = copy.deepcopy(results)
+    fewer["study"]["runs"] = fewer["study"]["runs"][:-1]
+    with pytest.raises(ValueError, match="the seeds part needs"):
+        seeds_part.seed0_entries(SEEDS, fewer)
+    unfinished = copy.deepcopy(results)
+    unfinished["runs"] = unfinished["runs"][:-1]
+    with pytest.raises(ValueError, match=r"lack the finished runs \['delta-op-soap'\]"):
+        seeds_part.seed0_entries(SEEDS, unfinished)
+    with pytest.raises(ValueError, match="another protocol"):  # the quick main results are not the full study's
+        seeds_part.seed0_entries(SEEDS, {"study": QUICK.to_dict(), "runs": []})
+    with pytest.raises(ValueError, match="no seed-0 results at .*run the main study first"):
+        seeds_part.load_seed0(dataclasses.replace(SEEDS, seed0="no/such/results.json"))
+
+
+def _seeds_entry(run: RunConfig, seed, ppl, kurt, ratio=1.0):
+    return {"name": f"{run.name}-{seed}", "control": ControlRun(run.mixer, run.block, run.optimizer, 3e-3, seed).to_dict(),
+            "run_seconds": 60.0, "val_ppl": ppl, "final_kurtosis": {"resid_post": kurt, "mlp_hidden": 2 * kurt},
+            "w8a8": {k: {"ppl_ratio": ratio, "ppl_w8a8": ppl * ratio} for k in ("per_tensor", "per_token",
+                                                                                 "per_tensor_a4")}}
+
+
+def test_factor_contrasts_pair_arms_that_differ_in_one_factor_only():
+    pairs = seed_stats.factor_contrasts(FULL.runs, "block", "outlier_protected", "pre_norm", "OP − pre-norm")
+    assert pairs == (("OP − pre-norm, softmax, AdamW", "softmax-op-adamw", "softmax-prenorm-adamw"),
+                     ("OP − pre-norm, softmax, SOAP", "softmax-op-soap", "softmax-prenorm-soap"),
+                     ("OP − pre-norm, delta, AdamW", "delta-op-adamw", "delta-prenorm-adamw"),
+                     ("OP − pre-norm, delta, SOAP", "delta-op-soap", "delta-prenorm-soap"))
+    assert seed_stats.factor_contrasts(FULL.runs[:4], "mixer", "delta", "softmax", "x") == ()  # no delta arm
+    with pytest.raises(ValueError, match="factor must be"):
+        seed_stats.factor_contrasts(FULL.runs, "lr", 1, 2, "x")
+
+
+def test_seeds_statistics_on_known_numbers():
+    base = {r.name: 20.0 + i for i, r in enumerate(FULL.runs)}  # per arm ppl at seed 0
+    runs = []
+    for seed, shift in zip((0, 1, 2), (0.0, 2.0, 4.0)):
+        for r in FULL.runs:
+            kurt = 3.0 + seed if r.block == "pre_norm" else 1.0  # OP − pre-norm kurtosis: −2, −3, −4
+            runs.append(_seeds_entry(r, seed, base[r.name] + shift, kurt, 1.0 + 0.01 * seed))
+    st = seeds_part.arm_stats(runs).set_index("arm")
+    assert list(st.index) == [r.name for r in FULL.runs] and set(st["n"]) == {3} and set(st["seeds"]) == {"0,1,2"}
+    row = st.loc["softmax-prenorm-adamw"]
+    half = 4.302652729911275 * 2.0 / math.sqrt(3)  # t(0.975, 2) · sd / √n, sd of (20, 22, 24) = 2
+    assert (row["val_ppl"], row["val_ppl_lo"], row["val_ppl_hi"]) == pytest.approx((22.0, 22.0 - half, 22.0 + half))
+    assert row["kurt_mlp_hidden"] == pytest.approx(8.0) and row["w8a8_tensor_ppl"] == pytest.approx(
+        (20.0 + 22.0 * 1.01 + 24.0 * 1.02) / 3)
+    c = seeds_part.contrasts(runs).set_index(["contrast", "metric"])
+    assert len(seeds_part.pairs(runs)) == 12 and len(c) == 12 * len(seeds_part.CONTRAST_METRICS)
+    assert set(c["n"]) == {3}
+    d = c.loc[("OP − pre-norm, delta, SOAP", "kurt_resid")]
+    assert d["mean"] == pytest.approx(-3.0) and d["p"] < 0.05  # paired: −2, −3, −4
+    d = c.loc[("OP − pre-norm, softmax, AdamW", "val_ppl")]  # softmax-op-adamw is arm 2, prenorm-adamw arm 0
+    assert (d["mean"], d["lo"], d["hi"], d["p"]) == (2.0, 2.0, 2.0, 0.0)  # the same +2 at every seed
+    assert c.loc[("delta − softmax, pre-norm, AdamW", "val_ppl"), "mean"] == pytest.approx(4.0)
+    text = seeds_part.tables({"runs": runs[:20], "study": SEEDS.to_dict(), "left": ["a", "b", "c", "d"]})
+    assert "Incomplete: 12 fresh runs finished, 4 left** (a, b, c, d)" in text
+    assert "| delta | Outlier Protected | SOAP | 2 | 0,1 |" in text  # an arm seed 2 has not reached yet: n = 2
+    assert "| softmax | pre-norm | AdamW | 3 | 0,1,2 |" in text
+
+
+@pytest.fixture(scope="module")
+def quick_seeds(tmp_path_factory):
+    out = tmp_path_factory.mktemp("outlier-seeds")
+    main(["--quick", "--no-png", "--out", str(out / "main")])
+    study = dataclasses.replace(SEEDS_QUICK, seed0=str(out / "main" / "results.json"))
+    return out, study
+
+
+@pytest.mark.integration
+def test_seeds_quick_reuses_seed_0_and_runs_seeds_1_and_2(quick_seeds, monkeypatch):
+    out, study = quick_seeds
+    monkeypatch.setitem(PARTS, "seeds", (SEEDS, study))
+    main(["--part", "seeds", "--quick", "--no-png", "--out", str(out / "seeds")])
+    results = json.loads((out / "seeds" / "results.json").read_text())
+    assert results["part"] == "seeds" and "--part seeds" in results["command"] and results["left"] == []
+    assert SeedsStudy.from_dict(results["study"]) == study
+    assert results["cpu_seconds"] < 30, f"--part seeds --quick used {results['cpu_seconds']:.0f} CPU-s"
+    seed0 = json.loads((out / "main" / "results.json").read_text())["runs"]
+    assert [r["val_ppl"] for r in results["runs"][:8]] == [r["val_ppl"] for r in seed0]  # read, not rerun
+    assert [r["name"] for r in results["runs"][8:]] == [r.name for r in study.runs]
+    assert set(results["runs"][8]["w8a8"]) == set(json.loads((out / "main" / "results.json").read_text())["runs"][0]["w8a8"])
+    assert not (out / "main" / "checkpoints" / study.runs[0].name).exists()  # fresh runs go to their own folder
+    text = (out / "seeds" / "tables.md").read_text()
+    assert text == seeds_part.tables(results) and "All 16 fresh runs finished" in text
+    assert "| OP − pre-norm, delta, SOAP | Kurt resid_post | 3 |" in text
+    assert not (out / "seeds" / ".progress").exists()
+
+
+@pytest.mark.integration
+def test_seeds_part_stops_before_writing_anything_when_seed_0_is_not_the_main_study(tmp_path, monkeypatch):
+    wrong = tmp_path / "results.json"
+    wrong.write_text(json.dumps({"study": FULL.to_dict(), "runs": []}))
+    monkeypatch.setitem(PARTS, "seeds", (SEEDS, dataclasses.replace(SEEDS_QUICK, seed0=str(wrong))))
+    with pytest.raises(ValueError, match="another protocol"):
+        main(["--part", "seeds", "--quick", "--no-png", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_committed_seeds_are_the_declared_ones_on_the_committed_seed_0_and_their_tables_are_in_the_readme():
+    results = json.loads((STUDY_DIR / "results" / "seeds" / "results.json").read_text())
+    readme = (STUDY_DIR / "README.md").read_text()
+    assert results["quick"] is False and SeedsStudy.from_dict(results["study"]) == SEEDS
+    assert results["runs"][:8] == json.loads(json.dumps(seeds_part.load_seed0(SEEDS)))  # seed 0 as committed
+    fresh = [r["name"] for r in results["runs"][8:]]
+    assert fresh == [r.name for r in SEEDS.runs][:len(fresh)]  # seed-major, in the declared order
+    assert fresh + results["left"] == [r.name for r in SEEDS.runs]
+    assert seeds_part.tables(results) in readme and results["command"] in readme

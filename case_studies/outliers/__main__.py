@@ -1,4 +1,4 @@
-"""python -m case_studies.outliers [--part main|search|search2|control] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.outliers [--part main|search|search2|control|seeds] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) with checkpoints,
 traces the outlier statistics of every checkpoint, quantises each final model to W8A8 and writes
@@ -7,7 +7,9 @@ figures and ``tables.md`` from the ``results.json`` already in ``--out``.
 ``--part search``: the declared search for a positive control (``config.SEARCH``, into ``results/search/``);
 ``--part search2``: the second declared search (``config.SEARCH2``, into ``results/search2/``);
 ``--part control``: {pre-norm, OP} × {AdamW, SOAP} with an lr sweep and seeds at the configuration the
-search chose (``config.CONTROL``, into ``results/control/``); both resumable (run the same command again).
+search chose (``config.CONTROL``, into ``results/control/``); ``--part seeds``: the main grid at seeds 1 and 2
+(``config.SEEDS``; seed 0 read from ``results/results.json``, into ``results/seeds/``); all resumable (run the
+same command again).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def main(argv=None) -> None:
     ap.add_argument("--part", choices=sorted(PARTS), default="main",
                     help="main: the 8-run study (results/); search: the search for a positive control "
                          "(results/search/); search2: the second declared search (results/search2/); control: OP "
-                         "and SOAP against the chosen configuration, lr sweep and seeds (results/control/)")
+                         "and SOAP against the chosen configuration, lr sweep and seeds (results/control/); seeds: "
+                         "the main grid at seeds 1 and 2, seed 0 from results/results.json (results/seeds/)")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "outliers", args.part)
     if args.replot:

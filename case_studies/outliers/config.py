@@ -285,3 +285,42 @@ CONTROL_CANDIDATE: Candidate | None = Candidate(128, 4, 1e-2, 2000)
 CONTROL = None if CONTROL_CANDIDATE is None else control_study(CONTROL_CANDIDATE)
 PARTS = {"main": (FULL, QUICK), "search": (SEARCH, SEARCH_QUICK), "search2": (SEARCH2, SEARCH2_QUICK),
          "control": (CONTROL, CONTROL_QUICK)}
+
+# ---- Part "seeds" (issue 18): the main grid (FULL: its protocol, runs and measurement) at the fresh seeds
+# SEEDS_FRESH, seed-major, each run a ControlRun at the main protocol's lr; seed 0 is not rerun but read from
+# the main study's results.json (``seed0``), after checking that its protocol and runs are the main study's.
+SEEDS_FRESH = (1, 2)
+
+
+def seed_runs(study: Study, seeds=SEEDS_FRESH) -> tuple[ControlRun, ...]:
+    """``study``'s runs at each of ``seeds`` (seed-major), at ``study``'s lr."""
+    return tuple(ControlRun(r.mixer, r.block, r.optimizer, study.protocol.train.lr, s) for s in seeds for r in study.runs)
+
+
+@dataclass(frozen=True)
+class SeedsStudy(StudyBase):
+    """``main``: the study whose grid is rerun (its seed-0 results in ``seed0``, a results.json path relative to
+    the repository root); ``runs``: its runs at the fresh seeds."""
+
+    PROTOCOL: ClassVar[type] = Protocol
+    RUN: ClassVar[type] = ControlRun
+    protocol: Protocol
+    runs: tuple[ControlRun, ...]
+    seed0: str = "case_studies/outliers/results/results.json"
+
+    @property
+    def main(self) -> Study:
+        arms = tuple(dict.fromkeys(r.arm for r in self.runs))
+        return Study(self.protocol, arms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "seed0": self.seed0}
+
+    @classmethod
+    def from_dict(cls, data: Any):
+        return cls(data["protocol"], tuple(data["runs"]), data["seed0"])
+
+
+SEEDS = SeedsStudy(FULL.protocol, seed_runs(FULL))
+SEEDS_QUICK = SeedsStudy(QUICK.protocol, seed_runs(QUICK), "runs/outliers-quick/results.json")
+PARTS["seeds"] = (SEEDS, SEEDS_QUICK)

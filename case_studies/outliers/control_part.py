@@ -3,8 +3,9 @@ sweep per arm (seed 0) and fresh seeds at each arm's chosen learning rate.
 
 :func:`execute` trains and measures one :class:`~.config.ControlRun`; :func:`chosen_lrs` applies the
 declared rule (per arm, the lr of lowest seed-0 validation perplexity; a diverged run counts as infinite);
-:func:`arm_stats` (mean over seeds with a 95 % t interval), :func:`contrasts` (paired t over shared seeds)
-and :func:`tables` are pure functions of the results' ``runs``.
+:func:`arm_stats` (mean over seeds with a 95 % t interval), :func:`contrasts` (paired t over shared seeds;
+both from :mod:`.seed_stats`, shared with the part "seeds") and :func:`tables` are pure functions of the
+results' ``runs``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._stats import paired_t, t_quantile
+from . import seed_stats
 from .config import ControlRun, Protocol
 from .run import execute as execute_run
 from .tables import BLOCK_NAME, OPT_NAME, PAPER
@@ -46,20 +47,8 @@ def execute(run: ControlRun, protocol: Protocol, checkpoints: Path, progress: bo
 
 
 def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: arm, block, optimiser, lr, seed and every metric of :data:`METRICS` (NaN if absent)."""
-    rows = []
-    for e in runs:
-        c = e["control"]
-        row = {"arm": e["arm"], "block": c["block"], "optimizer": c["optimizer"], "lr": c["lr"], "seed": c["seed"],
-               "run_seconds": e["run_seconds"]}
-        for key, (_, read) in METRICS.items():
-            try:
-                value = float(read(e))
-            except (KeyError, ValueError):
-                value = math.nan
-            row[key] = value
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """One row per run: arm, mixer, block, optimiser, lr, seed and every metric of :data:`METRICS` (NaN if absent)."""
+    return seed_stats.frame(runs, METRICS)
 
 
 def chosen_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -74,29 +63,16 @@ def chosen_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def _interval(values: np.ndarray) -> tuple[float, float, float]:
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(0.975, len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+def _at_chosen_lrs(runs: list[dict[str, Any]], seeds: tuple[int, ...]) -> pd.DataFrame:
+    """The rows of runs at their arm's chosen lr with a seed in ``seeds``."""
+    df, lrs = frame(runs), chosen_lrs(runs)
+    return df[(df.lr == df.arm.map(lrs)) & df.seed.isin(seeds)]
 
 
 def arm_stats(runs: list[dict[str, Any]], seeds: tuple[int, ...]) -> pd.DataFrame:
     """Per arm, over its runs at its chosen lr with a seed in ``seeds``: n and, per metric, mean, lo, hi
     (95 % t interval; NaN with one seed)."""
-    df, lrs = frame(runs), chosen_lrs(runs)
-    rows = []
-    for arm in [a for a in ARM_ORDER if a in lrs] + sorted(set(lrs) - set(ARM_ORDER)):
-        g = df[(df.arm == arm) & (df.lr == lrs[arm]) & df.seed.isin(seeds)]
-        if g.empty:
-            continue
-        row = {"arm": arm, "block": g.block.iloc[0], "optimizer": g.optimizer.iloc[0], "lr": lrs[arm], "n": len(g),
-               "seeds": ",".join(str(s) for s in sorted(g.seed))}
-        for key in METRICS:
-            row[key], row[key + "_lo"], row[key + "_hi"] = _interval(g[key].to_numpy())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return seed_stats.arm_stats(_at_chosen_lrs(runs, seeds), METRICS, ARM_ORDER)
 
 
 CONTRASTS = (  # (label, arm a, arm b): a − b per seed
@@ -111,27 +87,10 @@ CONTRAST_METRICS = ("kurt_matmul", "kurt_resid", "w8a8_tensor", "val_ppl")
 def contrasts(runs: list[dict[str, Any]], seeds: tuple[int, ...]) -> pd.DataFrame:
     """Paired t (over the seeds in ``seeds`` both arms ran, each at its chosen lr) of a − b for
     :data:`CONTRASTS` × :data:`CONTRAST_METRICS`: n, mean, lo, hi, p; rows only where n ≥ 2."""
-    df, lrs = frame(runs), chosen_lrs(runs)
-    rows = []
-    for label, a, b in CONTRASTS:
-        if a not in lrs or b not in lrs:
-            continue
-        ga = df[(df.arm == a) & (df.lr == lrs[a]) & df.seed.isin(seeds)].set_index("seed")
-        gb = df[(df.arm == b) & (df.lr == lrs[b]) & df.seed.isin(seeds)].set_index("seed")
-        shared = sorted(set(ga.index) & set(gb.index))
-        if len(shared) < 2:
-            continue
-        for m in CONTRAST_METRICS:
-            rows.append({"contrast": label, "metric": m, **paired_t(ga.loc[shared, m].to_numpy(),
-                                                                    gb.loc[shared, m].to_numpy())})
-    return pd.DataFrame(rows)
+    return seed_stats.contrasts(_at_chosen_lrs(runs, seeds), CONTRASTS, CONTRAST_METRICS)
 
 
-def _cell(row, key: str, fmt: str) -> str:
-    mean, lo, hi = row[key], row[key + "_lo"], row[key + "_hi"]
-    if math.isnan(lo):
-        return format(mean, fmt)
-    return f"{format(mean, fmt)} [{format(lo, fmt)}, {format(hi, fmt)}]"
+_cell = seed_stats.cell
 
 
 def sweep_table(runs: list[dict[str, Any]], planned: dict[str, int]) -> str:

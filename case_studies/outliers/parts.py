@@ -1,4 +1,4 @@
-"""Running the parts "search", "search2" and "control" (issue 18): resumable, with ``results.json`` and ``tables.md``
+"""Running the parts "search", "search2", "control" and "seeds" (issue 18): resumable, with ``results.json`` and ``tables.md``
 rewritten after every finished run (``left`` lists what has not run), so a stopped part still reports what
 it has; the same command again continues (``_cli.run_each`` keeps each finished run in ``out/.progress``).
 """
@@ -12,18 +12,19 @@ from typing import Any, Callable
 from workbench import atomic
 
 from .. import _cli, _report
-from . import control_part, search_part
+from . import control_part, search_part, seeds_part
 from .config import control_stage2
 
 
 def _summary(run, e: dict) -> str:
     q = e["w8a8"]["per_tensor"]
+    matmul = (f", matmul inputs {max(e['final_matmul_kurtosis'].values()):.2f}" if "final_matmul_kurtosis" in e
+              else f", mlp hidden {e['final_kurtosis']['mlp_hidden']:.2f}")
     return (f"{e['name']}: ppl {e['val_ppl']:.2f} → W8A8 {q['ppl_w8a8']:.2f} (×{q['ppl_ratio']:.3f}); Kurt resid "
-            f"{e['final_kurtosis']['resid_post']:.2f}, matmul inputs {max(e['final_matmul_kurtosis'].values()):.2f} "
-            f"({e['run_seconds'] / 60:.1f} min)")
+            f"{e['final_kurtosis']['resid_post']:.2f}{matmul} ({e['run_seconds'] / 60:.1f} min)")
 
 
-MODULES = {"search": search_part, "search2": search_part, "control": control_part}  # part → its figure and tables
+MODULES = {"search": search_part, "search2": search_part, "control": control_part, "seeds": seeds_part}  # part → its figure and tables
 
 
 def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
@@ -64,6 +65,18 @@ def run_search(study, out: Path, checkpoints: Path, command: str, quick: bool, p
     return _cli.finish(out, results, command, start, cpu_start, write_figures, write_tables, png)
 
 
+def _stage(runs: list, execute: Callable[[Any], dict], results: dict, later: Callable[[], list[str]], out: Path,
+           context: dict, command: str, start: float, cpu_start: float, progress: bool) -> None:
+    """Run ``runs`` in order (each resumable), appending each entry to ``results["runs"]`` and rewriting
+    ``results.json`` and ``tables.md`` after each; ``results["left"]``: the runs not yet finished + ``later()``."""
+    for i, run in enumerate(runs):
+        results["left"] = [r.name for r in runs[i:]] + later()
+        entry, = _cli.run_each([run], execute, _summary, progress, out=out, context=context)
+        results["runs"].append(entry)
+        results["left"] = [r.name for r in runs[i + 1:]] + later()
+        _partial(out, results, command, start, cpu_start)
+
+
 def run_control(study, out: Path, checkpoints: Path, command: str, quick: bool, png: bool = True,
                 progress: bool = True) -> dict:
     """Stage 1 (the study's runs), then stage 2 from stage 1's chosen learning rates."""
@@ -72,19 +85,28 @@ def run_control(study, out: Path, checkpoints: Path, command: str, quick: bool, 
     context = study.protocol.to_dict()
     results: dict[str, Any] = {"quick": quick, "part": "control", "study": study.to_dict(), "runs": []}
 
-    def stage(runs, later: Callable[[], list[str]]) -> None:
-        for i, run in enumerate(runs):
-            results["left"] = [r.name for r in runs[i:]] + later()
-            entry, = _cli.run_each([run], lambda r: control_part.execute(r, study.protocol, checkpoints, progress),
-                                   _summary, progress, out=out, context=context)
-            results["runs"].append(entry)
-            results["left"] = [r.name for r in runs[i + 1:]] + later()
-            _partial(out, results, command, start, cpu_start)
+    def execute(r):
+        return control_part.execute(r, study.protocol, checkpoints, progress)
 
-    stage(list(study.runs), lambda: [f"stage 2: {len(study.seeds)} seeds × {len({r.arm.name for r in study.runs})} arms"])
+    n_arms = len({r.arm.name for r in study.runs})
+    _stage(list(study.runs), execute, results, lambda: [f"stage 2: {len(study.seeds)} seeds × {n_arms} arms"],
+           out, context, command, start, cpu_start, progress)
     second = control_stage2(control_part.chosen_lrs(results["runs"]), seeds=study.seeds)
     results["stage2"] = [r.to_dict() for r in second]
-    stage(list(second), lambda: [])
+    _stage(list(second), execute, results, lambda: [], out, context, command, start, cpu_start, progress)
+    results["left"] = []
+    return _cli.finish(out, results, command, start, cpu_start, write_figures, write_tables, png)
+
+
+def run_seeds(study, out: Path, checkpoints: Path, command: str, quick: bool, png: bool = True,
+              progress: bool = True) -> dict:
+    """Seed 0 read (and checked) from ``study.seed0``, then the study's runs at the fresh seeds, in order."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    seed0 = seeds_part.load_seed0(study)  # before anything is written: a wrong seed 0 stops the part here
+    out = _report.prepare_output(out)
+    results: dict[str, Any] = {"quick": quick, "part": "seeds", "study": study.to_dict(), "runs": seed0}
+    _stage(list(study.runs), lambda r: seeds_part.execute(r, study.protocol, checkpoints, progress), results,
+           lambda: [], out, study.protocol.to_dict(), command, start, cpu_start, progress)
     results["left"] = []
     return _cli.finish(out, results, command, start, cpu_start, write_figures, write_tables, png)
 
@@ -97,7 +119,9 @@ def run_part(part: str, study, out: Path, checkpoints: Path, command: str, quick
              progress: bool = True) -> dict:
     if MODULES[part] is search_part:
         return run_search(study, out, checkpoints, command, quick, png, progress, part=part)
+    if part == "seeds":
+        return run_seeds(study, out, checkpoints, command, quick, png, progress)
     return run_control(study, out, checkpoints, command, quick, png, progress)
 
 
-__all__ = ["run_part", "run_search", "run_control", "write_figures", "write_tables", "checkpoints_for"]
+__all__ = ["run_part", "run_search", "run_control", "run_seeds", "write_figures", "write_tables", "checkpoints_for"]
