@@ -158,8 +158,9 @@ SEED_CONTRASTS: tuple[tuple[tuple[str, Optional[int]], tuple[str, Optional[int]]
 # has longer flat stretches, e.g. before an induction head forms). Softmax first (≈ 0.15 s/step measured in the
 # sweep: ≤ 50 min; linear ≈ 0.09 s/step: ≤ 30 min, 1 thread, unloaded).
 LONG_TRAIN = dataclasses.replace(CONVERGE, steps=20000, patience=15)
+LONG_MIXERS = ("softmax", "linear")  # data: the two sweep mixers at the cap and below 0.99
 LONG = PartStudy(dataclasses.replace(PROTOCOL, train=LONG_TRAIN),
-                 tuple(PartRun(m, 64, BEST_LR[m]) for m in ("softmax", "linear")))
+                 tuple(PartRun(m, 64, BEST_LR[m]) for m in LONG_MIXERS))
 
 # The quick versions (seconds; the tests run them): the main study's tiny tasks and models, the same rules.
 QUICK_TRAIN = dataclasses.replace(CONVERGE, steps=40, batch_size=8, warmup_steps=5, eval_every=10, eval_batches=2,
@@ -185,7 +186,7 @@ SEEDS_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train=dataclasses.re
 
 LONG_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train=dataclasses.replace(QUICK_TRAIN, steps=60,
                                                                                       patience=3)),
-                       tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in ("softmax", "linear")))
+                       tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in LONG_MIXERS))
 
 PARTS: dict[str, tuple[PartStudy, PartStudy]] = {
     "sweep": (SWEEP, SWEEP_QUICK), "conv2x2": (CONV2X2, CONV2X2_QUICK), "pairs": (PAIRS, PAIRS_QUICK),
