@@ -11,7 +11,6 @@ results' ``runs``.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pandas as pd
 
 from . import seed_stats
 from .config import ControlRun, Protocol
-from .run import execute as execute_run
+from .run import execute_control_run
 from .tables import BLOCK_NAME, OPT_NAME, PAPER
 
 QUANTS = ("per_tensor", "per_token", "per_tensor_a4")
@@ -40,10 +39,7 @@ ARM_ORDER = ("softmax-prenorm-adamw", "softmax-op-adamw", "softmax-prenorm-soap"
 
 
 def execute(run: ControlRun, protocol: Protocol, checkpoints: Path, progress: bool = True) -> dict[str, Any]:
-    start = time.perf_counter()
-    entry = execute_run(run.arm, run.protocol(protocol), checkpoints, progress=progress, quantisations=QUANTS,
-                        matmul_inputs=True, name=run.name)
-    return {**entry, "control": run.to_dict(), "arm": run.arm.name, "run_seconds": round(time.perf_counter() - start, 1)}
+    return execute_control_run(run, protocol, checkpoints, progress, quantisations=QUANTS, matmul_inputs=True)
 
 
 def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from workbench.analysis.outliers.quantize import quantize_w8a8
 from workbench.text.evaluate import evaluate_text, validation_windows
 from workbench.training import train
 
-from .config import Protocol, RunConfig
+from .config import ControlRun, Protocol, RunConfig
 
 SITES = ("resid_post", "mlp_hidden", "attn_out", "mlp_out", "q", "k", "v")
 METRICS = ("kurtosis", "max_median_ratio", "max_abs", "signal_propagation")
@@ -90,3 +90,12 @@ def execute(run: RunConfig, protocol: Protocol, checkpoints: Path, progress: boo
         "over_training": over_training,
         **extra,
     }
+
+
+def execute_control_run(run: ControlRun, protocol: Protocol, checkpoints: Path, progress: bool = True,
+                        **measure: Any) -> dict[str, Any]:
+    """:func:`execute` for a run of the parts that set an arm's lr and seed (``control``, ``seeds``): the entry with
+    the run (``control``), its arm's name and ``run_seconds``; ``measure``: :func:`execute`'s measurement options."""
+    start = time.perf_counter()
+    entry = execute(run.arm, run.protocol(protocol), checkpoints, progress=progress, name=run.name, **measure)
+    return {**entry, "control": run.to_dict(), "arm": run.arm.name, "run_seconds": round(time.perf_counter() - start, 1)}

@@ -9,7 +9,6 @@ main study's committed runs after checking that they are the study's grid at the
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pandas as pd
 
 from . import seed_stats
 from .config import BLOCKS, ControlRun, Protocol, SeedsStudy, Study
-from .run import execute as execute_run
+from .run import execute_control_run
 from .tables import BLOCK_NAME, OPT_NAME
 
 METRICS = {  # column → (label, how it is read from an entry): what the main table reports, per run
@@ -33,9 +32,7 @@ CONTRAST_METRICS = ("val_ppl", "kurt_resid", "kurt_mlp_hidden", "w8a8_tensor")
 
 
 def execute(run: ControlRun, protocol: Protocol, checkpoints: Path, progress: bool = True) -> dict[str, Any]:
-    start = time.perf_counter()
-    entry = execute_run(run.arm, run.protocol(protocol), checkpoints, progress=progress, name=run.name)
-    return {**entry, "control": run.to_dict(), "arm": run.arm.name, "run_seconds": round(time.perf_counter() - start, 1)}
+    return execute_control_run(run, protocol, checkpoints, progress)  # the main study's default measurements
 
 
 def seed0_entries(study: SeedsStudy, results: dict[str, Any], source: str = "") -> list[dict[str, Any]]:
