@@ -79,6 +79,51 @@ def select_runs(ap: argparse.ArgumentParser, study: S, only: Optional[Sequence[s
     return dataclasses.replace(study, runs=tuple(r for r in study.runs if r.name in only))
 
 
+def keep_earlier_runs(out: Path, full: S, study: S, entries: list[dict], quick: bool
+                      ) -> tuple[S, list[dict], list[dict]]:
+    """``--only`` ran some of ``full``'s runs (``study``, whose ``entries`` these are). The others that
+    ``out/results.json`` already holds, from a run of the same study (the same settings but for the runs, and
+    quick or full alike), are kept beside them instead of being lost when ``results.json`` is rewritten.
+
+    Returns the study with those runs added back (in ``full``'s order), the entries in that order, and where the
+    kept entries came from: one record per earlier command (``command``, ``wall_seconds``, ``cpu_seconds``,
+    ``written`` and the names of the ``runs`` it made that are kept), carried over from run to run. Nothing is
+    kept when every run was selected, when there is no readable ``results.json``, or when its settings differ."""
+    chosen = {r.name for r in study.runs}
+    path = Path(out) / "results.json"
+    if chosen == {r.name for r in full.runs} or not path.is_file():
+        return study, entries, []
+    try:
+        earlier = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return study, entries, []
+
+    def settings(d: Any) -> Any:
+        return {k: v for k, v in d.items() if k != "runs"} if isinstance(d, dict) else None
+
+    if (earlier.get("quick") != quick
+            or settings(earlier.get("study")) != settings(json.loads(json.dumps(full.to_dict())))):
+        return study, entries, []
+    old = {e["name"]: e for e in earlier.get("runs", []) if isinstance(e, dict) and e.get("name") not in chosen}
+    old = {name: e for name, e in old.items() if name in {r.name for r in full.runs}}
+    if not old:
+        return study, entries, []
+    fresh = {e["name"]: e for e in entries}
+    runs = tuple(r for r in full.runs if r.name in chosen or r.name in old)
+    merged = [fresh[r.name] if r.name in chosen else old[r.name] for r in runs]
+    records, carried = [], set()
+    for record in earlier.get("earlier", []):
+        kept = [name for name in record.get("runs", []) if name in old]
+        carried.update(record.get("runs", []))
+        if kept:
+            records.append({**record, "runs": kept})
+    own = sorted(set(old) - carried)
+    if own:
+        records.append({"command": earlier.get("command"), "wall_seconds": earlier.get("wall_seconds"),
+                        "cpu_seconds": earlier.get("cpu_seconds"), "written": earlier.get("written"), "runs": own})
+    return dataclasses.replace(study, runs=runs), merged, records
+
+
 def set_threads(ap: argparse.ArgumentParser, threads: int) -> None:
     if threads < 1:
         ap.error("--threads must be ≥ 1")

@@ -147,6 +147,34 @@ def test_a_part_killed_mid_run_finishes_with_the_same_results(tmp_path):
     assert not progress.exists()
 
 
+@pytest.mark.integration
+def test_only_runs_keep_the_runs_an_earlier_only_run_wrote(tmp_path):
+    """``--only`` twice into one folder: the second run's results.json holds both runs, in the part's order,
+    the first byte for byte, and says which command made it; a third run of the first again replaces it."""
+    study = PARTS["vocab"][1]
+    first, second = study.runs[1].name, study.runs[0].name
+
+    def only(*names):
+        subprocess.run([sys.executable, "-m", "case_studies.mqar", "--part", "vocab", "--quick", "--no-png",
+                        "--out", str(tmp_path), "--only", *names], cwd=ROOT, check=True, capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        return json.loads((tmp_path / "results.json").read_text())
+
+    a = only(first)
+    assert [r["name"] for r in a["runs"]] == [first] and "earlier" not in a
+    b = only(second)
+    assert [r["name"] for r in b["runs"]] == [second, first]  # the part's order
+    assert b["runs"][1] == a["runs"][0]
+    assert PartStudy.from_dict(b["study"]).runs == study.runs[:2]
+    assert b["earlier"] == [{"command": a["command"], "wall_seconds": a["wall_seconds"],
+                             "cpu_seconds": a["cpu_seconds"], "written": a["written"], "runs": [first]}]
+    assert (tmp_path / "tables.md").read_text() == part_tables(b)
+    c = only(first)  # the first again: it replaces its earlier entry; the second is kept, from b's command
+    assert [r["name"] for r in c["runs"]] == [second, first]
+    assert c["runs"][0] == b["runs"][0] and [e["runs"] for e in c["earlier"]] == [[second]]
+    assert c["earlier"][0]["command"] == b["command"]
+
+
 COMMITTED = sorted(p.name for p in (STUDY_DIR / "results").iterdir() if (p / "results.json").is_file()) \
     if (STUDY_DIR / "results").is_dir() else []
 
@@ -162,6 +190,8 @@ def test_committed_parts_are_full_runs_tied_to_the_readme(part):
     assert part_tables(results) in readme
     assert results["command"] in readme
     assert f"{results['wall_seconds'] / 60:.1f} min" in readme
+    for earlier in results.get("earlier", []):  # runs kept from an earlier --only command
+        assert earlier["command"] in readme and f"{earlier['wall_seconds'] / 60:.1f} min" in readme
 
 
 def test_best_lr_is_the_committed_sweeps():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 from .. import _cli, _report
 from . import figures, part_figures
@@ -70,14 +71,19 @@ def _part_summary(run, entry: dict) -> str:
 
 
 def run_part(study: PartStudy, part: str, out: Path, command: str, quick: bool, png: bool = True,
-             progress: bool = True) -> dict:
+             progress: bool = True, full: Optional[PartStudy] = None) -> dict:
+    """Run ``study`` (``full``'s runs, or those ``--only`` chose) into ``out``; with ``--only``, the other runs of
+    ``full`` already in ``out/results.json`` are kept (:func:`case_studies._cli.keep_earlier_runs`)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     # seed 0 of cells this study does not run itself, from the committed parts (checked before any training)
     reused = seed0_entries(study, load_sources(part)) if seed0_cells(study) else []
     out = _report.prepare_output(out)
     entries = _cli.run_each(study.runs, lambda run: execute_part(run, study, progress=progress), _part_summary,
                             progress, out=out, context={k: v for k, v in study.to_dict().items() if k != "runs"})
+    study, entries, earlier = _cli.keep_earlier_runs(out, full or study, study, entries, quick)
     results = {"quick": quick, "part": part, "study": study.to_dict(), "runs": entries}
+    if earlier:
+        results["earlier"] = earlier
     if reused:
         results["reused"] = reused
     return _cli.finish(out, results, command, start, cpu_start, write_part_figures, part_tables, png)
@@ -103,7 +109,7 @@ def main(argv=None) -> None:
         study = _cli.select_runs(ap, quick if args.quick else full, args.only)
         _cli.set_threads(ap, args.threads)
         results = run_part(study, args.part, out, _report.command_line(MODULE, argv), args.quick,
-                           png=not args.no_png)
+                           png=not args.no_png, full=quick if args.quick else full)
         print(part_tables(results))
         print(f"wrote {out}/results.json, tables.md and the figures")
         return
