@@ -1,4 +1,4 @@
-"""python -m case_studies.outliers [--part main|search|search2|control|seeds] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.outliers [--part main|search|search2|search3|control|seeds] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``) with checkpoints,
 traces the outlier statistics of every checkpoint, quantises each final model to W8A8 and writes
@@ -6,6 +6,7 @@ traces the outlier statistics of every checkpoint, quantises each final model to
 figures and ``tables.md`` from the ``results.json`` already in ``--out``.
 ``--part search``: the declared search for a positive control (``config.SEARCH``, into ``results/search/``);
 ``--part search2``: the second declared search (``config.SEARCH2``, into ``results/search2/``);
+``--part search3``: the third, on 18 times more text (``config.SEARCH3``, into ``results/search3/``);
 ``--part control``: {pre-norm, OP} × {AdamW, SOAP} with an lr sweep and seeds at the configuration the
 search chose (``config.CONTROL``, into ``results/control/``); ``--part seeds``: the main grid at seeds 1 and 2
 (``config.SEEDS``; seed 0 read from ``results/results.json``, into ``results/seeds/``); all resumable (run the
@@ -52,7 +53,7 @@ def main(argv=None) -> None:
                          "or <out>/checkpoints with --quick)")
     ap.add_argument("--part", choices=sorted(PARTS), default="main",
                     help="main: the 8-run study (results/); search: the search for a positive control "
-                         "(results/search/); search2: the second declared search (results/search2/); control: OP "
+                         "(results/search/); search2, search3: the second and third declared searches (results/search2/, results/search3/); control: OP "
                          "and SOAP against the chosen configuration, lr sweep and seeds (results/control/); seeds: "
                          "the main grid at seeds 1 and 2, seed 0 from results/results.json (results/seeds/)")
     args = ap.parse_args(argv)

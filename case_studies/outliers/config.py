@@ -33,7 +33,7 @@ class Protocol(ProtocolBase):
 
     Model: ``n_layers`` blocks, ``d_model``, ``n_heads`` × ``d_head``, GELU MLP of ``d_mlp``, learned
     positions, LayerNorm (pre-norm: before each branch; Outlier Protected: on the first block's input,
-    residual branches × ``branch_scale``, QK-norm). Data: the ``python-topics`` corpus, byte-level BPE of
+    residual branches × ``branch_scale``, QK-norm). Data: ``corpus`` (:mod:`workbench.text.corpus`), byte-level BPE of
     ``vocab_size``, ``seq_len`` tokens × ``train.batch_size`` per step. Training: ``train`` (linear
     warmup then cosine to lr/10, clip 1, weight decay 0.1 on matrices, checkpoints every
     ``train.save_every`` steps; the optimizer is the run's); ``train.seed`` is the study's seed. Measurement: kurtosis etc. on the first ``trace_windows`` validation windows
@@ -50,6 +50,7 @@ class Protocol(ProtocolBase):
     branch_scale: float = 0.2
     train: TrainConfig = TRAIN
     trace_windows: int = 32
+    corpus: str = "python-topics"
 
     FLAT_TRAIN_KEYS: ClassVar[tuple[str, ...]] = ("steps", "batch_size", "lr", "warmup_steps", "save_every", "seed")
 
@@ -68,7 +69,7 @@ class Protocol(ProtocolBase):
                              "checkpoints are what is traced")
 
     def task(self) -> TextLM:
-        return TextLM(corpus="python-topics", tokenizer="bpe", vocab_size=self.vocab_size, seq_len=self.seq_len)
+        return TextLM(corpus=self.corpus, tokenizer="bpe", vocab_size=self.vocab_size, seq_len=self.seq_len)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,25 @@ SEARCH2_QUICK = SearchStudy(QUICK.protocol, (Candidate(16, 1, 1e-2, 10, seq_len=
                                              Candidate(16, 1, 1e-2, 10, weight_decay=0.1)))
 
 
+# ---- Part "search3": a third declared search, written after search2 found that its long runs memorised the
+# 139 707 training tokens of python-topics (an epoch is 68 steps), and before any of its runs. Everything is the
+# first two searches' (SEARCH_ARM, seed 0, the measurements, the rule, the order of cost, the stop at the first
+# candidate meeting the rule) except the text: SEARCH3_CORPUS, the docstrings of the standard library and of
+# torch 2.13.0 (workbench.text.corpus; 2 497 225 training tokens with its own BPE 1024 on Python 3.11.7, so an
+# epoch is 1219 steps of 16 × 128 tokens; 281 587 validation tokens in 170 held-out modules), 18 times more.
+#   1. the first search's best-trained model (128 × 4, lr 1e-2, wd 0, 2000 steps): 1.6 epochs instead of 29;
+#   2. the same for 6000 steps (4.9 epochs): longer training without memorising (search2's 6000 steps were 88);
+#   3. width 256 at lr 5e-3, 2000 steps (search2's candidate 4 on this text).
+# Seconds per training step as in search2 (the text does not change the model): ≈ 0.25 (128 × 4), 0.82 (256 × 4):
+# ≈ 8 + 25 + 27 min of training, plus the validation passes over 281 587 tokens.
+SEARCH3_CORPUS = "docstrings:stdlib+torch"
+SEARCH3 = SearchStudy(Protocol(corpus=SEARCH3_CORPUS), (
+    Candidate(128, 4, 1e-2, 2000),
+    Candidate(128, 4, 1e-2, 6000),
+    Candidate(256, 4, 5e-3, 2000)))
+SEARCH3_QUICK = SearchStudy(dataclasses.replace(QUICK.protocol, corpus="python-docstrings"),
+                            (Candidate(16, 1, 1e-2, 10),))
+
 # ---- Part "control": at the configuration the search chose, {pre-norm, OP} × {AdamW, SOAP}. Stage 1 (seed 0):
 # each arm at CONTROL_LR_FACTORS × the chosen lr; the lr of lowest seed-0 validation perplexity is the arm's.
 # Stage 2: each arm at its lr with the fresh seeds CONTROL_SEEDS (model init and data order), seed-major,
@@ -284,7 +304,7 @@ CONTROL_QUICK = ControlStudy(SEARCH_QUICK.runs[0].protocol(SEARCH_QUICK.protocol
 CONTROL_CANDIDATE: Candidate | None = Candidate(128, 4, 1e-2, 2000)
 CONTROL = None if CONTROL_CANDIDATE is None else control_study(CONTROL_CANDIDATE)
 PARTS = {"main": (FULL, QUICK), "search": (SEARCH, SEARCH_QUICK), "search2": (SEARCH2, SEARCH2_QUICK),
-         "control": (CONTROL, CONTROL_QUICK)}
+         "search3": (SEARCH3, SEARCH3_QUICK), "control": (CONTROL, CONTROL_QUICK)}
 
 # ---- Part "seeds" (issue 18): the main grid (FULL: its protocol, runs and measurement) at the fresh seeds
 # SEEDS_FRESH, seed-major, each run a ControlRun at the main protocol's lr; seed 0 is not rerun but read from

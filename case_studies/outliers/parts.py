@@ -1,4 +1,4 @@
-"""Running the parts "search", "search2", "control" and "seeds" (issue 18): resumable, with ``results.json`` and ``tables.md``
+"""Running the parts "search", "search2", "search3", "control" and "seeds" (issue 18): resumable, with ``results.json`` and ``tables.md``
 rewritten after every finished run (``left`` lists what has not run), so a stopped part still reports what
 it has; the same command again continues (``_cli.run_each`` keeps each finished run in ``out/.progress``).
 """
@@ -24,7 +24,7 @@ def _summary(run, e: dict) -> str:
             f"{e['final_kurtosis']['resid_post']:.2f}{matmul} ({e['run_seconds'] / 60:.1f} min)")
 
 
-MODULES = {"search": search_part, "search2": search_part, "control": control_part, "seeds": seeds_part}  # part → its figure and tables
+MODULES = {"search": search_part, "search2": search_part, "search3": search_part, "control": control_part, "seeds": seeds_part}  # part → its figure and tables
 
 
 def write_figures(results: dict, out: Path, png: bool) -> list[Path]:
@@ -44,7 +44,7 @@ def _partial(out: Path, results: dict, command: str, start: float, cpu_start: fl
 
 def run_search(study, out: Path, checkpoints: Path, command: str, quick: bool, png: bool = True,
                progress: bool = True, part: str = "search") -> dict:
-    """The candidates in order, stopping after the first that meets the rule (``part``: "search" or "search2")."""
+    """The candidates in order, stopping after the first that meets the rule (``part``: "search", "search2" or "search3")."""
     start, cpu_start = time.perf_counter(), time.process_time()
     out = _report.prepare_output(out)
     context = study.protocol.to_dict()

@@ -76,7 +76,8 @@ def matmul_table(entries: list[dict[str, Any]]) -> str:
 
 
 TITLES = {"search": "Search for a positive control (softmax, pre-norm, AdamW, weight decay 0, seed 0)",
-          "search2": "Second search for a positive control (softmax, pre-norm, AdamW, seed 0)"}
+          "search2": "Second search for a positive control (softmax, pre-norm, AdamW, seed 0)",
+          "search3": "Third search for a positive control: 18 times more text (softmax, pre-norm, AdamW, seed 0)"}
 
 
 def tables(results: dict[str, Any]) -> str:

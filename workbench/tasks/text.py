@@ -38,7 +38,7 @@ def text_data(corpus: str, tokenizer: str, vocab_size: int, val_fraction: float)
 
 @dataclass(frozen=True)
 class TextLM(TaskConfig):
-    """Language modelling on ``corpus`` (``python-topics`` or ``file:PATH``, see :mod:`workbench.text.corpus`)
+    """Language modelling on ``corpus`` (``python-topics``, ``python-docstrings`` or ``file:PATH``, see :mod:`workbench.text.corpus`)
     with a ``bytes`` or ``bpe`` tokenizer (``vocab_size`` tokens, trained on the training documents);
     sequences of ``seq_len`` tokens; every next-token prediction counts. With ``bytes``, vocab_size is 256."""
 
