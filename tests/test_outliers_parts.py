@@ -17,7 +17,7 @@ import torch
 from case_studies.outliers import control_part, parts, search_part, seed_stats, seeds_part
 from case_studies.outliers.__main__ import main
 from case_studies.outliers.config import (CONTROL_ARMS, CONTROL_QUICK, FULL, PARTS, QUICK, SEARCH, SEARCH2,
-                                          SEARCH2_QUICK, SEARCH_QUICK, SEEDS, SEEDS_QUICK, Candidate, ControlRun,
+                                          SEARCH2_QUICK, SEARCH3, SEARCH3_CORPUS, SEARCH3_QUICK, SEARCH_QUICK, SEEDS, SEEDS_QUICK, Candidate, ControlRun,
                                           ControlStudy, Protocol, RunConfig, SearchStudy, SeedsStudy, Study,
                                           control_lrs, control_stage1, control_stage2)
 from workbench import ModelConfig
@@ -61,6 +61,20 @@ def test_search2_changes_one_lever_of_the_first_searchs_best_model_per_candidate
     assert Candidate(64, 2, 1e-2, 1000, seq_len=256).name.endswith("-T256xbase")
     with pytest.raises(ValueError, match="batch_size"):
         Candidate(64, 2, 1e-2, 1000, batch_size=0)
+
+
+def test_search3_is_the_searches_on_another_text_only():
+    assert SEARCH3.protocol == dataclasses.replace(Protocol(), corpus=SEARCH3_CORPUS)
+    assert Protocol().corpus == "python-topics" and Protocol().task().corpus == "python-topics"
+    assert SEARCH3.protocol.task().corpus == SEARCH3_CORPUS == "docstrings:stdlib+torch"
+    assert SEARCH3.runs == (SEARCH.runs[4], SEARCH2.runs[2], SEARCH2.runs[3])  # each an earlier candidate
+    cost = [c.steps * c.n_layers * c.d_model ** 2 for c in SEARCH3.runs]
+    assert cost == sorted(cost)
+    for study in (SEARCH3, SEARCH3_QUICK):
+        assert SearchStudy.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+    # results written before the corpus was a protocol field read back as python-topics
+    old = {k: v for k, v in Protocol().to_dict().items() if k != "corpus"}
+    assert Protocol.from_dict(old) == Protocol()
 
 
 def _full_entry(name, resid, matmul, ratio):
@@ -188,7 +202,7 @@ def test_control_statistics_on_known_numbers():
 def quick_parts(tmp_path_factory):
     out = tmp_path_factory.mktemp("outlier-parts")
     timing = {}
-    for part in ("search", "search2", "control"):
+    for part in ("search", "search2", "search3", "control"):
         start = time.perf_counter()
         main(["--part", part, "--quick", "--no-png", "--out", str(out / part)])
         timing[part] = time.perf_counter() - start
@@ -212,6 +226,17 @@ def test_search_quick_runs_the_declared_rule_end_to_end(quick_parts):
     text = (out / "search" / "tables.md").read_text()
     assert text == search_part.tables(results) and f"Chosen: **{chosen.name}**" in text
     assert not (out / "search" / ".progress").exists()
+
+
+@pytest.mark.integration
+def test_search3_quick_trains_on_its_own_corpus(quick_parts):
+    out, timing = quick_parts
+    results = json.loads((out / "search3" / "results.json").read_text())
+    assert results["part"] == "search3" and SearchStudy.from_dict(results["study"]) == SEARCH3_QUICK
+    assert results["study"]["protocol"]["corpus"] == "python-docstrings"
+    assert results["machine"]["python"] and results["machine"]["torch"]  # the versions the text came from
+    text = (out / "search3" / "tables.md").read_text()
+    assert text == search_part.tables(results) and text.startswith("## Third search")
 
 
 @pytest.mark.integration

@@ -45,6 +45,52 @@ def test_file_corpus(tmp_path):
         load_corpus(f"file:{tmp_path / 'missing'}")
 
 
+def test_docstring_corpus_reads_module_class_and_function_docstrings_in_source_order(tmp_path):
+    from workbench.text.corpus import stdlib_docstrings
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text('"""The package."""\n')
+    (tmp_path / "pkg" / "mod.py").write_text(
+        '"""Module doc."""\n\nclass A:\n    """Class A.\n\n    Body.\n        Indented more.\n    """\n\n'
+        '    def f(self):\n        """Method f."""\n\n\ndef g():\n    pass\n\n\n'
+        'async def h():\n    """Coroutine h."""\n')
+    (tmp_path / "pkg" / "tests").mkdir()
+    (tmp_path / "pkg" / "tests" / "t.py").write_text('"""A test, left out."""\n')
+    (tmp_path / "test_x.py").write_text('"""A test module, left out."""\n')
+    (tmp_path / "broken.py").write_text('"""Never read."""\ndef (:\n')  # does not parse: left out
+    (tmp_path / "bare.py").write_text("x = 1\n")  # no docstring: no document
+    docs = stdlib_docstrings(tmp_path)
+    assert [d.title for d in docs] == ["pkg", "pkg.mod"]
+    assert docs[0].text == "The package."
+    assert docs[1].text == "Module doc.\n\nClass A.\n\nBody.\n    Indented more.\n\nMethod f.\n\nCoroutine h."
+    assert [d.title for d in stdlib_docstrings(tmp_path / "pkg", prefix="pkg")] == ["pkg", "pkg.mod"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no docstrings found"):
+        stdlib_docstrings(tmp_path / "empty")
+
+
+def test_python_docstrings_and_package_docstring_corpora():
+    import inspect
+    import json as json_module
+    import json.decoder
+
+    docs = load_corpus("python-docstrings")
+    titles = [d.title for d in docs]
+    assert titles == sorted(set(titles)) and len(docs) > 300 and sum(len(d.text) for d in docs) > 1_000_000
+    assert not any(t.startswith(("test.", "idlelib", "lib2to3")) or ".test_" in t for t in titles)
+    by_title = {d.title: d for d in docs}
+    # an independent reading of the same text: the docstrings Python itself attaches at import
+    assert by_title["json"].text.startswith(inspect.cleandoc(json_module.__doc__))
+    assert inspect.getdoc(json.decoder.JSONDecoder.decode) in by_title["json.decoder"].text
+    package = load_corpus("docstrings:json")  # a stdlib package, found like any installed one
+    assert [d.title for d in package] == [t for t in titles if t == "json" or t.startswith("json.")]
+    assert [d.text for d in package] == [by_title[d.title].text for d in package]
+    for bad, match in (("docstrings:no_such_package_x", "no installed package"), ("docstrings:", "name each"),
+                       ("docstrings:json+json", "name each"), ("docstrings:os.path", "no installed package")):
+        with pytest.raises(ValueError, match=match):
+            load_corpus(bad)
+
+
 def test_tokenizers_round_trip_unseen_text():
     train, val = split_documents(load_corpus(), 0.1)
     bpe = BPETokenizer.train([d.text for d in train], vocab_size=512)

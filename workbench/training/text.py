@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics)")
     p.add_argument("--mixer", default="delta", choices=names(), help="a registered mixer (workbench.mixers)")
     p.add_argument("--block", default="pre_norm", choices=["pre_norm", "outlier_protected"])
-    p.add_argument("--corpus", default="python-topics", help="python-topics, python-docstrings or file:PATH")
+    p.add_argument("--corpus", default="python-topics", help="python-topics, python-docstrings, docstrings:NAMES (e.g. docstrings:stdlib+torch) or file:PATH")
     p.add_argument("--tokenizer", default="bpe", choices=["bpe", "bytes"])
     p.add_argument("--vocab-size", type=int, default=1024)
     p.add_argument("--seq-len", type=int, default=128)
