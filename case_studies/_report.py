@@ -94,6 +94,15 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def progress_status(done: int, what: str, left: list[str]) -> str:
+    """The status line under a resumable part's title: ``done`` ``what`` (e.g. "runs finished") and the names
+    ``left``, or that all are done."""
+    if left:
+        return (f"**Incomplete: {done} {what}, {len(left)} left** ({', '.join(left)}); the same command "
+                "continues.")
+    return f"All {done} {what}."
+
+
 def results_json(payload: dict[str, Any], compact_arrays: bool = False) -> str:
     """``payload`` as indented JSON; with ``compact_arrays`` every array of plain values (numbers,
     strings, null) sits on one line, which keeps long columns of numbers small and readable."""

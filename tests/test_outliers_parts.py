@@ -87,7 +87,7 @@ def _full_entry(name, resid, matmul, ratio):
 def test_an_unfinished_search_says_what_is_left_and_chooses_nothing_yet():
     runs = [_full_entry("a", 3.0, 2.0, 1.01)]
     text = search_part.tables({"part": "search2", "runs": runs, "left": ["b", "c"]})
-    assert text.startswith("## Second search") and "**Incomplete: 1 candidates run, 2 left** (b, c)" in text
+    assert text.startswith("## Second search") and "**Incomplete: 1 candidates run, 2 left** (b, c); the same command continues." in text
     assert "Chosen: not yet" in text
     text = search_part.tables({"part": "search2", "runs": runs + [_full_entry("b", 12.0, 1.0, 1.2)], "left": ["c"]})
     assert "Chosen: **" in text and "the first candidate meeting the rule" in text

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _report
 from . import seed_stats
 from .config import ControlRun, Protocol
 from .run import execute_control_run
@@ -153,8 +154,7 @@ def tables(results: dict[str, Any]) -> str:
         arm = ControlRun.from_dict(r).arm.name
         planned[arm] = planned.get(arm, 0) + 1
     left = results.get("left", [])
-    status = (f"**Incomplete: {len(runs)} runs finished, {len(left)} left** ({', '.join(left)})." if left
-              else f"All {len(runs)} runs finished.")
+    status = _report.progress_status(len(runs), "runs finished", left)
     return (f"## Control: {{pre-norm, OP}} × {{AdamW, SOAP}} at the chosen configuration\n\n{status}\n\n"
             f"### Stage 1: learning-rate sweep, seed 0\n\n{sweep_table(runs, planned)}\n\n"
             f"### Stage 2: each arm at its chosen lr, fresh seeds {list(seeds)} (mean [95 % t interval])\n\n"

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from .. import _report
 from .config import SEARCH_ARM, SEARCH_KURTOSIS, SEARCH_W8A8_RATIO, Candidate, Protocol
 from .run import execute as execute_run
 
@@ -83,14 +84,13 @@ TITLES = {"search": "Search for a positive control (softmax, pre-norm, AdamW, we
 def tables(results: dict[str, Any]) -> str:
     entries = results["runs"]
     left = results.get("left") or []
-    status = (f"**Incomplete: {len(entries)} candidates run, {len(left)} left** ({', '.join(left)}); the same "
-              "command continues.\n\n" if left else "")
+    status = _report.progress_status(len(entries), "candidates run", left)
     if left and not any(map(meets_rule, entries)):
         chosen_line = "Chosen: not yet (no candidate run so far meets the rule)."
     else:
         chosen, why = select(entries)
         chosen_line = f"Chosen: **{chosen.name if chosen else '—'}** ({why})."
-    return (f"## {TITLES[results.get('part', 'search')]}\n\n{status}"
+    return (f"## {TITLES[results.get('part', 'search')]}\n\n{status}\n\n"
             f"Rule: final kurtosis of the residual stream or of any matmul input ≥ {SEARCH_KURTOSIS:g} and W8A8 "
             f"per-tensor perplexity ratio ≥ {SEARCH_W8A8_RATIO:.2f}; candidates in order of cost, stopping at the "
             f"first that meets it.\n\n{table(entries)}\n\n{chosen_line}\n\n"

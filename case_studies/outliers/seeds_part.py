@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _report
 from . import seed_stats
 from .config import BLOCKS, ControlRun, Protocol, SeedsStudy, Study
 from .run import execute_control_run
@@ -134,8 +135,7 @@ def contrast_table(runs: list[dict[str, Any]]) -> str:
 def tables(results: dict[str, Any]) -> str:
     runs, left = results["runs"], results.get("left", [])
     fresh = sum(1 for e in runs if e["control"]["seed"] != 0)
-    status = (f"**Incomplete: {fresh} fresh runs finished, {len(left)} left** ({', '.join(left)})." if left
-              else f"All {fresh} fresh runs finished.")
+    status = _report.progress_status(fresh, "fresh runs finished", left)
     return (f"## Seeds: the main grid at seeds 0 (from {results['study']['seed0']}), 1 and 2\n\n{status}\n\n"
             f"### Per arm over seeds (mean [95 % t interval])\n\n{arm_table(runs)}\n\n"
             f"### Paired contrasts over seeds (a − b per seed; paired t)\n\n{contrast_table(runs)}\n\n"
