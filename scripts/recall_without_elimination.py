@@ -10,6 +10,8 @@ each, one seed; the final eval accuracy per memory goes to ``--out`` (JSON, afte
 
     python scripts/recall_without_elimination.py --out docs/recall_without_elimination.json   # 6 memories × 2000 steps
     python scripts/recall_without_elimination.py --out /tmp/r.json --steps 5 --only toy-srwm   # a smoke run, seconds
+
+``--lr`` and ``--seed`` replace the recipes' learning rate and seed (model initialisation, training and eval data).
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ TASK = AssociativeRecall(num_pairs=6, num_keys=32, num_values=32, num_queries=6)
 MEMORIES = ("toy-srwm", "toy-fwm", "toy-delta-lstm", "toy-delta", "toy-rec-delta", "toy-delta-rnn")
 
 
-def recipe(name: str, steps: int) -> RunConfig:
-    """The bundled recipe ``name`` with the task replaced by :data:`TASK` and ``steps`` steps."""
+def recipe(name: str, steps: int, lr: float | None = None, seed: int | None = None) -> RunConfig:
+    """The bundled recipe ``name`` with the task replaced by :data:`TASK` and ``steps`` steps (and, when given, the
+    learning rate ``lr`` and the ``seed`` of the model's initialisation and of the training and eval data)."""
     base = RECIPES[name]
-    model = dataclasses.replace(base.model, d_vocab=TASK.d_vocab, n_ctx=TASK.seq_len)
-    return RunConfig(model, TASK, dataclasses.replace(base.train, steps=steps))
+    seed = base.train.seed if seed is None else seed
+    model = dataclasses.replace(base.model, d_vocab=TASK.d_vocab, n_ctx=TASK.seq_len, seed=seed)
+    return RunConfig(model, TASK, dataclasses.replace(base.train, steps=steps, seed=seed,
+                                                      lr=base.train.lr if lr is None else lr))
 
 
 def copy_baseline() -> float:
@@ -49,12 +54,14 @@ def copy_baseline() -> float:
 
 
 def markdown(rows: list[dict], baseline: float) -> str:
-    lines = [f"| memory | recipe | steps | accuracy (queries with replacement) | eval loss | CPU s |",
-             "|---|---|---|---|---|---|"]
+    with_lr = any("lr" in r for r in rows)  # rows written before --lr existed have the recipe's
+    lines = [f"| memory | recipe | {'lr | seed | ' if with_lr else ''}steps | accuracy (queries with replacement) "
+             "| eval loss | CPU s |", "|---|---|---|---|---|---|" + ("---|---|" if with_lr else "")]
     for r in rows:
-        lines.append(f"| {r['mixer']} | `{r['recipe']}` | {r['steps']} | {r['eval_acc']:.3f} | {r['eval_loss']:.3f} "
-                     f"| {r['cpu_seconds']:.0f} |")
-    lines.append(f"| copying a stored value at random | — | — | {baseline:.3f} | — | — |")
+        lr_seed = f"{r['lr']:g} | {r['seed']} | " if with_lr else ""
+        lines.append(f"| {r['mixer']} | `{r['recipe']}` | {lr_seed}{r['steps']} | {r['eval_acc']:.3f} "
+                     f"| {r['eval_loss']:.3f} | {r['cpu_seconds']:.0f} |")
+    lines.append(f"| copying a stored value at random | {'— | — | ' if with_lr else ''}— | — | {baseline:.3f} | — | — |")
     return "\n".join(lines)
 
 
@@ -63,20 +70,27 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--only", nargs="*", choices=MEMORIES, help="run only these recipes")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: each recipe's)")
+    ap.add_argument("--seed", type=int, default=None, help="seed (default: each recipe's, 0)")
     args = ap.parse_args(argv)
     if args.steps < 1:
         ap.error(f"--steps must be at least 1, got {args.steps}")
+    if args.lr is not None and not args.lr > 0:
+        ap.error(f"--lr must be > 0, got {args.lr}")
+    if args.seed is not None and args.seed < 0:
+        ap.error(f"--seed must be ≥ 0, got {args.seed}")
     torch.set_num_threads(1)
     command = "python scripts/recall_without_elimination.py " + " ".join(sys.argv[1:] if argv is None else argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     baseline = copy_baseline()
     start, rows = time.time(), []
     for name in args.only or list(MEMORIES):
-        run = recipe(name, args.steps)
+        run = recipe(name, args.steps, args.lr, args.seed)
         cpu = time.process_time()
         with tempfile.TemporaryDirectory() as tmp:
             final = train_run(run, tmp, progress=False, name=name)["final"]
-        rows.append({"recipe": name, "mixer": run.model.mixer.kind, "steps": args.steps, "eval_acc": final["eval_acc"],
+        rows.append({"recipe": name, "mixer": run.model.mixer.kind, "lr": run.train.lr, "seed": run.train.seed,
+                     "steps": args.steps, "eval_acc": final["eval_acc"],
                      "eval_loss": final["eval_loss"], "cpu_seconds": time.process_time() - cpu})
         print(f"{name}: accuracy {final['eval_acc']:.3f}, eval loss {final['eval_loss']:.3f}", flush=True)
         result = {"command": command, "wall_seconds": time.time() - start, "seed": run.train.seed,

@@ -53,6 +53,21 @@ def test_a_tiny_run_writes_its_rows(tmp_path):
     assert [r["recipe"] for r in result["rows"]] == ["toy-srwm", "toy-delta"]
     assert [r["mixer"] for r in result["rows"]] == ["srwm", "delta"]
     assert all(0 <= r["eval_acc"] <= 1 for r in result["rows"]) and "--steps 2" in result["command"]
+    assert [(r["lr"], r["seed"]) for r in result["rows"]] == [(3e-3, 0), (3e-3, 0)]  # the recipes'
+
+
+def test_lr_and_seed_replace_the_recipes_and_bad_values_are_refused(tmp_path):
+    script = load_script()
+    run = script.recipe("toy-fwm", 7, lr=1e-2, seed=3)
+    assert (run.train.lr, run.train.seed, run.model.seed) == (1e-2, 3, 3)
+    out = tmp_path / "r.json"
+    script.main(["--out", str(out), "--steps", "2", "--only", "toy-srwm", "--lr", "0.01", "--seed", "2"])
+    row, = json.loads(out.read_text())["rows"]
+    assert (row["lr"], row["seed"]) == (0.01, 2)
+    assert "| srwm | `toy-srwm` | 0.01 | 2 | 2 |" in script.markdown([row], 0.2)
+    for bad in (["--lr", "0"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit):
+            script.main(["--out", str(out), "--steps", "2", *bad])
 
 
 def test_the_readme_shows_the_committed_run_with_its_command():
