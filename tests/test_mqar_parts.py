@@ -55,7 +55,8 @@ def test_the_parts_are_what_the_readme_says():
     assert np.allclose(LRS, np.logspace(-4, -2, 4)[1:], rtol=1e-2)  # Zoology's grid without 1e-4
     train = sweep.protocol.train
     assert (train.stop_acc, train.patience, train.min_delta, train.steps, train.eval_every) == (0.99, 5, 0.005, 3000, 200)
-    assert all(p[0].protocol.train == train for name, p in PARTS.items() if name != "long")  # quick ones cap lower
+    assert all(p[0].protocol.train == train for name, p in PARTS.items()
+               if name not in ("long", "vocab_long"))  # quick ones cap lower
     long = PARTS["long"][0]  # the sweep's rule with a longer cap and patience, at the sweep's best rates
     assert long.protocol.train == dataclasses.replace(train, steps=20000, patience=15)
     assert dataclasses.replace(long.protocol, train=train) == sweep.protocol
@@ -68,6 +69,11 @@ def test_the_parts_are_what_the_readme_says():
     assert max(s.num_kv_pairs for s in pairs.protocol.train_settings) == 64 and pairs.capacity_sweep
     assert {r.d_model for r in pairs.runs} == {64, 128}
     assert PARTS["vocab"][0].protocol.vocab_size == 8192
+    vocab_long = PARTS["vocab_long"][0]  # the vocab part with a longer cap and long's patience
+    assert vocab_long.protocol.train == dataclasses.replace(train, steps=6000, patience=15)
+    assert dataclasses.replace(vocab_long.protocol, train=train) == PARTS["vocab"][0].protocol
+    assert [(r.mixer, r.lr) for r in vocab_long.runs] == [("softmax", BEST_LR["softmax"]), ("delta", BEST_LR["delta"])]
+    assert set(vocab_long.runs) <= set(PARTS["vocab"][0].runs)
 
 
 def _entry(mixer, lr, seed, accs, conv=None, d=64):

@@ -1,11 +1,12 @@
-"""python -m case_studies.mqar [--part main|sweep|conv2x2|pairs|vocab|seeds|long] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
+"""python -m case_studies.mqar [--part main|sweep|conv2x2|pairs|vocab|seeds|long|vocab_long] [--quick] [--out DIR] [--checkpoints DIR] [--no-png] [--only NAME ...] [--replot]
 
 Trains every run of the study (``config.FULL``, or the seconds-long ``config.QUICK``), scores, probes and
 saves each model, then writes ``results.json``, ``tables.md`` and the figures (HTML + PNG) to ``--out``.
 ``--replot`` only redraws the figures and ``tables.md`` from the ``results.json`` already in ``--out``.
 ``--part NAME`` runs one of the parts of :mod:`case_studies.mqar.parts` instead (issue 18: learning-rate
 sweep to convergence, the short-convolution 2 × 2, training with up to 64 pairs, Zoology's vocabulary, seeds 1
-and 2 of the headline cells, softmax and linear attention trained longer), into
+and 2 of the headline cells, softmax and linear attention trained longer, softmax and DeltaNet trained longer at
+vocabulary 8192), into
 ``results/NAME/`` (``runs/mqar-NAME-quick`` with ``--quick``); each part resumes after an interruption.
 """
 
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
     ap.add_argument("--checkpoints", type=Path, default=None,
                     help="where to save each model as <dir>/mqar-<mixer>-d<d_model> (default: <out>/checkpoints)")
     ap.add_argument("--part", choices=["main", *PARTS], default="main",
-                    help="main: the study (results/); sweep, conv2x2, pairs, vocab, seeds, long: the parts of issue 18 "
+                    help="main: the study (results/); sweep, conv2x2, pairs, vocab, seeds, long, vocab_long: the parts of issue 18 "
                          "(results/<part>/; see case_studies/mqar/parts.py)")
     args = ap.parse_args(argv)
     out = _cli.output_dir(args, "mqar", args.part)

@@ -185,8 +185,8 @@ def vocab_tables(results: dict[str, Any]) -> str:
 def long_tables(results: dict[str, Any]) -> str:
     runs = results["runs"]
     settings = _setting_cols(runs)
-    train = results["study"]["protocol"]["train"]
-    out = [f"Trained up to {train['steps']} steps (plateau: {train['patience']} evaluations of {train['eval_every']} "
+    train, vocab = results["study"]["protocol"]["train"], results["study"]["protocol"]["vocab_size"]
+    out = [f"Vocabulary {vocab}, trained up to {train['steps']} steps (plateau: {train['patience']} evaluations of {train['eval_every']} "
            f"steps without +{train['min_delta']}): accuracy per setting [95 % Wilson interval over queries], the best "
            "accuracy on the training mixture during training and the step it was first reached, one seed:", "",
            "| mixer | d_model | lr | stop | " + " | ".join(f"T={t}, kv={k}" for t, k in settings)
@@ -201,7 +201,7 @@ def long_tables(results: dict[str, Any]) -> str:
 
 
 PART_TABLES = {"sweep": sweep_tables, "conv2x2": conv_tables, "pairs": pairs_tables, "vocab": vocab_tables,
-               "seeds": seeds_tables, "long": long_tables}
+               "seeds": seeds_tables, "long": long_tables, "vocab_long": long_tables}
 
 
 def part_tables(results: dict[str, Any]) -> str:

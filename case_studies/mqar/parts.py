@@ -162,6 +162,18 @@ LONG_MIXERS = ("softmax", "linear")  # data: the two sweep mixers at the cap and
 LONG = PartStudy(dataclasses.replace(PROTOCOL, train=LONG_TRAIN),
                  tuple(PartRun(m, 64, BEST_LR[m]) for m in LONG_MIXERS))
 
+# Part "vocab_long", declared 2026-12-01 (04:17 UTC) before any of its runs, after the vocab part's softmax run:
+# at vocabulary 8192 the sweep's rule stopped softmax attention on a "plateau" at step 1400 (accuracy 0.006, never
+# +0.005 in 5 evaluations) while its eval loss was still falling steadily (8.40 at step 200, 7.80 at 1400), and
+# DeltaNet's accuracy only rose from step 1200 on (0.434 at the 3000 cap, still rising). So neither number is
+# converged. The vocab part's protocol and best rates (d_model 64, seed 0) except the cap, 6000 steps, and the
+# plateau patience, 15 evaluations (3000 steps without +0.005), as in "long". Softmax first (≈ 0.5-0.7 s/step
+# at this vocabulary on the shared machine: ≤ 70 min), then DeltaNet.
+VOCAB_LONG_TRAIN = dataclasses.replace(CONVERGE, steps=6000, patience=15)
+VOCAB_LONG_MIXERS = ("softmax", "delta")  # data: the reference and the memory the vocab part left unconverged
+VOCAB_LONG = PartStudy(dataclasses.replace(VOCAB.protocol, train=VOCAB_LONG_TRAIN),
+                       tuple(PartRun(m, 64, BEST_LR[m]) for m in VOCAB_LONG_MIXERS))
+
 # The quick versions (seconds; the tests run them): the main study's tiny tasks and models, the same rules.
 QUICK_TRAIN = dataclasses.replace(CONVERGE, steps=40, batch_size=8, warmup_steps=5, eval_every=10, eval_batches=2,
                                   patience=2)
@@ -188,7 +200,10 @@ LONG_QUICK = PartStudy(dataclasses.replace(QUICK_PROTOCOL, train=dataclasses.rep
                                                                                       patience=3)),
                        tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in LONG_MIXERS))
 
+VOCAB_LONG_QUICK = PartStudy(dataclasses.replace(VOCAB_QUICK.protocol, train=LONG_QUICK.protocol.train),
+                             tuple(PartRun(m, 16, 1e-2, chunk_size=16) for m in VOCAB_LONG_MIXERS))
+
 PARTS: dict[str, tuple[PartStudy, PartStudy]] = {
     "sweep": (SWEEP, SWEEP_QUICK), "conv2x2": (CONV2X2, CONV2X2_QUICK), "pairs": (PAIRS, PAIRS_QUICK),
     "vocab": (VOCAB, VOCAB_QUICK), "seeds": (SEEDS, SEEDS_QUICK),
-    "long": (LONG, LONG_QUICK)}
+    "long": (LONG, LONG_QUICK), "vocab_long": (VOCAB_LONG, VOCAB_LONG_QUICK)}
