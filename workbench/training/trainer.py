@@ -121,7 +121,12 @@ def stop_reason(history: list[dict[str, float]], cfg: TrainConfig) -> Optional[s
 def run_record(model: ModelConfig, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     """The ``model``, ``task`` and ``train`` sections of a run directory's ``recipe.json`` (a run config:
     ``out_dir`` is not part of a run)."""
-    return {"model": model.to_dict(), "task": task.to_dict(), "train": {**cfg.to_dict(), "out_dir": None}}
+    return {"model": model.to_dict(), **stage_record(task, cfg)}
+
+
+def stage_record(task: Task, cfg: TrainConfig) -> dict[str, Any]:
+    """The ``task`` and ``train`` sections of a run config (``out_dir`` is not part of a run)."""
+    return {"task": task.to_dict(), "train": {**cfg.to_dict(), "out_dir": None}}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
