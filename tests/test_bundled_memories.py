@@ -41,7 +41,7 @@ def test_the_checkpoint_is_its_recipe(name):
     directory = CHECKPOINTS_DIR / name
     run = load_run_config(directory / "recipe.json")
     recipe = RECIPES[name]
-    assert (run.model, run.task, run.train) == (recipe.model, recipe.task, recipe.train)
+    assert run == recipe  # model, task, training and any curriculum
     assert load(directory).cfg == recipe.model
     record = json.loads((directory / "recipe.json").read_text())
     assert record["recipe"] == name and f"recipes {name} --out" in record["command"]
