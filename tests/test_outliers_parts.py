@@ -311,19 +311,22 @@ def test_committed_search_is_the_declared_one_and_its_tables_are_in_the_readme()
     assert CONTROL_CANDIDATE == chosen and why in readme  # the control runs at what the rule chose
 
 
-def test_committed_search2_is_the_declared_one_and_its_tables_are_in_the_readme():
-    path = STUDY_DIR / "results" / "search2" / "results.json"
+@pytest.mark.parametrize("part, declared", [("search2", SEARCH2), ("search3", SEARCH3)])
+def test_committed_later_searches_are_the_declared_ones_and_their_tables_are_in_the_readme(part, declared):
+    path = STUDY_DIR / "results" / part / "results.json"
     if not path.is_file():
-        pytest.skip("search2 has not been committed")
+        pytest.skip(f"{part} has not been committed")
     results = json.loads(path.read_text())
     readme = (STUDY_DIR / "README.md").read_text()
-    assert results["quick"] is False and results["part"] == "search2"
-    assert SearchStudy.from_dict(results["study"]) == SEARCH2
+    assert results["quick"] is False and results["part"] == part
+    assert SearchStudy.from_dict(results["study"]) == declared
     names = [r["name"] for r in results["runs"]]
-    assert names == [c.name for c in SEARCH2.runs][:len(names)]  # in the declared order
-    assert results["left"] == [c.name for c in SEARCH2.runs][len(names):] or any(map(search_part.meets_rule,
+    assert names == [c.name for c in declared.runs][:len(names)]  # in the declared order
+    assert results["left"] == [c.name for c in declared.runs][len(names):] or any(map(search_part.meets_rule,
                                                                                       results["runs"]))
     assert search_part.tables(results) in readme and results["command"] in readme
+    if not results["left"]:
+        assert f"{results['wall_seconds'] / 60:.1f} min" in readme
 
 
 def test_committed_control_is_the_declared_one_and_its_tables_are_in_the_readme():
