@@ -104,8 +104,8 @@ def keep_earlier_runs(out: Path, full: S, study: S, entries: list[dict], quick: 
     if (earlier.get("quick") != quick
             or settings(earlier.get("study")) != settings(json.loads(json.dumps(full.to_dict())))):
         return study, entries, []
-    old = {e["name"]: e for e in earlier.get("runs", []) if isinstance(e, dict) and e.get("name") not in chosen}
-    old = {name: e for name, e in old.items() if name in {r.name for r in full.runs}}
+    others = {r.name for r in full.runs} - chosen
+    old = {e["name"]: e for e in earlier.get("runs", []) if isinstance(e, dict) and e.get("name") in others}
     if not old:
         return study, entries, []
     fresh = {e["name"]: e for e in entries}

@@ -81,6 +81,9 @@ def _full_entry(name, resid, matmul, ratio):
     e = _entry(name, resid, matmul, ratio, val_ppl=20.0, final_signal_propagation={"resid_post": 0.2},
                run_seconds=60.0)
     e["w8a8"] = {k: {"ppl_ratio": ratio} for k in search_part.QUANTS}
+    e["matmul_inputs"] = [{"layer": 0, "site": "attn_in", "max_median_ratio": 4.0, "max_abs": 2.5},
+                          {"layer": 1, "site": "o_in", "max_median_ratio": 7.5, "max_abs": 1.5},
+                          {"layer": 1, "site": "mlp_hidden", "max_median_ratio": float("inf"), "max_abs": 30.0}]
     return e
 
 
@@ -89,6 +92,8 @@ def test_an_unfinished_search_says_what_is_left_and_chooses_nothing_yet():
     text = search_part.tables({"part": "search2", "runs": runs, "left": ["b", "c"]})
     assert text.startswith("## Second search") and "**Incomplete: 1 candidates run, 2 left** (b, c); the same command continues." in text
     assert "Chosen: not yet" in text
+    # the MLP hidden layer (median 0 after the GELU: ratio inf) is left out of the max/median table
+    assert "| a | 7.5 (o_in, layer 1) | 2.5 |" in text
     text = search_part.tables({"part": "search2", "runs": runs + [_full_entry("b", 12.0, 1.0, 1.2)], "left": ["c"]})
     assert "Chosen: **" in text and "the first candidate meeting the rule" in text
 

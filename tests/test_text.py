@@ -46,7 +46,7 @@ def test_file_corpus(tmp_path):
 
 
 def test_docstring_corpus_reads_module_class_and_function_docstrings_in_source_order(tmp_path):
-    from workbench.text.corpus import stdlib_docstrings
+    from workbench.text.corpus import docstrings_under
 
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text('"""The package."""\n')
@@ -59,14 +59,14 @@ def test_docstring_corpus_reads_module_class_and_function_docstrings_in_source_o
     (tmp_path / "test_x.py").write_text('"""A test module, left out."""\n')
     (tmp_path / "broken.py").write_text('"""Never read."""\ndef (:\n')  # does not parse: left out
     (tmp_path / "bare.py").write_text("x = 1\n")  # no docstring: no document
-    docs = stdlib_docstrings(tmp_path)
+    docs = docstrings_under(tmp_path)
     assert [d.title for d in docs] == ["pkg", "pkg.mod"]
     assert docs[0].text == "The package."
     assert docs[1].text == "Module doc.\n\nClass A.\n\nBody.\n    Indented more.\n\nMethod f.\n\nCoroutine h."
-    assert [d.title for d in stdlib_docstrings(tmp_path / "pkg", prefix="pkg")] == ["pkg", "pkg.mod"]
+    assert [d.title for d in docstrings_under(tmp_path / "pkg", prefix="pkg")] == ["pkg", "pkg.mod"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no docstrings found"):
-        stdlib_docstrings(tmp_path / "empty")
+        docstrings_under(tmp_path / "empty")
 
 
 def test_python_docstrings_and_package_docstring_corpora():

@@ -76,6 +76,19 @@ def matmul_table(entries: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def ratio_table(entries: list[dict[str, Any]]) -> str:
+    """Per candidate, the largest max/median ratio (mean over tokens of max_j |x_j| / median_j |x_j|) over the
+    final model's matmul inputs other than the MLP hidden layer (whose median is often 0 after the GELU), its
+    site and layer, and the largest |x| there."""
+    rows = ["| candidate | largest max/median ratio (site, layer) | largest abs x |", "|---|---|---|"]
+    for e in entries:
+        sites = [m for m in e["matmul_inputs"] if m["site"] != "mlp_hidden"]
+        top = max(sites, key=lambda m: m["max_median_ratio"])
+        rows.append(f"| {e['name']} | {top['max_median_ratio']:.1f} ({top['site']}, layer {top['layer']}) "
+                    f"| {max(m['max_abs'] for m in sites):.1f} |")
+    return "\n".join(rows)
+
+
 TITLES = {"search": "Search for a positive control (softmax, pre-norm, AdamW, weight decay 0, seed 0)",
           "search2": "Second search for a positive control (softmax, pre-norm, AdamW, seed 0)",
           "search3": "Third search for a positive control: 18 times more text (softmax, pre-norm, AdamW, seed 0)"}
@@ -94,7 +107,9 @@ def tables(results: dict[str, Any]) -> str:
             f"Rule: final kurtosis of the residual stream or of any matmul input ≥ {SEARCH_KURTOSIS:g} and W8A8 "
             f"per-tensor perplexity ratio ≥ {SEARCH_W8A8_RATIO:.2f}; candidates in order of cost, stopping at the "
             f"first that meets it.\n\n{table(entries)}\n\n{chosen_line}\n\n"
-            f"### Final kurtosis at each matmul input (largest over layers)\n\n{matmul_table(entries)}\n")
+            f"### Final kurtosis at each matmul input (largest over layers)\n\n{matmul_table(entries)}\n\n"
+            f"### Final max/median ratio at the matmul inputs (Sun et al.'s massive activations: ≈ 1000)\n\n"
+            f"{ratio_table(entries)}\n")
 
 
 def figure(entries: list[dict[str, Any]]):

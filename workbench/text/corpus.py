@@ -54,7 +54,7 @@ def load_corpus(name: str = "python-topics") -> tuple[Document, ...]:
 
         return tuple(Document(k, topics[k]) for k in sorted(topics))
     if name == "python-docstrings":
-        return stdlib_docstrings()
+        return docstrings_under()
     if isinstance(name, str) and name.startswith("docstrings:"):
         names = name[len("docstrings:"):].split("+")
         if not all(names) or len(set(names)) != len(names):
@@ -75,21 +75,21 @@ def load_corpus(name: str = "python-topics") -> tuple[Document, ...]:
 
 
 def package_docstrings(name: str) -> tuple[Document, ...]:
-    """The docstrings of ``name`` (``stdlib`` or an installed top-level package) as :func:`stdlib_docstrings`
+    """The docstrings of ``name`` (``stdlib`` or an installed top-level package) as :func:`docstrings_under`
     reads them; a package's documents are titled by their full dotted module name."""
     if name == "stdlib":
-        return stdlib_docstrings()
+        return docstrings_under()
     import importlib.util
 
     spec = importlib.util.find_spec(name) if name.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(f"docstrings:{name}: no installed package named {name!r} (stdlib or a top-level package)")
-    return stdlib_docstrings(Path(list(spec.submodule_search_locations)[0]), prefix=name)
+    return docstrings_under(Path(list(spec.submodule_search_locations)[0]), prefix=name)
 
 
-def stdlib_docstrings(root: Path | None = None, prefix: str = "") -> tuple[Document, ...]:
-    """The ``python-docstrings`` corpus: one document per module of the standard library at ``root`` (default:
-    this Python's), its module, class and function docstrings (``ast.get_docstring``, indentation cleaned) in the
+def docstrings_under(root: Path | None = None, prefix: str = "") -> tuple[Document, ...]:
+    """One document per module of the Python sources at ``root`` (default: this Python's standard library, the
+    ``python-docstrings`` corpus), its module, class and function docstrings (``ast.get_docstring``, indentation cleaned) in the
     order they appear in the source, joined by blank lines; modules without a docstring, and files that do not
     parse, are left out. Ordered by module name (``prefix`` and a dot before each, for a package)."""
     root = Path(sysconfig.get_paths()["stdlib"] if root is None else root)

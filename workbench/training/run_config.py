@@ -92,9 +92,8 @@ def run_config_from_dict(data: Any, where: str = "run config") -> RunConfig:
         parts = ([f"is missing {missing}"] if missing else []) + ([f"has unknown keys {unknown}"] if unknown else [])
         raise RunConfigError(f"{where} {' and '.join(parts)}; a run config holds exactly {list(SECTIONS)} "
                              f"(and optionally {list(OPTIONAL_SECTIONS)}), for example {EXAMPLE}")
-    for key in SECTIONS:
-        if not isinstance(data[key], dict):
-            raise RunConfigError(f"{where}: {key!r} must be a JSON object, got {type(data[key]).__name__}")
+    if not isinstance(data["model"], dict):  # task and train: _task_and_train
+        raise RunConfigError(f"{where}: 'model' must be a JSON object, got {type(data['model']).__name__}")
     model = _section(where, "model", lambda: ModelConfig.from_dict(dict(data["model"])))
     task, train_cfg = _task_and_train(data, where)
     check_fits(model, task, where)
