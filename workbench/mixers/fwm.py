@@ -16,7 +16,11 @@ consumes is computed before the recurrence: the recurrence is F alone (kernels/f
 output ``z + linear(q)`` lives in the LSTM's hidden space; here that space is d_model, so the output
 goes straight to the residual stream. The authors read only at answer positions in their
 "ra" mode; as a language model (their LM mode) every position reads, as here. Initialisation is the
-workbench's (seeded normal); the constant +1 on β and on the forget gate are kept. The authors have one
+authors' (``init_extra_``): the LSTM's matrices ~ U(±1/√d_model), the write and read projections ~
+U(±√(6/(d_model + d_head))); biases 0 and W_O as the rest of the workbench. With the workbench's default
+N(0, 0.02²) instead, s, r, t, q and e are ~0.007, the three hops' read ~1e-8 and the gradient reaching
+every memory parameter ~1e-17: the memory never trains (tests/test_init_gradients.py). The constant +1
+on β and on the forget gate are kept. The authors have one
 F (here: n_heads = 1); with several heads each head's F is rescaled by its own norm. Their training
 loss may add ‖F‖ as a regulariser; the workbench's language-model loss does not.
 
@@ -29,6 +33,7 @@ last hop only (a patched intermediate hop does not re-query F — patch hook_q, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -45,6 +50,8 @@ from .base import CacheGetter, DeltaNetExtrasConfig, LinearSite, Mixer, NotDefin
 from .hook_edits import fire
 from .registry import register
 from .state import RecurrenceInputs, expose_and_patch
+
+LSTM_MATRICES = ("W_ih", "W_hh")  # the slow net's recurrent matrices (the authors' LSTMCell)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class FastWeightMemory(Mixer):
     input_hooks: ClassVar[tuple[str, ...]] = ("hook_s", "hook_r", "hook_t", "hook_beta", "hook_q", "hook_e")
     patch_hooks: ClassVar[dict[str, str]] = {"write": "hook_write", "beta": "hook_beta"}  # see Mixer.patch_sites
     supports_step: ClassVar[bool] = True  # carries F, the LSTM's (h, c) and the input conv's last inputs
+    skip_default_init: ClassVar[tuple[str, ...]] = (*LSTM_MATRICES, "W_s", "W_r", "W_t", "W_beta", "W_q", "W_e")
 
     def __init__(self, cfg: FWMConfig, model, qk_norm: bool = False):
         super().__init__(cfg, model, qk_norm)
@@ -129,6 +137,17 @@ class FastWeightMemory(Mixer):
         self.hook_state = HookPoint()  # [batch, n_positions, head, d_s, d_r, d_t]  F_t; only in expose_states
         self.hook_read = HookPoint()  # [batch, pos, head, hop, d_t]  each hop's result nʲ_t
         self.hook_z = HookPoint()  # [batch, pos, head, d_v]  per-head mixer output
+
+    def init_extra_(self, generator: torch.Generator) -> None:
+        """The authors' initialisation (``LSTMCell.reset_parameters``, ``TPRRNNCell.reset_parameters``): the LSTM's
+        W_ih, W_hh ~ U(±1/√d_model); W_s, W_r, W_t, W_β (their ``W_write``) and W_q, W_e (``W_read``) ~
+        U(±√(6/(d_model + d_head)))."""
+        lstm, proj = self.d_model ** -0.5, math.sqrt(6.0 / (self.d_model + self.d_head))
+        with torch.no_grad():
+            for name in self.skip_default_init:
+                p = getattr(self, name)
+                bound = lstm if name in LSTM_MATRICES else proj
+                p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=generator))
 
     @classmethod
     def label(cls, cfg: FWMConfig) -> str:
