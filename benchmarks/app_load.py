@@ -230,6 +230,19 @@ def radio(page, label: str, option: str, where: str = "main"):
     return lambda: scope.locator('[data-testid="stRadio"]').filter(has_text=label).get_by_text(option, exact=True).click()
 
 
+def switch_radio(page, label: str, options: tuple[str, ...]):
+    """Click the first of ``options`` that is not selected: a click on the selected one starts no run (and
+    Streamlit resets a widget to its default when its page is left, so the selection cannot be tracked here)."""
+    async def click():
+        group = page.locator('[data-testid="stMain"] [data-testid="stRadio"]').filter(has_text=label)
+        for option in options:
+            if not await group.get_by_role("radio", name=option, exact=True).is_checked():
+                await group.get_by_text(option, exact=True).click()
+                return
+        raise RuntimeError(f"radio {label!r}: every one of {options} is selected")
+    return click
+
+
 def seed(page, value: int):
     async def type_seed():
         box = page.locator('[data-testid="stSidebar"] [data-testid="stNumberInput"]').filter(has_text="Seed").locator("input")
@@ -277,7 +290,7 @@ async def drive(browser, url: str, session: Session, deadline: float, timeout: f
                 await timed(page, session, "slider", slider_key(page, "Position t", rng.choice(["ArrowLeft", "ArrowRight"])), timeout)
             elif title == "Patch and edit":
                 await timed(page, session, "slider", slider_key(page, "Strength", rng.choice(["ArrowLeft", "ArrowRight"])), timeout)
-                await timed(page, session, "edit", radio(page, "Mode", "readout" if rounds % 2 == 0 else "carry"), timeout)
+                await timed(page, session, "edit", switch_radio(page, "Mode", ("readout", "carry")), timeout)
         rounds += 1
     await context.close()
 
