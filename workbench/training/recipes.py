@@ -67,8 +67,8 @@ RECIPES = {
     # it stayed at chance for 500 steps at 2×32 and at 4×16; with the extras (1500 steps) it reached only 0.095
     "toy-srwm": _mqar_recipe(SRWMConfig(input_softmax=False), steps=4000, n_heads=4, d_head=16),
     # one third-order F [16, 16, 16] per layer, as the authors' single F (theirs is 32³), in the authors' init. Two
-    # read hops and no LSTM skip (residual=False): with the authors' residual=True it did not bind (0.22 on recall
-    # with replacement), nor with 3 hops (0.06 after 3000 steps); 2 hops bound (0.998 after 1500), one seed each
+    # read hops and no LSTM skip (residual=False): with the authors' residual=True it did not bind (0.239 on recall
+    # with replacement), nor with 3 hops (0.107); 2 hops bound (0.998), 1500 steps and one seed each (scripts/memory_binding.py)
     # (README, "Notebooks"). A recall stage first, as the Delta LSTM's.
     "toy-fwm": _after_recall(_mqar_recipe(FWMConfig(n_reads=2, residual=False), steps=2000, n_heads=1, d_head=16),
                              steps=1500),
